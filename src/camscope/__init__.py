@@ -1,0 +1,50 @@
+"""camscope: what convolutional networks look at, in 2D images and 3D volumes.
+
+>>> import camscope
+>>> e = camscope.explain(model, x, method="respond_cam", layer="maxpool2", targets="all")  # doctest: +SKIP
+>>> e.maps.shape  # (B, T, *s), raw and signed, at the layer's resolution  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from camscope.errors import (
+    CamscopeError,
+    InputError,
+    LayerError,
+    MethodError,
+    ModelError,
+    TargetError,
+)
+from camscope.explain import explain
+from camscope.explanation import Explanation
+from camscope.layers import LayerInfo, default_layer, probe_layers, resolve_layer
+from camscope.methods import get_method, list_methods
+from camscope.postprocess import normalize, relu, upsample
+
+try:
+    __version__ = version("camscope")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CamscopeError",
+    "Explanation",
+    "InputError",
+    "LayerError",
+    "LayerInfo",
+    "MethodError",
+    "ModelError",
+    "TargetError",
+    "__version__",
+    "default_layer",
+    "explain",
+    "get_method",
+    "list_methods",
+    "normalize",
+    "probe_layers",
+    "relu",
+    "resolve_layer",
+    "upsample",
+]

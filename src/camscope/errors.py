@@ -1,0 +1,40 @@
+"""One exception family for every error a user can cause.
+
+Every message says what was wrong and what to do about it. The CLI turns these into a one-line
+message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CamscopeError",
+    "InputError",
+    "LayerError",
+    "MethodError",
+    "ModelError",
+    "TargetError",
+]
+
+
+class CamscopeError(Exception):
+    """Base class of every error camscope raises for a user's mistake or a model's failure."""
+
+
+class InputError(CamscopeError, ValueError):
+    """The input tensor has the wrong rank, dtype, or contains NaN/Inf."""
+
+
+class LayerError(CamscopeError, LookupError):
+    """The requested layer does not exist, does not run, or has no spatial extent."""
+
+
+class TargetError(CamscopeError, ValueError):
+    """The targets do not fit the batch or the model's output."""
+
+
+class MethodError(CamscopeError, LookupError):
+    """Unknown method name, or a method that does not apply to this model."""
+
+
+class ModelError(CamscopeError, RuntimeError):
+    """The model raised while camscope ran it; the original exception is chained."""

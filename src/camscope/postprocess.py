@@ -1,0 +1,155 @@
+"""Explicit post-processing of raw maps: ReLU, normalisation, upsampling.
+
+Maps are ``(B, T, *s)``: batch, targets, then 1–3 spatial axes. Every function returns a new tensor
+and never changes its input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from camscope.errors import InputError
+
+__all__ = ["gaussian_upsampling_matrix", "normalize", "relu", "upsample"]
+
+NormalizeKind = Literal["minmax", "maxabs", "none"]
+UpsampleMode = Literal["nearest", "linear", "gaussian"]
+
+
+def _check_maps(maps: torch.Tensor) -> int:
+    if not isinstance(maps, torch.Tensor):
+        raise InputError(f"maps must be a tensor (B, T, *s), not {type(maps).__name__}")
+    if maps.ndim < 3:
+        raise InputError(
+            f"maps must be (B, T, *s) with at least one spatial axis, got {tuple(maps.shape)}"
+        )
+    return maps.ndim - 2
+
+
+def relu(maps: torch.Tensor) -> torch.Tensor:
+    """Keep the positive evidence: ``max(maps, 0)``, a new tensor."""
+    _check_maps(maps)
+    return torch.relu(maps)
+
+
+def normalize(maps: torch.Tensor, *, kind: NormalizeKind = "minmax") -> torch.Tensor:
+    """Scale each map (per sample and target) for display or thresholding.
+
+    Args:
+        maps: ``(B, T, *s)``.
+        kind: ``"minmax"`` → ``[0, 1]`` (a constant map becomes 0); ``"maxabs"`` → ``[-1, 1]``
+            keeping the sign and zero (for signed maps); ``"none"`` → an unchanged copy.
+
+    Returns:
+        A new tensor of the same shape.
+
+    Raises:
+        InputError: unknown ``kind`` or malformed maps.
+    """
+    spatial_dims = _check_maps(maps)
+    axes = tuple(range(-spatial_dims, 0))
+    if kind == "none":
+        return maps.clone()
+    if kind == "minmax":
+        low = maps.amin(dim=axes, keepdim=True)
+        span = maps.amax(dim=axes, keepdim=True) - low
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+        return torch.where(span > 0, (maps - low) / safe, torch.zeros_like(maps))
+    if kind == "maxabs":
+        scale = maps.abs().amax(dim=axes, keepdim=True)
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return maps / safe
+    raise InputError(f"normalize kind {kind!r} unknown; use 'minmax', 'maxabs' or 'none'")
+
+
+def gaussian_upsampling_matrix(
+    grid_size: int,
+    output_size: int,
+    sigma: float,
+    *,
+    mass_preserving: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """One axis of Gaussian upsampling: the ``(output_size, grid_size)`` spray matrix.
+
+    Cell ``i`` is centred at ``c(i) = (i + 0.5) · S / s - 0.5`` in output pixel coordinates and
+    contributes ``exp(-(p - c(i))² / (2σ²))`` to every output pixel ``p`` (no truncation).
+    With ``mass_preserving`` each column sums to 1, so the total of the map is kept.
+    """
+    if sigma <= 0 or not torch.isfinite(torch.tensor(float(sigma))):
+        raise InputError(f"Gaussian upsampling needs a positive, finite sigma, got {sigma}")
+    pixels = torch.arange(output_size, dtype=torch.float64)
+    centres = (torch.arange(grid_size, dtype=torch.float64) + 0.5) * output_size / grid_size - 0.5
+    matrix = torch.exp(-((pixels[:, None] - centres[None, :]) ** 2) / (2.0 * float(sigma) ** 2))
+    if mass_preserving:
+        matrix = matrix / matrix.sum(dim=0, keepdim=True)
+    return matrix.to(dtype=dtype, device=device)
+
+
+def upsample(
+    maps: torch.Tensor,
+    size: Sequence[int],
+    *,
+    mode: UpsampleMode = "linear",
+    sigma: float | Sequence[float] | None = None,
+    mass_preserving: bool = False,
+) -> torch.Tensor:
+    """Resize maps ``(B, T, *s)`` to ``(B, T, *size)``.
+
+    Args:
+        maps: raw or processed maps.
+        size: the output spatial size, one entry per spatial axis.
+        mode: ``"nearest"`` (exact nearest, as PIL/scikit-image), ``"linear"`` (bi-/tri-linear by
+            the number of axes, ``align_corners=False``), or ``"gaussian"`` (Kim et al. 2020:
+            every cell sprays a Gaussian over the whole output; separable, exact).
+        sigma: Gaussian widths in output pixels, one number or one per axis (``mode="gaussian"``).
+        mass_preserving: Gaussian only: keep the map's total (``Σ out = Σ in``).
+
+    Returns:
+        A new tensor ``(B, T, *size)``.
+
+    Raises:
+        InputError: ``size`` does not match the number of spatial axes, unknown mode, or a missing
+            or invalid ``sigma``.
+    """
+    spatial_dims = _check_maps(maps)
+    size = tuple(int(v) for v in size)
+    if len(size) != spatial_dims or any(v < 1 for v in size):
+        raise InputError(
+            f"size {size} must have {spatial_dims} positive entries, one per spatial axis of maps "
+            f"{tuple(maps.shape)}"
+        )
+    if mode == "nearest":
+        return F.interpolate(maps, size=size, mode="nearest-exact")
+    if mode == "linear":
+        interpolation = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(spatial_dims)
+        if interpolation is None:
+            raise InputError(f"linear upsampling supports 1 to 3 spatial axes, not {spatial_dims}")
+        return F.interpolate(maps, size=size, mode=interpolation, align_corners=False)
+    if mode == "gaussian":
+        if sigma is None:
+            raise InputError("Gaussian upsampling needs sigma (input pixels), one or one per axis")
+        sigmas = [float(sigma)] * spatial_dims if isinstance(sigma, int | float) else list(sigma)
+        if len(sigmas) != spatial_dims:
+            raise InputError(f"sigma needs {spatial_dims} entries, got {len(sigmas)}")
+        out = maps
+        for axis, (grid, target, width) in enumerate(
+            zip(maps.shape[2:], size, sigmas, strict=True)
+        ):
+            matrix = gaussian_upsampling_matrix(
+                grid,
+                target,
+                width,
+                mass_preserving=mass_preserving,
+                dtype=maps.dtype,
+                device=maps.device,
+            )
+            # Contract spatial axis `axis` with the (target, grid) matrix, keep axis order.
+            out = torch.movedim(torch.movedim(out, 2 + axis, -1) @ matrix.T, -1, 2 + axis)
+        return out
+    raise InputError(f"upsampling mode {mode!r} unknown; use 'nearest', 'linear' or 'gaussian'")

@@ -1,0 +1,156 @@
+"""Targets: what scalar(s) of the model's output an explanation is about.
+
+A target turns the model output into scores ``(B, T)``: ``T`` scalars per sample, each explained
+by its own map. Class targets pick logits; a callable can return any differentiable score
+(a segmentation region's mean, a regression output, ...).
+
+Accepted forms (``K`` = number of classes, ``B`` = batch size):
+
+========================  =====================================================
+``None``                  each sample's predicted class (arg-max logit), ``T = 1``
+``int``                   that class for every sample, ``T = 1``
+sequence / 1-D tensor     one class per sample, length ``B``, ``T = 1``
+``(B, T)`` int tensor     ``T`` classes per sample
+``"all"``                 every class, ``T = K``, in class order
+callable                  ``output -> (B,)`` or ``(B, T)`` scores
+========================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+
+from camscope.errors import TargetError
+
+__all__ = ["TargetSpec", "TargetScores", "check_targets", "select_targets"]
+
+TargetSpec = Union[
+    None, int, str, Sequence[int], torch.Tensor, Callable[[Any], torch.Tensor]
+]
+
+
+@dataclass(frozen=True)
+class TargetScores:
+    """Scores ``(B, T)`` still attached to the graph, and the class indices when targets are classes."""
+
+    scores: torch.Tensor
+    classes: torch.Tensor | None
+
+
+def check_targets(targets: TargetSpec, batch_size: int) -> None:
+    """Reject malformed targets before any forward pass is spent on them.
+
+    Raises:
+        TargetError: wrong type, wrong length, wrong dtype or rank.
+    """
+    if targets is None or callable(targets):
+        return
+    if isinstance(targets, str):
+        if targets != "all":
+            raise TargetError(
+                f"targets={targets!r} is not understood; the only string accepted is 'all'"
+            )
+        return
+    if isinstance(targets, bool):
+        raise TargetError("targets must be a class index, not a bool")
+    if isinstance(targets, int):
+        if targets < 0:
+            raise TargetError(f"class index {targets} is negative; class indices start at 0")
+        return
+    tensor = _as_index_tensor(targets)
+    if tensor.ndim == 1 and tensor.shape[0] != batch_size:
+        raise TargetError(
+            f"{tensor.shape[0]} targets were given for a batch of {batch_size}; give one class "
+            "per sample, a single int for all, or a (B, T) tensor"
+        )
+    if tensor.ndim == 2 and tensor.shape[0] != batch_size:
+        raise TargetError(
+            f"targets of shape {tuple(tensor.shape)} do not match a batch of {batch_size}; "
+            "the first axis must be the batch"
+        )
+    if tensor.ndim == 2 and tensor.shape[1] == 0:
+        raise TargetError("targets of shape (B, 0) ask for no map at all; give at least one class")
+
+
+def _as_index_tensor(targets: object) -> torch.Tensor:
+    if isinstance(targets, torch.Tensor):
+        tensor = targets
+    else:
+        try:
+            tensor = torch.as_tensor(targets)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TargetError(
+                f"targets of type {type(targets).__name__} are not understood: {error}"
+            ) from error
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise TargetError(f"class targets must be integers, got dtype {tensor.dtype}")
+    if tensor.ndim not in (1, 2):
+        raise TargetError(
+            f"class targets must be 1-D (one per sample) or 2-D (B, T), got shape "
+            f"{tuple(tensor.shape)}"
+        )
+    return tensor.long()
+
+
+def select_targets(targets: TargetSpec, output: Any, batch_size: int) -> TargetScores:
+    """Turn the model output into target scores ``(B, T)``.
+
+    Args:
+        targets: any accepted form (see the module docstring).
+        output: what the model returned for the batch.
+        batch_size: ``B``.
+
+    Returns:
+        The scores (attached to the autograd graph) and the class indices, ``None`` for a callable.
+
+    Raises:
+        TargetError: class targets on an output that is not ``(B, K)`` logits, a class index out of
+            range, or a callable returning the wrong shape.
+    """
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        scores = targets(output)
+        if not isinstance(scores, torch.Tensor):
+            raise TargetError(
+                f"the target callable returned {type(scores).__name__}; it must return a tensor "
+                "of shape (B,) or (B, T)"
+            )
+        if scores.ndim == 1:
+            scores = scores[:, None]
+        if scores.ndim != 2 or scores.shape[0] != batch_size:
+            raise TargetError(
+                f"the target callable returned shape {tuple(scores.shape)}; expected (B,) or "
+                f"(B, T) with B = {batch_size}"
+            )
+        return TargetScores(scores=scores, classes=None)
+
+    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != batch_size:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise TargetError(
+            f"class targets need a model output of shape (B, K) logits, got {shape}; pass a "
+            "callable target that maps the output to (B,) or (B, T) scores"
+        )
+    num_classes = output.shape[1]
+    device = output.device
+    if targets is None:
+        classes = output.detach().argmax(dim=1, keepdim=True)
+    elif isinstance(targets, str):  # "all", checked before
+        classes = torch.arange(num_classes, device=device).expand(batch_size, num_classes)
+        return TargetScores(scores=output, classes=classes)
+    elif isinstance(targets, int):
+        classes = torch.full((batch_size, 1), targets, dtype=torch.long, device=device)
+    else:
+        classes = _as_index_tensor(targets).to(device)
+        if classes.ndim == 1:
+            classes = classes[:, None]
+    bad = (classes < 0) | (classes >= num_classes)
+    if bool(bad.any()):
+        wrong = sorted({int(v) for v in classes[bad].tolist()})
+        raise TargetError(
+            f"class index {wrong[0] if len(wrong) == 1 else wrong} out of range: the model has "
+            f"{num_classes} classes (0 to {num_classes - 1})"
+        )
+    return TargetScores(scores=output.gather(1, classes), classes=classes)
