@@ -1,7 +1,9 @@
 """camscope: what convolutional networks look at, in 2D images and 3D volumes.
 
 >>> import camscope
->>> e = camscope.explain(model, x, method="respond_cam", layer="maxpool2", targets="all")  # doctest: +SKIP
+>>> e = camscope.explain(  # doctest: +SKIP
+...     model, x, method="respond_cam", layer="maxpool2", targets="all"
+... )
 >>> e.maps.shape  # (B, T, *s), raw and signed, at the layer's resolution  # doctest: +SKIP
 """
 

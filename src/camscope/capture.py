@@ -5,8 +5,8 @@ How it stays cheap and safe:
 * The forward pass starts without autograd. When the chosen layer finishes, its output is
   detached into a leaf that requires grad, autograd is switched on, and a *copy* of the leaf is
   handed on to the rest of the network. The trunk below the layer therefore keeps no graph (peak
-  memory stays at inference level), and an in-place op right after the layer (``ReLU(inplace=True)``)
-  changes the copy, never the recorded activations.
+  memory stays at inference level), and an in-place op right after the layer
+  (``ReLU(inplace=True)``) changes the copy, never the recorded activations.
 * Gradients of all ``T`` target scores of every sample come from one batched vector–Jacobian
   product (``torch.autograd.grad(..., is_grads_batched=True)``), in chunks of targets when memory
   requires; never a Python loop of backward passes.
@@ -168,9 +168,7 @@ class Capture:
             grads = self._vjp(scores[:, start:stop], activations, retain)
             yield start, stop, grads
 
-    def _vjp(
-        self, scores: torch.Tensor, activations: torch.Tensor, retain: bool
-    ) -> torch.Tensor:
+    def _vjp(self, scores: torch.Tensor, activations: torch.Tensor, retain: bool) -> torch.Tensor:
         count = scores.shape[1]
         if count == 1:
             (grads,) = torch.autograd.grad(
@@ -202,7 +200,10 @@ class Capture:
                 RuntimeWarning,
                 stacklevel=4,
             )
-            grads = self._vjp_loop(scores, activations)
+            looped = self._vjp_loop(scores, activations)
+            if looped is None:
+                raise self._independent() from error
+            grads = looped
         if grads is None:
             raise self._independent()
         return grads.movedim(0, 1)

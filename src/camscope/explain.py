@@ -16,11 +16,11 @@ __all__ = ["explain"]
 
 
 def _model_placement(model: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
-    for tensor in model.parameters():
-        return tensor.device, tensor.dtype
-    for tensor in model.buffers():
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
+    for parameter in model.parameters():
+        return parameter.device, parameter.dtype
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            return buffer.device, buffer.dtype
     return None, None
 
 

@@ -90,7 +90,9 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     names = _available_names(model)
     close = difflib.get_close_matches(layer, names, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise LayerError(f"no layer named {layer!r} in the model.{hint} Available: {_short_list(names)}")
+    raise LayerError(
+        f"no layer named {layer!r} in the model.{hint} Available: {_short_list(names)}"
+    )
 
 
 def _short_list(names: list[str], limit: int = 40) -> str:

@@ -20,22 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 from camscope.errors import TargetError
 
-__all__ = ["TargetSpec", "TargetScores", "check_targets", "select_targets"]
+__all__ = ["TargetScores", "TargetSpec", "check_targets", "select_targets"]
 
-TargetSpec = Union[
-    None, int, str, Sequence[int], torch.Tensor, Callable[[Any], torch.Tensor]
-]
+TargetSpec = None | int | str | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class TargetScores:
-    """Scores ``(B, T)`` still attached to the graph, and the class indices when targets are classes."""
+    """Scores ``(B, T)`` attached to the graph, and class indices when the targets are classes."""
 
     scores: torch.Tensor
     classes: torch.Tensor | None

@@ -45,7 +45,11 @@ _LAYER_METHODS = [
     (xgrad_cam, "XGrad-CAM: Respond-CAM's weight without ε", True),
     (pixelwise_cam, "pixel-wise gradient × activation summed over channels (HiResCAM)", True),
     (layer_cam, "pixel-wise CAM with positive gradients only (LayerCAM)", False),
-    (extended_cam, "Extended-CAM grid map (gradient × activation); Gaussian upsampling after", True),
+    (
+        extended_cam,
+        "Extended-CAM grid map (gradient × activation); Gaussian upsampling after",
+        True,
+    ),
 ]
 
 for _function, _summary, _signed in _LAYER_METHODS:

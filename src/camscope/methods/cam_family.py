@@ -94,7 +94,7 @@ def cam(
     References:
         Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016.
     """
-    channel, spatial = _axes(activations, gradients, spatial_dims)
+    _channel, spatial = _axes(activations, gradients, spatial_dims)
     mean = gradients.mean(dim=spatial, keepdim=True)
     scale = gradients.abs().amax().clamp_min(torch.finfo(gradients.dtype).tiny)
     deviation = (gradients - mean).abs().amax() / scale

@@ -69,6 +69,4 @@ def get_method(name: str) -> MethodInfo:
         return _REGISTRY[key]
     close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise MethodError(
-        f"unknown method {name!r}.{hint} Available: {', '.join(list_methods())}"
-    )
+    raise MethodError(f"unknown method {name!r}.{hint} Available: {', '.join(list_methods())}")

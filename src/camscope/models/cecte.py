@@ -77,7 +77,7 @@ class _PaperCNN(nn.Sequential):
         self.num_classes = num_classes
         _glorot(self)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102 (nn.Sequential's)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return super().forward(inputs)
 
 

@@ -1,0 +1,72 @@
+"""Small networks built for tests whose answers are known."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Paired2D3D:
+    """A 2D network and a 3D network that compute the same thing on depth-1 volumes."""
+
+    def __init__(self, *, num_classes: int = 4, size: int = 8, dtype=torch.float64) -> None:
+        self.net2d = nn.Sequential(
+            nn.Conv2d(2, 5, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(5 * (size // 2) ** 2, num_classes),
+        ).to(dtype)
+        self.net3d = nn.Sequential(
+            nn.Conv3d(2, 5, (1, 3, 3), padding=(0, 1, 1)),
+            nn.ReLU(),
+            nn.MaxPool3d((1, 2, 2)),
+            nn.Flatten(),
+            nn.Linear(5 * (size // 2) ** 2, num_classes),
+        ).to(dtype)
+        with torch.no_grad():
+            self.net3d[0].weight.copy_(self.net2d[0].weight[:, :, None])
+            self.net3d[0].bias.copy_(self.net2d[0].bias)
+            self.net3d[4].weight.copy_(self.net2d[4].weight)
+            self.net3d[4].bias.copy_(self.net2d[4].bias)
+
+
+class SideBranch(nn.Module):
+    """``side`` runs but the output does not depend on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.side = nn.Conv2d(1, 3, 3, padding=1)
+        self.unused = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(3 * 64, 2)
+
+    def forward(self, x):
+        self.side(x)
+        return self.fc(torch.flatten(F.relu(self.conv(x)), 1))
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module used twice in a forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(3 * 64, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.relu(self.conv2(self.relu(self.conv1(x)))), 1))
+
+
+class Raising(nn.Module):
+    """Raises in the forward pass of one of its layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.message = "deliberate failure"
+
+    def forward(self, x):
+        raise RuntimeError(self.message)
