@@ -1,0 +1,1 @@
+"""The ``camscope`` command line: a thin layer over the library (parse, call, save)."""

@@ -1,0 +1,74 @@
+"""Atomic file output: a result appears whole under its final name, or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from camscope.errors import CamscopeError
+
+__all__ = ["OutputError", "atomic_write", "prepare_output_dir", "write_json", "write_npz"]
+
+
+class OutputError(CamscopeError, OSError):
+    """An output cannot be written (exists without --force, or the folder is not writable)."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_write(path, mode="w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+    """Write arrays to a compressed ``.npz``, atomically."""
+    with atomic_write(path, mode="wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+
+
+def prepare_output_dir(path: str | os.PathLike[str], names: list[str], *, force: bool) -> Path:
+    """Create the output folder; refuse to overwrite any of ``names`` unless ``force``.
+
+    Raises:
+        OutputError: an output exists and ``force`` is False, or the folder cannot be created.
+    """
+    folder = Path(path)
+    existing = [name for name in names if (folder / name).exists()]
+    if existing and not force:
+        raise OutputError(
+            f"{folder} already holds {', '.join(existing)}; choose another --out or pass --force "
+            "to overwrite"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create output folder {folder}: {error.strerror}") from error
+    return folder

@@ -1,0 +1,63 @@
+"""The command line and the built-in demo (the README's main job)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import camscope
+from camscope.cli.main import cli
+from camscope.demo import run_demo
+
+
+def test_methods_lists_registry_in_kebab_case():
+    result = CliRunner().invoke(cli, ["methods"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.output.splitlines()]
+    assert names == [name.replace("_", "-") for name in camscope.list_methods()]
+
+
+def test_layers_marks_the_default():
+    result = CliRunner().invoke(cli, ["layers", "cnn2"])
+    assert result.exit_code == 0, result.output
+    marked = [line for line in result.output.splitlines() if line.startswith("*")]
+    assert len(marked) == 1 and "maxpool2" in marked[0] and "64×5×5×5" in marked[0]
+
+
+def test_user_error_is_one_line_and_exit_code_2():
+    result = CliRunner().invoke(cli, ["layers", "resnet9000"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("camscope: error: unknown model 'resnet9000'")
+    assert "Traceback" not in result.output
+
+
+def test_demo_runs_and_saves(tmp_path):
+    result = run_demo(tmp_path / "demo", per_class=12, test_per_class=4, epochs=1, progress=False)
+    rows = {row["method"]: row for row in result.rows}
+    # Flatten → Linear head: Respond-CAM's totals are logit − bias exactly, so τ is 1 up to ties.
+    assert rows["respond_cam"]["kendall_tau"] > 0.99
+    assert rows["respond_cam"]["l1"] < rows["grad_cam"]["l1"]
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["n_test"] == 12 and summary["layer"] == "pool2"
+    saved = np.load(tmp_path / "demo" / "maps.npz")
+    assert saved["respond_cam"].shape == (12, 3, 6, 6, 6)
+    assert (tmp_path / "demo" / "slices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "demo").glob(".*tmp"))
+
+
+def test_demo_refuses_to_overwrite_without_force(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "--force" in result.output
+    assert (tmp_path / "summary.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_demo_command_end_to_end(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "respond_cam" in result.output and "test accuracy" in result.output
