@@ -57,8 +57,8 @@ def layers(model_name: str, input_size: int | None, in_channels: int) -> None:
     from camscope.models import create_model
 
     model = create_model(model_name)
-    spatial_dims = getattr(model, "spatial_dims", 3)
-    size = int(input_size or getattr(model, "input_size", 40))
+    spatial_dims: int = model.__dict__.get("spatial_dims", 3)
+    size: int = input_size or model.__dict__.get("input_size", 40)
     probe = torch.zeros(1, in_channels, *([size] * spatial_dims))
     infos = camscope.probe_layers(model.eval(), probe)
     chosen = camscope.default_layer(infos)
