@@ -177,7 +177,8 @@ def test_mismatched_shapes_are_refused():
 # Grad-CAM++ against eq. 19 of Chattopadhay et al. with the real higher derivatives of exp(y).
 
 
-def test_grad_cam_pp_matches_eq19_with_autograd_derivatives():
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_grad_cam_pp_matches_eq19_with_autograd_derivatives(scale):
     """Eq. 19: α = ∂²Y/∂A² / (2 ∂²Y/∂A² + Σ_ab A_ab ∂³Y/∂A³), Y = exp(S), w = Σ α ReLU(∂Y/∂A).
 
     The derivatives of Y are taken by autograd, element by element (no g², g³ shortcut), on a
@@ -187,7 +188,7 @@ def test_grad_cam_pp_matches_eq19_with_autograd_derivatives():
     generator = torch.Generator().manual_seed(3)
     channels, size = 2, (3, 3)
     activations = torch.rand(channels, *size, generator=generator, dtype=torch.float64)
-    weight = torch.randn(channels * 9, generator=generator, dtype=torch.float64)
+    weight = scale * torch.randn(channels * 9, generator=generator, dtype=torch.float64)
 
     def score(a: torch.Tensor) -> torch.Tensor:  # linear head: S = w · flatten(A) + 0.3
         return weight @ a.reshape(-1) + 0.3
