@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from camscope import methods, metrics, models
 from camscope.errors import (
     CamscopeError,
     InputError,
@@ -24,6 +25,7 @@ from camscope.explanation import Explanation
 from camscope.layers import LayerInfo, default_layer, probe_layers, resolve_layer
 from camscope.methods import get_method, list_methods
 from camscope.postprocess import normalize, relu, upsample
+from camscope.receptive import ReceptiveField, effective_receptive_field
 
 try:
     __version__ = version("camscope")
@@ -38,12 +40,17 @@ __all__ = [
     "LayerInfo",
     "MethodError",
     "ModelError",
+    "ReceptiveField",
     "TargetError",
     "__version__",
     "default_layer",
+    "effective_receptive_field",
     "explain",
     "get_method",
     "list_methods",
+    "methods",
+    "metrics",
+    "models",
     "normalize",
     "probe_layers",
     "relu",

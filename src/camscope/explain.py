@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -145,4 +147,6 @@ def explain(
         method=info.name,
         layer=layer_name,
         input_size=tuple(x.shape[2:]),
+        in_channels=x.shape[1],
+        model_ref=weakref.ref(model),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from camscope import postprocess
 
@@ -27,6 +29,7 @@ class Explanation:
         layer: name of the layer the maps were taken at (the chosen default when none was given).
         input_size: spatial size ``S`` of the inputs, e.g. ``(H, W)`` or ``(D, H, W)``.
         steps: post-processing applied since :func:`explain`, in order (empty for raw maps).
+        in_channels: channels of the inputs (with ``input_size``, the input shape).
     """
 
     maps: torch.Tensor
@@ -37,6 +40,12 @@ class Explanation:
     layer: str
     input_size: tuple[int, ...]
     steps: tuple[str, ...] = ()
+    in_channels: int = 1
+    # A weak reference: an Explanation does not keep a model alive, but can reach it for
+    # upsample(sigma="erf") while it exists.
+    model_ref: weakref.ReferenceType[nn.Module] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def is_raw(self) -> bool:
@@ -58,14 +67,38 @@ class Explanation:
         self,
         size: Sequence[int] | None = None,
         *,
-        mode: postprocess.UpsampleMode = "linear",
-        sigma: float | Sequence[float] | None = None,
+        mode: postprocess.UpsampleMode | None = None,
+        sigma: float | Sequence[float] | Literal["erf"] | None = None,
         mass_preserving: bool = False,
+        model: nn.Module | None = None,
     ) -> Explanation:
-        """A new Explanation with maps resized, by default to the input's spatial size."""
+        """A new Explanation with maps resized, by default to the input's spatial size.
+
+        Args:
+            size: output spatial size; default the input's.
+            mode: ``"nearest"``, ``"linear"`` or ``"gaussian"``; default ``"gaussian"`` for
+                Extended-CAM (the method is defined with it) and ``"linear"`` for the others.
+            sigma: Gaussian widths in output pixels, or ``"erf"`` (the default for Gaussian
+                mode): from the effective receptive field of this explanation's layer.
+            mass_preserving: Gaussian only: keep each map's total.
+            model: the network, for ``sigma="erf"`` when the explanation's model is gone.
+        """
         target = tuple(size) if size is not None else self.input_size
+        if mode is None:
+            mode = "gaussian" if self.method == "extended_cam" else "linear"
+        if mode == "gaussian" and sigma is None:
+            sigma = "erf"
+        if model is None and self.model_ref is not None:
+            model = self.model_ref()
         maps = postprocess.upsample(
-            self.maps, target, mode=mode, sigma=sigma, mass_preserving=mass_preserving
+            self.maps,
+            target,
+            mode=mode,
+            sigma=sigma,
+            mass_preserving=mass_preserving,
+            model=model,
+            layer=self.layer,
+            input_shape=(self.in_channels, *self.input_size),
         )
         return self._with(maps, f"upsample({mode})")
 

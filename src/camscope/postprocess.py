@@ -7,14 +7,17 @@ and never changes its input.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
 from camscope.errors import InputError
 
-__all__ = ["gaussian_upsampling_matrix", "normalize", "relu", "upsample"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["gaussian_upsampling_matrix", "normalize", "relu", "separable_apply", "upsample"]
 
 NormalizeKind = Literal["minmax", "maxabs", "none"]
 UpsampleMode = Literal["nearest", "linear", "gaussian"]
@@ -91,13 +94,64 @@ def gaussian_upsampling_matrix(
     return matrix.to(dtype=dtype, device=device)
 
 
+def separable_apply(maps: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Apply one ``(S_d, s_d)`` matrix per spatial axis of ``(B, T, *s)`` maps → ``(B, T, *S)``.
+
+    Axes are contracted from the last to the first, each as one broadcast matrix product on a
+    contiguous view, so no axis is ever permuted and the output is written once at the end.
+    """
+    spatial = list(maps.shape[2:])
+    head = maps.shape[:2]
+    out = maps.contiguous()
+    last = len(spatial) - 1
+    out = out @ matrices[last].T  # (..., s_last) → (..., S_last)
+    spatial[last] = matrices[last].shape[0]
+    for axis in range(last - 1, -1, -1):
+        before = 1
+        for size in spatial[:axis]:
+            before *= size
+        after = 1
+        for size in spatial[axis + 1 :]:
+            after *= size
+        view = out.reshape(head[0] * head[1] * before, spatial[axis], after)
+        out = matrices[axis] @ view  # (S_d, s_d) @ (N, s_d, after) → (N, S_d, after)
+        spatial[axis] = matrices[axis].shape[0]
+    return out.reshape(*head, *spatial)
+
+
+def _erf_sigmas(
+    sigma: str,
+    size: tuple[int, ...],
+    model: nn.Module | None,
+    layer: str | None,
+    input_shape: Sequence[int] | None,
+) -> list[float]:
+    if sigma != "erf":
+        raise InputError(f"sigma {sigma!r} not understood; give numbers or 'erf'")
+    if model is None or layer is None or input_shape is None:
+        raise InputError(
+            "sigma='erf' needs the model, the layer name and the input shape (C, *S); "
+            "Explanation.upsample passes them for you"
+        )
+    from camscope.receptive import cached_receptive_field  # needs the model: imported late
+
+    field = cached_receptive_field(model, layer, tuple(input_shape))
+    spatial = tuple(input_shape)[1:]
+    if len(spatial) != len(size):
+        raise InputError(f"input_shape {tuple(input_shape)} does not match size {size}")
+    return [s * out / inp for s, out, inp in zip(field.sigma, size, spatial, strict=True)]
+
+
 def upsample(
     maps: torch.Tensor,
     size: Sequence[int],
     *,
     mode: UpsampleMode = "linear",
-    sigma: float | Sequence[float] | None = None,
+    sigma: float | Sequence[float] | Literal["erf"] | None = None,
     mass_preserving: bool = False,
+    model: nn.Module | None = None,
+    layer: str | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Resize maps ``(B, T, *s)`` to ``(B, T, *size)``.
 
@@ -107,8 +161,14 @@ def upsample(
         mode: ``"nearest"`` (exact nearest, as PIL/scikit-image), ``"linear"`` (bi-/tri-linear by
             the number of axes, ``align_corners=False``), or ``"gaussian"`` (Kim et al. 2020:
             every cell sprays a Gaussian over the whole output; separable, exact).
-        sigma: Gaussian widths in output pixels, one number or one per axis (``mode="gaussian"``).
+        sigma: Gaussian widths in output pixels, one number or one per axis, or ``"erf"``: the
+            widths of the Gaussian fitted to the layer's effective receptive field (estimated
+            once per model, layer and input shape in this session, on standard-normal inputs;
+            see :func:`camscope.effective_receptive_field`), rescaled from input pixels to
+            output pixels when ``size`` differs from the input size.
         mass_preserving: Gaussian only: keep the map's total (``Σ out = Σ in``).
+        model, layer, input_shape: with ``sigma="erf"``: the network, the maps' layer name and
+            the input shape ``(C, *S)``.
 
     Returns:
         A new tensor ``(B, T, *size)``.
@@ -133,15 +193,20 @@ def upsample(
         return F.interpolate(maps, size=size, mode=interpolation, align_corners=False)
     if mode == "gaussian":
         if sigma is None:
-            raise InputError("Gaussian upsampling needs sigma (input pixels), one or one per axis")
-        sigmas = [float(sigma)] * spatial_dims if isinstance(sigma, int | float) else list(sigma)
+            raise InputError(
+                "Gaussian upsampling needs sigma: numbers (pixels), or 'erf' with model, layer "
+                "and input_shape"
+            )
+        if isinstance(sigma, str):
+            sigmas = _erf_sigmas(sigma, size, model, layer, input_shape)
+        elif isinstance(sigma, int | float):
+            sigmas = [float(sigma)] * spatial_dims
+        else:
+            sigmas = [float(v) for v in sigma]
         if len(sigmas) != spatial_dims:
             raise InputError(f"sigma needs {spatial_dims} entries, got {len(sigmas)}")
-        out = maps
-        for axis, (grid, target, width) in enumerate(
-            zip(maps.shape[2:], size, sigmas, strict=True)
-        ):
-            matrix = gaussian_upsampling_matrix(
+        matrices = [
+            gaussian_upsampling_matrix(
                 grid,
                 target,
                 width,
@@ -149,7 +214,7 @@ def upsample(
                 dtype=maps.dtype,
                 device=maps.device,
             )
-            # Contract spatial axis `axis` with the (target, grid) matrix, keep axis order.
-            out = torch.movedim(torch.movedim(out, 2 + axis, -1) @ matrix.T, -1, 2 + axis)
-        return out
+            for grid, target, width in zip(maps.shape[2:], size, sigmas, strict=True)
+        ]
+        return separable_apply(maps, matrices)
     raise InputError(f"upsampling mode {mode!r} unknown; use 'nearest', 'linear' or 'gaussian'")
