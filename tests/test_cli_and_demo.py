@@ -61,3 +61,14 @@ def test_demo_command_end_to_end(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "respond_cam" in result.output and "test accuracy" in result.output
+
+
+def test_erf_command_prints_sigma_and_writes_plot(tmp_path):
+    plot = tmp_path / "erf.png"
+    args = ["erf", "tiny2d", "--input-size", "32", "--n-inputs", "4", "--plot", str(plot)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "layer pool2" in result.output and "sigma (input pixels, HW)" in result.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and "--force" in again.output

@@ -57,15 +57,61 @@ def layers(model_name: str, input_size: int | None, in_channels: int) -> None:
     from camscope.models import create_model
 
     model = create_model(model_name)
-    spatial_dims: int = model.__dict__.get("spatial_dims", 3)
-    size: int = input_size or model.__dict__.get("input_size", 40)
-    probe = torch.zeros(1, in_channels, *([size] * spatial_dims))
+    probe = _probe_input(model, input_size, in_channels)
     infos = camscope.probe_layers(model.eval(), probe)
     chosen = camscope.default_layer(infos)
     for info in infos:
         mark = "*" if info.name == chosen else " "
         shape = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
         click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape}")
+
+
+def _probe_input(model: torch.nn.Module, input_size: int | None, in_channels: int) -> torch.Tensor:
+    spatial_dims: int = model.__dict__.get("spatial_dims", 3)
+    size: int = input_size or model.__dict__.get("input_size", 40)
+    return torch.zeros(1, in_channels, *([size] * spatial_dims))
+
+
+@cli.command()
+@click.argument("model_name")
+@click.option("--layer", default=None, help="Layer name (default: the default CAM layer).")
+@click.option("--input-size", type=int, default=None, help="Edge length of the inputs.")
+@click.option("--in-channels", type=int, default=1, show_default=True)
+@click.option("--n-inputs", type=int, default=16, show_default=True, help="Noise inputs averaged.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG here.")
+@click.option("--force", is_flag=True, help="Overwrite --plot if it exists.")
+@_friendly
+def erf(
+    model_name: str,
+    layer: str | None,
+    input_size: int | None,
+    in_channels: int,
+    n_inputs: int,
+    plot: str | None,
+    force: bool,
+) -> None:
+    """Estimate a built-in model's effective receptive field and its Gaussian widths."""
+    from pathlib import Path
+
+    from camscope.io.atomic import OutputError
+    from camscope.models import create_model
+
+    if plot and Path(plot).exists() and not force:
+        raise OutputError(f"{plot} exists; pass --force to overwrite")
+    model = create_model(model_name).eval()
+    probe = _probe_input(model, input_size, in_channels)
+    if layer is None:
+        layer = camscope.default_layer(camscope.probe_layers(model, probe))
+    field = camscope.effective_receptive_field(
+        model, layer, input_shape=tuple(probe.shape[1:]), n_inputs=n_inputs
+    )
+    sigmas = ", ".join(f"{s:.2f}" for s in field.sigma)
+    click.echo(f"layer {field.layer}, position {field.position}, {field.n_inputs} noise inputs")
+    click.echo(f"sigma (input pixels, {'DHW'[-len(field.sigma) :]}): {sigmas}")
+    click.echo(f"R²: {field.r2:.4f}")
+    if plot:
+        field.plot(plot)
+        click.echo(f"wrote {plot}")
 
 
 @cli.command()
