@@ -56,7 +56,7 @@ def layers(model_name: str, input_size: int | None, in_channels: int) -> None:
     """List a built-in model's layers with their output shapes; * marks the default CAM layer."""
     from camscope.models import create_model
 
-    model = create_model(model_name)
+    model = create_model(model_name, **_size_option(input_size))
     probe = _probe_input(model, input_size, in_channels)
     infos = camscope.probe_layers(model.eval(), probe)
     chosen = camscope.default_layer(infos)
@@ -64,6 +64,11 @@ def layers(model_name: str, input_size: int | None, in_channels: int) -> None:
         mark = "*" if info.name == chosen else " "
         shape = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
         click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape}")
+
+
+def _size_option(input_size: int | None) -> dict[str, int]:
+    """Built-in models take their input size at construction (their heads depend on it)."""
+    return {} if input_size is None else {"input_size": input_size}
 
 
 def _probe_input(model: torch.nn.Module, input_size: int | None, in_channels: int) -> torch.Tensor:
@@ -98,7 +103,7 @@ def erf(
 
     if plot and Path(plot).exists() and not force:
         raise OutputError(f"{plot} exists; pass --force to overwrite")
-    model = create_model(model_name).eval()
+    model = create_model(model_name, **_size_option(input_size)).eval()
     probe = _probe_input(model, input_size, in_channels)
     if layer is None:
         layer = camscope.default_layer(camscope.probe_layers(model, probe))
