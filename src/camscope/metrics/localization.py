@@ -1,0 +1,182 @@
+"""Weakly supervised localisation and the pointing game, in 2D and 3D.
+
+Boxes are half-open pixel index ranges: ``(y0, x0, y1, x1)`` in 2D and ``(z0, y0, x0, z1, y1, x1)``
+in 3D, shape ``(B, 2·n)``. Boolean masks ``(B, *S)`` are accepted wherever boxes are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from camscope.errors import InputError
+
+__all__ = ["LocalizationResult", "PointingResult", "localization", "pointing_game"]
+
+
+@dataclass(frozen=True)
+class LocalizationResult:
+    """Per-sample localisation.
+
+    Attributes:
+        iou: ``(B,)`` intersection over union with the ground truth.
+        hit: ``(B,)`` whether the IoU passes the hit rule.
+        boxes: ``(B, 2·n)`` the predicted boxes (half-open).
+    """
+
+    iou: torch.Tensor
+    hit: torch.Tensor
+    boxes: torch.Tensor
+
+    def summary(self) -> dict[str, float]:
+        """Mean IoU, hit rate and localisation error (1 − hit rate)."""
+        rate = float(self.hit.double().mean())
+        return {"iou": float(self.iou.double().mean()), "hit_rate": rate, "error": 1 - rate}
+
+
+@dataclass(frozen=True)
+class PointingResult:
+    """Per-sample pointing-game hits and the arg-max positions ``(B, n)``."""
+
+    hit: torch.Tensor
+    points: torch.Tensor
+
+    def summary(self) -> dict[str, float]:
+        """Accuracy = hits / (hits + misses)."""
+        return {"accuracy": float(self.hit.double().mean())}
+
+
+def _as_numpy_maps(saliency: torch.Tensor) -> np.ndarray:
+    if not isinstance(saliency, torch.Tensor) or saliency.ndim not in (3, 4):
+        shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency)
+        raise InputError(f"saliency must be (B, H, W) or (B, D, H, W), got {shape}")
+    values = saliency.detach().double().cpu().numpy()
+    if not np.isfinite(values).all():
+        raise InputError("saliency contains NaN or infinite values")
+    return values
+
+
+def _truth_masks(truth: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """Boolean ``(B, *S)`` masks from boxes ``(B, 2n)`` or masks."""
+    batch, spatial = shape[0], shape[1:]
+    axes = len(spatial)
+    if truth.dtype == torch.bool:
+        if tuple(truth.shape) != shape:
+            raise InputError(f"masks of shape {tuple(truth.shape)} do not match saliency {shape}")
+        return truth.cpu().numpy()
+    if tuple(truth.shape) != (batch, 2 * axes):
+        raise InputError(
+            f"boxes must be (B, {2 * axes}) = (start…, stop…) half-open indices for {axes}D maps, "
+            f"got {tuple(truth.shape)}"
+        )
+    boxes = truth.long().cpu().numpy()
+    masks = np.zeros(shape, dtype=bool)
+    for b in range(batch):
+        start, stop = boxes[b, :axes], boxes[b, axes:]
+        if np.any(stop <= start) or np.any(start < 0) or np.any(stop > np.array(spatial)):
+            raise InputError(f"box {boxes[b].tolist()} is empty or outside the map {spatial}")
+        region: tuple[int | slice, ...] = (
+            b,
+            *[slice(s, e) for s, e in zip(start, stop, strict=True)],
+        )
+        masks[region] = True
+    return masks
+
+
+def _bounding_box(mask: np.ndarray) -> np.ndarray:
+    indices = np.nonzero(mask)
+    start = [int(axis.min()) for axis in indices]
+    stop = [int(axis.max()) + 1 for axis in indices]
+    return np.array(start + stop)
+
+
+def localization(
+    saliency: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    threshold: float = 0.15,
+    small_box_rule: bool = False,
+) -> LocalizationResult:
+    """Box localisation from a saliency map (Selvaraju et al.; seed 004's reproduction).
+
+    Each map is min-max scaled, thresholded at ``threshold`` of its maximum, its largest connected
+    component kept (8-connected in 2D, 26 in 3D) and boxed. With a box as ground truth the IoU is
+    between the boxes; with a mask, between the component and the mask. A hit has IoU ≥ 0.5, or
+    with ``small_box_rule`` IoU ≥ ``min(0.5, Π s_d / Π (s_d + 10))`` for a ground-truth box of
+    sides ``s_d`` (the reproduction's rule for small objects).
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (any sign; raw maps are fine).
+        boxes: ``(B, 2·n)`` half-open boxes, or boolean masks ``(B, *S)``.
+        threshold: fraction of the maximum kept.
+        small_box_rule: use the small-object hit rule.
+
+    Raises:
+        InputError: shapes that do not match, empty boxes, NaN maps.
+    """
+    values = _as_numpy_maps(saliency)
+    truth_is_mask = boxes.dtype == torch.bool
+    truth = _truth_masks(boxes, values.shape)
+    axes = values.ndim - 1
+    structure = np.ones((3,) * axes, dtype=bool)
+    ious, hits, predicted = [], [], []
+    for b in range(values.shape[0]):
+        low, high = values[b].min(), values[b].max()
+        scaled = (values[b] - low) / (high - low) if high > low else np.zeros_like(values[b])
+        binary = scaled >= threshold if high > low else np.ones_like(scaled, dtype=bool)
+        labels, count = ndimage.label(binary, structure=structure)
+        sizes = np.bincount(labels.ravel())[1:]
+        component = labels == (int(np.argmax(sizes)) + 1) if count else binary
+        box = _bounding_box(component)
+        predicted.append(box)
+        if truth_is_mask:
+            region = component
+            reference = truth[b]
+        else:
+            region = np.zeros_like(truth[b])
+            region[tuple(slice(s, e) for s, e in zip(box[:axes], box[axes:], strict=True))] = True
+            reference = truth[b]
+        union = np.logical_or(region, reference).sum()
+        iou = float(np.logical_and(region, reference).sum() / union) if union else 0.0
+        needed = 0.5
+        if small_box_rule and not truth_is_mask:
+            sides = (boxes[b, axes:] - boxes[b, :axes]).double().numpy()
+            needed = min(0.5, float(np.prod(sides) / np.prod(sides + 10)))
+        ious.append(iou)
+        hits.append(iou >= needed)
+    return LocalizationResult(
+        iou=torch.tensor(ious, dtype=torch.float64),
+        hit=torch.tensor(hits),
+        boxes=torch.from_numpy(np.stack(predicted)),
+    )
+
+
+def pointing_game(
+    saliency: torch.Tensor, boxes: torch.Tensor, *, tolerance: float = 0.0
+) -> PointingResult:
+    """Does the map's arg-max fall in the ground truth (within ``tolerance`` pixels)?
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution.
+        boxes: ``(B, 2·n)`` half-open boxes, or boolean masks ``(B, *S)``.
+        tolerance: Euclidean distance in pixels still counted as a hit (15 in the original paper,
+            0 in the reproduction).
+    """
+    values = _as_numpy_maps(saliency)
+    truth = _truth_masks(boxes, values.shape)
+    hits, points = [], []
+    for b in range(values.shape[0]):
+        point = np.unravel_index(int(np.argmax(values[b])), values[b].shape)
+        points.append(point)
+        if truth[b][point]:
+            hits.append(True)
+            continue
+        if tolerance <= 0:
+            hits.append(False)
+            continue
+        distance = ndimage.distance_transform_edt(~truth[b])[point]
+        hits.append(bool(distance <= tolerance))
+    return PointingResult(hit=torch.tensor(hits), points=torch.tensor(np.array(points)))
