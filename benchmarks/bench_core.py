@@ -29,7 +29,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,9 @@ from torch import nn
 
 import camscope
 from camscope.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import time_round_robin
 
 Runner = Callable[[], object]
 
@@ -172,19 +174,6 @@ def contenders(case: Case) -> dict[str, Runner]:
     return runners
 
 
-def time_all(runners: dict[str, Runner], repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():  # warm-up (allocator, lazy init)
-        run()
-    for _ in range(repeats):
-        for name, run in runners.items():
-            gc.collect()
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def check_agreement(case: Case) -> float | None:
     """Largest |camscope − Captum| over the raw Grad-CAM maps (same work, same answer)."""
     try:
@@ -299,7 +288,7 @@ def main() -> None:
             default_repeats if not case.all_classes else max(2, default_repeats - 2)
         )
         print(f"== {case.title}: {len(runners)} contenders × {case_repeats} repeats", flush=True)
-        times = time_all(runners, case_repeats)
+        times = time_round_robin(runners, case_repeats)
         memory = (
             {}
             if args.no_memory

@@ -14,10 +14,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
-import time
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,9 @@ import torch
 
 import camscope
 from camscope.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import time_round_robin
 
 
 def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor, str, object, float]]:
@@ -71,16 +73,10 @@ def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor, str, ob
 
 
 def measure(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():
-        run()
-    for _ in range(repeats):
-        for name, run in runners.items():
-            gc.collect()
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {
+        name: statistics.median(values)
+        for name, values in time_round_robin(runners, repeats).items()
+    }
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from camscope.errors import CamscopeError, LayerError, ModelError
 
-__all__ = ["Capture", "ModelState", "auto_chunk_size"]
+__all__ = ["Capture", "ModelState", "auto_chunk_size", "call_model"]
 
 #: Memory the gradient chunks may use by default (bytes).
 DEFAULT_GRADIENT_BUDGET = 1 << 30
@@ -45,6 +45,21 @@ def auto_chunk_size(
     """
     per_target = activations.numel() * activations.element_size() * 3
     return int(max(1, min(num_targets, budget_bytes // max(per_target, 1))))
+
+
+def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
+    """Run the user's model; its own failures become :class:`ModelError` (cause chained).
+
+    camscope's errors raised from inside (e.g. by a hook) pass through unchanged.
+    """
+    try:
+        return model(inputs)
+    except CamscopeError:
+        raise
+    except Exception as error:
+        raise ModelError(
+            f"the model raised {type(error).__name__} during the forward pass: {error}"
+        ) from error
 
 
 class Capture:
@@ -120,14 +135,7 @@ class Capture:
         self.calls = 0
         self.activations = None
         with torch.no_grad():
-            try:
-                output = self.model(inputs)
-            except CamscopeError:
-                raise
-            except Exception as error:
-                raise ModelError(
-                    f"the model raised {type(error).__name__} during the forward pass: {error}"
-                ) from error
+            output = call_model(self.model, inputs)
         if self.activations is None:
             raise LayerError(
                 f"layer {self.name!r} did not run in the forward pass; choose a layer the model "

@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ import torch
 from scipy.optimize import curve_fit
 from torch import nn
 
-from camscope.capture import ModelState
-from camscope.errors import CamscopeError, InputError, LayerError, ModelError
+from camscope.capture import ModelState, call_model
+from camscope.errors import CamscopeError, InputError, LayerError
 from camscope.explain import check_inputs
 from camscope.layers import resolve_layer
 
@@ -118,8 +119,11 @@ class ReceptiveField:
         return figure
 
 
-class _Stop(Exception):
-    """Ends the forward pass once the layer has run: nothing above it is needed."""
+class _Stop(BaseException):
+    """Ends the forward pass once the layer has run: nothing above it is needed.
+
+    A ``BaseException`` so that it passes through :func:`call_model` untouched.
+    """
 
 
 def _layer_position(position: str | Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
@@ -237,16 +241,8 @@ def effective_receptive_field(
         try:
             with torch.enable_grad():
                 leaf = x.clone().requires_grad_(True)
-                try:
-                    model(leaf)
-                except _Stop:
-                    pass
-                except CamscopeError:
-                    raise
-                except Exception as error:
-                    raise ModelError(
-                        f"the model raised {type(error).__name__} during the forward pass: {error}"
-                    ) from error
+                with contextlib.suppress(_Stop):
+                    call_model(model, leaf)
                 if "out" not in store:
                     raise LayerError(f"layer {name!r} did not run in the forward pass")
                 out = store["out"]

@@ -151,3 +151,16 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
             architecture="tiny3d",
             options=options,
         )
+
+
+def test_failed_atomic_write_leaves_nothing(tmp_path):
+    from camscope.io.atomic import atomic_write
+
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"partial")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_write(tmp_path / "out.bin") as handle:
+        handle.write(b"whole")
+    assert (tmp_path / "out.bin").read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]

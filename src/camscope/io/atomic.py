@@ -16,6 +16,7 @@ from camscope.errors import CamscopeError
 
 __all__ = [
     "OutputError",
+    "atomic_path",
     "atomic_write",
     "default_permissions",
     "prepare_output_dir",
@@ -39,24 +40,34 @@ class OutputError(CamscopeError, OSError):
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], *, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it only if the block succeeds.
+
+    For writers that want a file name (e.g. ``mrcfile.new``); the temporary file is removed on
+    failure, so a partial file never appears under the final name.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"
-    )
+    descriptor, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(descriptor)
+    temporary = Path(name)
     try:
-        with os.fdopen(descriptor, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield temporary
         default_permissions(temporary)
         os.replace(temporary, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    with atomic_path(path) as temporary, open(temporary, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

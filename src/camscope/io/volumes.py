@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from camscope.errors import CamscopeError
-from camscope.io.atomic import default_permissions
+from camscope.io.atomic import atomic_path
 
 __all__ = ["read_mrc", "write_mrc"]
 
@@ -21,22 +18,9 @@ def write_mrc(
     """Write a float32 ``(z, y, x)`` volume as MRC with its voxel size (Å), atomically."""
     import mrcfile
 
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"
-    )
-    os.close(descriptor)
-    try:
-        with mrcfile.new(temporary, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
-            mrc.voxel_size = voxel_size_angstrom
-        default_permissions(temporary)
-        os.replace(temporary, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_path(path) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
+        mrc.voxel_size = voxel_size_angstrom
 
 
 def read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:

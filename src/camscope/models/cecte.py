@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from camscope.models.registry import register_model
@@ -43,23 +42,33 @@ def _glorot(model: nn.Module) -> None:
 
 
 class _PaperCNN(nn.Sequential):
+    """The shared layout; subclasses set ``prepool`` (CNN-2 average-pools the input first).
+
+    Args:
+        num_classes: logits of ``fc3``.
+        input_size: edge length of the cubic input (divisible by 4, or 8 with pre-pooling).
+        in_channels: input channels.
+        widths: channels of conv1–2 and conv3–4 (the paper: 32 and 64).
+        hidden: width of fc1 and fc2 (the paper: 512).
+    """
+
+    prepool = False
+
     def __init__(
         self,
         *,
-        prepool: bool,
-        num_classes: int,
-        input_size: int,
-        in_channels: int,
-        widths: tuple[int, int],
-        hidden: int,
+        num_classes: int = 23,
+        input_size: int = 40,
+        in_channels: int = 1,
+        widths: tuple[int, int] = (32, 64),
+        hidden: int = 512,
     ) -> None:
-        if input_size % (8 if prepool else 4):
-            raise ValueError(f"input_size {input_size} must be divisible by {8 if prepool else 4}")
+        factor = 8 if self.prepool else 4
+        if input_size % factor:
+            raise ValueError(f"input_size {input_size} must be divisible by {factor}")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        size = input_size
-        if prepool:
+        if self.prepool:
             layers["prepooling"] = nn.AvgPool3d(2)
-            size //= 2
         first, second = widths
         layers["conv1"] = _conv_block(in_channels, first)
         layers["conv2"] = _conv_block(first, first)
@@ -67,9 +76,8 @@ class _PaperCNN(nn.Sequential):
         layers["conv3"] = _conv_block(first, second)
         layers["conv4"] = _conv_block(second, second)
         layers["maxpool2"] = nn.MaxPool3d(2)
-        size //= 4
         layers["flatten"] = nn.Flatten()
-        layers["fc1"] = _dense_block(second * size**3, hidden)
+        layers["fc1"] = _dense_block(second * (input_size // factor) ** 3, hidden)
         layers["fc2"] = _dense_block(hidden, hidden)
         layers["fc3"] = nn.Linear(hidden, num_classes)
         super().__init__(layers)
@@ -77,52 +85,15 @@ class _PaperCNN(nn.Sequential):
         self.num_classes = num_classes
         _glorot(self)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return super().forward(inputs)
-
 
 class CNN1(_PaperCNN):
     """CNN-1 (Xu et al. 2017, as used by Respond-CAM): 40³ → maxpool2 10³×64 → 23 logits."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int = 23,
-        input_size: int = 40,
-        in_channels: int = 1,
-        widths: tuple[int, int] = (32, 64),
-        hidden: int = 512,
-    ) -> None:
-        super().__init__(
-            prepool=False,
-            num_classes=num_classes,
-            input_size=input_size,
-            in_channels=in_channels,
-            widths=widths,
-            hidden=hidden,
-        )
 
 
 class CNN2(_PaperCNN):
     """CNN-2 (Respond-CAM paper): average pre-pooling, 40³ → maxpool2 5³×64 → 23 logits."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 23,
-        input_size: int = 40,
-        in_channels: int = 1,
-        widths: tuple[int, int] = (32, 64),
-        hidden: int = 512,
-    ) -> None:
-        super().__init__(
-            prepool=True,
-            num_classes=num_classes,
-            input_size=input_size,
-            in_channels=in_channels,
-            widths=widths,
-            hidden=hidden,
-        )
+    prepool = True
 
 
 @register_model
