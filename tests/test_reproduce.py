@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -22,7 +23,7 @@ def test_smoke_run_writes_results_report_and_figures(tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["model"], r["snr"]) for r in rows] == [("CNN-2", "inf"), ("CNN-2", "0.1")]
+    assert [(r["model"], r["snr"]) for r in rows] == [("CNN-2", "inf"), ("CNN-2", 0.1)]
     for row in rows:
         for key in KEYS:
             assert key in row and (
@@ -71,7 +72,7 @@ def test_refuses_to_overwrite_and_bad_snr(tmp_path):
 
 
 def test_table_prints_paper_rows_beside_ours():
-    row = {"model": "CNN-1 (8/16 channels)", "snr": "0.1", "accuracy": 0.5}
+    row = {"model": "CNN-1 (8/16 channels)", "snr": 0.1, "accuracy": 0.5}
     for key in ("l1_grad", "l1_respond", "kt_grad", "kt_respond"):
         row[key], row[f"{key}_std"] = 1.0, 0.1
     text = format_table([row])
@@ -82,3 +83,16 @@ def test_scales_are_consistent():
     assert set(PAPER_TABLE) == {(m, s) for m in ("CNN-1", "CNN-2") for s in (math.inf, 0.1)}
     assert SCALES["paper"].test_per_class == 200
     assert all(spec.per_class == 800 for spec in SCALES["paper"].models)
+
+
+@pytest.mark.slow
+def test_lazy_training_set_gives_the_same_results(tmp_path, monkeypatch):
+    from camscope.reproduce import respond_cam
+
+    config = dataclasses.replace(SCALES["smoke"], snrs=(math.inf,))
+    in_memory = respond_cam.run(tmp_path / "a", config, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(respond_cam, "IN_MEMORY_BYTES", 0)
+    messages: list[str] = []
+    lazy = respond_cam.run(tmp_path / "b", config, progress=False, log=messages.append)
+    assert any("simulated lazily" in m for m in messages)
+    assert lazy == in_memory

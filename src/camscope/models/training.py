@@ -43,6 +43,7 @@ class TrainingResult:
     losses: tuple[float, ...]
     accuracy: float | None
     resumed_from_epoch: int = 0
+    replaced_checkpoint: bool = False
 
 
 def evaluate_accuracy(model: nn.Module, data: Dataset, *, batch_size: int = 32) -> float:
@@ -83,6 +84,7 @@ def train_classifier(
     options: dict[str, Any] | None = None,
     description: str = "",
     identity: dict[str, Any] | None = None,
+    replace_mismatched: bool = False,
     **overrides: Any,
 ) -> TrainingResult:
     """Train ``model`` in place with cross-entropy, deterministically for a seed.
@@ -99,6 +101,8 @@ def train_classifier(
         description: a label for the progress bar.
         identity: what else defines the run (e.g. the data set's settings); a checkpoint is
             resumed or reused only when this, the training settings and the data size match.
+        replace_mismatched: train from scratch over a checkpoint of other settings instead of
+            raising (the result says so).
 
     Raises:
         CheckpointError: a checkpoint exists at ``checkpoint`` with other settings.
@@ -115,6 +119,7 @@ def train_classifier(
     scheduler = _scheduler(optimizer, settings, settings.epochs * steps_per_epoch)
     losses: list[float] = []
     start = 0
+    replaced = False
     run_identity = {
         "training": asdict(settings),
         "n_train": len(train),  # type: ignore[arg-type]
@@ -123,17 +128,20 @@ def train_classifier(
     if checkpoint is not None and os.path.exists(f"{checkpoint}.json"):
         saved = read_checkpoint(checkpoint)
         if saved.metadata.get("identity") != run_identity:
-            raise CheckpointError(
-                f"{checkpoint}.json holds a run with other settings "
-                f"({saved.metadata.get('identity')}); use another path or delete it"
-            )
-        model.load_state_dict(saved.state_dict)
-        if saved.optimizer_state is not None:
-            optimizer.load_state_dict(saved.optimizer_state)
-        if saved.scheduler_state is not None:
-            scheduler.load_state_dict(saved.scheduler_state)
-        start = int(saved.epoch or 0)
-        losses = list(saved.metadata.get("losses", []))
+            if not replace_mismatched:
+                raise CheckpointError(
+                    f"{checkpoint}.json holds a run with other settings "
+                    f"({saved.metadata.get('identity')}); use another path or delete it"
+                )
+            replaced = True
+        else:
+            model.load_state_dict(saved.state_dict)
+            if saved.optimizer_state is not None:
+                optimizer.load_state_dict(saved.optimizer_state)
+            if saved.scheduler_state is not None:
+                scheduler.load_state_dict(saved.scheduler_state)
+            start = int(saved.epoch or 0)
+            losses = list(saved.metadata.get("losses", []))
     loss_function = nn.CrossEntropyLoss()
     model.train()
     for epoch in range(start, settings.epochs):
@@ -168,4 +176,9 @@ def train_classifier(
             )
     model.eval()
     accuracy = evaluate_accuracy(model, evaluate_on) if evaluate_on is not None else None
-    return TrainingResult(losses=tuple(losses), accuracy=accuracy, resumed_from_epoch=start)
+    return TrainingResult(
+        losses=tuple(losses),
+        accuracy=accuracy,
+        resumed_from_epoch=start,
+        replaced_checkpoint=replaced,
+    )
