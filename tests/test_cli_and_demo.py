@@ -138,3 +138,118 @@ def test_simulate_npz_bundle(tmp_path):
     with np.load(tmp_path / "subtomograms.npz") as bundle:
         assert bundle["snr_0.5"].shape == (4, 1, 16, 16, 16)
         assert bundle["labels"].tolist() == [0, 1, 0, 1] and bundle["poses"].shape == (4, 12)
+
+
+def test_explain_command_on_saved_model_with_gaussian_erf(tmp_path):
+    import torch
+
+    from camscope.io.checkpoints import save_model
+    from camscope.io.volumes import write_mrc
+    from camscope.models import create_model
+
+    options = {"num_classes": 3, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    volume = np.random.default_rng(0).standard_normal((16, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "a.npy", volume)
+    write_mrc(tmp_path / "b.mrc", volume, voxel_size_angstrom=10.0)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            str(tmp_path / "net.json"),
+            str(tmp_path / "a.npy"),
+            str(tmp_path / "b.mrc"),
+            "--out",
+            str(out),
+            "--targets",
+            "all",
+            "--method",
+            "extended-cam",
+            "--upsample",
+            "gaussian",
+            "--sigma",
+            "erf",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "extended_cam" and manifest["sigma"] == "erf"
+    assert [r["output"] for r in manifest["inputs"]] == ["a.npz", "b.npz"]
+    assert manifest["inputs"][1]["voxel_size_A"] == 10.0
+    with np.load(out / "a.npz") as a, np.load(out / "b.npz") as b:
+        assert a["maps"].shape == (1, 3, 4, 4, 4) and a["maps_upsampled"].shape == (
+            1,
+            3,
+            16,
+            16,
+            16,
+        )
+        np.testing.assert_allclose(a["maps"], b["maps"])  # same volume through both readers
+    # the same numbers as the library
+    model, _ = __import__("camscope.io.checkpoints", fromlist=["load_model"]).load_model(
+        tmp_path / "net"
+    )
+    direct = camscope.explain(
+        model, torch.from_numpy(volume)[None, None], method="extended_cam", targets="all"
+    )
+    with np.load(out / "a.npz") as a:
+        np.testing.assert_allclose(a["maps"], direct.maps.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--targets", "cat"], "--targets takes"),
+        (["--sigma", "wide"], "--sigma takes"),
+        (["--method", "gradcam"], "Did you mean 'grad_cam'"),
+    ],
+)
+def test_explain_command_errors(tmp_path, extra, message):
+    np.save(tmp_path / "a.npy", np.zeros((16, 16), dtype=np.float32))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            "tiny2d",
+            str(tmp_path / "a.npy"),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            *extra,
+        ],
+    )
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_explain_command_bad_files(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"not really")
+    (tmp_path / "b.npy").write_bytes(b"garbage")
+    for name, message in (("a.png", "unsupported input type"), ("b.npy", "cannot read")):
+        result = CliRunner().invoke(
+            cli,
+            [
+                "explain",
+                "tiny2d",
+                str(tmp_path / name),
+                "--out",
+                str(tmp_path / f"out-{name}"),
+                "--quiet",
+            ],
+        )
+        assert result.exit_code == 2 and message in result.output, result.output
+    missing = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            str(tmp_path / "nothing.json"),
+            str(tmp_path / "b.npy"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert missing.exit_code == 2 and "no saved model" in missing.output

@@ -39,6 +39,158 @@ def cli() -> None:
     """Explain what convolutional networks look at, in 2D images and 3D volumes."""
 
 
+def _parse_targets(text: str) -> object:
+    if text == "predicted":
+        return None
+    if text == "all":
+        return "all"
+    try:
+        classes = [int(part) for part in text.split(",")]
+    except ValueError as error:
+        raise CamscopeError(
+            f"--targets takes 'predicted', 'all' or class indices like 3 or 0,4,7; got {text!r}"
+        ) from error
+    return classes[0] if len(classes) == 1 else torch.tensor([classes])
+
+
+def _load_input(path: str) -> tuple[torch.Tensor, dict[str, object]]:
+    """One input file → a batch of one ``(1, C, *S)``, and what to record about it."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from camscope.io.volumes import read_mrc
+
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix in (".mrc", ".map", ".rec"):
+        volume, voxel = read_mrc(file)
+        return torch.from_numpy(volume)[None, None], {"path": str(file), "voxel_size_A": voxel}
+    if suffix == ".npy":
+        try:
+            array = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise CamscopeError(f"cannot read {file} as a NumPy array: {error}") from error
+        if array.ndim in (2, 3) and array.shape[0] not in (1, 3):
+            array = array[None]  # a single-channel image or volume
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None], {
+            "path": str(file)
+        }
+    raise CamscopeError(
+        f"{file}: unsupported input type {suffix or '(none)'}; give .npy, .mrc or .map files"
+    )
+
+
+def _load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, object]]:
+    from pathlib import Path
+
+    from camscope.io.checkpoints import load_model
+    from camscope.models import create_model, list_models
+
+    if spec.replace("-", "_") in list_models():
+        click.echo(f"note: {spec} is a built-in architecture with random weights", err=True)
+        return create_model(spec).eval(), {"architecture": spec, "weights": "random"}
+    path = Path(spec)
+    stem = path.with_name(path.name.removesuffix(".json").removesuffix(".safetensors"))
+    model, saved = load_model(stem)
+    return model, {"path": str(stem), "architecture": saved.architecture, **saved.options}
+
+
+@cli.command("explain")
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, help="Output folder.")
+@click.option("--method", default="respond-cam", show_default=True)
+@click.option("--layer", default=None, help="Layer name (default: last with spatial extent).")
+@click.option(
+    "--targets",
+    default="predicted",
+    show_default=True,
+    help="'predicted', 'all', or class indices (3 or 0,4,7).",
+)
+@click.option(
+    "--upsample",
+    "mode",
+    type=click.Choice(["none", "nearest", "linear", "gaussian"]),
+    default="none",
+    show_default=True,
+    help="Also save maps at input resolution.",
+)
+@click.option(
+    "--sigma",
+    default="erf",
+    show_default=True,
+    help="Gaussian widths: 'erf' (from the effective receptive field) or pixels.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def explain_command(
+    model_spec: str,
+    inputs: tuple[str, ...],
+    out_dir: str,
+    method: str,
+    layer: str | None,
+    targets: str,
+    mode: str,
+    sigma: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Explain MODEL (a camscope saved model, or a built-in name) on .npy/.mrc INPUT files.
+
+    Writes one NPZ per input (raw maps at layer resolution, scores, targets, and with --upsample
+    the maps at input resolution) and a manifest.json.
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from camscope.io import prepare_output_dir, write_json, write_npz
+
+    target_spec = _parse_targets(targets)
+    sigma_value: object = "erf"
+    if sigma != "erf":
+        try:
+            sigma_value = float(sigma)
+        except ValueError as error:
+            raise CamscopeError(
+                f"--sigma takes 'erf' or a number of pixels, got {sigma!r}"
+            ) from error
+    names = [f"{Path(p).stem}.npz" for p in inputs]
+    if len(set(names)) != len(names):
+        raise CamscopeError("two inputs share a file name; their outputs would collide")
+    folder = prepare_output_dir(out_dir, [*names, "manifest.json"], force=force)
+    model, model_record = _load_any_model(model_spec)
+    records = []
+    for path, name in tqdm(list(zip(inputs, names, strict=True)), disable=quiet, desc="explaining"):
+        x, record = _load_input(path)
+        e = camscope.explain(model, x, method=method, layer=layer, targets=target_spec)  # type: ignore[arg-type]
+        arrays = {"maps": e.maps.numpy(), "scores": e.scores.numpy()}
+        if e.targets is not None:
+            arrays["targets"] = e.targets.numpy()
+        if mode != "none":
+            arrays["maps_upsampled"] = e.upsample(mode=mode, sigma=sigma_value).maps.numpy()  # type: ignore[arg-type]
+        write_npz(folder / name, **arrays)
+        records.append(
+            {**record, "output": name, "layer": e.layer, "maps_shape": list(e.maps.shape)}
+        )
+    write_json(
+        folder / "manifest.json",
+        {
+            "camscope": camscope.__version__,
+            "torch": torch.__version__,
+            "model": model_record,
+            "method": camscope.get_method(method).name,
+            "targets": targets,
+            "upsample": mode,
+            "sigma": sigma if mode == "gaussian" else None,
+            "inputs": records,
+        },
+    )
+    click.echo(f"wrote {len(records)} explanation(s) and manifest.json to {folder}")
+
+
 @cli.command()
 def methods() -> None:
     """List the explanation methods (use the kebab-case names on the command line)."""
