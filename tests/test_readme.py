@@ -1,0 +1,29 @@
+"""The README's first lines and its usage example stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_first_lines_are_the_two_commands_and_ci_runs_the_test_one():
+    fence = re.search(r"```bash\n(.*?)```", README, re.S)
+    assert fence and README.index(fence.group(0)) < 20
+    commands = [line.split("#")[0].strip() for line in fence.group(1).strip().splitlines()]
+    assert commands == [
+        "./scripts/setup && .venv/bin/camscope reproduce respond-cam",
+        "./scripts/setup && .venv/bin/python -m pytest",
+    ]
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert commands[1] in ci
+
+
+def test_usage_example_runs():
+    code = re.search(r"## Use\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    explanation = namespace["e"]
+    assert tuple(explanation.maps.shape) == (4, 23, 5, 5, 5)
+    assert tuple(namespace["smooth"].maps.shape) == (4, 23, 40, 40, 40)
