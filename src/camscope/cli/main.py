@@ -462,6 +462,158 @@ def simulate(
 
 
 @cli.group()
+def evaluate() -> None:
+    """Score explanation methods with faithfulness and localisation metrics."""
+
+
+@evaluate.command("subtomograms")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Saved model (default: the reproduction's CNN-2 in runs/respond-cam/models).",
+)
+@click.option("--snr", default="inf", show_default=True, help="SNR of the test subtomograms.")
+@click.option("--per-class", type=int, default=4, show_default=True, help="Test samples per class.")
+@click.option(
+    "--offset",
+    type=int,
+    default=100,
+    show_default=True,
+    help="First sample index (past the reproduction's training samples).",
+)
+@click.option(
+    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
+)
+@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
+@click.option("--out", "out_dir", default="runs/evaluate-subtomograms", show_default=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate_subtomograms(
+    model_path: str | None,
+    snr: str,
+    per_class: int,
+    offset: int,
+    methods: str,
+    modes: str,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Simulated subtomograms whose particle mask is known from the pose: every metric, every
+    method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
+    import csv
+    import io
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    from camscope.evaluate import SEED_002_AVERAGE_DROP
+    from camscope.evaluate import evaluate as run_evaluation
+    from camscope.io import prepare_output_dir, write_json
+    from camscope.io.atomic import atomic_write
+    from camscope.io.checkpoints import load_model
+    from camscope.render import figure_png
+    from camscope.simulate import SimulationConfig, Simulator
+
+    level = math.inf if snr.lower() == "inf" else float(snr)
+    label = "inf" if math.isinf(level) else f"{level:g}"
+    path = Path(model_path or f"runs/respond-cam/models/cnn2_snr-{label}")
+    if model_path is None and not Path(f"{path}.json").exists():
+        raise CamscopeError(
+            f"no trained model at {path}.json: run `camscope reproduce respond-cam` first, or "
+            "pass --model"
+        )
+    model, saved = load_model(path.with_name(path.name.removesuffix(".json")))
+    size = int(saved.options.get("input_size", 40))
+    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
+    simulator = Simulator(SimulationConfig(size=size, similarity=0.0))
+    classes = simulator.config.n_classes
+    items = [(item % classes, offset + item // classes) for item in range(per_class * classes)]
+    inputs = torch.from_numpy(
+        np.stack([simulator.sample(c, i, (level,))[level] for c, i in items])[:, None]
+    )
+    labels = torch.tensor([c for c, _ in items])
+    masks = torch.from_numpy(np.stack([simulator.particle_mask(c, i) for c, i in items]))
+    rows = run_evaluation(
+        model,
+        inputs,
+        labels,
+        methods=methods.split(","),
+        upsample_modes=modes.split(","),
+        truth=masks,
+        progress=not quiet,
+    )
+    keys = [
+        "average_drop",
+        "increase",
+        "average_drop_relative",
+        "increase_relative",
+        "deletion_auc",
+        "insertion_auc",
+        "fidelity",
+        "contrastivity",
+        "iou",
+        "hit",
+        "pointing",
+        "l1",
+        "kendall_tau",
+    ]
+    header = f"{'method':<14}{'upsample':<10}" + "".join(f"{k[:12]:>13}" for k in keys)
+    click.echo(header)
+    for row in rows:
+        click.echo(
+            f"{row['method']:<14}{row['upsample']:<10}" + "".join(f"{row[k]:>13.3f}" for k in keys)
+        )
+    click.echo("\nseed 002 (VGG-16, PASCAL VOC), Average Drop % / Increase %:")
+    for (method, mode, masking), (drop, increase) in SEED_002_AVERAGE_DROP.items():
+        click.echo(f"  {method:<13} {mode:<9} {masking:<9} {drop:6.2f} / {increase:5.2f}")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(folder / "results.csv", mode="w") as handle:
+        handle.write(text.getvalue())
+    write_json(
+        folder / "results.json",
+        {
+            "camscope": camscope.__version__,
+            "model": str(path),
+            "snr": label,
+            "n": len(items),
+            "rows": rows,
+            "seed_002": [
+                {"method": m, "upsample": u, "masking": k, "average_drop": d, "increase": i}
+                for (m, u, k), (d, i) in SEED_002_AVERAGE_DROP.items()
+            ],
+        },
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{r['method']}\n{r['upsample']}" for r in rows]
+    for key in keys:
+        figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.4))
+        axis.bar(
+            range(len(rows)),
+            [r[key] for r in rows],
+            yerr=[r[f"{key}_std"] for r in rows],
+            color="#4c72b0",
+            capsize=3,
+        )
+        axis.set_xticks(range(len(rows)), names, fontsize=7)
+        axis.set_title(f"{key} (mean ± std over {len(items)} subtomograms, SNR {label})")
+        figure.tight_layout()
+        with atomic_write(folder / "plots" / f"{key}.png", mode="wb") as handle:
+            handle.write(figure_png(figure))
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+
+
+@cli.group()
 def reproduce() -> None:
     """Reproduce a seed paper's experiment."""
 

@@ -246,6 +246,22 @@ class Simulator:
         spectrum = np.fft.rfftn(self.density(class_id, pose)) * self.signal_filter
         return np.fft.irfftn(spectrum, s=(self.config.size,) * 3, axes=(0, 1, 2)), pose
 
+    def particle_mask(self, class_id: int, index: int, *, level: float = 0.1) -> np.ndarray:
+        """Where the particle is: its posed density at the set resolution above ``level`` × max.
+
+        Known exactly from the pose (no wedge, no noise): the ground truth for localisation.
+        """
+        pose = self.pose(class_id, index)
+        sigma = self.config.resolution_nm / (2 * math.sqrt(3)) / self.config.voxel
+        kz, ky, kx = fourier_frequencies(self.config.size)
+        blur = np.exp(-2 * math.pi**2 * sigma**2 * (kz**2 + ky**2 + kx**2))
+        density = np.fft.irfftn(
+            np.fft.rfftn(self.density(class_id, pose)) * blur,
+            s=(self.config.size,) * 3,
+            axes=(0, 1, 2),
+        )
+        return density > level * density.max()
+
     def noise(self, class_id: int, index: int, draw: int = 0) -> np.ndarray:
         """Band-limited, wedge-filtered white noise of unit variance (one independent draw)."""
         child = self._rng(class_id, index).spawn(draw + 1)[draw]

@@ -1,0 +1,101 @@
+"""evaluate(): methods × upsampling × metrics on simulated subtomograms with known masks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from camscope.cli.main import cli
+from camscope.evaluate import evaluate
+from camscope.io.checkpoints import save_model
+from camscope.models import create_model
+from camscope.simulate import SimulationConfig, Simulator
+
+
+def test_particle_mask_is_where_the_particle_is():
+    simulator = Simulator(SimulationConfig(size=24, n_classes=4))
+    mask = simulator.particle_mask(2, 3)
+    clean = -simulator.sample(2, 3)[float("inf")]  # particles are dark: negate back
+    assert 0.01 < mask.mean() < 0.5
+    assert clean[mask].mean() > clean[~mask].mean() + 1.0
+
+
+def test_rows_have_every_metric_within_bounds():
+    torch.manual_seed(0)
+    simulator = Simulator(SimulationConfig(size=16, n_classes=4))
+    items = [(c, i) for i in range(2) for c in range(4)]
+    x = torch.from_numpy(np.stack([simulator.sample(c, i)[float("inf")] for c, i in items]))[
+        :, None
+    ]
+    y = torch.tensor([c for c, _ in items])
+    masks = torch.from_numpy(np.stack([simulator.particle_mask(c, i) for c, i in items]))
+    model = create_model("tiny3d", num_classes=4, input_size=16)
+    rows = evaluate(
+        model,
+        x,
+        y,
+        methods=["grad_cam", "respond-cam"],
+        truth=masks,
+        upsample_modes=["linear", "gaussian"],
+        batch_size=3,
+        deletion_steps=4,
+        progress=False,
+    )
+    assert [(r["method"], r["upsample"]) for r in rows] == [
+        ("grad_cam", "linear"),
+        ("grad_cam", "gaussian"),
+        ("respond_cam", "linear"),
+        ("respond_cam", "gaussian"),
+    ]
+    for row in rows:
+        assert row["n"] == 8
+        for key in ("average_drop", "increase", "average_drop_relative", "increase_relative"):
+            assert 0 <= row[key] <= 100
+        for key in ("deletion_auc", "insertion_auc", "iou", "hit", "pointing", "contrastivity"):
+            assert 0 <= row[key] <= 1
+        assert -1 <= row["kendall_tau"] <= 1
+    respond = rows[2]
+    # Flatten → Linear head: Respond-CAM's totals are exactly logit − bias, so L1 = mean |bias|
+    assert respond["l1"] == pytest.approx(float(model.fc.bias.detach().abs().mean()), rel=1e-4)
+    assert respond["l1_std"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_subtomograms_command(tmp_path):
+    options = {"num_classes": 23, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "subtomograms",
+            "--model",
+            str(tmp_path / "net.json"),
+            "--per-class",
+            "1",
+            "--methods",
+            "grad-cam,respond-cam",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "seed 002" in result.output and "respond_cam" in result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 4 and rows[0]["n"] == 23
+    assert (out / "plots" / "deletion_auc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "results.csv").read_text().startswith("method,upsample,n,")
+
+
+def test_evaluate_command_without_a_trained_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["evaluate", "subtomograms", "--quiet"])
+    assert result.exit_code == 2 and "camscope reproduce respond-cam" in result.output
