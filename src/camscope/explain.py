@@ -96,6 +96,9 @@ def explain(
         targets: ``None`` (predicted class), an int, one class per sample, a ``(B, T)`` tensor of
             classes, ``"all"``, or a callable ``output -> (B,)`` / ``(B, T)`` scores.
         eval_mode: run the model in eval mode (restored afterwards); ``False`` keeps its mode.
+            Gradients of a batch are taken together, which assumes its samples do not interact:
+            with ``False`` and batch-statistics layers (BatchNorm in train mode) above the layer,
+            each sample's map also reflects the others.
         chunk_size: targets per batched backward pass; ``None`` fits a 1 GiB budget.
 
     Returns:
