@@ -99,3 +99,49 @@ def test_evaluate_command_without_a_trained_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["evaluate", "subtomograms", "--quiet"])
     assert result.exit_code == 2 and "camscope reproduce respond-cam" in result.output
+
+
+def test_shape_samples_know_their_box_and_mask():
+    from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays, shape_sample
+
+    for class_id in range(len(SHAPE_CLASSES)):
+        sample = shape_sample(class_id, 7, seed=2)
+        y0, x0, y1, x1 = sample.box
+        assert sample.mask[y0:y1, x0:x1].any() and not sample.mask[:y0].any()
+        assert not sample.mask[:, x1:].any()
+        inside = sample.image[0][sample.mask].mean()
+        assert inside > sample.image[0][~sample.mask].mean() + 1.0  # the object is brighter
+        again = shape_sample(class_id, 7, seed=2)
+        assert np.array_equal(sample.image, again.image)
+    images, labels, masks, boxes = shape_arrays(2, size=32, offset=5)
+    assert images.shape == (8, 1, 32, 32) and labels.tolist() == [0, 1, 2, 3] * 2
+    assert masks.shape == (8, 32, 32) and boxes.shape == (8, 4)
+    np.testing.assert_array_equal(images[5], shape_sample(1, 6, size=32).image)
+
+
+@pytest.mark.slow
+def test_evaluate_shapes_command(tmp_path):
+    out = tmp_path / "shapes"
+    args = [
+        "evaluate",
+        "shapes",
+        "--train-per-class",
+        "8",
+        "--test-per-class",
+        "2",
+        "--epochs",
+        "1",
+        "--methods",
+        "grad-cam",
+        "--upsample",
+        "linear",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["n"] == 8 and 0 <= rows[0]["iou"] <= 1
+    again = CliRunner().invoke(cli, [*args, "--force"])
+    assert again.exit_code == 0 and "(reused)" in again.output

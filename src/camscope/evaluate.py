@@ -154,3 +154,86 @@ def evaluate(
         rows.append({"method": name, "upsample": mode, "n": len(inputs), **totals.row()})
     bar.close()
     return rows
+
+
+#: Columns shown in tables and plotted, in order.
+TABLE_KEYS = (
+    "average_drop",
+    "increase",
+    "average_drop_relative",
+    "increase_relative",
+    "deletion_auc",
+    "insertion_auc",
+    "fidelity",
+    "contrastivity",
+    "iou",
+    "hit",
+    "pointing",
+    "l1",
+    "kendall_tau",
+)
+
+
+def format_rows(rows: list[EvaluationRow]) -> str:
+    """The rows as a fixed-width text table (means), then seed 002's Average Drop numbers."""
+    keys = [k for k in TABLE_KEYS if k in rows[0]]
+    lines = [f"{'method':<14}{'upsample':<10}" + "".join(f"{k[:12]:>13}" for k in keys)]
+    for row in rows:
+        lines.append(
+            f"{row['method']:<14}{row['upsample']:<10}" + "".join(f"{row[k]:>13.3f}" for k in keys)
+        )
+    lines.append("\nseed 002 (VGG-16, PASCAL VOC), Average Drop % / Increase %:")
+    for (method, mode, masking), (drop, increase) in SEED_002_AVERAGE_DROP.items():
+        lines.append(f"  {method:<13} {mode:<9} {masking:<9} {drop:6.2f} / {increase:5.2f}")
+    return "\n".join(lines)
+
+
+def write_results(
+    folder: Any, rows: list[EvaluationRow], *, title: str, extra: dict[str, Any]
+) -> None:
+    """``results.csv``, ``results.json`` and ``plots/<metric>.png`` (methods side by side)."""
+    import csv
+    import io
+
+    from camscope.io import write_json
+    from camscope.io.atomic import atomic_write
+    from camscope.render import figure_png
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(folder / "results.csv", mode="w") as handle:
+        handle.write(text.getvalue())
+    write_json(
+        folder / "results.json",
+        {
+            "camscope": camscope.__version__,
+            **extra,
+            "rows": rows,
+            "seed_002": [
+                {"method": m, "upsample": u, "masking": k, "average_drop": d, "increase": i}
+                for (m, u, k), (d, i) in SEED_002_AVERAGE_DROP.items()
+            ],
+        },
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{r['method']}\n{r['upsample']}" for r in rows]
+    for key in (k for k in TABLE_KEYS if k in rows[0]):
+        figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.4))
+        axis.bar(
+            range(len(rows)),
+            [r[key] for r in rows],
+            yerr=[r[f"{key}_std"] for r in rows],
+            color="#4c72b0",
+            capsize=3,
+        )
+        axis.set_xticks(range(len(rows)), names, fontsize=7)
+        axis.set_title(f"{key} (mean ± std), {title}", fontsize=9)
+        figure.tight_layout()
+        with atomic_write(folder / "plots" / f"{key}.png", mode="wb") as handle:
+            handle.write(figure_png(figure))

@@ -503,19 +503,15 @@ def evaluate_subtomograms(
 ) -> None:
     """Simulated subtomograms whose particle mask is known from the pose: every metric, every
     method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
-    import csv
-    import io
     import math
     from pathlib import Path
 
     import numpy as np
 
-    from camscope.evaluate import SEED_002_AVERAGE_DROP
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.io import prepare_output_dir, write_json
-    from camscope.io.atomic import atomic_write
+    from camscope.evaluate import format_rows, write_results
+    from camscope.io import prepare_output_dir
     from camscope.io.checkpoints import load_model
-    from camscope.render import figure_png
     from camscope.simulate import SimulationConfig, Simulator
 
     level = math.inf if snr.lower() == "inf" else float(snr)
@@ -546,70 +542,90 @@ def evaluate_subtomograms(
         truth=masks,
         progress=not quiet,
     )
-    keys = [
-        "average_drop",
-        "increase",
-        "average_drop_relative",
-        "increase_relative",
-        "deletion_auc",
-        "insertion_auc",
-        "fidelity",
-        "contrastivity",
-        "iou",
-        "hit",
-        "pointing",
-        "l1",
-        "kendall_tau",
-    ]
-    header = f"{'method':<14}{'upsample':<10}" + "".join(f"{k[:12]:>13}" for k in keys)
-    click.echo(header)
-    for row in rows:
-        click.echo(
-            f"{row['method']:<14}{row['upsample']:<10}" + "".join(f"{row[k]:>13.3f}" for k in keys)
-        )
-    click.echo("\nseed 002 (VGG-16, PASCAL VOC), Average Drop % / Increase %:")
-    for (method, mode, masking), (drop, increase) in SEED_002_AVERAGE_DROP.items():
-        click.echo(f"  {method:<13} {mode:<9} {masking:<9} {drop:6.2f} / {increase:5.2f}")
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_write(folder / "results.csv", mode="w") as handle:
-        handle.write(text.getvalue())
-    write_json(
-        folder / "results.json",
-        {
-            "camscope": camscope.__version__,
-            "model": str(path),
-            "snr": label,
-            "n": len(items),
-            "rows": rows,
-            "seed_002": [
-                {"method": m, "upsample": u, "masking": k, "average_drop": d, "increase": i}
-                for (m, u, k), (d, i) in SEED_002_AVERAGE_DROP.items()
-            ],
-        },
+    click.echo(format_rows(rows))
+    write_results(
+        folder,
+        rows,
+        title=f"{len(items)} subtomograms, SNR {label}",
+        extra={"model": str(path), "snr": label, "n": len(items)},
     )
-    import matplotlib
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = [f"{r['method']}\n{r['upsample']}" for r in rows]
-    for key in keys:
-        figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.4))
-        axis.bar(
-            range(len(rows)),
-            [r[key] for r in rows],
-            yerr=[r[f"{key}_std"] for r in rows],
-            color="#4c72b0",
-            capsize=3,
-        )
-        axis.set_xticks(range(len(rows)), names, fontsize=7)
-        axis.set_title(f"{key} (mean ± std over {len(items)} subtomograms, SNR {label})")
-        figure.tight_layout()
-        with atomic_write(folder / "plots" / f"{key}.png", mode="wb") as handle:
-            handle.write(figure_png(figure))
+@evaluate.command("shapes")
+@click.option("--train-per-class", type=int, default=400, show_default=True)
+@click.option("--test-per-class", type=int, default=25, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option(
+    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
+)
+@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
+@click.option("--out", "out_dir", default="runs/evaluate-shapes", show_default=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate_shapes(
+    train_per_class: int,
+    test_per_class: int,
+    epochs: int,
+    methods: str,
+    modes: str,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
+    small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
+    from torch.utils.data import TensorDataset
+
+    from camscope.evaluate import evaluate as run_evaluation
+    from camscope.evaluate import format_rows, write_results
+    from camscope.io import prepare_output_dir
+    from camscope.models import create_model
+    from camscope.models.training import evaluate_accuracy, train_classifier
+    from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
+
+    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
+    options = {"num_classes": len(SHAPE_CLASSES), "input_size": 64, "widths": [16, 32]}
+    torch.manual_seed(0)
+    model = create_model("tiny2d", **options)
+    images, labels, _, _ = shape_arrays(train_per_class)
+    test_images, test_labels, _, boxes = shape_arrays(test_per_class, offset=train_per_class)
+    train = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    test = TensorDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels))
+    result = train_classifier(
+        model,
+        train,
+        epochs=epochs,
+        learning_rate=2e-3,
+        progress=not quiet,
+        checkpoint=folder / "model" / "tiny2d",
+        architecture="tiny2d",
+        options=options,
+        replace_mismatched=True,
+        description="shapes",
+    )
+    accuracy = evaluate_accuracy(model, test)
+    how = "reused" if result.resumed_from_epoch >= epochs else "trained"
+    click.echo(
+        f"tiny2d (16/32 channels): test accuracy {accuracy:.3f} on {len(test)} images ({how})"
+    )
+    rows = run_evaluation(
+        model,
+        torch.from_numpy(test_images),
+        torch.from_numpy(test_labels),
+        methods=methods.split(","),
+        upsample_modes=modes.split(","),
+        truth=torch.from_numpy(boxes),
+        progress=not quiet,
+    )
+    click.echo(format_rows(rows))
+    write_results(
+        folder,
+        rows,
+        title=f"{len(test)} shape images",
+        extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test)},
+    )
     click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
