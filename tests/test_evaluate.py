@@ -145,3 +145,45 @@ def test_evaluate_shapes_command(tmp_path):
     assert len(rows) == 1 and rows[0]["n"] == 8 and 0 <= rows[0]["iou"] <= 1
     again = CliRunner().invoke(cli, [*args, "--force"])
     assert again.exit_code == 0 and "(reused)" in again.output
+
+
+def test_onet_is_a_real_face_classifier_with_known_boxes():
+    pytest.importorskip("facenet_pytorch")
+    import camscope
+    from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
+
+    model = FaceClassifier()
+    inputs, boxes = astronaut_face_crops(6, seed=1)
+    with torch.no_grad():
+        logits = model(inputs)
+        reference = model.onet(inputs)[2]  # ONet's own softmax output
+    torch.testing.assert_close(torch.softmax(logits, 1), reference)
+    assert (reference[:, 1] > 0.9).all()  # the crops are faces to ONet
+    assert ((boxes[:, 2:] - boxes[:, :2]) > 20).all() and (boxes[:, 2:] <= 48).all()
+    e = camscope.explain(model, inputs, method="respond_cam", targets="all")
+    assert e.layer == "onet.prelu4" and e.maps.shape == (6, 2, 3, 3)
+
+
+@pytest.mark.slow
+def test_evaluate_faces_command(tmp_path):
+    pytest.importorskip("facenet_pytorch")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "faces",
+            "--count",
+            "4",
+            "--methods",
+            "grad-cam",
+            "--upsample",
+            "linear",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "ONet face probability" in result.output
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert rows[0]["n"] == 4 and 0 <= rows[0]["pointing"] <= 1

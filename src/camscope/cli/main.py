@@ -629,6 +629,64 @@ def evaluate_shapes(
     click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
+@evaluate.command("faces")
+@click.option("--count", type=int, default=24, show_default=True, help="Face crops.")
+@click.option("--layer", default=None, help="Layer (default: onet.prelu4, 3×3).")
+@click.option(
+    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
+)
+@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
+@click.option("--out", "out_dir", default="runs/evaluate-faces", show_default=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate_faces(
+    count: int,
+    layer: str | None,
+    methods: str,
+    modes: str,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """A real trained CNN (MTCNN's ONet, facenet-pytorch) on crops of a real photograph
+    (scikit-image's astronaut) whose face box is known: every metric for every method."""
+    from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
+    from camscope.evaluate import evaluate as run_evaluation
+    from camscope.evaluate import format_rows, write_results
+    from camscope.io import prepare_output_dir
+
+    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
+    model = FaceClassifier()
+    inputs, boxes = astronaut_face_crops(count)
+    labels = torch.ones(count, dtype=torch.long)
+    with torch.no_grad():
+        face = torch.softmax(model(inputs), dim=1)[:, 1]
+    click.echo(
+        f"ONet face probability on the {count} crops: min {float(face.min()):.3f}, "
+        f"mean {float(face.mean()):.3f}"
+    )
+    rows = run_evaluation(
+        model,
+        inputs,
+        labels,
+        methods=methods.split(","),
+        layer=layer,
+        upsample_modes=modes.split(","),
+        truth=boxes,
+        batch_size=count,
+        progress=not quiet,
+    )
+    click.echo(format_rows(rows))
+    write_results(
+        folder,
+        rows,
+        title=f"ONet, {count} astronaut face crops",
+        extra={"benchmark": "onet-astronaut", "n": count},
+    )
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+
+
 @cli.group()
 def reproduce() -> None:
     """Reproduce a seed paper's experiment."""
