@@ -187,3 +187,50 @@ def test_evaluate_faces_command(tmp_path):
     assert "ONet face probability" in result.output
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert rows[0]["n"] == 4 and 0 <= rows[0]["pointing"] <= 1
+
+
+def test_chest_radiograph_and_lesion_crops():
+    pytest.importorskip("pydicom")
+    pytest.importorskip("data_store")
+    from camscope.datasets.chest import chest_radiograph, lesion_crops
+
+    image = chest_radiograph()
+    assert image.shape == (256, 256) and image.min() >= 0.0 and image.max() <= 1.0
+    # MONOCHROME1 inverted: the spine (centre column) is brighter than the lung fields
+    assert image[100:150, 120:136].mean() > image[100:150, 60:90].mean()
+    images, labels, boxes = lesion_crops(6, seed=3)
+    assert images.shape == (6, 1, 48, 48) and labels.tolist() == [0, 1] * 3
+    assert (boxes[labels == 0] == 0).all()
+    for image_, box in zip(images[labels == 1], boxes[labels == 1], strict=True):
+        y0, x0, y1, x1 = box
+        assert image_[0, y0:y1, x0:x1].mean() > image_[0].mean()  # the lesion is brighter
+    again, _, _ = lesion_crops(6, seed=3)
+    assert np.array_equal(images, again)
+
+
+@pytest.mark.slow
+def test_evaluate_chest_command(tmp_path):
+    pytest.importorskip("data_store")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "chest",
+            "--train",
+            "16",
+            "--test",
+            "6",
+            "--epochs",
+            "1",
+            "--methods",
+            "respond-cam",
+            "--upsample",
+            "linear",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert rows[0]["n"] == 3 and rows[0]["kendall_tau"] == pytest.approx(1.0)

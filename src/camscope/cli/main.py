@@ -576,39 +576,22 @@ def evaluate_shapes(
 ) -> None:
     """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
     small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
-    from torch.utils.data import TensorDataset
-
     from camscope.evaluate import evaluate as run_evaluation
     from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
-    from camscope.models import create_model
-    from camscope.models.training import evaluate_accuracy, train_classifier
     from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
 
     folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
-    options = {"num_classes": len(SHAPE_CLASSES), "input_size": 64, "widths": [16, 32]}
-    torch.manual_seed(0)
-    model = create_model("tiny2d", **options)
     images, labels, _, _ = shape_arrays(train_per_class)
     test_images, test_labels, _, boxes = shape_arrays(test_per_class, offset=train_per_class)
-    train = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
-    test = TensorDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels))
-    result = train_classifier(
-        model,
-        train,
+    model, accuracy = _train_small_2d(
+        folder,
+        (images, labels),
+        (test_images, test_labels),
+        classes=len(SHAPE_CLASSES),
         epochs=epochs,
-        learning_rate=2e-3,
-        progress=not quiet,
-        checkpoint=folder / "model" / "tiny2d",
-        architecture="tiny2d",
-        options=options,
-        replace_mismatched=True,
-        description="shapes",
-    )
-    accuracy = evaluate_accuracy(model, test)
-    how = "reused" if result.resumed_from_epoch >= epochs else "trained"
-    click.echo(
-        f"tiny2d (16/32 channels): test accuracy {accuracy:.3f} on {len(test)} images ({how})"
+        quiet=quiet,
+        data={"benchmark": "shapes2d", "version": 1},
     )
     rows = run_evaluation(
         model,
@@ -623,8 +606,121 @@ def evaluate_shapes(
     write_results(
         folder,
         rows,
-        title=f"{len(test)} shape images",
-        extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test)},
+        title=f"{len(test_images)} shape images",
+        extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test_images)},
+    )
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+
+
+def _train_small_2d(
+    folder: Any,
+    train_arrays: tuple[Any, Any],
+    test_arrays: tuple[Any, Any],
+    *,
+    classes: int,
+    epochs: int,
+    quiet: bool,
+    data: dict[str, Any],
+) -> tuple[torch.nn.Module, float]:
+    """Train (or reuse from FOLDER/model) a tiny2d classifier, seeded; report its accuracy."""
+    from torch.utils.data import TensorDataset
+
+    from camscope.models import create_model
+    from camscope.models.training import evaluate_accuracy, train_classifier
+
+    images, labels = train_arrays
+    test_images, test_labels = test_arrays
+    options = {"num_classes": classes, "input_size": images.shape[-1], "widths": [16, 32]}
+    torch.manual_seed(0)
+    model = create_model("tiny2d", **options)
+    train = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    test = TensorDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels))
+    result = train_classifier(
+        model,
+        train,
+        epochs=epochs,
+        learning_rate=2e-3,
+        progress=not quiet,
+        checkpoint=folder / "model" / "tiny2d",
+        architecture="tiny2d",
+        options=options,
+        replace_mismatched=True,
+        description="training",
+        identity={"data": data},
+    )
+    accuracy = evaluate_accuracy(model, test)
+    how = "reused" if result.resumed_from_epoch >= epochs else "trained"
+    click.echo(
+        f"tiny2d (16/32 channels): test accuracy {accuracy:.3f} on {len(test)} images ({how})"
+    )
+    return model, accuracy
+
+
+@evaluate.command("chest")
+@click.option(
+    "--train",
+    "train_count",
+    type=int,
+    default=800,
+    show_default=True,
+    help="Training crops (half with a lesion).",
+)
+@click.option("--test", "test_count", type=int, default=120, show_default=True)
+@click.option("--epochs", type=int, default=8, show_default=True)
+@click.option(
+    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
+)
+@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
+@click.option("--out", "out_dir", default="runs/evaluate-chest", show_default=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate_chest(
+    train_count: int,
+    test_count: int,
+    epochs: int,
+    methods: str,
+    modes: str,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """A real chest radiograph (pydicom-data's RG1_UNCR.dcm) with lesions pasted at known places:
+    a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
+    from camscope.datasets.chest import LESION_CONTRAST, lesion_crops
+    from camscope.evaluate import evaluate as run_evaluation
+    from camscope.evaluate import format_rows, write_results
+    from camscope.io import prepare_output_dir
+
+    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
+    images, labels, _ = lesion_crops(train_count)
+    test_images, test_labels, boxes = lesion_crops(test_count, offset=train_count)
+    model, accuracy = _train_small_2d(
+        folder,
+        (images, labels),
+        (test_images, test_labels),
+        classes=2,
+        epochs=epochs,
+        quiet=quiet,
+        data={"benchmark": "chest-RG1_UNCR", "contrast": list(LESION_CONTRAST), "version": 1},
+    )
+    with_lesion = test_labels == 1
+    rows = run_evaluation(
+        model,
+        torch.from_numpy(test_images[with_lesion]),
+        torch.from_numpy(test_labels[with_lesion]),
+        methods=methods.split(","),
+        upsample_modes=modes.split(","),
+        truth=torch.from_numpy(boxes[with_lesion]),
+        progress=not quiet,
+    )
+    click.echo(format_rows(rows))
+    count = int(with_lesion.sum())
+    write_results(
+        folder,
+        rows,
+        title=f"{count} chest crops with a lesion",
+        extra={"benchmark": "chest-RG1_UNCR", "accuracy": accuracy, "n": count},
     )
     click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
