@@ -234,3 +234,28 @@ def test_evaluate_chest_command(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert rows[0]["n"] == 3 and rows[0]["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_evaluation_resumes_from_finished_rows(tmp_path, monkeypatch):
+    import camscope
+
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=3)
+    x = torch.randn(4, 1, 16, 16)
+    y = torch.tensor([0, 1, 2, 0])
+    options = {
+        "layer": None,
+        "batch_size": 4,
+        "deletion_steps": 2,
+        "progress": False,
+        "resume_dir": tmp_path / "partial",
+    }
+    first = evaluate(model, x, y, methods=["grad_cam"], **options)  # "interrupted" after one
+    calls = []
+    real = camscope.explain
+    monkeypatch.setattr(camscope, "explain", lambda *a, **k: calls.append(1) or real(*a, **k))
+    both = evaluate(model, x, y, methods=["grad_cam", "respond_cam"], **options)
+    assert both[0] == first[0]
+    assert len(calls) == 1  # only respond_cam was computed
+    changed = evaluate(model, x + 1, y, methods=["grad_cam"], **options)
+    assert len(calls) == 2 and changed[0] != first[0]  # other data: not reused

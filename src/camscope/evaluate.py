@@ -77,6 +77,7 @@ def evaluate(
     batch_size: int = 16,
     deletion_steps: int = 20,
     progress: bool = True,
+    resume_dir: Any = None,
 ) -> list[EvaluationRow]:
     """Score methods on a labelled batch of data.
 
@@ -92,6 +93,9 @@ def evaluate(
         batch_size: samples per explanation batch.
         deletion_steps: steps of the deletion and insertion curves.
         progress: show a progress bar.
+        resume_dir: a folder where each finished (method, upsampling) row is saved at once
+            (atomically); a run started again with the same data and settings reuses them, so
+            an interrupted evaluation resumes where it stopped.
 
     Returns:
         One row per (method, upsampling mode): ``method``, ``upsample``, ``n``, and mean/std of
@@ -108,9 +112,15 @@ def evaluate(
         disable=not progress,
         desc="evaluating",
     )
+    fingerprint = _fingerprint(inputs, labels, truth, layer, deletion_steps)
     for method, mode in settings:
         totals = _Accumulator({})
         name = camscope.get_method(method).name
+        saved = _load_partial(resume_dir, name, mode, fingerprint)
+        if saved is not None:
+            rows.append(saved)
+            bar.update(math.ceil(len(inputs) / batch_size))
+            continue
         for start in range(0, len(inputs), batch_size):
             x = inputs[start : start + batch_size]
             y = labels[start : start + batch_size]
@@ -151,9 +161,61 @@ def evaluate(
                 totals.add("hit", located.hit.double())
                 totals.add("pointing", pointing_game(up, part).hit.double())
             bar.update(1)
-        rows.append({"method": name, "upsample": mode, "n": len(inputs), **totals.row()})
+        row = {"method": name, "upsample": mode, "n": len(inputs), **totals.row()}
+        _save_partial(resume_dir, row, fingerprint)
+        rows.append(row)
     bar.close()
     return rows
+
+
+def _fingerprint(
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    truth: torch.Tensor | None,
+    layer: str | None,
+    steps: int,
+) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in (inputs, labels, truth):
+        if tensor is not None:
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(f"{layer}|{steps}".encode())
+    return digest.hexdigest()
+
+
+def _partial_path(folder: Any, method: str, mode: str) -> Any:
+    from pathlib import Path
+
+    return Path(folder) / f"{method}__{mode}.json"
+
+
+def _load_partial(folder: Any, method: str, mode: str, fingerprint: str) -> EvaluationRow | None:
+    import json
+
+    if folder is None:
+        return None
+    path = _partial_path(folder, method, mode)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("fingerprint") != fingerprint:
+        return None
+    row: EvaluationRow = saved["row"]
+    return row
+
+
+def _save_partial(folder: Any, row: EvaluationRow, fingerprint: str) -> None:
+    if folder is None:
+        return
+    from camscope.io import write_json
+
+    write_json(
+        _partial_path(folder, row["method"], row["upsample"]),
+        {"fingerprint": fingerprint, "row": row},
+    )
 
 
 #: Columns shown in tables and plotted, in order.

@@ -541,6 +541,7 @@ def evaluate_subtomograms(
         upsample_modes=modes.split(","),
         truth=masks,
         progress=not quiet,
+        resume_dir=folder / "partial",
     )
     click.echo(format_rows(rows))
     write_results(
@@ -601,6 +602,7 @@ def evaluate_shapes(
         upsample_modes=modes.split(","),
         truth=torch.from_numpy(boxes),
         progress=not quiet,
+        resume_dir=folder / "partial",
     )
     click.echo(format_rows(rows))
     write_results(
@@ -713,6 +715,7 @@ def evaluate_chest(
         upsample_modes=modes.split(","),
         truth=torch.from_numpy(boxes[with_lesion]),
         progress=not quiet,
+        resume_dir=folder / "partial",
     )
     click.echo(format_rows(rows))
     count = int(with_lesion.sum())
@@ -772,6 +775,7 @@ def evaluate_faces(
         truth=boxes,
         batch_size=count,
         progress=not quiet,
+        resume_dir=folder / "partial",
     )
     click.echo(format_rows(rows))
     write_results(
