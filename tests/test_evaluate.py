@@ -259,3 +259,92 @@ def test_evaluation_resumes_from_finished_rows(tmp_path, monkeypatch):
     assert len(calls) == 1  # only respond_cam was computed
     changed = evaluate(model, x + 1, y, methods=["grad_cam"], **options)
     assert len(calls) == 2 and changed[0] != first[0]  # other data: not reused
+
+
+@pytest.mark.slow
+def test_simulate_then_evaluate_the_folder(tmp_path):
+    data = tmp_path / "data"
+    simulated = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--out",
+            str(data),
+            "--per-class",
+            "1",
+            "--size",
+            "16",
+            "--snr",
+            "inf",
+            "--snr",
+            "0.5",
+            "--masks",
+            "--quiet",
+        ],
+    )
+    assert simulated.exit_code == 0, simulated.output
+    assert (data / "masks" / "c03_00000.npy").exists()
+    options = {"num_classes": 23, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "folder",
+            str(data),
+            "--model",
+            str(tmp_path / "net.json"),
+            "--where",
+            "snr=0.5",
+            "--methods",
+            "respond-cam",
+            "--upsample",
+            "linear",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert rows[0]["n"] == 23 and "iou" in rows[0]  # masks were used as ground truth
+    assert (out / "partial" / "respond_cam__linear.json").exists()
+
+
+def test_evaluate_folder_with_boxes_and_errors(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = ["path,label,y0,x0,y1,x1"]
+    for i in range(4):
+        np.save(data / f"{i}.npy", np.random.default_rng(i).standard_normal((16, 16)))
+        rows.append(f"{i}.npy,{i % 3},2,2,10,10")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "eval"
+    args = [
+        "evaluate",
+        "folder",
+        str(data),
+        "--model",
+        "tiny2d",
+        "--methods",
+        "grad-cam",
+        "--upsample",
+        "linear",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    assert row["n"] == 4 and 0 <= row["iou"] <= 1
+    bad = CliRunner().invoke(cli, [*args, "--where", "site=A", "--force"])
+    assert bad.exit_code == 2 and "no column 'site'" in bad.output
+    missing = CliRunner().invoke(
+        cli,
+        ["evaluate", "folder", str(tmp_path), "--model", "tiny2d", "--out", str(tmp_path / "o")],
+    )
+    assert missing.exit_code == 2 and "labels.csv" in missing.output

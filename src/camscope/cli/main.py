@@ -53,34 +53,6 @@ def _parse_targets(text: str) -> object:
     return classes[0] if len(classes) == 1 else torch.tensor([classes])
 
 
-def _load_input(path: str) -> tuple[torch.Tensor, dict[str, object]]:
-    """One input file → a batch of one ``(1, C, *S)``, and what to record about it."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from camscope.io.volumes import read_mrc
-
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if suffix in (".mrc", ".map", ".rec"):
-        volume, voxel = read_mrc(file)
-        return torch.from_numpy(volume)[None, None], {"path": str(file), "voxel_size_A": voxel}
-    if suffix == ".npy":
-        try:
-            array = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise CamscopeError(f"cannot read {file} as a NumPy array: {error}") from error
-        if array.ndim in (2, 3) and array.shape[0] not in (1, 3):
-            array = array[None]  # a single-channel image or volume
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None], {
-            "path": str(file)
-        }
-    raise CamscopeError(
-        f"{file}: unsupported input type {suffix or '(none)'}; give .npy, .mrc or .map files"
-    )
-
-
 def _load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, object]]:
     from pathlib import Path
 
@@ -147,6 +119,7 @@ def explain_command(
     from tqdm.auto import tqdm
 
     from camscope.io import prepare_output_dir, write_json, write_npz
+    from camscope.io.inputs import read_input
 
     target_spec = _parse_targets(targets)
     sigma_value: object = "erf"
@@ -164,7 +137,8 @@ def explain_command(
     model, model_record = _load_any_model(model_spec)
     records = []
     for path, name in tqdm(list(zip(inputs, names, strict=True)), disable=quiet, desc="explaining"):
-        x, record = _load_input(path)
+        x, record = read_input(path)
+        x = x[None]
         e = camscope.explain(model, x, method=method, layer=layer, targets=target_spec)  # type: ignore[arg-type]
         arrays = {"maps": e.maps.numpy(), "scores": e.scores.numpy()}
         if e.targets is not None:
@@ -309,6 +283,9 @@ def demo(out_dir: str, force: bool, seed: int, quiet: bool) -> None:
 )
 @click.option("--similarity-matrix", is_flag=True, help="Print the class-similarity matrix.")
 @click.option(
+    "--masks", is_flag=True, help="Also write each particle's mask (known from its pose)."
+)
+@click.option(
     "--structure",
     "structure_files",
     multiple=True,
@@ -332,6 +309,7 @@ def simulate(
     offset: int,
     fmt: str,
     similarity_matrix: bool,
+    masks: bool,
     structure_files: tuple[str, ...],
     force: bool,
     quiet: bool,
@@ -417,6 +395,13 @@ def simulate(
                         *np.round(poses[-1], 6),
                     ]
                 )
+                if masks:
+                    mask_name = f"masks/c{class_id:02d}_{index:05d}.npy"
+                    if not (folder / mask_name).exists():
+                        (folder / "masks").mkdir(exist_ok=True)
+                        with atomic_write(folder / mask_name, mode="wb") as handle:
+                            np.save(handle, simulator.particle_mask(class_id, index))
+                    rows[-1].append(mask_name)
             else:
                 bundle[f"snr_{label_text(snr)}"].append(volume)
     if fmt == "mrc":
@@ -433,6 +418,7 @@ def simulate(
                 "shift_z",
                 "shift_y",
                 "shift_x",
+                *(["mask"] if masks else []),
             ]
         )
         writer.writerows(rows)
@@ -724,6 +710,115 @@ def evaluate_chest(
         rows,
         title=f"{count} chest crops with a lesion",
         extra={"benchmark": "chest-RG1_UNCR", "accuracy": accuracy, "n": count},
+    )
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+
+
+@evaluate.command("folder")
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="A camscope saved model (path/to/model.json) or a built-in name.",
+)
+@click.option(
+    "--where",
+    "conditions",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="Keep only rows of labels.csv with this value (repeat), e.g. snr=0.1.",
+)
+@click.option("--layer", default=None)
+@click.option(
+    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
+)
+@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--out", "out_dir", required=True)
+@click.option("--force", is_flag=True)
+@click.option("--quiet", is_flag=True)
+@_friendly
+def evaluate_folder(
+    data_dir: str,
+    model_spec: str,
+    conditions: tuple[str, ...],
+    layer: str | None,
+    methods: str,
+    modes: str,
+    batch_size: int,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Your own data: DATA_DIR/labels.csv lists `path` (.npy/.mrc, relative to DATA_DIR) and
+    `label` (or `class_id`), and optionally a ground truth per row: box columns (`y0,x0,y1,x1`,
+    or `z0,y0,x0,z1,y1,x1` for volumes, half-open) or `mask` (a boolean .npy). The output of
+    `camscope simulate --masks` is such a folder."""
+    import csv
+    from pathlib import Path
+
+    import numpy as np
+
+    from camscope.evaluate import evaluate as run_evaluation
+    from camscope.evaluate import format_rows, write_results
+    from camscope.io import prepare_output_dir
+    from camscope.io.inputs import read_input
+
+    root = Path(data_dir)
+    try:
+        with open(root / "labels.csv", newline="") as handle:
+            table = list(csv.DictReader(handle))
+    except OSError as error:
+        raise CamscopeError(f"cannot read {root / 'labels.csv'}: {error.strerror}") from error
+    for condition in conditions:
+        column, _, value = condition.partition("=")
+        if not table or column not in table[0]:
+            raise CamscopeError(f"--where {condition}: labels.csv has no column {column!r}")
+        table = [row for row in table if row[column] == value]
+    if not table:
+        raise CamscopeError("no row of labels.csv is left to evaluate")
+    label_column = "label" if "label" in table[0] else "class_id"
+    if label_column not in table[0] or "path" not in table[0]:
+        raise CamscopeError("labels.csv needs a 'path' column and a 'label' (or 'class_id') one")
+    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
+    tensors = [read_input(root / row["path"])[0] for row in table]
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) != 1:
+        raise CamscopeError(f"the inputs differ in shape ({sorted(shapes)}); resize them alike")
+    inputs = torch.stack(tensors)
+    try:
+        labels = torch.tensor([int(row[label_column]) for row in table])
+    except ValueError as error:
+        raise CamscopeError(f"labels must be class indices: {error}") from error
+    axes = inputs.ndim - 2
+    names = ["z0", "y0", "x0", "z1", "y1", "x1"] if axes == 3 else ["y0", "x0", "y1", "x1"]
+    truth = None
+    if "mask" in table[0] and all(row["mask"] for row in table):
+        truth = torch.from_numpy(
+            np.stack([np.load(root / row["mask"], allow_pickle=False) for row in table])
+        ).bool()
+    elif all(name in table[0] for name in names):
+        truth = torch.tensor([[int(row[name]) for name in names] for row in table])
+    model, record = _load_any_model(model_spec)
+    rows = run_evaluation(
+        model,
+        inputs,
+        labels,
+        methods=methods.split(","),
+        layer=layer,
+        upsample_modes=modes.split(","),
+        truth=truth,
+        batch_size=batch_size,
+        progress=not quiet,
+        resume_dir=folder / "partial",
+    )
+    click.echo(format_rows(rows))
+    write_results(
+        folder,
+        rows,
+        title=f"{len(table)} inputs from {root.name}",
+        extra={"data": str(root), "model": record, "n": len(table), "where": list(conditions)},
     )
     click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
