@@ -92,6 +92,8 @@ def test_evaluate_subtomograms_command(tmp_path):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert len(rows) == 4 and rows[0]["n"] == 23
     assert (out / "plots" / "deletion_auc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "plots" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(rows[0]["deletion_curve"]) == 21 and rows[0]["deletion_curve"][0] > 0
     assert (out / "results.csv").read_text().startswith("method,upsample,n,")
 
 

@@ -115,6 +115,7 @@ def evaluate(
     fingerprint = _fingerprint(inputs, labels, truth, layer, deletion_steps)
     for method, mode in settings:
         totals = _Accumulator({})
+        curves: dict[str, list[torch.Tensor]] = {}
         name = camscope.get_method(method).name
         saved = _load_partial(resume_dir, name, mode, fingerprint)
         if saved is not None:
@@ -141,16 +142,14 @@ def evaluate(
             totals.add("increase", 100.0 * absolute.increase.double())
             totals.add("average_drop_relative", relative.drop)
             totals.add("increase_relative", 100.0 * relative.increase.double())
-            totals.add(
-                "deletion_auc",
-                deletion(model, x, up, y, steps=deletion_steps, batch_size=batch_size).auc,
-            )
-            totals.add(
-                "insertion_auc",
-                insertion(model, x, up, y, steps=deletion_steps, batch_size=batch_size).auc,
-            )
+            removed = deletion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
+            inserted = insertion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
+            totals.add("deletion_auc", removed.auc)
+            totals.add("insertion_auc", inserted.auc)
+            curves.setdefault("deletion_curve", []).append(removed.curves)
+            curves.setdefault("insertion_curve", []).append(inserted.curves)
             totals.add("fidelity", fidelity(model, x, up, y, batch_size=batch_size).drop)
-            totals.add("contrastivity", contrastivity(e.maps, y))
+            totals.add("contrastivity", contrastivity(e.maps, y).values)
             check = sum_to_score(e.maps, e.scores)
             totals.add("l1", check.l1)
             totals.add("kendall_tau", check.kendall_tau)
@@ -162,6 +161,8 @@ def evaluate(
                 totals.add("pointing", pointing_game(up, part).hit.double())
             bar.update(1)
         row = {"method": name, "upsample": mode, "n": len(inputs), **totals.row()}
+        for key, parts in curves.items():  # mean probability at each removed/inserted fraction
+            row[key] = [round(float(v), 6) for v in torch.cat(parts).mean(dim=0)]
         _save_partial(resume_dir, row, fingerprint)
         rows.append(row)
     bar.close()
@@ -262,7 +263,8 @@ def write_results(
     from camscope.render import figure_png
 
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    columns = [key for key in rows[0] if not key.endswith("_curve")]
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_write(folder / "results.csv", mode="w") as handle:
@@ -284,6 +286,25 @@ def write_results(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "deletion_curve" in rows[0]:
+        figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for axis, key in zip(axes, ("deletion_curve", "insertion_curve"), strict=True):
+            for row in rows:
+                curve = row[key]
+                fractions = [i / (len(curve) - 1) for i in range(len(curve))]
+                axis.plot(fractions, curve, label=f"{row['method']} ({row['upsample']})")
+            axis.set_xlabel(
+                "fraction of positions removed"
+                if key == "deletion_curve"
+                else "fraction of positions inserted"
+            )
+            axis.set_ylabel("target probability (mean)")
+            axis.set_title(key.replace("_", " "), fontsize=9)
+        axes[1].legend(fontsize=7)
+        figure.suptitle(title, fontsize=9)
+        figure.tight_layout()
+        with atomic_write(folder / "plots" / "curves.png", mode="wb") as handle:
+            handle.write(figure_png(figure))
     names = [f"{r['method']}\n{r['upsample']}" for r in rows]
     for key in (k for k in TABLE_KEYS if k in rows[0]):
         figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.4))

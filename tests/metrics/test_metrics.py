@@ -171,8 +171,9 @@ def test_contrastivity_bounds():
     maps[0, 0, 0, 0] = maps[0, 1, 3, 3] = maps[0, 2, 1, 1] = 1.0  # disjoint → 1
     maps[1] = 1.0
     maps[1, :, 0, 0] = 2.0  # identical maps → 0
-    values = contrastivity(maps, torch.tensor([0, 1]))
-    assert values.tolist() == pytest.approx([1.0, 0.0])
+    result = contrastivity(maps, torch.tensor([0, 1]))
+    assert result.values.tolist() == pytest.approx([1.0, 0.0])
+    assert result.summary()["contrastivity"] == pytest.approx(0.5)
 
 
 def test_sensitivity():

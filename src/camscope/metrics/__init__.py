@@ -28,6 +28,7 @@ from camscope.metrics.localization import (
     pointing_game,
 )
 from camscope.metrics.robustness import (
+    ContrastivityResult,
     SensitivityResult,
     contrastivity,
     max_sensitivity,
@@ -37,6 +38,7 @@ from camscope.metrics.sum_to_score import SumToScore, kendall_tau, sum_to_score
 
 __all__ = [
     "ConfidenceResult",
+    "ContrastivityResult",
     "CurveResult",
     "FidelityResult",
     "LocalizationResult",

@@ -10,12 +10,30 @@ import torch
 from camscope.errors import InputError
 from camscope.postprocess import normalize
 
-__all__ = ["SensitivityResult", "contrastivity", "max_sensitivity", "one_pixel_sensitivity"]
+__all__ = [
+    "ContrastivityResult",
+    "SensitivityResult",
+    "contrastivity",
+    "max_sensitivity",
+    "one_pixel_sensitivity",
+]
+
+
+@dataclass(frozen=True)
+class ContrastivityResult:
+    """Per-sample contrastivity ``(B,)`` in [0, 1]."""
+
+    values: torch.Tensor
+
+    def summary(self) -> dict[str, float]:
+        values = self.values.double()
+        std = float(values.std()) if values.numel() > 1 else 0.0
+        return {"contrastivity": float(values.mean()), "contrastivity_std": std}
 
 
 def contrastivity(
     maps: torch.Tensor, targets: torch.Tensor, *, threshold: float = 0.15
-) -> torch.Tensor:
+) -> ContrastivityResult:
     """How different the target class's map is from every other class's map (seed 004).
 
     Each map is min-max scaled and binarised at ``threshold``; for each other class the Hamming
@@ -27,7 +45,7 @@ def contrastivity(
         targets: ``(B,)`` the class of each sample.
 
     Returns:
-        ``(B,)`` contrastivity per sample.
+        Per-sample contrastivity ``(B,)`` and its summary.
     """
     if maps.ndim < 3 or maps.shape[1] < 2:
         raise InputError(f"maps must be (B, K, *S) with K ≥ 2 classes, got {tuple(maps.shape)}")
@@ -41,7 +59,7 @@ def contrastivity(
     ratio = torch.where(union > 0, differ / union.clamp_min(1), torch.zeros_like(union))
     others = torch.ones(batch, classes, dtype=torch.bool)
     others[torch.arange(batch), targets.long()] = False
-    return (ratio * others).sum(dim=1) / (classes - 1)
+    return ContrastivityResult(values=(ratio * others).sum(dim=1) / (classes - 1))
 
 
 @dataclass(frozen=True)
