@@ -452,6 +452,37 @@ def evaluate() -> None:
     """Score explanation methods with faithfulness and localisation metrics."""
 
 
+def _evaluation_options(out_default: str) -> Callable[[F], F]:
+    """The options every evaluate command shares."""
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option(
+                "--methods",
+                default="grad-cam,grad-cam-pp,extended-cam,respond-cam",
+                show_default=True,
+            ),
+            click.option("--upsample", "modes", default="linear,gaussian", show_default=True),
+            click.option("--out", "out_dir", default=out_default, show_default=True),
+            click.option("--force", is_flag=True, help="Overwrite results in --out."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _report(folder: Any, rows: list[dict[str, Any]], *, title: str, extra: dict[str, Any]) -> None:
+    """Print the evaluation table and write results.csv, results.json and the plots."""
+    from camscope.evaluate import format_rows, write_results
+
+    click.echo(format_rows(rows))
+    write_results(folder, rows, title=title, extra=extra)
+    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+
+
 @evaluate.command("subtomograms")
 @click.option(
     "--model",
@@ -468,13 +499,7 @@ def evaluate() -> None:
     show_default=True,
     help="First sample index (past the reproduction's training samples).",
 )
-@click.option(
-    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
-)
-@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
-@click.option("--out", "out_dir", default="runs/evaluate-subtomograms", show_default=True)
-@click.option("--force", is_flag=True)
-@click.option("--quiet", is_flag=True)
+@_evaluation_options("runs/evaluate-subtomograms")
 @_friendly
 def evaluate_subtomograms(
     model_path: str | None,
@@ -495,7 +520,6 @@ def evaluate_subtomograms(
     import numpy as np
 
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
     from camscope.io.checkpoints import load_model
     from camscope.simulate import SimulationConfig, Simulator
@@ -529,27 +553,19 @@ def evaluate_subtomograms(
         progress=not quiet,
         resume_dir=folder / "partial",
     )
-    click.echo(format_rows(rows))
-    write_results(
+    _report(
         folder,
         rows,
         title=f"{len(items)} subtomograms, SNR {label}",
         extra={"model": str(path), "snr": label, "n": len(items)},
     )
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
 @evaluate.command("shapes")
 @click.option("--train-per-class", type=int, default=400, show_default=True)
 @click.option("--test-per-class", type=int, default=25, show_default=True)
 @click.option("--epochs", type=int, default=10, show_default=True)
-@click.option(
-    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
-)
-@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
-@click.option("--out", "out_dir", default="runs/evaluate-shapes", show_default=True)
-@click.option("--force", is_flag=True)
-@click.option("--quiet", is_flag=True)
+@_evaluation_options("runs/evaluate-shapes")
 @_friendly
 def evaluate_shapes(
     train_per_class: int,
@@ -564,7 +580,6 @@ def evaluate_shapes(
     """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
     small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
     from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
 
@@ -590,14 +605,12 @@ def evaluate_shapes(
         progress=not quiet,
         resume_dir=folder / "partial",
     )
-    click.echo(format_rows(rows))
-    write_results(
+    _report(
         folder,
         rows,
         title=f"{len(test_images)} shape images",
         extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test_images)},
     )
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
 def _train_small_2d(
@@ -655,13 +668,7 @@ def _train_small_2d(
 )
 @click.option("--test", "test_count", type=int, default=120, show_default=True)
 @click.option("--epochs", type=int, default=8, show_default=True)
-@click.option(
-    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
-)
-@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
-@click.option("--out", "out_dir", default="runs/evaluate-chest", show_default=True)
-@click.option("--force", is_flag=True)
-@click.option("--quiet", is_flag=True)
+@_evaluation_options("runs/evaluate-chest")
 @_friendly
 def evaluate_chest(
     train_count: int,
@@ -677,7 +684,6 @@ def evaluate_chest(
     a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
     from camscope.datasets.chest import LESION_CONTRAST, lesion_crops
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
 
     folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
@@ -703,15 +709,13 @@ def evaluate_chest(
         progress=not quiet,
         resume_dir=folder / "partial",
     )
-    click.echo(format_rows(rows))
     count = int(with_lesion.sum())
-    write_results(
+    _report(
         folder,
         rows,
         title=f"{count} chest crops with a lesion",
         extra={"benchmark": "chest-RG1_UNCR", "accuracy": accuracy, "n": count},
     )
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
 @evaluate.command("folder")
@@ -761,7 +765,6 @@ def evaluate_folder(
     import numpy as np
 
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
     from camscope.io.inputs import read_input
 
@@ -813,26 +816,18 @@ def evaluate_folder(
         progress=not quiet,
         resume_dir=folder / "partial",
     )
-    click.echo(format_rows(rows))
-    write_results(
+    _report(
         folder,
         rows,
         title=f"{len(table)} inputs from {root.name}",
         extra={"data": str(root), "model": record, "n": len(table), "where": list(conditions)},
     )
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
 @evaluate.command("faces")
 @click.option("--count", type=int, default=24, show_default=True, help="Face crops.")
 @click.option("--layer", default=None, help="Layer (default: onet.prelu4, 3×3).")
-@click.option(
-    "--methods", default="grad-cam,grad-cam-pp,extended-cam,respond-cam", show_default=True
-)
-@click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
-@click.option("--out", "out_dir", default="runs/evaluate-faces", show_default=True)
-@click.option("--force", is_flag=True)
-@click.option("--quiet", is_flag=True)
+@_evaluation_options("runs/evaluate-faces")
 @_friendly
 def evaluate_faces(
     count: int,
@@ -847,7 +842,6 @@ def evaluate_faces(
     (scikit-image's astronaut) whose face box is known: every metric for every method."""
     from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
     from camscope.evaluate import evaluate as run_evaluation
-    from camscope.evaluate import format_rows, write_results
     from camscope.io import prepare_output_dir
 
     folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
@@ -872,14 +866,12 @@ def evaluate_faces(
         progress=not quiet,
         resume_dir=folder / "partial",
     )
-    click.echo(format_rows(rows))
-    write_results(
+    _report(
         folder,
         rows,
         title=f"ONet, {count} astronaut face crops",
         extra={"benchmark": "onet-astronaut", "n": count},
     )
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
 
 
 @cli.group()
