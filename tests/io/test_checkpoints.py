@@ -164,3 +164,24 @@ def test_failed_atomic_write_leaves_nothing(tmp_path):
         handle.write(b"whole")
     assert (tmp_path / "out.bin").read_bytes() == b"whole"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_read_input_images_arrays_and_errors(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from camscope.errors import CamscopeError
+    from camscope.io.inputs import read_input
+
+    Image.fromarray(np.full((8, 6), 255, dtype=np.uint8)).save(tmp_path / "grey.png")
+    Image.fromarray(np.zeros((8, 6, 3), dtype=np.uint8)).save(tmp_path / "rgb.jpg")
+    grey, record = read_input(tmp_path / "grey.png")
+    assert grey.shape == (1, 8, 6) and float(grey.max()) == 1.0 and record["mode"] == "L"
+    assert read_input(tmp_path / "rgb.jpg")[0].shape == (3, 8, 6)
+    np.save(tmp_path / "v.npy", np.zeros((4, 5, 6)))
+    assert read_input(tmp_path / "v.npy")[0].shape == (1, 4, 5, 6)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(CamscopeError, match="cannot read image"):
+        read_input(tmp_path / "broken.png")
+    with pytest.raises(CamscopeError, match=r"unsupported input type \.txt"):
+        read_input(tmp_path / "notes.txt")

@@ -1,6 +1,7 @@
-"""Read one input file as a tensor ``(C, *S)``: NumPy ``.npy`` and MRC/MAP volumes.
+"""Read one input file as a tensor ``(C, *S)``: NumPy ``.npy``, MRC/MAP volumes, and 2D images
+(PNG, JPEG, TIFF via Pillow, scaled to [0, 1]).
 
-(Images, DICOM, NIfTI and TIFF come with the file-format issue.)
+(DICOM, NIfTI and multi-page TIFF stacks come with the file-format issue.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from camscope.io.volumes import read_mrc
 
 __all__ = ["SUPPORTED_SUFFIXES", "read_input"]
 
-SUPPORTED_SUFFIXES = (".npy", ".mrc", ".map", ".rec")
+SUPPORTED_SUFFIXES = (".npy", ".mrc", ".map", ".rec", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def read_input(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -33,6 +34,20 @@ def read_input(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, An
     if suffix in (".mrc", ".map", ".rec"):
         volume, voxel = read_mrc(file)
         return torch.from_numpy(volume)[None], {"path": str(file), "voxel_size_A": voxel}
+    if suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(file) as picture:
+                picture.load()
+                mode = picture.mode
+                array = np.asarray(picture)
+        except (OSError, UnidentifiedImageError) as error:
+            raise CamscopeError(f"cannot read image {file}: {error}") from error
+        scale = 65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype == np.uint8 else 1.0
+        values = array.astype(np.float32) / scale
+        values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
+        return torch.from_numpy(np.ascontiguousarray(values)), {"path": str(file), "mode": mode}
     if suffix == ".npy":
         try:
             array = np.load(file, allow_pickle=False)
