@@ -229,7 +229,13 @@ def test_explain_command_errors(tmp_path, extra, message):
 def test_explain_command_bad_files(tmp_path):
     (tmp_path / "a.png").write_bytes(b"not really")
     (tmp_path / "b.npy").write_bytes(b"garbage")
-    for name, message in (("a.png", "unsupported input type"), ("b.npy", "cannot read")):
+    (tmp_path / "c.gif").write_bytes(b"GIF89a")
+    cases = (
+        ("a.png", "cannot read image"),
+        ("b.npy", "cannot read"),
+        ("c.gif", "unsupported input type"),
+    )
+    for name, message in cases:
         result = CliRunner().invoke(
             cli,
             [
