@@ -23,7 +23,7 @@ from camscope.models import SmallCNN
 from camscope.models.training import train_classifier
 from camscope.simulate import TOY_CLASSES, ToyVolumes
 
-__all__ = ["DEMO_METHODS", "DemoResult", "run_demo"]
+__all__ = ["DEMO_METHODS", "DemoResult", "format_table", "run_demo"]
 
 DEMO_METHODS = ("respond_cam", "grad_cam", "grad_cam_pp", "xgrad_cam")
 OUTPUTS = ["maps.npz", "summary.json", "slices.png"]
@@ -38,7 +38,7 @@ class DemoResult:
     out_dir: Path
 
 
-def _format_table(rows: list[dict[str, float | str]]) -> str:
+def format_table(rows: list[dict[str, float | str]]) -> str:
     lines = [f"{'method':<14} {'L1 (mean ± std)':>20} {'Kendall τ (mean ± std)':>24}"]
     for row in rows:
         lines.append(

@@ -29,6 +29,7 @@ from camscope.metrics import (
     pointing_game,
     sum_to_score,
 )
+from camscope.metrics._stats import mean_std
 from camscope.postprocess import upsample
 
 __all__ = ["SEED_002_AVERAGE_DROP", "EvaluationRow", "evaluate"]
@@ -59,9 +60,7 @@ class _Accumulator:
     def row(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for name, parts in self.values.items():
-            joined = torch.cat(parts)
-            out[name] = float(joined.mean())
-            out[f"{name}_std"] = float(joined.std()) if joined.numel() > 1 else 0.0
+            out[name], out[f"{name}_std"] = mean_std(torch.cat(parts))
         return out
 
 

@@ -249,3 +249,13 @@ def test_simulate_command_with_structure_files(tmp_path, monkeypatch):
         cli, ["simulate", "--out", str(tmp_path / "none"), "--structure", "packaged", "--quiet"]
     )
     assert none.exit_code == 2 and "no atomic models found" in none.output
+
+
+def test_snr_parsing_and_labels():
+    from camscope.simulate.subtomogram import parse_snr, snr_label
+
+    assert parse_snr("INF") == math.inf and parse_snr(" 0.1 ") == 0.1
+    assert snr_label(math.inf) == "inf" and snr_label(0.1) == "0.1" and snr_label(2.0) == "2"
+    for bad in ("loud", "0", "-1"):
+        with pytest.raises(CamscopeError):
+            parse_snr(bad)

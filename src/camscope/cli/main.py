@@ -39,6 +39,15 @@ def cli() -> None:
     """Explain what convolutional networks look at, in 2D images and 3D volumes."""
 
 
+def _parse_snrs(values: tuple[str, ...]) -> tuple[float, ...]:
+    from camscope.simulate.subtomogram import parse_snr
+
+    try:
+        return tuple(parse_snr(value) for value in values)
+    except CamscopeError as error:
+        raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
+
+
 def _parse_targets(text: str) -> object:
     if text == "predicted":
         return None
@@ -253,13 +262,13 @@ def erf(
 @_friendly
 def demo(out_dir: str, force: bool, seed: int, quiet: bool) -> None:
     """Train a small 3D network on toy volumes, explain it, print the sum-to-score check."""
-    from camscope.demo import _format_table, run_demo
+    from camscope.demo import format_table, run_demo
 
     click.echo("camscope demo: training a small 3D CNN on simulated volumes (sphere, rod, ring)…")
     result = run_demo(out_dir, force=force, seed=seed, progress=not quiet)
     click.echo(f"test accuracy: {result.accuracy:.3f}")
     click.echo("sum-to-score over the test set, all classes, layer pool2 (raw maps):")
-    click.echo(_format_table(result.rows))
+    click.echo(format_table(result.rows))
     click.echo(
         "Respond-CAM's totals equal logit − bias here (Flatten → Linear head), so its L1 is the "
         "mean |bias| and its τ is near 1."
@@ -336,10 +345,7 @@ def simulate(
         read_structure,
     )
 
-    try:
-        levels = tuple(math.inf if s.lower() == "inf" else float(s) for s in snrs) or (math.inf,)
-    except ValueError as error:
-        raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
+    levels = _parse_snrs(snrs) or (math.inf,)
     names = ["labels.csv"] if fmt == "mrc" else ["subtomograms.npz"]
     structures = None
     class_names = [name for name, _, _ in BENCHMARK_COMPLEXES]
@@ -369,9 +375,10 @@ def simulate(
             structures=structures,
         )
     )
-    label_text = lambda s: "inf" if math.isinf(s) else f"{s:g}"  # noqa: E731
+    from camscope.simulate.subtomogram import snr_label
+
     rows = []
-    bundle: dict[str, list[np.ndarray]] = {f"snr_{label_text(s)}": [] for s in levels}
+    bundle: dict[str, list[np.ndarray]] = {f"snr_{snr_label(s)}": [] for s in levels}
     poses = []
     total = per_class * n_classes
     for item in tqdm(range(total), desc="simulating", disable=quiet):
@@ -381,7 +388,7 @@ def simulate(
         poses.append(np.concatenate([pose.rotation.ravel(), pose.shift]))
         for snr, volume in volumes.items():
             if fmt == "mrc":
-                relative = f"snr-{label_text(snr)}/c{class_id:02d}_{index:05d}.mrc"
+                relative = f"snr-{snr_label(snr)}/c{class_id:02d}_{index:05d}.mrc"
                 write_mrc(
                     folder / relative, volume, voxel_size_angstrom=10 * simulator.config.voxel
                 )
@@ -391,7 +398,7 @@ def simulate(
                         class_id,
                         class_names[class_id],
                         index,
-                        label_text(snr),
+                        snr_label(snr),
                         *np.round(poses[-1], 6),
                     ]
                 )
@@ -403,7 +410,7 @@ def simulate(
                             np.save(handle, simulator.particle_mask(class_id, index))
                     rows[-1].append(mask_name)
             else:
-                bundle[f"snr_{label_text(snr)}"].append(volume)
+                bundle[f"snr_{snr_label(snr)}"].append(volume)
     if fmt == "mrc":
         text = io.StringIO()
         writer = csv.writer(text)
@@ -514,7 +521,6 @@ def evaluate_subtomograms(
 ) -> None:
     """Simulated subtomograms whose particle mask is known from the pose: every metric, every
     method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
-    import math
     from pathlib import Path
 
     import numpy as np
@@ -523,9 +529,10 @@ def evaluate_subtomograms(
     from camscope.io import prepare_output_dir
     from camscope.io.checkpoints import load_model
     from camscope.simulate import SimulationConfig, Simulator
+    from camscope.simulate.subtomogram import snr_label
 
-    level = math.inf if snr.lower() == "inf" else float(snr)
-    label = "inf" if math.isinf(level) else f"{level:g}"
+    (level,) = _parse_snrs((snr,))
+    label = snr_label(level)
     path = Path(model_path or f"runs/respond-cam/models/cnn2_snr-{label}")
     if model_path is None and not Path(f"{path}.json").exists():
         raise CamscopeError(
@@ -915,7 +922,6 @@ def reproduce_respond_cam(
 ) -> None:
     """Table 1 of the Respond-CAM paper on simulated subtomograms, with Figures 3 and 4."""
     import dataclasses
-    import math
 
     from camscope.reproduce import respond_cam
 
@@ -937,10 +943,7 @@ def reproduce_respond_cam(
     if size is not None:
         top["size"] = size
     if snrs:
-        try:
-            top["snrs"] = tuple(math.inf if s.lower() == "inf" else float(s) for s in snrs)
-        except ValueError as error:
-            raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
+        top["snrs"] = _parse_snrs(snrs)
     if similarity is not None:
         top["similarity"] = similarity
     if seed is not None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from camscope.capture import ModelState
 from camscope.errors import InputError
+from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize, upsample
 
 __all__ = [
@@ -30,11 +31,6 @@ __all__ = [
     "insertion",
     "target_probabilities",
 ]
-
-
-def _summary(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double()
-    return float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0
 
 
 def target_probabilities(
@@ -99,7 +95,7 @@ class ConfidenceResult:
 
     def summary(self) -> dict[str, float]:
         """Average Drop % (mean ± std) and Increase in Confidence %."""
-        mean, std = _summary(self.drop)
+        mean, std = mean_std(self.drop)
         return {
             "average_drop": mean,
             "average_drop_std": std,
@@ -166,21 +162,9 @@ def average_drop(
     return _confidence(model, inputs, maps, targets, masking, top_fraction, batch_size)
 
 
-def increase_in_confidence(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    masking: Literal["absolute", "relative"] = "absolute",
-    top_fraction: float = 0.5,
-    batch_size: int = 32,
-) -> ConfidenceResult:
-    """Increase in Confidence % (``100 · mean(1[O > Y])``; higher is better).
-
-    Same computation and arguments as :func:`average_drop`; both values are in the result.
-    """
-    return _confidence(model, inputs, maps, targets, masking, top_fraction, batch_size)
+#: Increase in Confidence % (``100 · mean(1[O > Y])``; higher is better) comes out of the same
+#: computation as Average Drop: both are in the result of either name.
+increase_in_confidence = average_drop
 
 
 @dataclass(frozen=True)
@@ -193,7 +177,7 @@ class CurveResult:
 
     def summary(self) -> dict[str, float]:
         """Mean ± std of the area under the curve."""
-        mean, std = _summary(self.auc)
+        mean, std = mean_std(self.auc)
         return {"auc": mean, "auc_std": std}
 
 
@@ -302,7 +286,7 @@ class FidelityResult:
     masked: torch.Tensor
 
     def summary(self) -> dict[str, float]:
-        mean, std = _summary(self.drop)
+        mean, std = mean_std(self.drop)
         return {"fidelity": mean, "fidelity_std": std}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from camscope.errors import InputError
+from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize
 
 __all__ = [
@@ -26,9 +27,8 @@ class ContrastivityResult:
     values: torch.Tensor
 
     def summary(self) -> dict[str, float]:
-        values = self.values.double()
-        std = float(values.std()) if values.numel() > 1 else 0.0
-        return {"contrastivity": float(values.mean()), "contrastivity_std": std}
+        mean, std = mean_std(self.values)
+        return {"contrastivity": mean, "contrastivity_std": std}
 
 
 def contrastivity(
@@ -70,9 +70,8 @@ class SensitivityResult:
     radius: float
 
     def summary(self) -> dict[str, float]:
-        values = self.values.double()
-        std = float(values.std()) if values.numel() > 1 else 0.0
-        return {"sensitivity": float(values.mean()), "sensitivity_std": std}
+        mean, std = mean_std(self.values)
+        return {"sensitivity": mean, "sensitivity_std": std}
 
 
 Explainer = Callable[[torch.Tensor], torch.Tensor]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from camscope.errors import InputError
+from camscope.metrics._stats import mean_std
 
 __all__ = ["SumToScore", "kendall_tau", "sum_to_score"]
 
@@ -33,13 +34,8 @@ class SumToScore:
     def summary(self) -> dict[str, float]:
         """Mean and (sample) standard deviation of both values over the batch."""
 
-        def stats(values: torch.Tensor) -> tuple[float, float]:
-            values = values.double()
-            std = float(values.std()) if values.numel() > 1 else 0.0
-            return float(values.mean()), std
-
-        l1_mean, l1_std = stats(self.l1)
-        kt_mean, kt_std = stats(self.kendall_tau)
+        l1_mean, l1_std = mean_std(self.l1)
+        kt_mean, kt_std = mean_std(self.kendall_tau)
         return {"l1": l1_mean, "l1_std": l1_std, "kendall_tau": kt_mean, "kendall_tau_std": kt_std}
 
 

@@ -31,7 +31,7 @@ from camscope.models.training import TrainingConfig, evaluate_accuracy, train_cl
 from camscope.render import figure_png, html_page, image_tag, isosurface, slice_image
 from camscope.simulate import SimulationConfig, Simulator, SubtomogramDataset
 from camscope.simulate.structures import BENCHMARK_COMPLEXES
-from camscope.simulate.subtomogram import simulate_arrays
+from camscope.simulate.subtomogram import parse_snr, simulate_arrays, snr_label
 
 __all__ = ["PAPER_TABLE", "SCALES", "ModelSpec", "ReproduceConfig", "format_table", "run"]
 
@@ -113,10 +113,6 @@ SCALES: dict[str, ReproduceConfig] = {
 }
 
 
-def _snr_text(snr: float) -> str:
-    return "inf" if math.isinf(snr) else f"{snr:g}"
-
-
 def _snr_value(snr: float) -> float | str:
     """As results.json stores it: a number, or ``"inf"`` (JSON has no infinity)."""
     return "inf" if math.isinf(snr) else float(snr)
@@ -145,7 +141,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{cell(row['kt_grad'], row['kt_grad_std'], 3):>15}  "
             f"{cell(row['kt_respond'], row['kt_respond_std'], 3):>15}"
         )
-        snr = math.inf if row["snr"] == "inf" else float(row["snr"])  # results.json form
+        snr = parse_snr(str(row["snr"]))  # results.json form: a number or "inf"
         paper = PAPER_TABLE.get((_paper_key(row["model"]), snr))
         if paper:
             lines.append(
@@ -261,7 +257,7 @@ def run(
     log(
         f"simulating {config.simulation().n_classes} classes × {train_per_class} training + "
         f"{config.test_per_class} test subtomograms of {config.size}³ at SNR "
-        f"{', '.join(_snr_text(s) for s in config.snrs)}"
+        f"{', '.join(snr_label(s) for s in config.snrs)}"
     )
     classes = simulator.config.n_classes
     # Hold the training set in memory when it fits the budget (the default scale: 1.2 GB);
@@ -293,7 +289,7 @@ def run(
     for spec in config.models:
         for snr in config.snrs:
             tag = f"{spec.architecture}_{'-'.join(f'{v}' for v in spec.options.get('widths', []))}"
-            stem = folder / "models" / f"{tag.strip('_')}_snr-{_snr_text(snr)}"
+            stem = folder / "models" / f"{tag.strip('_')}_snr-{snr_label(snr)}"
             torch.manual_seed(config.seed)
             model = create_model(spec.architecture, **{**spec.options, "input_size": config.size})
             count = spec.per_class * classes
@@ -313,7 +309,7 @@ def run(
                 seed=config.seed,
             )
             log(
-                f"{spec.label}, SNR {_snr_text(snr)}: training on {count} subtomograms "
+                f"{spec.label}, SNR {snr_label(snr)}: training on {count} subtomograms "
                 f"({spec.epochs} epochs; cached in {stem.relative_to(folder)})"
             )
             result = train_classifier(
@@ -327,9 +323,9 @@ def run(
                 options={**spec.options, "input_size": config.size},
                 identity={
                     "simulation": asdict(replace(config.simulation())),
-                    "snr": _snr_text(snr),
+                    "snr": snr_label(snr),
                 },
-                description=f"{spec.label} SNR {_snr_text(snr)}",
+                description=f"{spec.label} SNR {snr_label(snr)}",
             )
             if result.replaced_checkpoint:
                 log("  the cached model had other settings: trained a new one in its place")
@@ -382,7 +378,7 @@ def run(
                 true = torch.tensor([int(test_labels[p]) for p in picks])
                 grad = _up(keep["grad"][picks, true][:, None], config.size)
                 respond = _up(keep["respond"][picks, true][:, None], config.size)
-                title = f"Figure 3: {spec.label}, SNR {_snr_text(snr)}"
+                title = f"Figure 3: {spec.label}, SNR {snr_label(snr)}"
                 figures.append(
                     (
                         title,
@@ -406,7 +402,7 @@ def run(
                 }
                 title4 = (
                     "Figure 4: Respond-CAM at every layer before the FC layers, "
-                    f"{spec.label}, SNR {_snr_text(snr)}"
+                    f"{spec.label}, SNR {snr_label(snr)}"
                 )
                 figure4 = _figure4(test_volumes[snr][picks[0], 0], per_layer, label, title4)
                 figures.append((title4, f"figure4_{stem.name}.png", figure4))
@@ -417,7 +413,7 @@ def run(
             "camscope": camscope.__version__,
             "torch": torch.__version__,
             "scale": config.scale,
-            "config": {**asdict(config), "snrs": [_snr_text(s) for s in config.snrs]},
+            "config": {**asdict(config), "snrs": [snr_label(s) for s in config.snrs]},
             "seconds": elapsed,
             "rows": rows,
             "paper": [

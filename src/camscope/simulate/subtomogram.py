@@ -36,7 +36,9 @@ __all__ = [
     "ctf",
     "fourier_frequencies",
     "missing_wedge_mask",
+    "parse_snr",
     "simulate_arrays",
+    "snr_label",
     "splat",
 ]
 
@@ -95,6 +97,26 @@ class Pose:
 
     rotation: np.ndarray
     shift: np.ndarray
+
+
+def parse_snr(text: str) -> float:
+    """An SNR as written on a command line or in a CSV: a positive number, or ``inf``.
+
+    Raises:
+        CamscopeError: anything else.
+    """
+    try:
+        value = math.inf if text.strip().lower() == "inf" else float(text)
+    except ValueError as error:
+        raise CamscopeError(f"not an SNR: {text!r}") from error
+    if not value > 0:
+        raise CamscopeError(f"SNR must be positive (or inf), got {text!r}")
+    return value
+
+
+def snr_label(snr: float) -> str:
+    """``"inf"`` or the number's short form (``0.1``): for names, tables and CSV."""
+    return "inf" if math.isinf(snr) else f"{snr:g}"
 
 
 def fourier_frequencies(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
