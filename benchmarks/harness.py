@@ -9,11 +9,15 @@ from collections.abc import Callable
 
 
 def time_round_robin(
-    runners: dict[str, Callable[[], object]], repeats: int
+    runners: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = True
 ) -> dict[str, list[float]]:
-    """Seconds per run of each contender, ``repeats`` runs each, interleaved."""
+    """Seconds per run of each contender, ``repeats`` runs each, interleaved.
+
+    ``warmup=False`` skips the untimed first run (for contenders that take minutes, when the
+    caller has already run each once, e.g. to check agreement).
+    """
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():
+    for run in runners.values() if warmup else ():
         run()
     for _ in range(repeats):
         for name, run in runners.items():

@@ -44,11 +44,13 @@ def _snapshot(model: nn.Module) -> dict:
         "weights": {name: t.clone() for name, t in model.state_dict().items()},
         "grad_enabled": torch.is_grad_enabled(),
         "global_hooks": len(torch.nn.modules.module._global_forward_hooks),
+        "function_modes": torch._C._len_torch_function_stack(),
     }
 
 
 def _assert_same(before: dict, after: dict) -> None:
-    for key in ("hooks", "training", "inplace", "requires_grad", "grad_enabled", "global_hooks"):
+    keys = ("hooks", "training", "inplace", "requires_grad", "grad_enabled", "global_hooks")
+    for key in (*keys, "function_modes"):
         assert before[key] == after[key], key
     for name, grad in before["grad"].items():
         if grad is None:
@@ -83,21 +85,27 @@ def test_model_left_exactly_as_it_was(method, spatial_dims, case):
     if case == "raising_layer":
         model.relu2 = Raising()  # the chosen layer's input path raises mid-forward
         layer = "relu2"
+    info = camscope.get_method(method)
+    options = {"layer": layer} if info.needs_layer else {}
     before = _snapshot(model)
     if case == "ok":
-        e = camscope.explain(model, x, method=method, layer=layer, targets=targets)
-        assert e.maps.shape == (2, 4, *([2] * spatial_dims))
+        e = camscope.explain(model, x, method=method, targets=targets, **options)
+        if info.resolution == "input":
+            assert e.maps.shape == (2, 4, 1, *([8] * spatial_dims))
+        else:
+            assert e.maps.shape == (2, 4, *([2] * spatial_dims))
         assert torch.isfinite(e.maps).all()
     else:
         expected = camscope.TargetError if case == "bad_target" else camscope.ModelError
         with pytest.raises(expected):
-            camscope.explain(model, x, method=method, layer=layer, targets=targets)
+            camscope.explain(model, x, method=method, targets=targets, **options)
     _assert_same(before, _snapshot(model))
 
 
 @pytest.mark.parametrize("method", camscope.list_methods())
 def test_registry_entries_are_complete(method):
     info = camscope.get_method(method)
-    assert info.name == method and info.kind == "layer" and info.summary
+    assert info.name == method and info.kind in ("layer", "model") and info.summary
+    assert info.resolution in ("layer", "input") and info.channel_reduction in ("max_abs", "sum")
     assert callable(info.function)
     assert getattr(camscope.methods, method) is info.function

@@ -38,7 +38,7 @@ def test_rows_have_every_metric_within_bounds():
         model,
         x,
         y,
-        methods=["grad_cam", "respond-cam"],
+        methods=["grad_cam", "respond-cam", "integrated_gradients", "occlusion"],
         truth=masks,
         upsample_modes=["linear", "gaussian"],
         batch_size=3,
@@ -50,6 +50,8 @@ def test_rows_have_every_metric_within_bounds():
         ("grad_cam", "gaussian"),
         ("respond_cam", "linear"),
         ("respond_cam", "gaussian"),
+        ("integrated_gradients", "none"),  # input-space: evaluated once, at input resolution
+        ("occlusion", "none"),
     ]
     for row in rows:
         assert row["n"] == 8
@@ -62,6 +64,10 @@ def test_rows_have_every_metric_within_bounds():
     # Flatten → Linear head: Respond-CAM's totals are exactly logit − bias, so L1 = mean |bias|
     assert respond["l1"] == pytest.approx(float(model.fc.bias.detach().abs().mean()), rel=1e-4)
     assert respond["l1_std"] == pytest.approx(0.0, abs=1e-5)
+    # Integrated Gradients' totals are y(x) - y(0), so its sum-to-score L1 is |y(0)| on average.
+    with torch.no_grad():
+        at_zero = model(torch.zeros_like(x[:1]))
+    assert rows[4]["l1"] == pytest.approx(float(at_zero.abs().mean()), rel=0.02)
 
 
 @pytest.mark.slow

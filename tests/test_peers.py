@@ -101,3 +101,170 @@ def test_pytorch_grad_cam_pp_agrees_only_for_large_gradients():
     small_a, small_g = _activations_and_gradients(1e-3)
     ours = camscope.methods.grad_cam_pp(small_a, small_g)
     assert not torch.allclose(_pytorch_grad_cam_pp(small_a, small_g), ours, rtol=0.05)
+
+
+# -- Input-space methods (Captum) and Score-CAM (pytorch-grad-cam) ------------------------------
+
+
+class _FunctionalNet(torch.nn.Module):
+    """tiny2d/tiny3d's structure with functional ReLUs; Captum's module hooks never see them."""
+
+    def __init__(self, modular: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = modular
+
+    def forward(self, x):
+        m = self.inner
+        h = m.pool1(torch.nn.functional.relu(m.conv1(x)))
+        h = m.pool2(torch.relu(m.conv2(h)))
+        return m.fc(m.flatten(h))
+
+
+def _captum_per_target(attribution, x, targets, **options):
+    x = x.clone().requires_grad_(True)  # else Captum warns that it set the flag
+    return torch.stack(
+        [attribution.attribute(x, target=[t] * len(x), **options) for t in targets], dim=1
+    ).detach()
+
+
+CAPTUM_RELU_HOOKS = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
+
+
+@CAPTUM_RELU_HOOKS
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("saliency", "Saliency"),
+        ("deconvnet", "Deconvolution"),
+        ("guided_backprop", "GuidedBackprop"),
+    ],
+)
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_gradient_rules_equal_captum(ours, theirs, spatial_dims):
+    model, x, _ = _setup(spatial_dims)
+    e = camscope.explain(model, x, method=ours, targets="all")
+    options = {"abs": False} if theirs == "Saliency" else {}
+    reference = _captum_per_target(getattr(captum_layer, theirs)(model), x, range(4), **options)
+    assert_close(e.maps, reference)
+
+
+@CAPTUM_RELU_HOOKS
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_guided_rules_catch_functional_relus_where_captum_does_not(spatial_dims):
+    model, x, _ = _setup(spatial_dims)
+    functional = _FunctionalNet(model)
+    for ours, theirs in (("guided_backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")):
+        with_modules = camscope.explain(model, x, method=ours, targets="all")
+        with_functions = camscope.explain(functional, x, method=ours, targets="all")
+        assert_close(with_functions.maps, with_modules.maps)
+        captum_functional = _captum_per_target(
+            getattr(captum_layer, theirs)(functional), x, range(4)
+        )
+        plain = camscope.explain(functional, x, method="saliency", targets="all")
+        assert_close(captum_functional, plain.maps)  # Captum silently fell back to gradients
+        assert not torch.allclose(captum_functional, with_modules.maps)
+
+
+@CAPTUM_RELU_HOOKS
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_guided_grad_cam_equals_captum(spatial_dims):
+    model, x, _ = _setup(spatial_dims)
+    e = camscope.explain(
+        model, x, method="guided_grad_cam", layer="pool2", targets="all", upsample_mode="nearest"
+    )
+    reference = _captum_per_target(captum_layer.GuidedGradCam(model, model.pool2), x, range(4))
+    assert_close(e.maps, reference)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_integrated_gradients_equals_captum_riemann_right(spatial_dims):
+    model, x, _ = _setup(spatial_dims)
+    baseline = torch.full_like(x[:1], 0.3)
+    e = camscope.explain(
+        model,
+        x,
+        method="integrated_gradients",
+        targets="all",
+        steps=20,
+        baseline=baseline,
+        batch_size=7,
+    )
+    ig = captum_layer.IntegratedGradients(model)
+    maps, deltas = [], []
+    for t in range(4):
+        attribution, delta = ig.attribute(
+            x.clone().requires_grad_(True),
+            baselines=baseline.expand_as(x),
+            target=[t] * len(x),
+            n_steps=20,
+            method="riemann_right",
+            return_convergence_delta=True,
+        )
+        maps.append(attribution)
+        deltas.append(delta)
+    # Captum builds the path's α in float32, so agreement is to ~1e-8 relative, not 1e-10.
+    torch.testing.assert_close(e.maps, torch.stack(maps, dim=1).detach(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(
+        e.extras["completeness_gap"], torch.stack(deltas, dim=1).abs(), rtol=1e-4, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_occlusion_equals_captum(spatial_dims):
+    model, x, _ = _setup(spatial_dims)
+    window, stride = (3,) * spatial_dims, (2,) * spatial_dims  # 16 = 0..14 step 2, last cropped
+    e = camscope.explain(
+        model,
+        x,
+        method="occlusion",
+        targets="all",
+        window=window,
+        stride=stride,
+        baseline=0.1,
+        batch_size=50,
+    )
+    reference = _captum_per_target(
+        captum_layer.Occlusion(model),
+        x,
+        range(4),
+        sliding_window_shapes=(1, *window),
+        strides=(1, *stride),
+        baselines=0.1,
+        perturbations_per_eval=50,
+    )
+    # Captum divides by its window counts in float32.
+    torch.testing.assert_close(e.maps, reference.double(), rtol=1e-6, atol=1e-9)
+
+
+def test_score_cam_weights_equal_pytorch_grad_cam():
+    score_cam_module = pytest.importorskip("pytorch_grad_cam.score_cam")
+    targets_module = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+    model = create_model("tiny2d", num_classes=4).eval()
+    x = torch.randn(2, 1, 16, 16)
+    e = camscope.explain(
+        model,
+        x,
+        method="score_cam",
+        layer="relu2",
+        targets=[1, 3],
+        weighting="channel_softmax",
+        align_corners=True,
+    )
+    peer = score_cam_module.ScoreCAM(model=model, target_layers=[model.relu2])
+    try:
+        with torch.no_grad():
+            activations = model.relu2.inplace and None
+            trunk = torch.nn.Sequential(model.conv1, model.relu1, model.pool1, model.conv2)
+            activations = torch.relu(trunk(x)).numpy()
+        weights = peer.get_cam_weights(
+            x,
+            model.relu2,
+            [targets_module.ClassifierOutputTarget(c) for c in (1, 3)],
+            activations,
+            None,
+        )
+    finally:
+        peer.activations_and_grads.release()
+    torch.testing.assert_close(
+        e.extras["weights"][:, 0], torch.from_numpy(weights), rtol=1e-4, atol=1e-6
+    )

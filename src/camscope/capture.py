@@ -17,7 +17,7 @@ How it stays cheap and safe:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from camscope.errors import CamscopeError, LayerError, ModelError
 
-__all__ = ["Capture", "ModelState", "auto_chunk_size", "call_model"]
+__all__ = ["Capture", "ModelState", "auto_chunk_size", "batched_vjp", "call_model"]
 
 #: Memory the gradient chunks may use by default (bytes).
 DEFAULT_GRADIENT_BUDGET = 1 << 30
@@ -60,6 +60,67 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
         raise ModelError(
             f"the model raised {type(error).__name__} during the forward pass: {error}"
         ) from error
+
+
+def batched_vjp(
+    scores: torch.Tensor,
+    wrt: torch.Tensor,
+    *,
+    retain_graph: bool,
+    missing: Callable[[], Exception],
+) -> torch.Tensor:
+    """Gradients ``(N, T, *wrt.shape[1:])`` of every column of ``scores (N, T)`` w.r.t. ``wrt``.
+
+    Rows must be independent (row ``n`` of ``scores`` depends only on row ``n`` of ``wrt``): then
+    ``d(Σ_n scores[n, t]) / d wrt`` holds every row's gradient, and all ``T`` columns come from one
+    batched vector–Jacobian product. If an op of the model has no batching rule, a per-column
+    loop runs instead, with a :class:`RuntimeWarning`.
+
+    Raises:
+        The exception built by ``missing()`` when the scores do not depend on ``wrt``.
+    """
+    count = scores.shape[1]
+    if count == 1:
+        (grads,) = torch.autograd.grad(
+            scores[:, 0].sum(), wrt, retain_graph=retain_graph, allow_unused=True
+        )
+        if grads is None:
+            raise missing()
+        return grads.unsqueeze(1)
+    eye = torch.eye(count, dtype=scores.dtype, device=scores.device)
+    grad_outputs = eye[:, None, :].expand(count, scores.shape[0], count)
+    try:
+        with warnings.catch_warnings():
+            # vmap falls back to a slow per-target loop with this warning; do it visibly.
+            warnings.filterwarnings("error", message=".*performance drop.*")
+            (batched,) = torch.autograd.grad(
+                scores,
+                wrt,
+                grad_outputs=grad_outputs,
+                is_grads_batched=True,
+                retain_graph=True,  # kept for the per-target fallback if this one fails
+                allow_unused=True,
+            )
+    except (RuntimeError, UserWarning) as error:
+        warnings.warn(
+            f"camscope: batched gradients are not supported by an op of this model "
+            f"({str(error).splitlines()[0][:160]}); falling back to one backward pass per "
+            "target, which is slower",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        columns = []
+        for index in range(count):
+            (column,) = torch.autograd.grad(
+                scores[:, index].sum(), wrt, retain_graph=True, allow_unused=True
+            )
+            if column is None:
+                raise missing() from error
+            columns.append(column)
+        batched = torch.stack(columns)
+    if batched is None:
+        raise missing()
+    return batched.movedim(0, 1)
 
 
 class Capture:
@@ -177,55 +238,7 @@ class Capture:
             yield start, stop, grads
 
     def _vjp(self, scores: torch.Tensor, activations: torch.Tensor, retain: bool) -> torch.Tensor:
-        count = scores.shape[1]
-        if count == 1:
-            (grads,) = torch.autograd.grad(
-                scores[:, 0].sum(), activations, retain_graph=retain, allow_unused=True
-            )
-            if grads is None:
-                raise self._independent()
-            return grads.unsqueeze(1)
-        # Samples are independent, so d(sum_b y[b, t])/dA gives every sample's gradient at once.
-        eye = torch.eye(count, dtype=scores.dtype, device=scores.device)
-        grad_outputs = eye[:, None, :].expand(count, scores.shape[0], count)
-        try:
-            with warnings.catch_warnings():
-                # vmap falls back to a slow per-target loop with this warning; do it visibly.
-                warnings.filterwarnings("error", message=".*performance drop.*")
-                (grads,) = torch.autograd.grad(
-                    scores,
-                    activations,
-                    grad_outputs=grad_outputs,
-                    is_grads_batched=True,
-                    retain_graph=True,  # kept for the per-target fallback if this one fails
-                    allow_unused=True,
-                )
-        except (RuntimeError, UserWarning) as error:
-            warnings.warn(
-                f"camscope: batched gradients are not supported by an op of this model "
-                f"({str(error).splitlines()[0][:160]}); falling back to one backward pass per "
-                "target, which is slower",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            looped = self._vjp_loop(scores, activations)
-            if looped is None:
-                raise self._independent() from error
-            grads = looped
-        if grads is None:
-            raise self._independent()
-        return grads.movedim(0, 1)
-
-    def _vjp_loop(self, scores: torch.Tensor, activations: torch.Tensor) -> torch.Tensor | None:
-        columns = []
-        for index in range(scores.shape[1]):
-            (grads,) = torch.autograd.grad(
-                scores[:, index].sum(), activations, retain_graph=True, allow_unused=True
-            )
-            if grads is None:
-                return None
-            columns.append(grads)
-        return torch.stack(columns)
+        return batched_vjp(scores, activations, retain_graph=retain, missing=self._independent)
 
     def _independent(self) -> LayerError:
         return LayerError(

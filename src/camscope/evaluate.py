@@ -87,7 +87,8 @@ def evaluate(
         methods: registry names.
         layer: the layer (default: last with spatial extent).
         upsample_modes: ``"linear"``, ``"nearest"``, ``"gaussian"`` (widths from the effective
-            receptive field).
+            receptive field). Input-space methods are evaluated once, at input resolution, with
+            their channels reduced by the method's default (upsampling ``"none"``).
         truth: optional ground truth, boolean masks ``(N, *S)`` or boxes ``(N, 2·n)``.
         batch_size: samples per explanation batch.
         deletion_steps: steps of the deletion and insertion curves.
@@ -105,7 +106,10 @@ def evaluate(
     """
     size = tuple(inputs.shape[2:])
     rows: list[EvaluationRow] = []
-    settings = [(m, u) for m in methods for u in upsample_modes]
+    settings = []
+    for m in methods:  # input-space methods already have input resolution: no upsampling
+        at_input = camscope.get_method(m).resolution == "input"
+        settings += [(m, "none")] if at_input else [(m, u) for u in upsample_modes]
     bar = tqdm(
         total=len(settings) * math.ceil(len(inputs) / batch_size),
         disable=not progress,
@@ -124,17 +128,23 @@ def evaluate(
         for start in range(0, len(inputs), batch_size):
             x = inputs[start : start + batch_size]
             y = labels[start : start + batch_size]
-            e = camscope.explain(model, x, method=name, layer=layer, targets="all")
+            needs_layer = camscope.get_method(name).needs_layer
+            e = camscope.explain(
+                model, x, method=name, layer=layer if needs_layer else None, targets="all"
+            ).reduce_channels()
             true_maps = e.maps[torch.arange(len(y)), y][:, None]
-            up = upsample(
-                true_maps,
-                size,
-                mode=mode,  # type: ignore[arg-type]
-                sigma="erf" if mode == "gaussian" else None,
-                model=model,
-                layer=e.layer,
-                input_shape=tuple(inputs.shape[1:]),
-            )[:, 0]
+            if mode == "none":
+                up = true_maps[:, 0]
+            else:
+                up = upsample(
+                    true_maps,
+                    size,
+                    mode=mode,  # type: ignore[arg-type]
+                    sigma="erf" if mode == "gaussian" else None,
+                    model=model,
+                    layer=e.layer,
+                    input_shape=tuple(inputs.shape[1:]),
+                )[:, 0]
             absolute = average_drop(model, x, up, y, batch_size=batch_size)
             relative = average_drop(model, x, up, y, masking="relative", batch_size=batch_size)
             totals.add("average_drop", absolute.drop)

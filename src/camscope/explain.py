@@ -2,77 +2,41 @@
 
 from __future__ import annotations
 
+import inspect
 import weakref
+from typing import Any
 
 import torch
 from torch import nn
 
-from camscope.capture import Capture, ModelState
-from camscope.errors import InputError
+from camscope.capture import Capture, ModelState, call_model
+from camscope.checks import check_inputs
+from camscope.errors import MethodError
 from camscope.explanation import Explanation
 from camscope.layers import default_layer, probe_layers, resolve_layer
-from camscope.methods import get_method
+from camscope.methods import MethodInfo, get_method
+from camscope.methods.problem import Problem
 from camscope.targets import TargetSpec, check_targets, select_targets
 
-__all__ = ["explain"]
+__all__ = ["check_inputs", "explain", "method_options"]
 
 
-def _model_placement(model: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
-    for parameter in model.parameters():
-        return parameter.device, parameter.dtype
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            return buffer.device, buffer.dtype
-    return None, None
+def method_options(info: MethodInfo) -> dict[str, Any]:
+    """A method's keyword options and their defaults (empty for the CAM family)."""
+    if info.kind == "layer":
+        return {}
+    parameters = list(inspect.signature(info.function).parameters.values())[1:]
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def check_inputs(model: nn.Module, inputs: object) -> torch.Tensor:
-    """Validate a batch and place it on the model's device.
-
-    Returns:
-        The batch, detached, on the model's device (a copy only when it had to move).
-
-    Raises:
-        InputError: not a tensor, wrong rank, not floating point, dtype different from the model's,
-            empty, or containing NaN/Inf.
-    """
-    if not isinstance(model, nn.Module):
-        raise InputError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-    if not isinstance(inputs, torch.Tensor):
-        hint = " (convert with torch.from_numpy)" if type(inputs).__module__ == "numpy" else ""
-        raise InputError(f"inputs must be a torch.Tensor, not {type(inputs).__name__}{hint}")
-    if inputs.ndim not in (4, 5):
-        raise InputError(
-            f"inputs must be images (B, C, H, W) or volumes (B, C, D, H, W), got shape "
-            f"{tuple(inputs.shape)}; add a batch axis with x[None] or a channel axis with "
-            "x[:, None]"
+def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
+    accepted = method_options(info)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        known = ", ".join(accepted) if accepted else "none"
+        raise MethodError(
+            f"{info.name} has no option {', '.join(repr(u) for u in unknown)}; its options: {known}"
         )
-    if inputs.shape[0] == 0:
-        raise InputError("inputs hold no sample (batch size 0)")
-    if not inputs.is_floating_point():
-        raise InputError(
-            f"inputs must be floating point, got {inputs.dtype}; convert with x.float() "
-            "(and scale as the model expects)"
-        )
-    device, dtype = _model_placement(model)
-    if dtype is not None and inputs.dtype != dtype:
-        raise InputError(
-            f"inputs are {inputs.dtype} but the model's parameters are {dtype}; convert one to "
-            "the other (x.to(dtype) or model.to(dtype))"
-        )
-    if inputs.is_inference():
-        with torch.inference_mode(False):
-            inputs = inputs.clone()
-    inputs = inputs.detach()
-    if device is not None and inputs.device != device:
-        inputs = inputs.to(device)
-    finite = torch.isfinite(inputs)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
-        raise InputError(
-            f"inputs contain {bad} NaN or infinite value(s); clean or mask them before explaining"
-        )
-    return inputs
 
 
 def explain(
@@ -84,6 +48,8 @@ def explain(
     targets: TargetSpec = None,
     eval_mode: bool = True,
     chunk_size: int | None = None,
+    progress: bool = True,
+    **options: Any,
 ) -> Explanation:
     """Explain what a network looks at, for every sample and every target, in one pass.
 
@@ -100,9 +66,16 @@ def explain(
             with ``False`` and batch-statistics layers (BatchNorm in train mode) above the layer,
             each sample's map also reflects the others.
         chunk_size: targets per batched backward pass; ``None`` fits a 1 GiB budget.
+        progress: show a progress bar when a perturbation method runs for more than a few
+            seconds.
+        **options: the method's own keyword options (e.g. ``steps`` and ``baseline`` for
+            ``integrated_gradients``, ``window`` and ``stride`` for ``occlusion``); see
+            :func:`method_options` or ``camscope methods``. The CAM family has none.
 
     Returns:
-        A frozen :class:`Explanation` with raw maps ``(B, T, *s)`` at layer resolution.
+        A frozen :class:`Explanation` with raw maps: ``(B, T, *s)`` at layer resolution for the
+        CAM family and Score-CAM, ``(B, T, C_in, *S)`` at input resolution, per input channel,
+        for input-space methods (``per_channel``; reduce with ``.reduce_channels()``).
 
     Raises:
         InputError, LayerError, TargetError, MethodError, ModelError: all subclasses of
@@ -121,27 +94,79 @@ def explain(
         (2, 4, 4, 4, 4)
     """
     info = get_method(method)
+    _check_options(info, options)
     x = check_inputs(model, inputs)
     batch_size = x.shape[0]
     check_targets(targets, batch_size)
     with torch.inference_mode(False), ModelState(model, eval_mode=eval_mode):
-        if layer is None:
-            layer_name, layer_module = resolve_layer(model, default_layer(probe_layers(model, x)))
-        else:
+        layer_name: str | None = None
+        layer_module: nn.Module | None = None
+        if info.needs_layer:
+            if layer is None:
+                layer = default_layer(probe_layers(model, x))
             layer_name, layer_module = resolve_layer(model, layer)
-        with Capture(model, layer_module, layer_name) as capture:
-            output = capture.run(x)
-            with torch.enable_grad():
-                selected = select_targets(targets, output, batch_size)
-            activations = capture.activations
-            assert activations is not None  # run() raises otherwise
-            spatial_dims = activations.ndim - 2
-            shared = activations.detach().unsqueeze(1)  # (B, 1, C, *s): shared by all targets
-            pieces = []
-            for _, _, gradients in capture.gradients(selected.scores, chunk_size=chunk_size):
-                with torch.no_grad():
-                    pieces.append(info.function(shared, gradients, spatial_dims=spatial_dims))
-        maps = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        elif layer is not None:
+            raise MethodError(
+                f"{info.name} works in input space and takes no layer; drop layer={layer!r}"
+            )
+        if info.kind == "layer":
+            assert layer_name is not None and layer_module is not None
+            return _layer_method(info, model, x, layer_name, layer_module, targets, chunk_size)
+        with torch.no_grad():
+            output = call_model(model, x)
+            selected = select_targets(targets, output, batch_size)
+        problem = Problem(
+            model=model,
+            inputs=x,
+            output=output,
+            scores=selected.scores.detach(),
+            classes=selected.classes,
+            target_fn=targets if callable(targets) else None,
+            layer_name=layer_name,
+            layer=layer_module,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+        result = info.function(problem, **options)
+    return Explanation(
+        maps=result.maps,
+        scores=problem.scores,
+        targets=selected.classes,
+        outputs=output.detach() if isinstance(output, torch.Tensor) else output,
+        method=info.name,
+        layer=layer_name or "input",
+        input_size=tuple(x.shape[2:]),
+        in_channels=x.shape[1],
+        model_ref=weakref.ref(model),
+        per_channel=info.resolution == "input",
+        extras=result.extras,
+    )
+
+
+def _layer_method(
+    info: MethodInfo,
+    model: nn.Module,
+    x: torch.Tensor,
+    layer_name: str,
+    layer_module: nn.Module,
+    targets: TargetSpec,
+    chunk_size: int | None,
+) -> Explanation:
+    """The CAM family: one forward pass, one batched backward pass at the layer."""
+    batch_size = x.shape[0]
+    with Capture(model, layer_module, layer_name) as capture:
+        output = capture.run(x)
+        with torch.enable_grad():
+            selected = select_targets(targets, output, batch_size)
+        activations = capture.activations
+        assert activations is not None  # run() raises otherwise
+        spatial_dims = activations.ndim - 2
+        shared = activations.detach().unsqueeze(1)  # (B, 1, C, *s): shared by all targets
+        pieces = []
+        for _, _, gradients in capture.gradients(selected.scores, chunk_size=chunk_size):
+            with torch.no_grad():
+                pieces.append(info.function(shared, gradients, spatial_dims=spatial_dims))
+    maps = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
     return Explanation(
         maps=maps,
         scores=selected.scores.detach(),

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from camscope import postprocess
+from camscope.errors import InputError
 
 __all__ = ["Explanation"]
 
@@ -21,7 +22,8 @@ class Explanation:
     """Maps for ``T`` targets of each of ``B`` samples, with what produced them.
 
     Attributes:
-        maps: ``(B, T, *s)``: raw, signed maps at layer resolution unless ``steps`` says otherwise.
+        maps: ``(B, T, *s)``: raw, signed maps at layer resolution unless ``steps`` says otherwise;
+            ``(B, T, C_in, *S)`` at input resolution for input-space methods (``per_channel``).
         scores: ``(B, T)``: the explained scores ``y`` (logits for class targets).
         targets: ``(B, T)`` class indices, or ``None`` for a callable target.
         outputs: the model's output on the batch (detached), e.g. ``(B, K)`` logits.
@@ -30,6 +32,10 @@ class Explanation:
         input_size: spatial size ``S`` of the inputs, e.g. ``(H, W)`` or ``(D, H, W)``.
         steps: post-processing applied since :func:`explain`, in order (empty for raw maps).
         in_channels: channels of the inputs (with ``input_size``, the input shape).
+        per_channel: maps keep an input-channel axis ``C_in`` after ``T`` (input-space methods
+            until :meth:`reduce_channels`).
+        extras: what the method reports beside the maps, e.g. Integrated Gradients'
+            ``completeness_gap`` ``(B, T)`` or Kernel SHAP's ``segments``.
     """
 
     maps: torch.Tensor
@@ -41,6 +47,8 @@ class Explanation:
     input_size: tuple[int, ...]
     steps: tuple[str, ...] = ()
     in_channels: int = 1
+    per_channel: bool = False
+    extras: dict[str, Any] = field(default_factory=dict, compare=False)
     # A weak reference: an Explanation does not keep a model alive, but can reach it for
     # upsample(sigma="erf") while it exists.
     model_ref: weakref.ReferenceType[nn.Module] | None = field(
@@ -54,6 +62,35 @@ class Explanation:
 
     def _with(self, maps: torch.Tensor, step: str) -> Explanation:
         return dataclasses.replace(self, maps=maps, steps=(*self.steps, step))
+
+    def reduce_channels(self, kind: Literal["max_abs", "sum", "mean"] | None = None) -> Explanation:
+        """One map per target: reduce an input-space map's channel axis ``(B, T, C_in, *S)``.
+
+        Args:
+            kind: ``"max_abs"``: ``max_c |·|`` (the usual display of gradients, unsigned);
+                ``"sum"``: keeps signs and the map's total (attributions); ``"mean"``. ``None``
+                takes the method's documented default (``camscope methods`` lists it).
+
+        Returns:
+            A new Explanation with maps ``(B, T, *S)``; unchanged if there is no channel axis.
+        """
+        if not self.per_channel:
+            return self
+        if kind is None:
+            from camscope.methods import get_method
+
+            kind = get_method(self.method).channel_reduction
+        if kind == "max_abs":
+            maps = self.maps.abs().amax(dim=2)
+        elif kind == "sum":
+            maps = self.maps.sum(dim=2)
+        elif kind == "mean":
+            maps = self.maps.mean(dim=2)
+        else:
+            raise InputError(f"channel reduction {kind!r} unknown; use 'max_abs', 'sum' or 'mean'")
+        return dataclasses.replace(
+            self, maps=maps, per_channel=False, steps=(*self.steps, f"reduce_channels({kind})")
+        )
 
     def relu(self) -> Explanation:
         """A new Explanation with ``max(maps, 0)``."""
@@ -90,8 +127,9 @@ class Explanation:
             sigma = "erf"
         if model is None and self.model_ref is not None:
             model = self.model_ref()
+        source = self.maps.flatten(1, 2) if self.per_channel else self.maps
         maps = postprocess.upsample(
-            self.maps,
+            source,
             target,
             mode=mode,
             sigma=sigma,
@@ -100,12 +138,15 @@ class Explanation:
             layer=self.layer,
             input_shape=(self.in_channels, *self.input_size),
         )
+        if self.per_channel:
+            maps = maps.unflatten(1, self.maps.shape[1:3])
         return self._with(maps, f"upsample({mode})")
 
     def __repr__(self) -> str:
         targets = "callable" if self.targets is None else f"classes {tuple(self.targets.shape)}"
+        channels = ", per input channel" if self.per_channel else ""
         return (
-            f"Explanation(method={self.method!r}, layer={self.layer!r}, "
+            f"Explanation(method={self.method!r}, layer={self.layer!r}{channels}, "
             f"maps={tuple(self.maps.shape)} {self.maps.dtype}, targets={targets}, "
             f"input_size={self.input_size}, steps={self.steps})"
         )

@@ -5,15 +5,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
+from typing import Any, Literal
 
 from camscope.errors import MethodError
 
 __all__ = ["MethodInfo", "get_method", "list_methods", "register_method"]
 
-LayerFunction = Callable[..., torch.Tensor]
+MethodFunction = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -22,18 +20,28 @@ class MethodInfo:
 
     Attributes:
         name: registry name, snake_case.
-        function: for ``kind == "layer"``, ``(activations, gradients, *, spatial_dims) -> cam``.
-        kind: ``"layer"``: a map at the resolution of a chosen layer from its activations and
-            gradients.
+        function: for ``kind == "layer"``, ``(activations, gradients, *, spatial_dims) -> cam``;
+            for ``kind == "model"``, ``(problem, **options) -> MethodResult`` (it runs the model
+            itself: input gradients, perturbations).
+        kind: ``"layer"``: a map from a layer's activations and gradients (the CAM family);
+            ``"model"``: a method that drives the model (input-space maps, Score-CAM).
         summary: one line for ``list_methods``/the CLI.
         signed: whether the raw maps can be negative (chooses a diverging colour map).
+        resolution: ``"layer"``: maps ``(B, T, *s)`` at the chosen layer; ``"input"``: maps
+            ``(B, T, C_in, *S)`` at input resolution, per input channel.
+        needs_layer: whether the method uses a layer (``layer=`` argument).
+        channel_reduction: how input-space maps become one map per target for display:
+            ``"max_abs"`` (gradient magnitudes) or ``"sum"`` (attributions, keeps their total).
     """
 
     name: str
-    function: LayerFunction
-    kind: Literal["layer"]
+    function: MethodFunction
+    kind: Literal["layer", "model"]
     summary: str
     signed: bool
+    resolution: Literal["layer", "input"] = "layer"
+    needs_layer: bool = True
+    channel_reduction: Literal["max_abs", "sum"] = "sum"
 
 
 _REGISTRY: dict[str, MethodInfo] = {}

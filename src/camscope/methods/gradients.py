@@ -1,0 +1,249 @@
+"""Input-space maps from gradients: vanilla gradient, Deconvnet, guided backpropagation,
+Guided Grad-CAM, Integrated Gradients and Gradient SHAP.
+
+Every function takes a :class:`~camscope.methods.problem.Problem` (built by
+:func:`camscope.explain`) and returns raw, signed maps ``(B, T, C_in, *S)``: one per sample,
+target and input channel, at input resolution, in 2D or 3D alike. Gradients of all ``T`` targets
+come from one batched backward pass per batch of inputs. Formulas: ``shared/spec/METHODS.md``
+(Input-space maps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from camscope.errors import InputError, MethodError
+from camscope.methods.cam_family import grad_cam
+from camscope.methods.problem import MethodResult, Problem
+from camscope.postprocess import upsample
+
+__all__ = [
+    "deconvnet",
+    "gradient_shap",
+    "guided_backprop",
+    "guided_grad_cam",
+    "integrated_gradients",
+    "resolve_baseline",
+    "saliency",
+]
+
+
+def resolve_baseline(problem: Problem, baseline: float | torch.Tensor) -> torch.Tensor:
+    """A baseline as a tensor ``(B, C_in, *S)``: a number, one input ``(C_in, *S)`` or a batch.
+
+    Raises:
+        InputError: a shape that does not broadcast to the inputs, or NaN/Inf values.
+    """
+    x = problem.inputs
+    if isinstance(baseline, int | float):
+        tensor = torch.full_like(x, float(baseline))
+    elif isinstance(baseline, torch.Tensor):
+        try:
+            tensor = torch.broadcast_to(baseline.to(x.device, x.dtype), x.shape).clone()
+        except RuntimeError as error:
+            raise InputError(
+                f"baseline of shape {tuple(baseline.shape)} does not broadcast to the inputs "
+                f"{tuple(x.shape)}; give a number, one input (C, *S) or a batch (B, C, *S)"
+            ) from error
+    else:
+        raise InputError(f"baseline must be a number or a tensor, not {type(baseline).__name__}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise InputError("the baseline contains NaN or infinite values")
+    return tensor
+
+
+def _plain(problem: Problem, rule: str) -> MethodResult:
+    _, grads = problem.input_gradients(
+        problem.inputs,
+        torch.arange(problem.batch_size, device=problem.inputs.device),
+        rule=rule,  # type: ignore[arg-type]
+    )
+    return MethodResult(grads)
+
+
+def saliency(problem: Problem) -> MethodResult:
+    """Vanilla gradient ``∂y/∂x`` (Simonyan et al. 2014), signed, per input channel."""
+    return _plain(problem, "gradient")
+
+
+def deconvnet(problem: Problem) -> MethodResult:
+    """Deconvnet (Zeiler & Fergus 2014): every ReLU passes ``max(grad_out, 0)`` backwards."""
+    return _plain(problem, "deconvnet")
+
+
+def guided_backprop(problem: Problem) -> MethodResult:
+    """Guided backpropagation (Springenberg et al. 2015): ``grad_out · 1[x>0] · 1[grad_out>0]``."""
+    return _plain(problem, "guided")
+
+
+def guided_grad_cam(problem: Problem, *, upsample_mode: str = "linear") -> MethodResult:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled ReLU(Grad-CAM).
+
+    Args:
+        upsample_mode: how the layer's Grad-CAM reaches input size: ``"linear"`` (the paper's
+            bilinear; trilinear in 3D) or ``"nearest"`` (Captum's default).
+
+    Extras:
+        ``grad_cam``: the raw Grad-CAM ``(B, T, *s)`` at the layer.
+    """
+    if upsample_mode not in ("linear", "nearest"):
+        raise MethodError(f"upsample_mode must be 'linear' or 'nearest', not {upsample_mode!r}")
+    cam = problem.layer_maps(grad_cam)
+    size = tuple(problem.inputs.shape[2:])
+    coarse = upsample(torch.relu(cam), size, mode=upsample_mode)  # type: ignore[arg-type]
+    guided = guided_backprop(problem).maps
+    return MethodResult(guided * coarse.unsqueeze(2), {"grad_cam": cam})
+
+
+def _path_gradients(
+    problem: Problem,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    alphas: torch.Tensor,
+    batch_size: int | None,
+    description: str,
+) -> torch.Tensor:
+    """Per sample, ``Σ_j ∂y/∂x`` at ``starts[j] + alphas[j](ends[j] - starts[j])``.
+
+    ``starts``, ``ends``: ``(B, m, C, *S)`` or broadcastable; ``alphas``: ``(B, m)``. The ``B·m``
+    points are evaluated in batches of ``batch_size`` rows, all targets at once.
+    """
+    x = problem.inputs
+    count = alphas.shape[1]
+    total = torch.zeros(
+        (problem.batch_size, problem.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
+    )
+    rows_per_batch = batch_size or problem.gradient_rows()
+    flat = problem.batch_size * count
+    shape = (problem.batch_size, count, *x.shape[1:])
+    starts = starts.expand(shape)
+    ends = ends.expand(shape)
+    for part in problem.batches(flat, rows_per_batch, description):
+        index = torch.arange(part.start, part.stop, device=x.device)
+        sample, step = index // count, index % count
+        alpha = alphas[sample, step].view(-1, *([1] * (x.ndim - 1)))
+        start, end = starts[sample, step], ends[sample, step]
+        points = start + alpha * (end - start)
+        _, grads = problem.input_gradients(points, sample)
+        total.index_add_(0, sample, grads)
+    return total
+
+
+def integrated_gradients(
+    problem: Problem,
+    *,
+    steps: int = 50,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int | None = None,
+) -> MethodResult:
+    """Integrated Gradients (Sundararajan et al. 2017), right Riemann sum.
+
+    ``IG = (x - x') ⊙ (1/m) Σ_{i=1..m} ∂y/∂x (x' + (i/m)(x - x'))``.
+
+    Args:
+        steps: ``m``, points on the straight path (the paper suggests 20–300; 50 as Captum).
+        baseline: ``x'``: a number, one input ``(C, *S)`` or a batch; black (0) by default.
+        batch_size: path points per forward/backward pass; default fits a memory budget.
+
+    Extras:
+        ``completeness_gap`` ``(B, T)``: ``|Σ IG - (y(x) - y(x'))|``; it shrinks as ``steps``
+        grows and says how far to trust the map's total. ``baseline_scores`` ``(B, T)``: ``y(x')``.
+    """
+    if int(steps) < 1:
+        raise MethodError(f"steps must be at least 1, got {steps}")
+    steps = int(steps)
+    x = problem.inputs
+    reference = resolve_baseline(problem, baseline)
+    alphas = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
+    alphas = alphas.expand(problem.batch_size, steps)
+    total = _path_gradients(
+        problem,
+        reference.unsqueeze(1),
+        x.unsqueeze(1),
+        alphas,
+        batch_size,
+        "integrated gradients",
+    )
+    maps = (x - reference).unsqueeze(1) * total / steps
+    rows = torch.arange(problem.batch_size, device=x.device)
+    baseline_scores = problem.target_scores(problem.forward(reference), rows)
+    attributed = maps.flatten(2).sum(-1)
+    gap = (attributed - (problem.scores - baseline_scores)).abs()
+    return MethodResult(maps, {"completeness_gap": gap, "baseline_scores": baseline_scores})
+
+
+def gradient_shap(
+    problem: Problem,
+    *,
+    n_samples: int = 50,
+    baselines: float | torch.Tensor = 0.0,
+    stdevs: float = 0.0,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> MethodResult:
+    """Gradient SHAP (Lundberg & Lee 2017; Captum's definition): expected gradients.
+
+    For each of ``n_samples`` draws (the same draws for every sample): a baseline ``r`` picked
+    at random from ``baselines``, Gaussian noise ``ε`` with ``stdevs`` added to the input,
+    ``α ~ U(0, 1)``; the map is the mean of ``∂y/∂x (r + α(x + ε - r)) ⊙ (x + ε - r)``.
+    Seeded: the same call gives the same map.
+
+    Args:
+        n_samples: draws per sample.
+        baselines: a number, one input ``(C, *S)``, or a set of reference inputs
+            ``(R, C, *S)`` to draw from (e.g. a few training images).
+        stdevs: standard deviation of the input noise (0: none).
+        seed: seed of the draws.
+        batch_size: draws per forward/backward pass; default fits a memory budget.
+
+    Extras:
+        ``completeness_gap`` ``(B, T)``: ``|Σ map - (y(x) - mean_r y(r))|``, small for
+        near-linear models and many samples.
+    """
+    if int(n_samples) < 1:
+        raise MethodError(f"n_samples must be at least 1, got {n_samples}")
+    if stdevs < 0:
+        raise MethodError(f"stdevs must be non-negative, got {stdevs}")
+    n_samples = int(n_samples)
+    x = problem.inputs
+    sample_shape = tuple(x.shape[1:])
+    if isinstance(baselines, int | float):
+        references = torch.full((1, *sample_shape), float(baselines), dtype=x.dtype)
+    elif isinstance(baselines, torch.Tensor):
+        references = baselines.to(x.device, x.dtype)
+        if tuple(references.shape) == sample_shape:
+            references = references.unsqueeze(0)
+        if tuple(references.shape[1:]) != sample_shape:
+            raise InputError(
+                f"baselines of shape {tuple(baselines.shape)} must be one input {sample_shape} "
+                f"or a set (R, {', '.join(map(str, sample_shape))})"
+            )
+    else:
+        raise InputError(f"baselines must be a number or a tensor, not {type(baselines).__name__}")
+    references = references.to(x.device)
+    if not bool(torch.isfinite(references).all()):
+        raise InputError("the baselines contain NaN or infinite values")
+    # The same draws for every sample: a sample's map does not depend on its batch or position.
+    generator = torch.Generator().manual_seed(int(seed))
+    picks = torch.randint(len(references), (n_samples,), generator=generator)
+    alphas = torch.rand((n_samples,), generator=generator, dtype=x.dtype)
+    noise = torch.randn((n_samples, *sample_shape), generator=generator, dtype=x.dtype) * stdevs
+    picks, alphas, noise = picks.to(x.device), alphas.to(x.device), noise.to(x.device)
+    starts = references[picks]  # (m, C, *S)
+    ends = x.unsqueeze(1) + noise  # (B, m, C, *S)
+    total = torch.zeros(
+        (problem.batch_size, problem.num_targets, *sample_shape), dtype=x.dtype, device=x.device
+    )
+    rows_per_batch = batch_size or problem.gradient_rows()
+    for part in problem.batches(problem.batch_size * n_samples, rows_per_batch, "gradient SHAP"):
+        index = torch.arange(part.start, part.stop, device=x.device)
+        sample, draw = index // n_samples, index % n_samples
+        start, end = starts[draw], ends[sample, draw]
+        alpha = alphas[draw].view(-1, *([1] * len(sample_shape)))
+        _, grads = problem.input_gradients(start + alpha * (end - start), sample)
+        total.index_add_(0, sample, grads * (end - start).unsqueeze(1))
+    maps = total / n_samples
+    reference_scores = problem.scores_of_shared(problem.forward(references))  # (R, B, T)
+    expected = problem.scores - reference_scores.mean(0)
+    gap = (maps.flatten(2).sum(-1) - expected).abs()
+    return MethodResult(maps, {"completeness_gap": gap})

@@ -1,0 +1,127 @@
+"""Modified backward rules for ReLU: Deconvnet and guided backpropagation.
+
+``relu_rule("guided")`` / ``relu_rule("deconvnet")`` is a context manager: while it is active,
+every ReLU the forward pass meets is computed by an :class:`torch.autograd.Function` whose backward
+applies the rule. It catches ``nn.ReLU`` modules (in-place or not), ``F.relu``/``F.relu_``,
+``torch.relu``/``torch.relu_`` and ``Tensor.relu``/``Tensor.relu_`` through a
+:class:`torch.overrides.TorchFunctionMode`, so models written with functional ReLUs get the same
+treatment as models built from modules (module hooks, as some peers use, miss those). No hook is
+registered and no module is touched: the model is exactly as it was afterwards.
+
+Rules (Springenberg et al. 2015; Zeiler & Fergus 2014):
+
+=============  =================================================
+``gradient``   ``grad_out · 1[x > 0]`` (plain autograd)
+``guided``     ``grad_out · 1[x > 0] · 1[grad_out > 0]``
+``deconvnet``  ``max(grad_out, 0)``, whatever the forward sign
+=============  =================================================
+
+Max-pooling routes gradients through its switches, as autograd does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["ReluRule", "relu_rule"]
+
+ReluRule = Literal["gradient", "guided", "deconvnet"]
+
+RULES: tuple[str, ...] = ("gradient", "guided", "deconvnet")
+
+
+class _GuidedReLU(torch.autograd.Function):
+    generate_vmap_rule = True  # usable with batched gradients (is_grads_batched)
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        # The output, not the input: an in-place ReLU overwrites its input afterwards.
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (output,) = ctx.saved_tensors
+        return grad.clamp_min(0) * (output > 0)
+
+
+class _DeconvReLU(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp_min(0)
+
+
+_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu}
+_IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_}
+
+
+class _ReluMode(TorchFunctionMode):
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.function = function
+        self.calls = 0
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        in_place = func in _IN_PLACE or (func is F.relu and bool(kwargs.get("inplace", False)))
+        if len(args) > 1 and func is F.relu:
+            in_place = bool(args[1])
+        if func in _OUT_OF_PLACE or func in _IN_PLACE:
+            x = args[0]
+            if isinstance(x, torch.Tensor) and x.is_floating_point():
+                self.calls += 1
+                result = self.function(x)
+                if in_place and not (x.is_leaf and x.requires_grad):
+                    x.copy_(result)  # keep in-place semantics for code that reuses x
+                    return x
+                return result
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def relu_rule(rule: ReluRule) -> Iterator[_ReluMode | None]:
+    """Apply a backward rule to every ReLU run inside the block.
+
+    Args:
+        rule: ``"gradient"`` (no change), ``"guided"`` or ``"deconvnet"``.
+
+    Yields:
+        The active mode (its ``calls`` counts the ReLUs it replaced), or ``None`` for
+        ``"gradient"``.
+
+    Raises:
+        ValueError: unknown rule.
+    """
+    if rule == "gradient":
+        yield None
+        return
+    functions = {"guided": _GuidedReLU.apply, "deconvnet": _DeconvReLU.apply}
+    if rule not in functions:
+        raise ValueError(f"unknown ReLU rule {rule!r}; use one of {', '.join(RULES)}")
+    with _ReluMode(functions[rule]) as mode:
+        yield mode
