@@ -319,7 +319,7 @@ def test_simulate_then_evaluate_the_folder(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert rows[0]["n"] == 23 and "iou" in rows[0]  # masks were used as ground truth
-    assert (out / "partial" / "respond_cam__linear.json").exists()
+    assert len(list((out / "records").glob("*.json"))) == 23  # one record per input
 
 
 def test_evaluate_folder_with_boxes_and_errors(tmp_path):
@@ -351,8 +351,17 @@ def test_evaluate_folder_with_boxes_and_errors(tmp_path):
     assert row["n"] == 4 and 0 <= row["iou"] <= 1
     bad = CliRunner().invoke(cli, [*args, "--where", "site=A", "--force"])
     assert bad.exit_code == 2 and "no column 'site'" in bad.output
+    (tmp_path / "empty").mkdir()
     missing = CliRunner().invoke(
         cli,
-        ["evaluate", "folder", str(tmp_path), "--model", "tiny2d", "--out", str(tmp_path / "o")],
+        [
+            "evaluate",
+            "folder",
+            str(tmp_path / "empty"),
+            "--model",
+            "tiny2d",
+            "--out",
+            str(tmp_path / "o"),
+        ],
     )
-    assert missing.exit_code == 2 and "labels.csv" in missing.output
+    assert missing.exit_code == 2 and "no readable image or volume files" in missing.output

@@ -32,7 +32,7 @@ from camscope.metrics import (
 from camscope.metrics._stats import mean_std
 from camscope.postprocess import upsample
 
-__all__ = ["SEED_002_AVERAGE_DROP", "EvaluationRow", "evaluate"]
+__all__ = ["SEED_002_AVERAGE_DROP", "EvaluationRow", "evaluate", "score_batch"]
 
 #: Kim et al. 2020 (seed 002), VGG-16 on PASCAL VOC 2007: (Average Drop %, Increase %).
 SEED_002_AVERAGE_DROP: dict[tuple[str, str, str], tuple[float, float]] = {
@@ -104,7 +104,6 @@ def evaluate(
         ``contrastivity``, ``l1``, ``kendall_tau``, and with ``truth`` ``iou``, ``hit`` and
         ``pointing``.
     """
-    size = tuple(inputs.shape[2:])
     rows: list[EvaluationRow] = []
     settings = []
     for m in methods:  # input-space methods already have input resolution: no upsampling
@@ -126,48 +125,23 @@ def evaluate(
             bar.update(math.ceil(len(inputs) / batch_size))
             continue
         for start in range(0, len(inputs), batch_size):
-            x = inputs[start : start + batch_size]
-            y = labels[start : start + batch_size]
-            needs_layer = camscope.get_method(name).needs_layer
-            e = camscope.explain(
-                model, x, method=name, layer=layer if needs_layer else None, targets="all"
-            ).reduce_channels()
-            true_maps = e.maps[torch.arange(len(y)), y][:, None]
-            if mode == "none":
-                up = true_maps[:, 0]
-            else:
-                up = upsample(
-                    true_maps,
-                    size,
-                    mode=mode,  # type: ignore[arg-type]
-                    sigma="erf" if mode == "gaussian" else None,
-                    model=model,
-                    layer=e.layer,
-                    input_shape=tuple(inputs.shape[1:]),
-                )[:, 0]
-            absolute = average_drop(model, x, up, y, batch_size=batch_size)
-            relative = average_drop(model, x, up, y, masking="relative", batch_size=batch_size)
-            totals.add("average_drop", absolute.drop)
-            totals.add("increase", 100.0 * absolute.increase.double())
-            totals.add("average_drop_relative", relative.drop)
-            totals.add("increase_relative", 100.0 * relative.increase.double())
-            removed = deletion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
-            inserted = insertion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
-            totals.add("deletion_auc", removed.auc)
-            totals.add("insertion_auc", inserted.auc)
-            curves.setdefault("deletion_curve", []).append(removed.curves)
-            curves.setdefault("insertion_curve", []).append(inserted.curves)
-            totals.add("fidelity", fidelity(model, x, up, y, batch_size=batch_size).drop)
-            totals.add("contrastivity", contrastivity(e.maps, y).values)
-            check = sum_to_score(e.maps, e.scores)
-            totals.add("l1", check.l1)
-            totals.add("kendall_tau", check.kendall_tau)
-            if truth is not None:
-                part = truth[start : start + batch_size]
-                located = localization(torch.relu(up), part)
-                totals.add("iou", located.iou)
-                totals.add("hit", located.hit.double())
-                totals.add("pointing", pointing_game(up, part).hit.double())
+            part = None if truth is None else truth[start : start + batch_size]
+            values = score_batch(
+                model,
+                inputs[start : start + batch_size],
+                labels[start : start + batch_size],
+                method=name,
+                mode=mode,
+                layer=layer,
+                truth=part,
+                deletion_steps=deletion_steps,
+                batch_size=batch_size,
+            )
+            for key, tensor in values.items():
+                if key.endswith("_curve"):
+                    curves.setdefault(key, []).append(tensor)
+                else:
+                    totals.add(key, tensor)
             bar.update(1)
         row = {"method": name, "upsample": mode, "n": len(inputs), **totals.row()}
         for key, parts in curves.items():  # mean probability at each removed/inserted fraction
@@ -176,6 +150,69 @@ def evaluate(
         rows.append(row)
     bar.close()
     return rows
+
+
+def score_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    method: str,
+    mode: str,
+    layer: str | None = None,
+    truth: torch.Tensor | None = None,
+    deletion_steps: int = 20,
+    batch_size: int = 16,
+) -> dict[str, torch.Tensor]:
+    """Every metric for one batch and one (method, upsampling mode), per sample.
+
+    Returns:
+        ``{metric: (B,)}`` (as in :func:`evaluate`'s rows, before the mean) and the
+        ``deletion_curve`` / ``insertion_curve`` ``(B, steps + 1)``.
+    """
+    name = camscope.get_method(method).name
+    needs_layer = camscope.get_method(name).needs_layer
+    e = camscope.explain(
+        model, x, method=name, layer=layer if needs_layer else None, targets="all"
+    ).reduce_channels()
+    true_maps = e.maps[torch.arange(len(y)), y][:, None]
+    if mode == "none":
+        up = true_maps[:, 0]
+    else:
+        up = upsample(
+            true_maps,
+            tuple(x.shape[2:]),
+            mode=mode,  # type: ignore[arg-type]
+            sigma="erf" if mode == "gaussian" else None,
+            model=model,
+            layer=e.layer,
+            input_shape=tuple(x.shape[1:]),
+        )[:, 0]
+    absolute = average_drop(model, x, up, y, batch_size=batch_size)
+    relative = average_drop(model, x, up, y, masking="relative", batch_size=batch_size)
+    removed = deletion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
+    inserted = insertion(model, x, up, y, steps=deletion_steps, batch_size=batch_size)
+    check = sum_to_score(e.maps, e.scores)
+    values = {
+        "average_drop": absolute.drop,
+        "increase": 100.0 * absolute.increase.double(),
+        "average_drop_relative": relative.drop,
+        "increase_relative": 100.0 * relative.increase.double(),
+        "deletion_auc": removed.auc,
+        "insertion_auc": inserted.auc,
+        "fidelity": fidelity(model, x, up, y, batch_size=batch_size).drop,
+        "contrastivity": contrastivity(e.maps, y).values,
+        "l1": check.l1,
+        "kendall_tau": check.kendall_tau,
+        "deletion_curve": removed.curves,
+        "insertion_curve": inserted.curves,
+    }
+    if truth is not None:
+        located = localization(torch.relu(up), truth)
+        values["iou"] = located.iou
+        values["hit"] = located.hit.double()
+        values["pointing"] = pointing_game(up, truth).hit.double()
+    return {key: value.detach().double().cpu() for key, value in values.items()}
 
 
 def _fingerprint(

@@ -48,54 +48,107 @@ def _parse_snrs(values: tuple[str, ...]) -> tuple[float, ...]:
         raise CamscopeError(f"--snr takes numbers or 'inf': {error}") from error
 
 
-def _parse_targets(text: str) -> object:
-    if text == "predicted":
-        return None
-    if text == "all":
-        return "all"
-    try:
-        classes = [int(part) for part in text.split(",")]
-    except ValueError as error:
-        raise CamscopeError(
-            f"--targets takes 'predicted', 'all' or class indices like 3 or 0,4,7; got {text!r}"
-        ) from error
-    return classes[0] if len(classes) == 1 else torch.tensor([classes])
+def _load_any_model(
+    spec: str,
+    architecture: str | None = None,
+    arch_options: tuple[str, ...] = (),
+    trust_pickle: bool = False,
+) -> tuple[torch.nn.Module, dict[str, object]]:
+    from camscope.io.models import load_model_spec
 
-
-def _load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, object]]:
-    from pathlib import Path
-
-    from camscope.io.checkpoints import load_model
-    from camscope.models import create_model, list_models
-
-    if spec.replace("-", "_") in list_models():
+    model, record = load_model_spec(
+        spec,
+        architecture=architecture,
+        options=_key_values(arch_options, "--arch-option"),
+        trust_pickle=trust_pickle,
+    )
+    if str(record.get("weights", "")).startswith("random"):
         click.echo(f"note: {spec} is a built-in architecture with random weights", err=True)
-        return create_model(spec).eval(), {"architecture": spec, "weights": "random"}
-    path = Path(spec)
-    stem = path.with_name(path.name.removesuffix(".json").removesuffix(".safetensors"))
-    model, saved = load_model(stem)
-    return model, {"path": str(stem), "architecture": saved.architecture, **saved.options}
+    return model, record
+
+
+def _value(text: str) -> object:
+    """A command-line value: int, float, true/false/none, a comma list of those, or text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    if "," in text:
+        return tuple(_value(part) for part in text.split(","))
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _key_values(pairs: tuple[str, ...], flag: str) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key.strip():
+            raise CamscopeError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        values[key.strip().replace("-", "_")] = _value(text)
+    return values
+
+
+_MODEL_OPTIONS = [
+    click.option(
+        "--architecture",
+        default=None,
+        help="For bare weights (.safetensors, .pt state dict): a camscope model name, "
+        "torchvision:<name> or module:callable.",
+    ),
+    click.option(
+        "--arch-option",
+        "arch_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Keyword for the architecture (repeat), e.g. num_classes=2.",
+    ),
+    click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="Allow a whole pickled model (torch.load weights_only=False). Unpickling can run "
+        "arbitrary code: only for files you trust.",
+    ),
+]
+
+
+def _model_options(function: F) -> F:
+    for option in reversed(_MODEL_OPTIONS):
+        function = option(function)
+    return function
 
 
 @cli.command("explain")
 @click.argument("model_spec", metavar="MODEL")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, help="Output folder.")
-@click.option("--method", default="respond-cam", show_default=True)
+@click.option(
+    "--method",
+    "methods",
+    default="respond-cam",
+    show_default=True,
+    help="One method or several, comma-separated (camscope methods lists them).",
+)
 @click.option("--layer", default=None, help="Layer name (default: last with spatial extent).")
 @click.option(
     "--targets",
     default="predicted",
     show_default=True,
-    help="'predicted', 'all', or class indices (3 or 0,4,7).",
+    help="'predicted', 'all', 'label' (a manifest CSV's label column), or class indices "
+    "(3 or 0,4,7).",
 )
 @click.option(
     "--upsample",
     "mode",
-    type=click.Choice(["none", "nearest", "linear", "gaussian"]),
-    default="none",
+    type=click.Choice(["auto", "nearest", "linear", "gaussian"]),
+    default="auto",
     show_default=True,
-    help="Also save maps at input resolution.",
+    help="How layer maps reach input resolution (auto: Gaussian for Extended-CAM, else linear).",
 )
 @click.option(
     "--sigma",
@@ -103,35 +156,82 @@ def _load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, object]]:
     show_default=True,
     help="Gaussian widths: 'erf' (from the effective receptive field) or pixels.",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option(
+    "--format",
+    "formats",
+    default="png",
+    show_default=True,
+    help="Heatmap files beside the NPZ, comma-separated: nifti, mrc, tiff, png, npy (or 'none').",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A method option (repeat), e.g. steps=100 for integrated-gradients; applies to every "
+    "chosen method that has it.",
+)
+@click.option(
+    "--dicom-window",
+    type=click.Choice(["auto", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: apply a DICOM file's window and scale to [0, 1]; none: modality values (HU).",
+)
+@click.option("--no-report", is_flag=True, help="Do not write report.html.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Inputs per batch.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: Ray Data actors (pip install 'camscope[ray]'); same batches, same results.",
+)
+@click.option("--ray-address", default=None, help="An existing Ray cluster (default: start one).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Ray actors.")
+@_model_options
+@click.option("--force", is_flag=True, help="Overwrite a previous run's outputs in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
 def explain_command(
     model_spec: str,
     inputs: tuple[str, ...],
     out_dir: str,
-    method: str,
+    methods: str,
     layer: str | None,
     targets: str,
     mode: str,
     sigma: str,
+    formats: str,
+    options: tuple[str, ...],
+    dicom_window: str,
+    no_report: bool,
+    batch_size: int,
+    backend: str,
+    ray_address: str | None,
+    workers: int,
+    architecture: str | None,
+    arch_options: tuple[str, ...],
+    trust_pickle: bool,
     force: bool,
     quiet: bool,
 ) -> None:
-    """Explain MODEL (a camscope saved model, or a built-in name) on .npy/.mrc INPUT files.
+    """Explain MODEL on image or volume INPUT files, a folder, a quoted glob or a manifest CSV.
 
-    Writes one NPZ per input (raw maps at layer resolution, scores, targets, and with --upsample
-    the maps at input resolution) and a manifest.json.
+    MODEL: a camscope saved model (.json), TorchScript (.pt), torch.export (.pt2), weights
+    (.safetensors or a .pt state dict, with --architecture), or a built-in name (random weights).
+    INPUT: PNG, JPEG, TIFF (stacks are volumes), DICOM, NIfTI, MRC/MAP, .npy/.npz; a folder
+    (searched recursively), a glob, or a CSV with a `path` column (and `label`, for
+    --targets label).
+
+    Writes per input and method an NPZ (raw maps, heatmaps at input resolution, scores), heatmap
+    files with the input's geometry (--format), records/, manifest.json and report.html. A run
+    interrupted and started again with the same command continues where it stopped.
     """
-    from pathlib import Path
+    from camscope.runs import ExplainSettings, explain_files, resolve_dataset
 
-    from tqdm.auto import tqdm
-
-    from camscope.io import prepare_output_dir, write_json, write_npz
-    from camscope.io.inputs import read_input
-
-    target_spec = _parse_targets(targets)
-    sigma_value: object = "erf"
+    method_names = [m.strip() for m in methods.split(",") if m.strip()]
+    sigma_value: str | float = "erf"
     if sigma != "erf":
         try:
             sigma_value = float(sigma)
@@ -139,66 +239,163 @@ def explain_command(
             raise CamscopeError(
                 f"--sigma takes 'erf' or a number of pixels, got {sigma!r}"
             ) from error
-    names = [f"{Path(p).stem}.npz" for p in inputs]
-    if len(set(names)) != len(names):
-        raise CamscopeError("two inputs share a file name; their outputs would collide")
-    folder = prepare_output_dir(out_dir, [*names, "manifest.json"], force=force)
-    model, model_record = _load_any_model(model_spec)
-    records = []
-    for path, name in tqdm(list(zip(inputs, names, strict=True)), disable=quiet, desc="explaining"):
-        x, record = read_input(path)
-        x = x[None]
-        e = camscope.explain(model, x, method=method, layer=layer, targets=target_spec)  # type: ignore[arg-type]
-        arrays = {"maps": e.maps.numpy(), "scores": e.scores.numpy()}
-        if e.targets is not None:
-            arrays["targets"] = e.targets.numpy()
-        if mode != "none":
-            arrays["maps_upsampled"] = e.upsample(mode=mode, sigma=sigma_value).maps.numpy()  # type: ignore[arg-type]
-        write_npz(folder / name, **arrays)
-        records.append(
-            {**record, "output": name, "layer": e.layer, "maps_shape": list(e.maps.shape)}
-        )
-    write_json(
-        folder / "manifest.json",
-        {
-            "camscope": camscope.__version__,
-            "torch": torch.__version__,
-            "model": model_record,
-            "method": camscope.get_method(method).name,
-            "targets": targets,
-            "upsample": mode,
-            "sigma": sigma if mode == "gaussian" else None,
-            "inputs": records,
-        },
+    given = _key_values(options, "--option")
+    per_method: dict[str, dict[str, object]] = {}
+    from camscope.explain import method_options
+
+    for name in given:
+        if not any(name in method_options(camscope.get_method(m)) for m in method_names):
+            raise CamscopeError(f"--option {name}: none of the chosen methods has that option")
+    for method in method_names:
+        accepted = method_options(camscope.get_method(method))
+        chosen = {k: v for k, v in given.items() if k in accepted}
+        if chosen:
+            per_method[camscope.get_method(method).name] = chosen
+    kinds = (
+        [] if formats.strip() == "none" else [k.strip() for k in formats.split(",") if k.strip()]
     )
-    click.echo(f"wrote {len(records)} explanation(s) and manifest.json to {folder}")
+    settings = ExplainSettings(
+        methods=method_names,
+        layer=layer,
+        targets=_settings_targets(targets),
+        upsample=mode,
+        sigma=sigma_value,
+        formats=kinds,
+        options=per_method,
+        dicom_window=dicom_window,
+        report=not no_report,
+        batch_size=batch_size,
+    )
+    dataset = resolve_dataset(list(inputs))
+    model, model_record = _load_any_model(model_spec, architecture, arch_options, trust_pickle)
+    spec = {
+        "spec": model_spec,
+        "architecture": architecture,
+        "options": _key_values(arch_options, "--arch-option"),
+        "trust_pickle": trust_pickle,
+    }
+    summary = explain_files(
+        model if backend == "local" else None,
+        dataset.paths,
+        out_dir,
+        settings,
+        model_record=model_record,
+        root=dataset.root,
+        labels=dataset.labels,
+        force=force,
+        progress=not quiet,
+        backend=backend,
+        model_spec=spec,
+        ray_address=ray_address,
+        ray_workers=workers,
+    )
+    if summary.resumed:
+        click.echo(f"resumed: {len(summary.resumed)} input(s) were already done")
+    written = "manifest.json and report.html" if settings.report else "manifest.json"
+    click.echo(f"wrote {len(summary.done)} explanation(s), {written} to {summary.folder}")
+    if summary.failed:
+        click.echo(
+            f"camscope: {len(summary.failed)} input(s) could not be read and were skipped "
+            "(listed in manifest.json)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _settings_targets(text: str) -> str | list[int]:
+    if text in ("predicted", "all", "label"):
+        return text
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError as error:
+        raise CamscopeError(
+            f"--targets takes 'predicted', 'all' or class indices like 3 or 0,4,7; got {text!r}"
+        ) from error
 
 
 @cli.command()
 def methods() -> None:
-    """List the explanation methods (use the kebab-case names on the command line)."""
+    """List the explanation methods, where their maps live and their options.
+
+    Use the kebab-case names on the command line; pass options with --option KEY=VALUE.
+    """
+    from camscope.explain import method_options
+
     for name in camscope.list_methods():
         info = camscope.get_method(name)
-        click.echo(f"{name.replace('_', '-'):<26} {info.summary}")
+        where = "layer" if info.resolution == "layer" else "input"
+        click.echo(f"{name.replace('_', '-'):<24} [{where:<5}] {info.summary}")
+        options = method_options(info)
+        if options:
+            text = ", ".join(f"{key}={value!r}" for key, value in options.items())
+            click.echo(f"{'':<33}options: {text}")
 
 
 @cli.command()
-@click.argument("model_name")
-@click.option("--input-size", type=int, default=None, help="Edge length of the probe input.")
-@click.option("--in-channels", type=int, default=1, show_default=True)
+@click.argument("model_spec", metavar="MODEL")
+@click.option(
+    "--input",
+    "input_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Probe with this input file (its shape).",
+)
+@click.option("--input-shape", default=None, help="Probe shape C,H,W or C,D,H,W (zeros).")
+@click.option(
+    "--input-size", type=int, default=None, help="Built-in models: edge length of the input."
+)
+@click.option(
+    "--in-channels", type=int, default=1, show_default=True, help="Built-in models: input channels."
+)
+@_model_options
 @_friendly
-def layers(model_name: str, input_size: int | None, in_channels: int) -> None:
-    """List a built-in model's layers with their output shapes; * marks the default CAM layer."""
-    from camscope.models import create_model
+def layers(
+    model_spec: str,
+    input_file: str | None,
+    input_shape: str | None,
+    input_size: int | None,
+    in_channels: int,
+    architecture: str | None,
+    arch_options: tuple[str, ...],
+    trust_pickle: bool,
+) -> None:
+    """List a model's layers with their output shapes; * marks the default layer.
 
-    model = create_model(model_name, **_size_option(input_size))
-    probe = _probe_input(model, input_size, in_channels)
+    MODEL is anything `camscope explain` takes. Give --input or --input-shape for your own
+    models (camscope needs one forward pass to see the shapes).
+    """
+    from camscope.models import list_models
+
+    builtin = model_spec.replace("-", "_") in list_models() and architecture is None
+    if builtin and input_size is not None:
+        arch_options = (*arch_options, f"input_size={input_size}")
+    model, _ = _load_any_model(model_spec, architecture, arch_options, trust_pickle)
+    if input_file is not None:
+        from camscope.io.inputs import read_scan
+
+        probe = read_scan(input_file).tensor()[None]
+    elif input_shape is not None:
+        try:
+            shape = [int(v) for v in input_shape.split(",")]
+        except ValueError as error:
+            raise CamscopeError(
+                f"--input-shape takes C,H,W or C,D,H,W; got {input_shape!r}"
+            ) from error
+        if len(shape) not in (3, 4) or min(shape) < 1:
+            raise CamscopeError(f"--input-shape takes C,H,W or C,D,H,W; got {input_shape!r}")
+        probe = torch.zeros(1, *shape)
+    elif builtin:
+        probe = _probe_input(model, input_size, in_channels)
+    else:
+        raise CamscopeError(
+            "give --input FILE or --input-shape C,H,W (or C,D,H,W) to probe the model"
+        )
     infos = camscope.probe_layers(model.eval(), probe)
     chosen = camscope.default_layer(infos)
     for info in infos:
         mark = "*" if info.name == chosen else " "
-        shape = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
-        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape}")
+        shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
+        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text}")
 
 
 def _size_option(input_size: int | None) -> dict[str, int]:
@@ -725,20 +922,79 @@ def evaluate_chest(
     )
 
 
-@evaluate.command("folder")
-@click.argument("data_dir", type=click.Path(file_okay=False))
+def _dataset_table(
+    data: str, conditions: tuple[str, ...]
+) -> tuple[Any, list[dict[str, str]] | None]:
+    """A dataset and, when it comes from a CSV, its (filtered) rows."""
+    import csv
+    from pathlib import Path
+
+    from camscope.runs import resolve_dataset
+
+    path = Path(data)
+    table_path = path / "labels.csv" if path.is_dir() and (path / "labels.csv").exists() else path
+    if table_path.suffix.lower() != ".csv":
+        if conditions:
+            raise CamscopeError("--where needs a manifest CSV (or a folder with labels.csv)")
+        return resolve_dataset([data]), None
+    try:
+        with open(table_path, newline="") as handle:
+            table = list(csv.DictReader(handle))
+    except OSError as error:
+        raise CamscopeError(f"cannot read {table_path}: {error.strerror}") from error
+    for condition in conditions:
+        column, _, value = condition.partition("=")
+        if not table or column not in table[0]:
+            raise CamscopeError(f"--where {condition}: {table_path.name} has no column {column!r}")
+        table = [row for row in table if row[column] == value]
+    if not table:
+        raise CamscopeError(f"no row of {table_path.name} is left to evaluate")
+    if "path" not in table[0]:
+        raise CamscopeError(f"{table_path.name} needs a 'path' column")
+    dataset = resolve_dataset([str(table_path)])
+    root = table_path.parent
+    dataset.paths = [str((root / row["path"]).resolve()) for row in table]
+    label_column = next((c for c in ("label", "class_id") if c in table[0]), None)
+    if label_column is None:
+        dataset.labels = None
+    else:
+        try:
+            dataset.labels = [int(row[label_column]) for row in table]
+        except ValueError as error:
+            raise CamscopeError(f"labels must be class indices: {error}") from error
+    return dataset, table
+
+
+def _truths(table: list[dict[str, str]] | None, root: Any, spatial_dims: int) -> list[Any] | None:
+    import numpy as np
+
+    if table is None:
+        return None
+    names = ["z0", "y0", "x0", "z1", "y1", "x1"] if spatial_dims == 3 else ["y0", "x0", "y1", "x1"]
+    if "mask" in table[0] and all(row["mask"] for row in table):
+        return [
+            torch.from_numpy(np.load(root / row["mask"], allow_pickle=False)).bool()
+            for row in table
+        ]
+    if all(name in table[0] for name in names):
+        return [torch.tensor([int(row[name]) for name in names]) for row in table]
+    return None
+
+
+@click.argument("data")
 @click.option(
     "--model",
     "model_spec",
     required=True,
-    help="A camscope saved model (path/to/model.json) or a built-in name.",
+    help="Anything `camscope explain` takes: saved model, TorchScript, torch.export, weights "
+    "with --architecture, or a built-in name.",
 )
 @click.option(
     "--where",
     "conditions",
     multiple=True,
     metavar="COLUMN=VALUE",
-    help="Keep only rows of labels.csv with this value (repeat), e.g. snr=0.1.",
+    help="Keep only rows of the manifest CSV with this value (repeat), e.g. snr=0.1.",
 )
 @click.option("--layer", default=None)
 @click.option(
@@ -746,89 +1002,100 @@ def evaluate_chest(
 )
 @click.option("--upsample", "modes", default="linear,gaussian", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
+@_model_options
 @click.option("--out", "out_dir", required=True)
 @click.option("--force", is_flag=True)
 @click.option("--quiet", is_flag=True)
 @_friendly
-def evaluate_folder(
-    data_dir: str,
+def evaluate_dataset(
+    data: str,
     model_spec: str,
     conditions: tuple[str, ...],
     layer: str | None,
     methods: str,
     modes: str,
     batch_size: int,
+    architecture: str | None,
+    arch_options: tuple[str, ...],
+    trust_pickle: bool,
     out_dir: str,
     force: bool,
     quiet: bool,
 ) -> None:
-    """Your own data: DATA_DIR/labels.csv lists `path` (.npy/.mrc, relative to DATA_DIR) and
-    `label` (or `class_id`), and optionally a ground truth per row: box columns (`y0,x0,y1,x1`,
-    or `z0,y0,x0,z1,y1,x1` for volumes, half-open) or `mask` (a boolean .npy). The output of
-    `camscope simulate --masks` is such a folder."""
-    import csv
+    """Your own data, streamed and resumable. DATA is a manifest CSV, a folder (its labels.csv
+    if it has one, else every image/volume file in it), or a quoted glob.
+
+    The CSV lists `path` (relative to the CSV) and `label` (or `class_id`; without it the
+    predicted class is explained), and optionally a ground truth per row: box columns
+    (`y0,x0,y1,x1`, or `z0,y0,x0,z1,y1,x1` for volumes, half-open) or `mask` (a boolean .npy).
+    The output of `camscope simulate --masks` is such a folder. Each input's metrics go to
+    records/ as it finishes; the table is computed from them, so an interrupted run started
+    again gives the same table.
+    """
     from pathlib import Path
 
-    import numpy as np
+    from camscope.io import write_json
+    from camscope.io.inputs import read_scan
+    from camscope.runs import evaluate_files
 
-    from camscope.evaluate import evaluate as run_evaluation
-    from camscope.io import prepare_output_dir
-    from camscope.io.inputs import read_input
-
-    root = Path(data_dir)
-    try:
-        with open(root / "labels.csv", newline="") as handle:
-            table = list(csv.DictReader(handle))
-    except OSError as error:
-        raise CamscopeError(f"cannot read {root / 'labels.csv'}: {error.strerror}") from error
-    for condition in conditions:
-        column, _, value = condition.partition("=")
-        if not table or column not in table[0]:
-            raise CamscopeError(f"--where {condition}: labels.csv has no column {column!r}")
-        table = [row for row in table if row[column] == value]
-    if not table:
-        raise CamscopeError("no row of labels.csv is left to evaluate")
-    label_column = "label" if "label" in table[0] else "class_id"
-    if label_column not in table[0] or "path" not in table[0]:
-        raise CamscopeError("labels.csv needs a 'path' column and a 'label' (or 'class_id') one")
-    folder = prepare_output_dir(out_dir, ["results.json", "results.csv"], force=force)
-    tensors = [read_input(root / row["path"])[0] for row in table]
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) != 1:
-        raise CamscopeError(f"the inputs differ in shape ({sorted(shapes)}); resize them alike")
-    inputs = torch.stack(tensors)
-    try:
-        labels = torch.tensor([int(row[label_column]) for row in table])
-    except ValueError as error:
-        raise CamscopeError(f"labels must be class indices: {error}") from error
-    axes = inputs.ndim - 2
-    names = ["z0", "y0", "x0", "z1", "y1", "x1"] if axes == 3 else ["y0", "x0", "y1", "x1"]
-    truth = None
-    if "mask" in table[0] and all(row["mask"] for row in table):
-        truth = torch.from_numpy(
-            np.stack([np.load(root / row["mask"], allow_pickle=False) for row in table])
-        ).bool()
-    elif all(name in table[0] for name in names):
-        truth = torch.tensor([[int(row[name]) for name in names] for row in table])
-    model, record = _load_any_model(model_spec)
-    rows = run_evaluation(
+    dataset, table = _dataset_table(data, conditions)
+    if (
+        force is False
+        and (Path(out_dir) / "results.json").exists()
+        and not (Path(out_dir) / "records").exists()
+    ):
+        raise CamscopeError(f"{out_dir} already holds results.json; pass --force to overwrite")
+    spatial_dims = read_scan(dataset.paths[0]).data.ndim - 1 if table is not None else 2
+    truths = _truths(table, Path(dataset.root or "."), spatial_dims)
+    model, record = _load_any_model(model_spec, architecture, arch_options, trust_pickle)
+    rows, manifest = evaluate_files(
         model,
-        inputs,
-        labels,
-        methods=methods.split(","),
+        dataset.paths,
+        dataset.labels,
+        out_dir,
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        upsample_modes=[m.strip() for m in modes.split(",") if m.strip()],
         layer=layer,
-        upsample_modes=modes.split(","),
-        truth=truth,
+        root=dataset.root,
         batch_size=batch_size,
+        truths=truths,
+        model_record=record,
+        force=force,
         progress=not quiet,
-        resume_dir=folder / "partial",
+    )
+    folder = Path(out_dir)
+    write_json(
+        folder / "manifest.json", {**manifest, "data": dataset.source, "where": list(conditions)}
     )
     _report(
         folder,
         rows,
-        title=f"{len(table)} inputs from {root.name}",
-        extra={"data": str(root), "model": record, "n": len(table), "where": list(conditions)},
+        title=f"{manifest['n_evaluated']} inputs from {Path(dataset.source).name}",
+        extra={
+            "data": dataset.source,
+            "model": record,
+            "n": manifest["n_evaluated"],
+            "where": list(conditions),
+        },
     )
+    if manifest["failed"]:
+        click.echo(
+            f"camscope: {len(manifest['failed'])} input(s) could not be read and were skipped "
+            "(listed in manifest.json)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+_dataset_command = evaluate.command("dataset")(evaluate_dataset)
+evaluate.add_command(
+    click.Command(
+        "folder",
+        params=_dataset_command.params,
+        callback=_dataset_command.callback,
+        help="Same as `camscope evaluate dataset` (the older name).",
+    )
+)
 
 
 @evaluate.command("faces")

@@ -1,7 +1,30 @@
-"""Reading and writing files; every write is atomic (temporary file, then rename)."""
+"""Files in and out; every write is atomic (temporary file, then rename).
+
+* :mod:`~camscope.io.inputs`: read images and volumes (PNG/JPEG/TIFF/DICOM/NIfTI/MRC/NumPy) as a
+  :class:`Scan` with their geometry.
+* :mod:`~camscope.io.heatmaps`: write heatmaps as NIfTI/MRC/TIFF/PNG/NPY aligned with their scan.
+* :mod:`~camscope.io.models`: load models safely (TorchScript, torch.export, state dicts).
+* :mod:`~camscope.io.checkpoints`: camscope's own model files (safetensors + JSON).
+* :mod:`~camscope.io.atomic`: atomic writes, output folders.
+"""
 
 from __future__ import annotations
 
 from camscope.io.atomic import atomic_write, prepare_output_dir, write_json, write_npz
+from camscope.io.heatmaps import HEATMAP_FORMATS, write_heatmap
+from camscope.io.inputs import Scan, read_input, read_scan
+from camscope.io.models import build_architecture, load_model_spec
 
-__all__ = ["atomic_write", "prepare_output_dir", "write_json", "write_npz"]
+__all__ = [
+    "HEATMAP_FORMATS",
+    "Scan",
+    "atomic_write",
+    "build_architecture",
+    "load_model_spec",
+    "prepare_output_dir",
+    "read_input",
+    "read_scan",
+    "write_heatmap",
+    "write_json",
+    "write_npz",
+]

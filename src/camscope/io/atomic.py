@@ -78,9 +78,22 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
-    """Write arrays to a compressed ``.npz``, atomically."""
-    with atomic_write(path, mode="wb") as handle:
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+    """Write arrays to a compressed ``.npz``, atomically and reproducibly.
+
+    The archive's entries carry a fixed timestamp, so the same arrays always give the same bytes
+    (``np.savez_compressed`` stamps the current time).
+    """
+    import zipfile
+
+    with (
+        atomic_write(path, mode="wb") as handle,
+        zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def prepare_output_dir(path: str | os.PathLike[str], names: list[str], *, force: bool) -> Path:

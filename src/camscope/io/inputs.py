@@ -1,63 +1,331 @@
-"""Read one input file as a tensor ``(C, *S)``: NumPy ``.npy``, MRC/MAP volumes, and 2D images
-(PNG, JPEG, TIFF via Pillow, scaled to [0, 1]).
+"""Read one input file as a :class:`Scan`: the array ``(C, *S)`` and the geometry to write back.
 
-(DICOM, NIfTI and multi-page TIFF stacks come with the file-format issue.)
+================  ===========================  ==============================================
+format            library                      what is kept
+================  ===========================  ==============================================
+PNG, JPEG         Pillow                       values scaled to [0, 1]; grey → 1, colour → 3 ch.
+TIFF (page/stack) tifffile                     a multi-page stack is a volume ``(1, D, H, W)``
+DICOM             pydicom                      rescale slope/intercept (modality LUT), the file's
+                                               window (VOI LUT) unless ``dicom_window="none"``,
+                                               MONOCHROME1 inverted; pixel spacing
+NIfTI             nibabel                      the affine and voxel sizes; axes kept as stored
+MRC/MAP/REC       mrcfile                      voxel size and origin (Å); axes (z, y, x)
+NumPy .npy/.npz   NumPy (no pickle)            the array as stored (.npz: the only array or ``x``)
+================  ===========================  ==============================================
+
+Every reader failure (missing, truncated, corrupted, unexpected rank) is an :class:`InputError`
+naming the file and the format, never a raw library exception.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from camscope.errors import CamscopeError
-from camscope.io.volumes import read_mrc
+from camscope.errors import InputError
 
-__all__ = ["SUPPORTED_SUFFIXES", "read_input"]
+__all__ = ["SUPPORTED_SUFFIXES", "Scan", "format_of", "read_input", "read_scan"]
 
-SUPPORTED_SUFFIXES = (".npy", ".mrc", ".map", ".rec", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+FORMATS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".mrc": "mrc",
+    ".map": "mrc",
+    ".rec": "mrc",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+SUPPORTED_SUFFIXES = tuple(FORMATS)
+
+
+@dataclass
+class Scan:
+    """One input: data and the geometry needed to write heatmaps that align with it.
+
+    Attributes:
+        data: ``(C, *S)`` float32; ``S`` is ``(H, W)`` for images and ``(D, H, W)`` for volumes.
+        path: where it came from.
+        format: ``png``, ``jpeg``, ``tiff``, ``dicom``, ``nifti``, ``mrc``, ``npy`` or ``npz``.
+        affine: NIfTI's 4×4 voxel → world (mm) matrix, for the stored axis order.
+        spacing: size of a sample along each spatial axis of ``data``, in the file's units
+            (Å for MRC, mm for DICOM and NIfTI), when the file says.
+        origin: MRC's origin (Å, x y z).
+        details: what else to record in a run's manifest (window, photometric, mode, ...).
+    """
+
+    data: np.ndarray
+    path: str
+    format: str
+    affine: np.ndarray | None = None
+    spacing: tuple[float, ...] | None = None
+    origin: tuple[float, float, float] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    @property
+    def is_volume(self) -> bool:
+        return self.data.ndim == 4
+
+    def tensor(self) -> torch.Tensor:
+        """``(C, *S)`` float32 tensor (shares memory with ``data``)."""
+        return torch.from_numpy(self.data)
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready description for a run's manifest."""
+        record: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "shape": list(self.data.shape),
+        }
+        if self.spacing is not None:
+            record["spacing"] = list(self.spacing)
+        if self.origin is not None:
+            record["origin"] = list(self.origin)
+        if self.affine is not None:
+            record["affine"] = self.affine.tolist()
+        return {**record, **self.details}
+
+
+def format_of(path: str | os.PathLike[str]) -> str | None:
+    """The format a file name says (``None`` if unsupported)."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return "nifti"
+    return FORMATS.get(Path(name).suffix)
+
+
+def _channels_first(array: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if array.ndim not in (2, 3, 4):
+        raise InputError(
+            f"{path}: a {what} with {array.ndim} axes {array.shape}; camscope takes 2D images "
+            "and 3D volumes (optionally with a channel axis)"
+        )
+    return array[None] if array.ndim in (2, 3) else array
+
+
+def read_scan(
+    path: str | os.PathLike[str], *, dicom_window: Literal["auto", "none"] = "auto"
+) -> Scan:
+    """Read one image or volume file, by its suffix.
+
+    Args:
+        path: the file.
+        dicom_window: ``"auto"`` applies a DICOM file's own window (VOI LUT) and scales to
+            [0, 1]; ``"none"`` keeps modality values (e.g. Hounsfield units).
+
+    Raises:
+        InputError: unsupported suffix, missing, unreadable or truncated file, unexpected rank.
+    """
+    file = Path(path)
+    kind = format_of(file)
+    if kind is None:
+        raise InputError(
+            f"{file}: unsupported input type {''.join(file.suffixes) or '(none)'}; give "
+            + ", ".join(SUPPORTED_SUFFIXES)
+            + " files"
+        )
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
+    reader = {
+        "png": _read_picture,
+        "jpeg": _read_picture,
+        "tiff": _read_tiff,
+        "dicom": lambda f: _read_dicom(f, dicom_window),
+        "nifti": _read_nifti,
+        "mrc": _read_mrc,
+        "npy": _read_numpy,
+        "npz": _read_numpy,
+    }[kind]
+    try:
+        scan = reader(file)
+    except InputError:
+        raise
+    except Exception as error:  # each library has its own exceptions for broken files
+        raise InputError(
+            f"cannot read {file} as {kind.upper()}: {type(error).__name__}: {error} (is the "
+            "file complete and really of this type?)"
+        ) from error
+    if not np.isfinite(scan.data).all():
+        raise InputError(f"{file}: contains NaN or infinite values")
+    scan.data = np.ascontiguousarray(scan.data, dtype=np.float32)
+    return scan
+
+
+def _scaled(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    return array.astype(np.float32)
+
+
+def _read_picture(file: Path) -> Scan:
+    from PIL import Image
+
+    with Image.open(file) as opened:
+        opened.load()
+        mode = opened.mode
+        picture: Image.Image = opened
+        if mode in ("P", "LA", "RGBA", "CMYK", "YCbCr"):
+            picture = opened.convert("RGB")
+        elif mode in ("1", "I;16B"):
+            picture = opened.convert("L")
+        array = np.asarray(picture)
+    values = _scaled(array)
+    values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
+    kind = "png" if file.suffix.lower() == ".png" else "jpeg"
+    return Scan(values, str(file), kind, details={"mode": mode})
+
+
+def _read_tiff(file: Path) -> Scan:
+    import tifffile
+
+    with tifffile.TiffFile(file) as tiff:
+        array = tiff.asarray()
+        photometric = getattr(tiff.pages[0], "photometric", None)
+        rgb = photometric is not None and photometric.name == "RGB"
+        spacing = None
+        if tiff.imagej_metadata and "spacing" in tiff.imagej_metadata:
+            spacing = float(tiff.imagej_metadata["spacing"])
+    values = _scaled(array)
+    if rgb and values.shape[-1] in (3, 4):
+        values = np.moveaxis(values[..., :3], -1, 0)  # (3, H, W) or (3, D, H, W)
+    else:
+        values = _channels_first(values, file, "TIFF")
+    details: dict[str, Any] = {"pages": int(values.shape[1]) if values.ndim == 4 else 1}
+    scan = Scan(values, str(file), "tiff", details=details)
+    if spacing is not None and values.ndim == 4:
+        details["z_spacing"] = spacing
+    return scan
+
+
+def _read_dicom(file: Path, window: str) -> Scan:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    dataset = pydicom.dcmread(file)
+    if "PixelData" not in dataset:
+        raise InputError(f"{file}: a DICOM file without pixel data (not an image)")
+    pixels = np.asarray(dataset.pixel_array)
+    values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+    details: dict[str, Any] = {
+        "photometric": str(dataset.get("PhotometricInterpretation", "")),
+        "rescale_slope": float(dataset.get("RescaleSlope", 1) or 1),
+        "rescale_intercept": float(dataset.get("RescaleIntercept", 0) or 0),
+        "modality": str(dataset.get("Modality", "")),
+    }
+    has_window = "WindowCenter" in dataset or "VOILUTSequence" in dataset
+    monochrome1 = details["photometric"] == "MONOCHROME1"
+    if window == "auto" and has_window:
+        values = np.asarray(apply_voi_lut(values, dataset), dtype=np.float64)
+        low, high = values.min(), values.max()
+        values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        if monochrome1:
+            values = 1.0 - values
+        details["window"] = "file's VOI LUT, scaled to [0, 1]"
+    else:
+        if monochrome1:
+            values = values.max() + values.min() - values
+        details["window"] = "none (modality values)"
+    if monochrome1:
+        details["inverted"] = "MONOCHROME1 shown bright = dense"
+    rgb = details["photometric"] in ("RGB", "YBR_FULL", "YBR_FULL_422") and values.shape[-1] == 3
+    values = np.moveaxis(values, -1, 0) if rgb else _channels_first(values, file, "DICOM")
+    spacing: tuple[float, ...] | None = None
+    if "PixelSpacing" in dataset:
+        row, column = (float(v) for v in dataset.PixelSpacing)
+        spacing = (row, column)
+        if values.ndim == 4:
+            thickness = float(dataset.get("SpacingBetweenSlices", dataset.get("SliceThickness", 1)))
+            spacing = (thickness, row, column)
+    return Scan(values.astype(np.float32), str(file), "dicom", spacing=spacing, details=details)
+
+
+def _read_nifti(file: Path) -> Scan:
+    import nibabel
+
+    image = nibabel.load(file)
+    array = np.asarray(image.dataobj, dtype=np.float32)  # type: ignore[attr-defined]
+    zooms = tuple(float(v) for v in image.header.get_zooms()[:3])  # type: ignore[attr-defined]
+    if array.ndim == 4:  # (X, Y, Z, C): channels last in NIfTI
+        array = np.moveaxis(array, -1, 0)
+    values = _channels_first(array, file, "NIfTI image")
+    affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    return Scan(
+        values,
+        str(file),
+        "nifti",
+        affine=affine,
+        spacing=zooms[: values.ndim - 1],
+        details={"axes": "as stored (i, j, k)"},
+    )
+
+
+def _read_mrc(file: Path) -> Scan:
+    import mrcfile
+
+    with mrcfile.open(file, permissive=False) as mrc:
+        data = np.array(mrc.data, dtype=np.float32)
+        voxel = mrc.voxel_size
+        origin = mrc.header.origin
+        spacing_xyz = (float(voxel.x), float(voxel.y), float(voxel.z))
+        origin_xyz = (float(origin.x), float(origin.y), float(origin.z))
+    values = _channels_first(data, file, "MRC map")
+    spacing = spacing_xyz[::-1] if values.ndim == 4 else spacing_xyz[1::-1]  # (z, y, x) order
+    return Scan(
+        values,
+        str(file),
+        "mrc",
+        spacing=spacing,
+        origin=origin_xyz,
+        details={"voxel_size_A": spacing_xyz[0]},
+    )
+
+
+def _read_numpy(file: Path) -> Scan:
+    if file.suffix.lower() == ".npz":
+        with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            names = list(archive.files)
+            key = "x" if "x" in names else names[0] if len(names) == 1 else None
+            if key is None:
+                raise InputError(
+                    f"{file}: an .npz with arrays {names}; name the input array 'x' or store one"
+                )
+            array = archive[key]
+        kind = "npz"
+    else:
+        array = np.load(file, allow_pickle=False)
+        kind = "npy"
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{file}: array of dtype {array.dtype}, not numbers")
+    if array.ndim in (2, 3) and array.shape[0] not in (1, 3):
+        array = array[None]
+    elif array.ndim not in (3, 4):
+        raise InputError(
+            f"{file}: array of shape {array.shape}; give (H, W), (C, H, W), (D, H, W) or "
+            "(C, D, H, W)"
+        )
+    return Scan(array.astype(np.float32), str(file), kind)
 
 
 def read_input(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
-    """One file → ``(C, *S)`` float32 and what to record about it (path, voxel size).
-
-    A 2D or 3D array whose first axis is not 1 or 3 is taken as a single channel.
-
-    Raises:
-        CamscopeError: unsupported type, unreadable or truncated file.
-    """
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if suffix in (".mrc", ".map", ".rec"):
-        volume, voxel = read_mrc(file)
-        return torch.from_numpy(volume)[None], {"path": str(file), "voxel_size_A": voxel}
-    if suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(file) as picture:
-                picture.load()
-                mode = picture.mode
-                array = np.asarray(picture)
-        except (OSError, UnidentifiedImageError) as error:
-            raise CamscopeError(f"cannot read image {file}: {error}") from error
-        scale = 65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype == np.uint8 else 1.0
-        values = array.astype(np.float32) / scale
-        values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
-        return torch.from_numpy(np.ascontiguousarray(values)), {"path": str(file), "mode": mode}
-    if suffix == ".npy":
-        try:
-            array = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise CamscopeError(f"cannot read {file} as a NumPy array: {error}") from error
-        if array.ndim in (2, 3) and array.shape[0] not in (1, 3):
-            array = array[None]
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), {"path": str(file)}
-    raise CamscopeError(
-        f"{file}: unsupported input type {suffix or '(none)'}; give "
-        + ", ".join(SUPPORTED_SUFFIXES)
-        + " files"
-    )
+    """One file → ``(C, *S)`` float32 tensor and its manifest record (see :func:`read_scan`)."""
+    scan = read_scan(path)
+    return scan.tensor(), scan.record()

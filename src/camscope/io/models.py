@@ -1,0 +1,230 @@
+"""Load a user's model safely from what they have on disk.
+
+==============================  ===============================================================
+what                            how
+==============================  ===============================================================
+a built-in name (``cnn2``)      :func:`camscope.models.create_model`, random weights
+camscope saved model            ``<stem>.json`` + ``<stem>.safetensors`` (SHA-256 checked)
+TorchScript (``.pt``/``.ts``)   ``torch.jit.load``: no Python pickle is executed
+``torch.export`` (``.pt2``)     ``torch.export.load(...).module()``
+weights (``.safetensors``)      + ``architecture``: a camscope name, ``torchvision:<name>`` or
+                                ``module:callable`` (your code, imported by your choice)
+weights (``.pt``/``.pth``)      ``torch.load(weights_only=True)`` + ``architecture``; a pickle
+                                that needs more (a whole pickled model) is refused unless
+                                ``trust_pickle=True``, because unpickling can run any code
+==============================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from camscope.errors import ModelError
+from camscope.io.checkpoints import CheckpointError
+
+__all__ = ["build_architecture", "load_model_spec"]
+
+
+def build_architecture(architecture: str, options: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh model from ``camscope-name``, ``torchvision:<name>`` or ``module:callable``.
+
+    Raises:
+        ModelError: unknown name, import failure, or the callable does not return a Module.
+    """
+    options = dict(options or {})
+    from camscope.models import create_model, list_models
+
+    if architecture.startswith("torchvision:"):
+        import torchvision
+
+        name = architecture.split(":", 1)[1]
+        try:
+            return torchvision.models.get_model(name, weights=None, **options)
+        except (ValueError, TypeError) as error:
+            raise ModelError(f"torchvision cannot build {name!r}: {error}") from error
+    if ":" in architecture:
+        module_name, _, attribute = architecture.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            factory = getattr(module, attribute)
+        except (ImportError, AttributeError) as error:
+            raise ModelError(
+                f"cannot import {architecture!r} ({error}); give module:callable with the module "
+                "on PYTHONPATH"
+            ) from error
+        try:
+            model = factory(**options)
+        except TypeError as error:
+            raise ModelError(f"{architecture}({options}) failed: {error}") from error
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"{architecture} returned {type(model).__name__}, not a torch Module")
+        return model
+    if architecture.replace("-", "_") in list_models():
+        return create_model(architecture, **options)
+    raise ModelError(
+        f"unknown architecture {architecture!r}: give a camscope model "
+        f"({', '.join(list_models())}), "
+        "torchvision:<name> or module:callable"
+    )
+
+
+def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    for key in ("state_dict", "model_state_dict", "model"):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]  # type: ignore[assignment]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        lines = str(error).splitlines()
+        raise CheckpointError(
+            f"the weights in {source} do not fit this architecture: {' '.join(lines[:3])[:400]} "
+            "(another architecture, or options such as num_classes=…?)"
+        ) from error
+    return model
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(
+            "/code/" in name or name.endswith("constants.pkl") for name in archive.namelist()
+        )
+
+
+def load_model_spec(
+    spec: str | os.PathLike[str],
+    *,
+    architecture: str | None = None,
+    options: dict[str, Any] | None = None,
+    trust_pickle: bool = False,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model from a name or file (see the module's table) and say what was loaded.
+
+    Args:
+        spec: a built-in model name or a file path.
+        architecture: for bare weights: ``camscope-name``, ``torchvision:<name>``,
+            ``module:callable``.
+        options: keyword arguments for the architecture (e.g. ``num_classes``).
+        trust_pickle: allow ``torch.load(weights_only=False)`` for a whole pickled model. Only for
+            files from a source you trust: unpickling can run arbitrary code.
+
+    Returns:
+        The model in eval mode, and a JSON-ready record for the run's manifest.
+
+    Raises:
+        ModelError, CheckpointError: what cannot be loaded, and what to do instead.
+    """
+    from camscope.io.checkpoints import load_model
+    from camscope.models import create_model, list_models
+
+    text = str(spec)
+    if architecture is None and text.replace("-", "_") in list_models() and not Path(text).exists():
+        return create_model(text, **(options or {})).eval(), {
+            "architecture": text,
+            "weights": "random (built-in architecture)",
+        }
+    path = Path(text)
+    name = path.name.lower()
+    json_beside = path.with_name(
+        path.name.removesuffix(".json").removesuffix(".safetensors") + ".json"
+    )
+    if name.endswith(".json") or (
+        name.endswith(".safetensors") and architecture is None and json_beside.exists()
+    ):
+        stem = path.with_name(path.name.removesuffix(".json").removesuffix(".safetensors"))
+        model, saved = load_model(stem)
+        return model, {
+            "path": str(stem),
+            "format": "camscope",
+            "architecture": saved.architecture,
+            **saved.options,
+        }
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: no such model file, and not a built-in model ({', '.join(list_models())})"
+        )
+    record: dict[str, Any] = {"path": str(path)}
+    if name.endswith(".pt2"):
+        try:
+            program = torch.export.load(str(path))
+        except Exception as error:
+            raise ModelError(f"cannot load {path} as a torch.export program: {error}") from error
+        return program.module(), {**record, "format": "torch.export"}
+    if name.endswith(".safetensors"):
+        if architecture is None:
+            raise ModelError(
+                f"{path} holds weights only; say which network they belong to with an "
+                "architecture (camscope name, torchvision:<name> or module:callable)"
+            )
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
+        model = _load_weights(build_architecture(architecture, options), state, str(path))
+        return model.eval(), {
+            **record,
+            "format": "safetensors",
+            "architecture": architecture,
+            **(options or {}),
+        }
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():
+                # TorchScript is deprecated in favour of torch.export, but users still have such
+                # files; loading one is safe (no Python pickle runs).
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as error:
+            raise ModelError(f"cannot load {path} as TorchScript: {error}") from error
+        return scripted.eval(), {**record, "format": "torchscript"}
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        trusted = False
+    except pickle.UnpicklingError as error:
+        if "unsupported global" not in str(error).lower():  # not code in the pickle: broken
+            raise CheckpointError(f"cannot read {path} as a PyTorch file: {error}") from error
+        if not trust_pickle:
+            raise CheckpointError(
+                f"{path} is a pickle that holds more than weights (e.g. a whole pickled model), "
+                "and unpickling it could run arbitrary code. Save a state dict "
+                "(torch.save(model.state_dict(), ...)), safetensors, TorchScript or torch.export "
+                "instead; or, only if you trust where the file comes from, pass --trust-pickle "
+                "(trust_pickle=True)"
+            ) from error
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as inner:
+            raise CheckpointError(f"cannot unpickle {path}: {inner}") from inner
+        trusted = True
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"cannot read {path} as a PyTorch file: {error}") from error
+    if isinstance(loaded, nn.Module):
+        return loaded.eval(), {**record, "format": "pickled module (trusted)"}
+    if isinstance(loaded, dict):
+        if architecture is None:
+            raise ModelError(
+                f"{path} holds a state dict (weights only); say which network it belongs to "
+                "with an architecture (camscope name, torchvision:<name> or module:callable)"
+            )
+        model = _load_weights(build_architecture(architecture, options), loaded, str(path))
+        kind = "state dict (trusted pickle)" if trusted else "state dict (weights_only)"
+        return model.eval(), {
+            **record,
+            "format": kind,
+            "architecture": architecture,
+            **(options or {}),
+        }
+    raise ModelError(f"{path} holds a {type(loaded).__name__}, not a model or a state dict")

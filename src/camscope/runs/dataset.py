@@ -1,0 +1,91 @@
+"""Which inputs a run covers: explicit files, a folder, a glob, or a manifest CSV.
+
+A manifest CSV has a ``path`` column (relative to the CSV's folder, or absolute) and optionally
+``label`` (or ``class_id``): the class to explain and evaluate for that input. Folders are searched
+recursively for the formats :func:`camscope.io.read_scan` reads; every listing is sorted, so a
+dataset always has the same order (and a resumed run the same batches).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from camscope.errors import InputError
+from camscope.io.inputs import format_of
+
+__all__ = ["Dataset", "resolve_dataset"]
+
+
+@dataclass
+class Dataset:
+    """Inputs in a fixed order, with optional labels, and the folder their output names are
+    taken relative to."""
+
+    paths: list[str]
+    labels: list[int] | None
+    root: str | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _csv(path: Path) -> Dataset:
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from error
+    if not rows or "path" not in rows[0]:
+        raise InputError(f"{path}: a manifest CSV needs a 'path' column and at least one row")
+    column = "label" if "label" in rows[0] else "class_id" if "class_id" in rows[0] else None
+    paths = [
+        str((path.parent / row["path"]).resolve())
+        if not os.path.isabs(row["path"])
+        else row["path"]
+        for row in rows
+    ]
+    labels = None
+    if column is not None:
+        try:
+            labels = [int(row[column]) for row in rows]
+        except ValueError as error:
+            raise InputError(
+                f"{path}: column {column!r} must hold class indices: {error}"
+            ) from error
+    return Dataset(paths, labels, str(path.parent.resolve()), str(path))
+
+
+def resolve_dataset(specs: list[str] | tuple[str, ...]) -> Dataset:
+    """Turn command-line inputs into a dataset.
+
+    Args:
+        specs: one folder, one glob pattern (quoted, so the shell leaves it), one ``.csv``
+            manifest, or any number of files.
+
+    Raises:
+        InputError: nothing matched, a missing file, or a malformed manifest.
+    """
+    if len(specs) == 1:
+        spec = specs[0]
+        path = Path(spec)
+        if path.suffix.lower() == ".csv":
+            return _csv(path)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*") if p.is_file() and format_of(p) is not None
+            )
+            if not found:
+                raise InputError(f"{path}: no readable image or volume files in this folder")
+            return Dataset(found, None, str(path.resolve()), spec)
+        if glob.has_magic(spec):
+            found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            if not found:
+                raise InputError(f"no file matches {spec!r}")
+            common = os.path.commonpath([str(Path(p).resolve().parent) for p in found])
+            return Dataset(found, None, common, spec)
+    return Dataset([str(s) for s in specs], None, None, "files")

@@ -1,0 +1,72 @@
+"""Pictures: colour maps follow the sign, every figure kind renders, the layer grid runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import camscope
+from camscope.models import create_model
+from camscope.render import (
+    figure_png,
+    isosurface_figure,
+    layer_grid,
+    methods_figure,
+    montage_figure,
+    overlay_figure,
+    slice_figure,
+)
+from camscope.render.report import colorize
+
+PNG = b"\x89PNG\r\n\x1a\n"
+RNG = np.random.default_rng(0)
+
+
+def test_signed_maps_use_a_diverging_map_centred_on_zero():
+    heat = np.array([[-2.0, 0.0, 2.0]])
+    rgb = colorize(heat, signed=True, limits=(-2.0, 2.0)).astype(int)
+    negative, zero, positive = rgb[0]
+    assert negative[2] > negative[0] and positive[0] > positive[2]  # blue below, red above
+    assert zero.min() > 200  # zero is (near) white
+    ramp = colorize(np.array([[0.0, 1.0]]), signed=False, limits=(0.0, 1.0)).astype(int)
+    assert ramp[0, 0].sum() < 60 and ramp[0, 1].sum() > 400  # inferno: black → bright yellow
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_every_figure_kind_renders(signed):
+    volume = RNG.standard_normal((1, 12, 14, 16))
+    heat = RNG.standard_normal((12, 14, 16))
+    heat = heat if signed else np.abs(heat)
+    image = RNG.random((3, 20, 24))
+    figures = [
+        overlay_figure(image, RNG.standard_normal((20, 24)), signed=signed),
+        overlay_figure(volume, heat, signed=signed),
+        slice_figure(volume, heat, signed=signed, position=(1, 2, 3)),
+        montage_figure(volume, heat, signed=signed, axis=2, count=5),
+        methods_figure(volume, {"a": (heat, signed), "b": (heat * 2, signed)}),
+        methods_figure(image, {"a": (image[0], signed)}),
+    ]
+    for figure in figures:
+        assert figure_png(figure).startswith(PNG)
+
+
+def test_isosurface_figure_draws_positive_and_negative_levels():
+    grid = np.indices((16, 16, 16)).astype(float) - 8
+    blob = np.exp(-(grid**2).sum(0) / 10)
+    heat = blob - np.roll(blob, 6, axis=0)
+    figure = isosurface_figure(blob, heat)
+    right = figure.axes[1]
+    colours = {tuple(np.round(c.get_facecolor()[0][:3], 2)) for c in right.collections}
+    assert len(right.collections) == 2 and len(colours) == 2
+    assert figure_png(figure).startswith(PNG)
+
+
+def test_layer_grid_runs_the_method_at_every_spatial_layer():
+    model = create_model("tiny3d", num_classes=3, input_size=16)
+    figure = layer_grid(model, torch.randn(1, 1, 16, 16, 16), method="grad_cam")
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert [t.split()[0] for t in titles] == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2"]
+    assert titles[0].endswith("16×16×16") and titles[-1].endswith("4×4×4")
+    with pytest.raises(camscope.MethodError, match="layer method"):
+        layer_grid(model, torch.randn(1, 1, 16, 16, 16), method="saliency")

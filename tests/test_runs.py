@@ -1,0 +1,233 @@
+"""Dataset-scale runs: datasets from folders/globs/CSVs, read-ahead, fixed batches, per-input
+records, resuming, the evaluation summary from records, and the Ray backend."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from camscope import InputError
+from camscope.cli.main import cli
+from camscope.io.checkpoints import load_model, save_model
+from camscope.models import create_model
+from camscope.runs import ExplainSettings, evaluate_files, explain_files, resolve_dataset
+from camscope.runs.loader import read_ahead
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def data(tmp_path):
+    options = {"num_classes": 3, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    folder = tmp_path / "data"
+    for sub in ("s1", "s2"):
+        (folder / sub).mkdir(parents=True)
+        for index in range(5):
+            volume = RNG.standard_normal((16, 16, 16)).astype(np.float32)
+            np.save(folder / sub / f"v{index}.npy", volume)
+    rows = ["path,label"] + [f"{sub}/v{i}.npy,{i % 3}" for sub in ("s1", "s2") for i in range(5)]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_datasets_from_folder_glob_csv_and_files(data):
+    folder = resolve_dataset([str(data / "data")])
+    assert len(folder) == 10 and folder.labels is None and folder.paths == sorted(folder.paths)
+    pattern = resolve_dataset([str(data / "data" / "s1" / "*.npy")])
+    assert len(pattern) == 5
+    table = resolve_dataset([str(data / "data" / "labels.csv")])
+    assert table.labels == [0, 1, 2, 0, 1] * 2 and table.paths[5].endswith("s2/v0.npy")
+    files = resolve_dataset(
+        [str(data / "data" / "s1" / "v0.npy"), str(data / "data" / "s2" / "v0.npy")]
+    )
+    assert files.root is None and len(files) == 2
+    with pytest.raises(InputError, match="no file matches"):
+        resolve_dataset([str(data / "nothing" / "*.npy")])
+    (data / "empty").mkdir()
+    with pytest.raises(InputError, match="no readable"):
+        resolve_dataset([str(data / "empty")])
+    (data / "bad.csv").write_text("file\nx.npy\n")
+    with pytest.raises(InputError, match="'path' column"):
+        resolve_dataset([str(data / "bad.csv")])
+
+
+def test_read_ahead_keeps_order_and_reports_errors():
+    def read(path: str) -> str:
+        time.sleep(0.01 * (5 - int(path)))  # later files finish first
+        if path == "3":
+            raise InputError("broken 3")
+        return f"read {path}"
+
+    paths = [str(i) for i in range(6)]
+    results = list(read_ahead(paths, [0, 2, 3, 4, 5], read, workers=3, depth=2))
+    assert [i for i, _ in results] == [0, 2, 3, 4, 5]
+    assert results[0][1] == "read 0" and isinstance(results[2][1], InputError)
+    assert list(read_ahead(paths, [1], read, workers=0)) == [(1, "read 1")]
+
+
+def test_subfolders_name_outputs_and_batches_equal_single_inputs(data):
+    model, _ = load_model(data / "net")
+    dataset = resolve_dataset([str(data / "data")])
+    settings = ExplainSettings(methods=["respond_cam"], formats=[], report=False, batch_size=4)
+    summary = explain_files(
+        model, dataset.paths, data / "out", settings, root=dataset.root, progress=False
+    )
+    assert sorted(summary.done) == sorted(f"{s}__v{i}" for s in ("s1", "s2") for i in range(5))
+    single = ExplainSettings(methods=["respond_cam"], formats=[], report=False, batch_size=1)
+    explain_files(model, dataset.paths, data / "one", single, root=dataset.root, progress=False)
+    for name in summary.done:
+        batched = np.load(data / "out" / f"{name}.respond_cam.npz")["maps"]
+        alone = np.load(data / "one" / f"{name}.respond_cam.npz")["maps"]
+        np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-7)
+
+
+def test_label_targets_from_a_manifest(data):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            str(data / "net.json"),
+            str(data / "data" / "labels.csv"),
+            "--out",
+            str(data / "o"),
+            "--targets",
+            "label",
+            "--format",
+            "none",
+            "--no-report",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((data / "o" / "manifest.json").read_text())
+    assert [r["results"]["respond_cam"]["targets"] for r in manifest["inputs"]] == [
+        [f"class{i % 3}"] for _ in range(2) for i in range(5)
+    ]
+    assert [r["label"] for r in manifest["inputs"]] == [0, 1, 2, 0, 1] * 2
+
+
+def test_evaluation_summary_comes_from_records_and_resumes(data):
+    model, _ = load_model(data / "net")
+    dataset = resolve_dataset([str(data / "data" / "labels.csv")])
+    options = {
+        "methods": ["grad_cam", "saliency"],
+        "batch_size": 4,
+        "deletion_steps": 4,
+        "progress": False,
+    }
+    rows, _ = evaluate_files(
+        model, dataset.paths, dataset.labels, data / "e", root=dataset.root, **options
+    )
+    assert [(r["method"], r["upsample"], r["n"]) for r in rows] == [
+        ("grad_cam", "linear", 10),
+        ("saliency", "none", 10),
+    ]
+    # the same as the in-memory evaluation of the same batches
+    from camscope.evaluate import evaluate
+
+    x = torch.stack([torch.from_numpy(np.load(p)) for p in dataset.paths])[:, None]
+    direct = evaluate(
+        model,
+        x,
+        torch.tensor(dataset.labels),
+        methods=["grad_cam"],
+        batch_size=4,
+        deletion_steps=4,
+        progress=False,
+    )
+    for key in ("average_drop", "deletion_auc", "kendall_tau", "contrastivity"):
+        assert rows[0][key] == pytest.approx(direct[0][key], rel=1e-9, abs=1e-12)
+    # lose some records (as a killed run would) and run again: the same table
+    for name in ("s1__v3", "s2__v4"):
+        (data / "e" / "records" / f"{name}.json").unlink()
+    again, _ = evaluate_files(
+        model, dataset.paths, dataset.labels, data / "e", root=dataset.root, **options
+    )
+    assert again == rows
+
+
+def test_evaluate_dataset_command_with_a_broken_input(data):
+    (data / "data" / "s2" / "v4.npy").write_bytes(b"broken")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "dataset",
+            str(data / "data"),
+            "--model",
+            str(data / "net.json"),
+            "--methods",
+            "respond-cam",
+            "--upsample",
+            "linear",
+            "--out",
+            str(data / "e"),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 1 and "skipped" in result.output
+    results = json.loads((data / "e" / "results.json").read_text())
+    assert results["rows"][0]["n"] == 9
+    manifest = json.loads((data / "e" / "manifest.json").read_text())
+    assert manifest["failed"][0]["path"].endswith("v4.npy") and manifest["n_evaluated"] == 9
+
+
+def test_unknown_backend(data):
+    model, _ = load_model(data / "net")
+    settings = ExplainSettings(methods=["respond_cam"], formats=[], report=False)
+    with pytest.raises(Exception, match="unknown backend"):
+        explain_files(
+            model,
+            [str(data / "data" / "s1" / "v0.npy")],
+            data / "o",
+            settings,
+            backend="spark",
+            progress=False,
+        )
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_local_results(data):
+    pytest.importorskip("ray")
+    args = [
+        "explain",
+        str(data / "net.json"),
+        str(data / "data"),
+        "--method",
+        "respond-cam,saliency",
+        "--format",
+        "nifti",
+        "--batch-size",
+        "3",
+        "--quiet",
+    ]
+    local = CliRunner().invoke(cli, [*args, "--out", str(data / "local")])
+    assert local.exit_code == 0, local.output
+    ray_run = CliRunner().invoke(
+        cli, [*args, "--out", str(data / "ray"), "--backend", "ray", "--workers", "2"]
+    )
+    assert ray_run.exit_code == 0, ray_run.output
+    a = {
+        p.relative_to(data / "local"): p.read_bytes()
+        for p in (data / "local").rglob("*")
+        if p.is_file()
+    }
+    b = {
+        p.relative_to(data / "ray"): p.read_bytes()
+        for p in (data / "ray").rglob("*")
+        if p.is_file()
+    }
+    assert a.keys() == b.keys()
+    for name, content in a.items():
+        if name.suffix in (".npz", ".gz"):
+            assert b[name] == content, name  # byte-identical maps and heatmaps
+    manifest = json.loads((data / "ray" / "manifest.json").read_text())
+    assert manifest["backend"] == "ray" and len(manifest["inputs"]) == 10
