@@ -27,3 +27,15 @@ def test_usage_example_runs():
     explanation = namespace["e"]
     assert tuple(explanation.maps.shape) == (4, 23, 5, 5, 5)
     assert tuple(namespace["smooth"].maps.shape) == (4, 23, 40, 40, 40)
+
+
+def test_input_space_example_runs():
+    first = re.search(r"## Use\n\n```python\n(.*?)```", README, re.S).group(1)
+    second = re.search(
+        r"### Input-space and perturbation methods\n.*?```python\n(.*?)```", README, re.S
+    ).group(1)
+    namespace: dict = {}
+    exec(first, namespace)
+    exec(second, namespace)
+    e = namespace["e"]
+    assert e.maps.shape == (1, 23, 1, 40, 40, 40) and e.extras["completeness_gap"].shape == (1, 23)

@@ -15,6 +15,7 @@ feed.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -151,9 +152,14 @@ def _run(
     started = False
     if not ray.is_initialized():
         if address is None:
-            ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=max(workers, 1),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
         else:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         started = True
     try:
         context = ray.data.DataContext.get_current()
