@@ -335,3 +335,43 @@ def test_killed_run_leaves_no_partial_file_and_resumes_to_the_same_result(files)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [r["name"] for r in manifest["inputs"]] == [f"v{i}" for i in range(8)]
     os.sync()
+
+
+def test_features_command(files):
+    out = files / "feat.png"
+    result = _run(
+        "features",
+        files / "net2d.json",
+        files / "img.png",
+        "--layer",
+        "conv2",
+        "--channels",
+        "0,3",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    maps = np.load(files / "feat.npy")
+    model, _ = load_model(files / "net2d")
+    x = torch.from_numpy(np.asarray(Image.open(files / "img.png"), dtype=np.float32) / 255.0)
+    direct = camscope.methods.feature_visualization(
+        model, x[None, None], layer="conv2", channels=[0, 3]
+    )
+    np.testing.assert_allclose(maps, direct[0].numpy(), rtol=1e-5, atol=1e-7)
+    again = _run(
+        "features", files / "net2d.json", files / "img.png", "--layer", "conv2", "--out", out
+    )
+    assert again.exit_code == 2 and "--force" in again.output
+    bad = _run(
+        "features",
+        files / "net2d.json",
+        files / "img.png",
+        "--layer",
+        "conv2",
+        "--channels",
+        "x",
+        "--out",
+        files / "f2.png",
+    )
+    assert bad.exit_code == 2 and "--channels takes" in bad.output

@@ -349,6 +349,8 @@ def test_evaluate_folder_with_boxes_and_errors(tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads((out / "results.json").read_text())["rows"][0]
     assert row["n"] == 4 and 0 <= row["iou"] <= 1
+    report = (out / "report.html").read_text()
+    assert 'id="metrics"' in report and "grad_cam" in report  # the table, self-contained
     bad = CliRunner().invoke(cli, [*args, "--where", "site=A", "--force"])
     assert bad.exit_code == 2 and "no column 'site'" in bad.output
     (tmp_path / "empty").mkdir()

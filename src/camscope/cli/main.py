@@ -314,6 +314,82 @@ def _settings_targets(text: str) -> str | list[int]:
 
 
 @cli.command()
+@click.argument("model_spec", metavar="MODEL")
+@click.argument("input_file", metavar="INPUT")
+@click.option("--layer", required=True, help="Layer whose feature maps to project.")
+@click.option(
+    "--channels",
+    default=None,
+    help="Feature maps, e.g. 0,5,17 (default: the most active one).",
+)
+@click.option(
+    "--rule",
+    type=click.Choice(["deconvnet", "guided", "gradient"]),
+    default="deconvnet",
+    show_default=True,
+)
+@click.option("--out", "out_file", required=True, help="PNG picture (an .npy of the maps beside).")
+@_model_options
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+@_friendly
+def features(
+    model_spec: str,
+    input_file: str,
+    layer: str,
+    channels: str | None,
+    rule: str,
+    out_file: str,
+    architecture: str | None,
+    arch_options: tuple[str, ...],
+    trust_pickle: bool,
+    force: bool,
+) -> None:
+    """Feature visualisation (Zeiler & Fergus): what feature maps of a layer respond to in INPUT,
+    projected back to the input with the Deconvnet (or guided) rules."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from camscope.io.atomic import OutputError, atomic_write
+    from camscope.io.inputs import read_scan
+    from camscope.methods import feature_visualization
+    from camscope.render import figure_png, methods_figure
+
+    out = Path(out_file)
+    if out.exists() and not force:
+        raise OutputError(f"{out} exists; pass --force to overwrite")
+    wanted = None
+    if channels is not None:
+        try:
+            wanted = [int(c) for c in channels.split(",")]
+        except ValueError as error:
+            raise CamscopeError(
+                f"--channels takes indices like 0,5,17; got {channels!r}"
+            ) from error
+    model, _ = _load_any_model(model_spec, architecture, arch_options, trust_pickle)
+    scan = read_scan(input_file)
+    maps = feature_visualization(
+        model,
+        scan.tensor()[None],
+        layer=layer,
+        channels=wanted,
+        rule=rule,  # type: ignore[arg-type]
+    )[0]
+    shown = maps.abs().amax(dim=1).numpy()  # max |·| over input channels
+    labels = wanted if wanted is not None else ["most active"]
+    figure = methods_figure(
+        scan.data,
+        {f"{layer} #{c}": (plane, False) for c, plane in zip(labels, shown, strict=True)},
+        title=f"{rule} projections of {layer}",
+    )
+    with atomic_write(out) as handle:
+        handle.write(figure_png(figure))
+    with atomic_write(out.with_suffix(".npy")) as handle:
+        np.save(handle, maps.numpy())
+    click.echo(f"wrote {out} and {out.with_suffix('.npy')}")
+
+
+@cli.command()
 def methods() -> None:
     """List the explanation methods, where their maps live and their options.
 
@@ -681,10 +757,19 @@ def _evaluation_options(out_default: str) -> Callable[[F], F]:
 def _report(folder: Any, rows: list[dict[str, Any]], *, title: str, extra: dict[str, Any]) -> None:
     """Print the evaluation table and write results.csv, results.json and the plots."""
     from camscope.evaluate import format_rows, write_results
+    from camscope.render import write_report
 
     click.echo(format_rows(rows))
     write_results(folder, rows, title=title, extra=extra)
-    click.echo(f"wrote {folder}/results.csv, results.json and plots/*.png")
+    table = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows]
+    write_report(
+        f"{folder}/report.html",
+        [],
+        title=f"camscope evaluate: {title}",
+        settings={k: v for k, v in extra.items() if not isinstance(v, dict | list)},
+        metrics=table,
+    )
+    click.echo(f"wrote {folder}/results.csv, results.json, report.html and plots/*.png")
 
 
 @evaluate.command("subtomograms")

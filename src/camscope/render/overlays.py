@@ -125,6 +125,23 @@ def slice_figure(
     return figure
 
 
+def _panel_grid(count: int, inches: float) -> tuple[Any, Any]:
+    """A figure with ``count`` panels, at most 6 per row; the unused ones hidden."""
+    plt = _pyplot()
+    columns = min(6, count)
+    rows = int(np.ceil(count / columns))
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(inches * columns, inches * rows + 0.4),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for panel in list(axes.flat)[count:]:
+        panel.axis("off")
+    return figure, axes
+
+
 def montage_figure(
     data: np.ndarray,
     heatmap: np.ndarray,
@@ -135,29 +152,18 @@ def montage_figure(
     title: str = "",
 ) -> Any:
     """Evenly spaced slices of a volume along ``axis``, the map over each, one colour scale."""
-    plt = _pyplot()
     under = background(data)
     limits = _limits(heatmap, signed)
     indices = np.unique(
         np.linspace(0, heatmap.shape[axis] - 1, min(count, heatmap.shape[axis])).round().astype(int)
     )
-    columns = min(6, len(indices))
-    rows = int(np.ceil(len(indices) / columns))
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(1.9 * columns, 1.9 * rows + 0.4),
-        squeeze=False,
-        constrained_layout=True,
-    )
+    figure, axes = _panel_grid(len(indices), 1.9)
     shown = None
     for panel, index in zip(axes.flat, indices, strict=False):
         plane = np.take(heatmap, index, axis=axis)
         base = np.take(under, index, axis=axis)
         shown = show_map(panel, plane, signed=signed, under=base, limits=limits)
         panel.set_title(f"{index}", fontsize=8)
-    for panel in list(axes.flat)[len(indices) :]:
-        panel.axis("off")
     figure.colorbar(shown, ax=list(axes.flat), shrink=0.6)
     if title:
         figure.suptitle(title, fontsize=10)
@@ -235,22 +241,11 @@ def methods_figure(
 def layer_grid_figure(maps: Mapping[str, np.ndarray], *, signed: bool, title: str = "") -> Any:
     """Seed paper's Figure 4 style: one map per layer (each at its own resolution, central
     slice for volumes), in network order, each with its own symmetric colour scale."""
-    plt = _pyplot()
-    columns = min(6, len(maps))
-    rows = int(np.ceil(len(maps) / columns))
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(2.2 * columns, 2.3 * rows + 0.4),
-        squeeze=False,
-        constrained_layout=True,
-    )
+    figure, axes = _panel_grid(len(maps), 2.2)
     for panel, (name, heatmap) in zip(axes.flat, maps.items(), strict=False):
         plane = _central(heatmap, None)
         show_map(panel, plane, signed=signed)
         panel.set_title(f"{name} {'×'.join(map(str, heatmap.shape))}", fontsize=8)
-    for panel in list(axes.flat)[len(maps) :]:
-        panel.axis("off")
     if title:
         figure.suptitle(title, fontsize=10)
     return figure

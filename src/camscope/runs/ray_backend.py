@@ -121,19 +121,21 @@ def run_with_ray(
         )
 
 
-def _run(
-    batches: list[list[int]],
-    paths: list[str],
-    names: list[str],
-    labels: list[int] | None,
-    folder: Path,
-    settings: Any,
-    fingerprint: str,
-    model_spec: dict[str, Any],
-    address: str | None,
-    workers: int,
-    collect: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None],
-) -> None:
+def _run(*args: Any) -> None:
+    """The body of :func:`run_with_ray`, with Ray's warnings silenced."""
+    (
+        batches,
+        paths,
+        names,
+        labels,
+        folder,
+        settings,
+        fingerprint,
+        model_spec,
+        address,
+        workers,
+        collect,
+    ) = args
     import json
     from dataclasses import asdict
 
