@@ -268,3 +268,40 @@ def test_score_cam_weights_equal_pytorch_grad_cam():
     torch.testing.assert_close(
         e.extras["weights"][:, 0], torch.from_numpy(weights), rtol=1e-4, atol=1e-6
     )
+
+
+def test_kernel_shap_agrees_with_captum():
+    """camscope enumerates the 14 coalitions of 4 segments (exact Shapley values); Captum samples
+    coalitions from the Shapley kernel, so it agrees up to its sampling error."""
+    model, x, _ = _setup(2)
+    x = x[:1]
+    segments = torch.zeros(16, 16, dtype=torch.long)
+    segments[8:] += 1
+    segments[:, 8:] += 2
+    ours = camscope.explain(model, x, method="kernel_shap", targets=2, segments=segments)
+    torch.manual_seed(0)
+    theirs = captum_layer.KernelShap(model).attribute(
+        x, target=2, feature_mask=segments[None, None], n_samples=3000, baselines=0.0
+    )
+    scale = ours.maps.abs().max()
+    torch.testing.assert_close(
+        ours.maps[0, 0], theirs[0].double(), rtol=0, atol=float(0.05 * scale)
+    )
+
+
+def test_gradient_shap_agrees_with_captum_in_expectation():
+    """Both average gradients at random points of the path from a zero baseline; with many draws
+    both approach the same expectation (Integrated Gradients' integral)."""
+    model, x, _ = _setup(2)
+    x = x[:1]
+    ours = camscope.explain(model, x, method="gradient_shap", targets=1, n_samples=3000)
+    torch.manual_seed(0)
+    theirs = (
+        captum_layer.GradientShap(model)
+        .attribute(
+            x.clone().requires_grad_(True), baselines=torch.zeros_like(x), target=1, n_samples=3000
+        )
+        .detach()
+    )
+    error = (ours.maps[0, 0] - theirs[0]).norm() / theirs.norm()
+    assert error < 0.1
