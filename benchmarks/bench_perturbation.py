@@ -27,6 +27,7 @@ import json
 import platform
 import statistics
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -88,27 +89,42 @@ def score_cam_case(quick: bool) -> dict:
             model, x, method="score_cam", layer="layer4", targets=target, **same, **options
         )
 
-    exact = run_ours()
-    approx = run_ours(top_channels=256)
-    run_peer()
+    results: dict[str, object] = {}
+
+    def keep(name: str, run: Callable[[], object]) -> Callable[[], object]:
+        def timed() -> object:
+            results[name] = run()
+            return results[name]
+
+        return timed
+
     runners: dict[str, Callable[[], object]] = {
         "pytorch-grad-cam ScoreCAM (batch 16)": run_peer,
-        "camscope score_cam (same maps)": run_ours,
-        "camscope score_cam top_channels=256": lambda: run_ours(top_channels=256),
+        "camscope score_cam (same maps)": keep("exact", run_ours),
+        "camscope score_cam precision=bfloat16": keep(
+            "bf16", lambda: run_ours(precision="bfloat16")
+        ),
+        "camscope score_cam top_channels=256": keep("top", lambda: run_ours(top_channels=256)),
     }
+    # One timed run each (the peer takes minutes); agreement is read off the same runs.
     times = time_round_robin(runners, repeats=1, warmup=False)
     peer.activations_and_grads.release()
-    constant = int(exact.extras["forward_passes"] - 1)
+    exact, bf16, approx = results["exact"], results["bf16"], results["top"]
     return {
         "title": f"Score-CAM, {arch} at {size}², 1 image, 1 class, layer4",
         "times": times,
         "reference": "pytorch-grad-cam ScoreCAM (batch 16)",
         "agreement": {
             "max relative difference of channel weights vs pytorch-grad-cam": _relative_difference(
-                exact.extras["weights"][0, 0], peer_weights["w"][0]
+                exact.extras["weights"][0, 0],
+                peer_weights["w"][0],  # type: ignore[attr-defined]
             ),
-            "correlation of top-256 map with exact map": _correlation(approx.maps, exact.maps),
-            "channels needing a forward pass": constant,
+            "relative L2 difference of bfloat16 map from exact map": float(
+                (bf16.maps - exact.maps).norm() / exact.maps.norm()  # type: ignore[attr-defined]
+            ),
+            "correlation of bfloat16 map with exact map": _correlation(bf16.maps, exact.maps),  # type: ignore[attr-defined]
+            "correlation of top-256 map with exact map": _correlation(approx.maps, exact.maps),  # type: ignore[attr-defined]
+            "channels needing a forward pass": float(exact.extras["forward_passes"] - 1),  # type: ignore[attr-defined]
         },
     }
 
@@ -246,13 +262,16 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: results/)")
     args = parser.parse_args()
+    out = args.out or (RESULTS / ("perturbation_quick.json" if args.quick else "perturbation.json"))
     report = {
         "machine": platform.platform(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cases": {},
     }
-    lines = []
+    if out.exists() and set(args.cases) != set(CASES):
+        # Re-running some cases keeps the others' results (the log says when each ran).
+        report["cases"] = json.loads(out.read_text()).get("cases", {})
     for name in args.cases:
         result = CASES[name](args.quick)
         reference = statistics.median(result["times"][result["reference"]])
@@ -260,21 +279,25 @@ def main() -> None:
         result["speedup_vs_reference"] = {
             k: reference / v for k, v in result["median_seconds"].items()
         }
+        result["measured"] = time.strftime("%Y-%m-%d %H:%M")
         report["cases"][name] = result
-        lines.append(f"## {result['title']}")
-        for contender, seconds in result["median_seconds"].items():
-            speedup = result["speedup_vs_reference"][contender]
-            lines.append(f"  {contender:<55} {seconds:9.2f} s   {speedup:6.2f}×")
-        for key, value in result["agreement"].items():
-            lines.append(f"  {key}: {value:.3g}")
-        print(
-            "\n".join(lines[-(len(result["median_seconds"]) + len(result["agreement"]) + 1) :]),
-            flush=True,
-        )
-    out = args.out or (RESULTS / ("perturbation_quick.json" if args.quick else "perturbation.json"))
+        print("\n".join(_lines(result)), flush=True)
+    ordered = [report["cases"][name] for name in CASES if name in report["cases"]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".log").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".log").write_text(
+        "\n".join(line for r in ordered for line in _lines(r)) + "\n"
+    )
+
+
+def _lines(result: dict) -> list[str]:
+    lines = [f"## {result['title']} (measured {result.get('measured', '?')})"]
+    for contender, seconds in result["median_seconds"].items():
+        speedup = result["speedup_vs_reference"][contender]
+        lines.append(f"  {contender:<55} {seconds:9.2f} s   {speedup:6.2f}×")
+    for key, value in result["agreement"].items():
+        lines.append(f"  {key}: {value:.3g}")
+    return lines
 
 
 if __name__ == "__main__":

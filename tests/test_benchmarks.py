@@ -58,3 +58,29 @@ def test_memory_probe_reports_total_and_working_set():
     assert done.returncode == 0, done.stderr
     total, working = map(float, done.stdout.split())
     assert 0 <= working <= total
+
+
+@pytest.mark.slow
+def test_bench_perturbation_quick_runs_and_agrees(tmp_path):
+    script = SCRIPT.with_name("bench_perturbation.py")
+    out = tmp_path / "perturbation.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--cases",
+            "occlusion_3d",
+            "integrated_gradients",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    cases = json.loads(out.read_text())["cases"]
+    assert cases["occlusion_3d"]["agreement"]["max relative difference vs Captum"] < 1e-4
+    assert cases["integrated_gradients"]["agreement"]["max relative difference vs Captum"] < 1e-4
+    assert (tmp_path / "perturbation.log").read_text().count("##") == 2

@@ -505,3 +505,25 @@ def test_model_that_cannot_take_channels_last_still_works():
         occluded[:, :, :4, :4] = 0
         drop = model(x) - model(occluded)
     torch.testing.assert_close(e.maps[:, :, 0, 0, 0], drop)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("occlusion", {"window": 4}),
+        ("score_cam", {"layer": "relu2"}),
+        ("kernel_shap", {"segments": torch.arange(256).view(16, 16) // 64}),
+    ],
+)
+def test_bfloat16_precision_is_close_and_float32_is_exact(method, options):
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(2, 1, 16, 16)
+    exact = camscope.explain(model, x, method=method, targets="all", **options)
+    fast = camscope.explain(model, x, method=method, targets="all", precision="bfloat16", **options)
+    again = camscope.explain(model, x, method=method, targets="all", precision="float32", **options)
+    assert torch.equal(again.maps, exact.maps)
+    assert not torch.equal(fast.maps, exact.maps)  # really ran in bfloat16
+    error = (fast.maps - exact.maps).norm() / exact.maps.norm()
+    assert error < 0.05
+    with pytest.raises(camscope.MethodError, match="precision must be"):
+        camscope.explain(model, x, method=method, targets="all", precision="fp8", **options)
