@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+from pathlib import Path
 
 import mrcfile
 import nibabel
@@ -33,7 +34,17 @@ def _affine() -> np.ndarray:
 
 
 def write_dicom(
-    path, pixels: np.ndarray, *, photometric="MONOCHROME2", slope=1.0, intercept=0.0, window=None
+    path,
+    pixels: np.ndarray,
+    *,
+    photometric="MONOCHROME2",
+    slope=1.0,
+    intercept=0.0,
+    window=None,
+    series=None,
+    position=None,
+    orientation=None,
+    instance=None,
 ):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
@@ -55,6 +66,12 @@ def write_dicom(
     ds.PixelSpacing = [0.7, 0.6]
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
+    ds.SeriesInstanceUID = series or generate_uid()
+    if position is not None:
+        ds.ImagePositionPatient = [float(v) for v in position]
+        ds.ImageOrientationPatient = [float(v) for v in orientation]
+    if instance is not None:
+        ds.InstanceNumber = instance
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     ds.save_as(str(path), enforce_file_format=True)
 
@@ -287,3 +304,63 @@ def test_every_format_round_trips_a_two_d_heatmap(tmp_path, kind):
         return
     back = read_scan(path).data[0]
     np.testing.assert_array_equal(back.T if kind == "nifti" else back.reshape(heat.shape), heat)
+
+
+def _series(folder, *, count=5, spacing=2.5, shuffle=True):
+    """An axial CT series: slice k at z = 30 + k·spacing, written in a shuffled file order, each
+    slice with its own rescale slope."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    raws = [RNG.integers(0, 3000, (6, 7)).astype(np.uint16) for _ in range(count)]
+    order = RNG.permutation(count) if shuffle else np.arange(count)
+    for file_index, k in enumerate(order):
+        write_dicom(
+            folder / f"slice{file_index:03d}.dcm",
+            raws[k],
+            slope=1.0 + 0.5 * k,
+            intercept=-1024.0,
+            series=uid,
+            position=(-100.0, -120.0, 30.0 + spacing * k),
+            orientation=(1, 0, 0, 0, 1, 0),
+            instance=int(k) + 1,
+        )
+    return raws
+
+
+def test_dicom_series_folder_is_a_volume_with_a_ras_affine(tmp_path):
+    raws = _series(tmp_path / "ct")
+    scan = read_scan(tmp_path / "ct", dicom_window="none")
+    assert scan.format == "dicom-series" and scan.data.shape == (1, 5, 6, 7)
+    for k, raw in enumerate(raws):  # ordered along z, each slice rescaled with its own slope
+        np.testing.assert_allclose(scan.data[0, k], raw * (1.0 + 0.5 * k) - 1024.0)
+    assert scan.spacing == pytest.approx((2.5, 0.7, 0.6))
+    # voxel (k, r, c) sits at LPS (−100 + 0.6c, −120 + 0.7r, 30 + 2.5k); RAS negates x and y
+    k, r, c = 3, 4, 5
+    world = scan.affine @ np.array([k, r, c, 1.0])
+    np.testing.assert_allclose(world[:3], [100 - 0.6 * c, 120 - 0.7 * r, 30 + 2.5 * k])
+    write_heatmap(tmp_path / "h.nii.gz", scan.data[0], scan, "nifti")
+    np.testing.assert_allclose(nibabel.load(tmp_path / "h.nii.gz").affine, scan.affine, atol=1e-6)
+
+
+def test_dicom_series_errors(tmp_path):
+    _series(tmp_path / "two")
+    _series(tmp_path / "two_b")
+    for file in (tmp_path / "two_b").iterdir():
+        file.rename(tmp_path / "two" / f"b_{file.name}")
+    with pytest.raises(InputError, match="2 DICOM series"):
+        read_scan(tmp_path / "two")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="at least 2"):
+        read_scan(tmp_path / "empty")
+
+
+def test_folder_dataset_groups_series_and_keeps_single_files(tmp_path):
+    from camscope.runs import resolve_dataset
+
+    _series(tmp_path / "data" / "patient1" / "ct")
+    write_dicom(tmp_path / "data" / "xray.dcm", (RNG.random((8, 8)) * 100).astype(np.uint16))
+    Image.fromarray((RNG.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "data" / "a.png")
+    dataset = resolve_dataset([str(tmp_path / "data")])
+    names = [str(Path(p).relative_to(tmp_path / "data")) for p in dataset.paths]
+    assert names == ["a.png", "patient1/ct", "xray.dcm"]
+    assert read_scan(dataset.paths[1]).data.shape == (1, 5, 6, 7)

@@ -11,6 +11,8 @@ DICOM             pydicom                      rescale slope/intercept (modality
 NIfTI             nibabel                      the affine and voxel sizes; axes kept as stored
 MRC/MAP/REC       mrcfile                      voxel size and origin (Å); axes (z, y, x)
 NumPy .npy/.npz   NumPy (no pickle)            the array as stored (.npz: the only array or ``x``)
+DICOM series      pydicom                      a folder of one series' slice files → a volume,
+                                               slices ordered along the normal, RAS affine
 ================  ===========================  ==============================================
 
 Every reader failure (missing, truncated, corrupted, unexpected rank) is an :class:`InputError`
@@ -29,7 +31,14 @@ import torch
 
 from camscope.errors import InputError
 
-__all__ = ["SUPPORTED_SUFFIXES", "Scan", "format_of", "read_input", "read_scan"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Scan",
+    "dicom_series_files",
+    "format_of",
+    "read_input",
+    "read_scan",
+]
 
 FORMATS = {
     ".png": "png",
@@ -132,6 +141,15 @@ def read_scan(
         InputError: unsupported suffix, missing, unreadable or truncated file, unexpected rank.
     """
     file = Path(path)
+    if file.is_dir():
+        try:
+            return _finish(_read_dicom_series(file, dicom_window), file, "DICOM series")
+        except InputError:
+            raise
+        except Exception as error:
+            raise InputError(
+                f"cannot read {file} as a DICOM series: {type(error).__name__}: {error}"
+            ) from error
     kind = format_of(file)
     if kind is None:
         raise InputError(
@@ -160,6 +178,10 @@ def read_scan(
             f"cannot read {file} as {kind.upper()}: {type(error).__name__}: {error} (is the "
             "file complete and really of this type?)"
         ) from error
+    return _finish(scan, file, kind)
+
+
+def _finish(scan: Scan, file: Path, kind: str) -> Scan:
     if not np.isfinite(scan.data).all():
         raise InputError(f"{file}: contains NaN or infinite values")
     scan.data = np.ascontiguousarray(scan.data, dtype=np.float32)
@@ -216,21 +238,28 @@ def _read_tiff(file: Path) -> Scan:
     return scan
 
 
-def _read_dicom(file: Path, window: str) -> Scan:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+def _modality(dataset: Any, pixels: np.ndarray) -> np.ndarray:
+    """Stored pixels → modality values (rescale slope/intercept or the modality LUT)."""
+    from pydicom.pixels import apply_modality_lut
 
-    dataset = pydicom.dcmread(file)
-    if "PixelData" not in dataset:
-        raise InputError(f"{file}: a DICOM file without pixel data (not an image)")
-    pixels = np.asarray(dataset.pixel_array)
-    values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-    details: dict[str, Any] = {
-        "photometric": str(dataset.get("PhotometricInterpretation", "")),
-        "rescale_slope": float(dataset.get("RescaleSlope", 1) or 1),
-        "rescale_intercept": float(dataset.get("RescaleIntercept", 0) or 0),
-        "modality": str(dataset.get("Modality", "")),
-    }
+    return np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+
+
+def _dicom_values(
+    dataset: Any, window: str, details: dict[str, Any], values: np.ndarray
+) -> np.ndarray:
+    """Modality values → the file's window (``window="auto"``) scaled to [0, 1]; MONOCHROME1
+    inverted. Records what was done in ``details``."""
+    from pydicom.pixels import apply_voi_lut
+
+    details.update(
+        {
+            "photometric": str(dataset.get("PhotometricInterpretation", "")),
+            "rescale_slope": float(dataset.get("RescaleSlope", 1) or 1),
+            "rescale_intercept": float(dataset.get("RescaleIntercept", 0) or 0),
+            "modality": str(dataset.get("Modality", "")),
+        }
+    )
     has_window = "WindowCenter" in dataset or "VOILUTSequence" in dataset
     monochrome1 = details["photometric"] == "MONOCHROME1"
     if window == "auto" and has_window:
@@ -246,6 +275,17 @@ def _read_dicom(file: Path, window: str) -> Scan:
         details["window"] = "none (modality values)"
     if monochrome1:
         details["inverted"] = "MONOCHROME1 shown bright = dense"
+    return values
+
+
+def _read_dicom(file: Path, window: str) -> Scan:
+    import pydicom
+
+    dataset = pydicom.dcmread(file)
+    if "PixelData" not in dataset:
+        raise InputError(f"{file}: a DICOM file without pixel data (not an image)")
+    details: dict[str, Any] = {}
+    values = _dicom_values(dataset, window, details, _modality(dataset, dataset.pixel_array))
     rgb = details["photometric"] in ("RGB", "YBR_FULL", "YBR_FULL_422") and values.shape[-1] == 3
     values = np.moveaxis(values, -1, 0) if rgb else _channels_first(values, file, "DICOM")
     spacing: tuple[float, ...] | None = None
@@ -256,6 +296,78 @@ def _read_dicom(file: Path, window: str) -> Scan:
             thickness = float(dataset.get("SpacingBetweenSlices", dataset.get("SliceThickness", 1)))
             spacing = (thickness, row, column)
     return Scan(values.astype(np.float32), str(file), "dicom", spacing=spacing, details=details)
+
+
+def dicom_series_files(folder: Path) -> list[Path]:
+    """The ``.dcm``/``.dicom`` files directly in ``folder``, sorted by name."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dcm", ".dicom")
+    )
+
+
+def _read_dicom_series(folder: Path, window: str) -> Scan:
+    """A folder of single-slice DICOM files of one series → a volume ``(1, D, H, W)``.
+
+    Slices are ordered along the slice normal (from ImageOrientationPatient and
+    ImagePositionPatient, else InstanceNumber); the affine maps (slice, row, column) to RAS mm
+    (NIfTI's convention; DICOM's LPS with x and y negated), so NIfTI heatmaps align in viewers.
+    The window applied (``window="auto"``) is the first slice's, to all slices alike.
+    """
+    import pydicom
+
+    files = dicom_series_files(folder)
+    if len(files) < 2:
+        raise InputError(
+            f"{folder}: a DICOM series needs at least 2 .dcm files, found {len(files)}"
+        )
+    slices = [pydicom.dcmread(f) for f in files]
+    series = {str(d.get("SeriesInstanceUID", "")) for d in slices}
+    if len(series) > 1:
+        raise InputError(f"{folder}: holds {len(series)} DICOM series; give one folder per series")
+    first = slices[0]
+    orientation = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
+    along_row, along_column = orientation[:3], orientation[3:]
+    normal = np.cross(along_row, along_column)
+    if all("ImagePositionPatient" in d for d in slices):
+        positions = np.array([np.asarray(d.ImagePositionPatient, dtype=float) for d in slices])
+        order = np.argsort(positions @ normal)
+    else:
+        positions = None
+        order = np.argsort([int(d.get("InstanceNumber", i)) for i, d in enumerate(slices)])
+    slices = [slices[i] for i in order]
+    shapes = {d.pixel_array.shape for d in slices}
+    if len(shapes) != 1:
+        raise InputError(f"{folder}: slices of different sizes {sorted(shapes)}")
+    stack = np.stack([_modality(d, d.pixel_array) for d in slices])  # each slice its own rescale
+    details: dict[str, Any] = {"slices": len(slices)}
+    values = _dicom_values(first, window, details, stack)
+    row_spacing, column_spacing = (float(v) for v in first.get("PixelSpacing", [1.0, 1.0]))
+    if positions is not None:
+        ordered = positions[order]
+        steps = np.diff(ordered, axis=0)
+        slice_step = steps.mean(axis=0)
+        thickness = float(np.linalg.norm(slice_step))
+        if not np.allclose(steps, slice_step, atol=1e-3 * max(thickness, 1e-6)):
+            details["warning"] = "uneven slice spacing; the mean is used"
+        origin = ordered[0]
+    else:
+        thickness = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)))
+        slice_step = normal * thickness
+        origin = np.zeros(3)
+    affine = np.eye(4)
+    affine[:3, 0] = slice_step
+    affine[:3, 1] = along_column * row_spacing
+    affine[:3, 2] = along_row * column_spacing
+    affine[:3, 3] = origin
+    affine[:2] *= -1  # LPS → RAS
+    return Scan(
+        values[None].astype(np.float32),
+        str(folder),
+        "dicom-series",
+        affine=affine,
+        spacing=(thickness, row_spacing, column_spacing),
+        details=details,
+    )
 
 
 def _read_nifti(file: Path) -> Scan:

@@ -2,8 +2,9 @@
 
 A manifest CSV has a ``path`` column (relative to the CSV's folder, or absolute) and optionally
 ``label`` (or ``class_id``): the class to explain and evaluate for that input. Folders are searched
-recursively for the formats :func:`camscope.io.read_scan` reads; every listing is sorted, so a
-dataset always has the same order (and a resumed run the same batches).
+recursively for the formats :func:`camscope.io.read_scan` reads; a folder holding the slice files
+of one DICOM series is one input (a volume). Every listing is sorted, so a dataset always has the
+same order (and a resumed run the same batches).
 """
 
 from __future__ import annotations
@@ -60,6 +61,39 @@ def _csv(path: Path) -> Dataset:
     return Dataset(paths, labels, str(path.parent.resolve()), str(path))
 
 
+def _series_uid(files: list[Path]) -> str | None:
+    """The series UID shared by these DICOM slice files, or ``None`` (not one 2D series)."""
+    import pydicom
+
+    uids = set()
+    for file in files:
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception:  # unreadable: left to be reported as an input of its own
+            return None
+        if int(header.get("NumberOfFrames", 1) or 1) > 1 or "Rows" not in header:
+            return None
+        uids.add(str(header.get("SeriesInstanceUID", "")))
+    return uids.pop() if len(uids) == 1 else None
+
+
+def _folder_inputs(folder: Path) -> list[str]:
+    """Every readable file below ``folder``; a directory holding the slice files of one DICOM
+    series counts as one input (a volume) instead of its files."""
+    from camscope.io.inputs import dicom_series_files
+
+    inputs: list[str] = []
+    for directory in sorted({folder, *(p for p in folder.rglob("*") if p.is_dir())}):
+        series = dicom_series_files(directory)
+        grouped = len(series) >= 2 and _series_uid(series) is not None
+        if grouped:
+            inputs.append(str(directory))
+        for file in sorted(p for p in directory.iterdir() if p.is_file()):
+            if format_of(file) is not None and not (grouped and file in series):
+                inputs.append(str(file))
+    return sorted(inputs)
+
+
 def resolve_dataset(specs: list[str] | tuple[str, ...]) -> Dataset:
     """Turn command-line inputs into a dataset.
 
@@ -76,9 +110,7 @@ def resolve_dataset(specs: list[str] | tuple[str, ...]) -> Dataset:
         if path.suffix.lower() == ".csv":
             return _csv(path)
         if path.is_dir():
-            found = sorted(
-                str(p) for p in path.rglob("*") if p.is_file() and format_of(p) is not None
-            )
+            found = _folder_inputs(path)
             if not found:
                 raise InputError(f"{path}: no readable image or volume files in this folder")
             return Dataset(found, None, str(path.resolve()), spec)
