@@ -29,20 +29,10 @@ AFFINE = np.array([[0, -2.0, 0, 10], [1.5, 0, 0, -5], [0, 0, 3.0, 7], [0, 0, 0, 
 
 @pytest.fixture
 def files(tmp_path):
-    options3 = {"num_classes": 3, "input_size": 16}
-    save_model(
-        tmp_path / "net3d",
-        create_model("tiny3d", **options3),
-        architecture="tiny3d",
-        options=options3,
-    )
-    options2 = {"num_classes": 3, "input_size": 32}
-    save_model(
-        tmp_path / "net2d",
-        create_model("tiny2d", **options2),
-        architecture="tiny2d",
-        options=options2,
-    )
+    for name, size in (("tiny3d", 16), ("tiny2d", 32)):
+        options = {"num_classes": 3, "input_size": size}
+        model = create_model(name, **options)
+        save_model(tmp_path / f"net{name[-2:]}", model, architecture=name, options=options)
     for name in ("a", "b", "c"):
         volume = RNG.standard_normal((16, 16, 16)).astype(np.float32)
         nibabel.save(nibabel.Nifti1Image(volume, AFFINE), tmp_path / f"{name}.nii.gz")

@@ -106,90 +106,60 @@ def run_with_ray(
         # Ray's own deprecation notices (about its internal settings) are not the user's business.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        _run(
-            batches,
-            paths,
-            names,
-            labels,
-            folder,
-            settings,
-            fingerprint,
-            model_spec,
-            address,
-            workers,
-            collect,
-        )
+        import json
+        from dataclasses import asdict
 
+        try:
+            import ray
+        except ImportError as error:
+            raise CamscopeError(
+                "the Ray backend needs Ray: pip install 'camscope[ray]' (or 'ray[data]')"
+            ) from error
+        if not model_spec:
+            raise CamscopeError("the Ray backend loads the model in each worker: give a model spec")
+        if not batches:
+            return
+        import torch
 
-def _run(*args: Any) -> None:
-    """The body of :func:`run_with_ray`, with Ray's warnings silenced."""
-    (
-        batches,
-        paths,
-        names,
-        labels,
-        folder,
-        settings,
-        fingerprint,
-        model_spec,
-        address,
-        workers,
-        collect,
-    ) = args
-    import json
-    from dataclasses import asdict
-
-    try:
-        import ray
-    except ImportError as error:
-        raise CamscopeError(
-            "the Ray backend needs Ray: pip install 'camscope[ray]' (or 'ray[data]')"
-        ) from error
-    if not model_spec:
-        raise CamscopeError("the Ray backend loads the model in each worker: give a model spec")
-    if not batches:
-        return
-    import torch
-
-    started = False
-    if not ray.is_initialized():
-        if address is None:
-            ray.init(
-                num_cpus=max(workers, 1),
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
+        started = False
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(
+                    num_cpus=max(workers, 1),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            started = True
+        try:
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= workers else 0
+            dataset = ray.data.from_items(
+                [{"indices": batch} for batch in batches], override_num_blocks=len(batches)
             )
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        started = True
-    try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= workers else 0
-        dataset = ray.data.from_items(
-            [{"indices": batch} for batch in batches], override_num_blocks=len(batches)
-        )
-        results = dataset.map_batches(
-            _ExplainActor,
-            fn_constructor_kwargs={
-                "model_spec": model_spec,
-                "paths": paths,
-                "names": names,
-                "labels": labels,
-                "folder": str(folder),
-                "settings": asdict(settings),
-                "fingerprint": fingerprint,
-                "threads": torch.get_num_threads(),
-            },
-            batch_size=1,
-            concurrency=workers,
-            num_cpus=1,
-            num_gpus=gpus,
-            batch_format="numpy",
-        )
-        for row in results.iter_rows():
-            collect(json.loads(row["records"]), json.loads(row["failures"]))
-    finally:
-        if started:
-            ray.shutdown()
+            results = dataset.map_batches(
+                _ExplainActor,
+                fn_constructor_kwargs={
+                    "model_spec": model_spec,
+                    "paths": paths,
+                    "names": names,
+                    "labels": labels,
+                    "folder": str(folder),
+                    "settings": asdict(settings),
+                    "fingerprint": fingerprint,
+                    "threads": torch.get_num_threads(),
+                },
+                batch_size=1,
+                concurrency=workers,
+                num_cpus=1,
+                num_gpus=gpus,
+                batch_format="numpy",
+            )
+            for row in results.iter_rows():
+                collect(json.loads(row["records"]), json.loads(row["failures"]))
+        finally:
+            if started:
+                ray.shutdown()
