@@ -225,7 +225,9 @@ def _explain_group(
             )
         except camscope.ModelError as error:
             raise camscope.ModelError(
-                f"{scans[0].path} (shape {tuple(scans[0].data.shape)}): {error}"
+                f"{scans[0].path} (shape {tuple(scans[0].data.shape)}): {error}; does the model "
+                "take inputs of this shape and channel count? (resize them, or check with "
+                "camscope layers MODEL --input FILE)"
             ) from error
         heat = _heatmaps(e, settings).maps.detach().cpu().numpy().astype(np.float32)
         maps = e.maps.detach().cpu().numpy()
