@@ -24,11 +24,18 @@ import camscope
 from camscope.capture import ModelState, call_model
 from camscope.errors import InputError
 from camscope.evaluate import EvaluationRow, score_batch
-from camscope.io.atomic import OutputError, write_json
-from camscope.io.inputs import Scan, read_scan
+from camscope.io.atomic import write_json
+from camscope.io.inputs import read_scan
 from camscope.metrics._stats import mean_std
-from camscope.runs.explain import RECORDS, output_names
 from camscope.runs.loader import read_ahead
+from camscope.runs.records import (
+    RECORDS,
+    fixed_batches,
+    group_by_shape,
+    load_records,
+    output_names,
+    prepare_records,
+)
 
 __all__ = ["evaluate_files"]
 
@@ -113,29 +120,9 @@ def evaluate_files(
         "model": model_record or {"type": type(model).__name__},
     }
     fingerprint = json.dumps(description, sort_keys=True, default=str)
-    done: dict[str, dict[str, Any]] = {}
-    if not force:
-        for name in names:
-            path = folder / RECORDS / f"{name}.json"
-            if path.exists():
-                try:
-                    record = json.loads(path.read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                if record.get("fingerprint") != fingerprint:
-                    raise OutputError(
-                        f"{folder} holds an evaluation with other settings ({path.name}); choose "
-                        "another --out or pass --force"
-                    )
-                done[name] = record
-    try:
-        (folder / RECORDS).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create output folder {folder}: {error.strerror}") from error
-    batches = [
-        list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)
-    ]
-    todo = [b for b in batches if any(names[i] not in done for i in b)]
+    done = load_records(folder, names, fingerprint, force=force)
+    prepare_records(folder)
+    todo = fixed_batches(len(paths), batch_size, lambda i: names[i] in done)
     stream = read_ahead(
         [str(p) for p in paths], [i for b in todo for i in b], read_scan, workers=read_workers
     )
@@ -144,17 +131,12 @@ def evaluate_files(
         total=sum(len(b) for b in todo), disable=not progress, desc="evaluating", unit="input"
     )
     for batch in todo:
-        items = [next(stream) for _ in batch]
-        for index, scan in items:
-            if not isinstance(scan, Scan):
-                failed.append({"path": str(paths[index]), "error": str(scan)})
-                if len(paths) > 1:
-                    tqdm.write(f"camscope: skipped {paths[index]}: {scan}")
-        groups: dict[tuple[int, ...], list[tuple[int, Scan]]] = {}
-        for index, scan in items:
-            if isinstance(scan, Scan):
-                groups.setdefault(tuple(scan.data.shape), []).append((index, scan))
-        for group in groups.values():
+        groups, errors = group_by_shape([next(stream) for _ in batch])
+        for index, error in errors:
+            failed.append({"path": str(paths[index]), "error": str(error)})
+            if len(paths) > 1:
+                tqdm.write(f"camscope: skipped {paths[index]}: {error}")
+        for group in groups:
             x = torch.stack([scan.tensor() for _, scan in group])
             if labels is None:
                 with torch.no_grad(), ModelState(model):

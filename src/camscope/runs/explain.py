@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +35,14 @@ from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json, write_npz
 from camscope.io.heatmaps import heatmap_suffix, write_heatmap
 from camscope.io.inputs import Scan, read_scan
+from camscope.runs.records import (
+    RECORDS,
+    fixed_batches,
+    group_by_shape,
+    load_records,
+    output_names,
+    prepare_records,
+)
 
 __all__ = [
     "ExplainSettings",
@@ -46,7 +53,6 @@ __all__ = [
     "target_spec",
 ]
 
-RECORDS = "records"
 #: The report shows at most this many inputs (a dataset's report would otherwise be huge).
 REPORT_INPUTS = 12
 
@@ -135,46 +141,6 @@ def target_spec(targets: str | list[int], batch: int = 1, labels: list[int] | No
     raise CamscopeError(
         f"targets must be 'predicted', 'all', 'label' or class indices, not {targets!r}"
     )
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
-def output_names(
-    paths: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None
-) -> list[str]:
-    """A unique output name per input: its path relative to ``root`` (folders joined by ``__``),
-    without the file type; just the file stem when no root is given.
-
-    Raises:
-        InputError: two inputs would get the same name.
-    """
-    names = []
-    for path in paths:
-        file = Path(path)
-        stem = file.name
-        for suffix in (".nii.gz", *[s for s in (file.suffix,) if s]):
-            if stem.lower().endswith(suffix.lower()):
-                stem = stem[: -len(suffix)]
-                break
-        if root is not None:
-            relative = (
-                file.parent.resolve().relative_to(Path(root).resolve())
-                if file.parent.resolve().is_relative_to(Path(root).resolve())
-                else Path()
-            )
-            stem = "__".join([*relative.parts, stem])
-        names.append(_safe(stem))
-    seen: dict[str, int] = {}
-    for index, name in enumerate(names):
-        if name in seen:
-            raise InputError(
-                f"inputs {paths[seen[name]]} and {paths[index]} would both write outputs named "
-                f"{name!r}; rename one, or run from their common folder"
-            )
-        seen[name] = index
-    return names
 
 
 def _target_labels(e: camscope.Explanation, row: int) -> list[str]:
@@ -298,15 +264,10 @@ def process_batch(
     Returns:
         The records of the inputs done and the failures ``{index, error}``.
     """
-    failed: list[dict[str, Any]] = [
-        {"index": i, "error": str(s)} for i, s in items if isinstance(s, Exception)
-    ]
-    readable = [(i, s) for i, s in items if isinstance(s, Scan)]
-    groups: dict[tuple[int, ...], list[tuple[int, Scan]]] = {}
-    for index, scan in readable:
-        groups.setdefault(tuple(scan.data.shape), []).append((index, scan))
+    groups, errors = group_by_shape(items)
+    failed: list[dict[str, Any]] = [{"index": i, "error": str(e)} for i, e in errors]
     records = []
-    for group in groups.values():
+    for group in groups:
         indices = [i for i, _ in group]
         records += _explain_group(
             model,
@@ -321,40 +282,22 @@ def process_batch(
 
 
 def _check_folder(folder: Path, names: list[str], fingerprint: str, force: bool) -> dict[str, dict]:
-    """Existing records that can be reused; refuse foreign or differently-made results."""
-    done: dict[str, dict] = {}
-    records = folder / RECORDS
-    if force or not folder.exists():
-        return done
-    for name in names:
-        path = records / f"{name}.json"
-        if path.exists():
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # unreadable record: the input is simply redone
-            if record.get("fingerprint") != fingerprint:
-                raise OutputError(
-                    f"{folder} holds results of a run with other settings or another model "
-                    f"({path.name}); choose another --out, or pass --force to overwrite"
-                )
-            if all((folder / output).exists() for output in record.get("outputs", [])):
-                done[name] = record
-    if not done and (folder / "manifest.json").exists():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest.get("fingerprint") != fingerprint:
+    """Reusable records whose outputs all exist; refuse another run's results."""
+    done = load_records(
+        folder,
+        names,
+        fingerprint,
+        force=force,
+        complete=lambda record: all((folder / o).exists() for o in record.get("outputs", [])),
+    )
+    manifest = folder / "manifest.json"
+    if not force and not done and manifest.exists():
+        if json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
             raise OutputError(
                 f"{folder} already holds a camscope run (manifest.json); choose another --out "
                 "or pass --force to overwrite"
             )
     return done
-
-
-def _clean_temporaries(folder: Path) -> None:
-    """Remove temporary files a killed run left behind (never a final output)."""
-    for pattern in (".*.tmp", f"{RECORDS}/.*.tmp"):
-        for leftover in folder.glob(pattern):
-            leftover.unlink(missing_ok=True)
 
 
 def explain_files(
@@ -407,16 +350,8 @@ def explain_files(
         raise InputError(f"{len(labels)} labels for {len(paths)} inputs")
     fingerprint = settings.fingerprint(model_record)
     done = _check_folder(folder, names, fingerprint, force)
-    try:
-        (folder / RECORDS).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create output folder {folder}: {error.strerror}") from error
-    _clean_temporaries(folder)
-    size = int(settings.batch_size)
-    batches = [
-        list(range(start, min(start + size, len(paths)))) for start in range(0, len(paths), size)
-    ]
-    todo = [batch for batch in batches if any(names[i] not in done for i in batch)]
+    prepare_records(folder)
+    todo = fixed_batches(len(paths), int(settings.batch_size), lambda i: names[i] in done)
     failed: list[dict[str, str]] = []
     finished: list[str] = []
     bar = tqdm(
