@@ -1,9 +1,10 @@
 """A real chest radiograph with synthetic lesions pasted at known places.
 
 The radiograph is ``RG1_UNCR.dcm`` from the ``pydicom-data`` package (pydicom's test data), read
-with pydicom: modality and VOI LUTs applied, MONOCHROME1 inverted (bones bright), scaled to
-[0, 1] and resized to 256² with anti-aliasing (scikit-image). Crops of the lung fields get, half
-of them, a nodule-like Gaussian blob; its box is the ground truth. Deterministic in the seed.
+with :func:`camscope.io.read_scan`: modality and VOI LUTs applied, MONOCHROME1 inverted (bones
+bright), scaled to [0, 1] and resized to 256² with anti-aliasing (scikit-image). Crops of the
+lung fields get, half of them, a nodule-like Gaussian blob; its box is the ground truth.
+Deterministic in the seed.
 """
 
 from __future__ import annotations
@@ -27,26 +28,21 @@ def chest_radiograph(size: int = 256) -> np.ndarray:
     Raises:
         CamscopeError: pydicom or pydicom-data is not installed.
     """
-    try:
-        import importlib.resources
+    import importlib.resources
 
-        import pydicom
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-        path = importlib.resources.files("data_store") / "data" / "RG1_UNCR.dcm"
-        dataset = pydicom.dcmread(str(path))
-    except (ImportError, ModuleNotFoundError, FileNotFoundError) as error:
-        raise CamscopeError(
-            "the chest radiograph needs pydicom and pydicom-data: pip install pydicom "
-            "pydicom-data (./scripts/setup installs them)"
-        ) from error
     from skimage.transform import resize
 
-    pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
-    pixels = pixels.astype(np.float64)
-    if dataset.PhotometricInterpretation == "MONOCHROME1":
-        pixels = pixels.max() - pixels
-    pixels = (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    from camscope.io.inputs import read_scan
+
+    try:
+        path = importlib.resources.files("data_store") / "data" / "RG1_UNCR.dcm"
+    except ModuleNotFoundError as error:
+        raise CamscopeError(
+            "the chest radiograph needs pydicom-data: pip install pydicom-data "
+            "(./scripts/setup installs it)"
+        ) from error
+    # Modality and VOI LUTs, MONOCHROME1 inverted, scaled to [0, 1]: camscope's DICOM reader.
+    pixels = read_scan(str(path), dicom_window="auto").data[0].astype(np.float64)
     return resize(pixels, (size, size), anti_aliasing=True).astype(np.float32)
 
 

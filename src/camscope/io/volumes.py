@@ -24,15 +24,16 @@ def write_mrc(
 
 
 def read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
-    """Read an MRC/MAP volume and its voxel size along x (Å).
+    """Read an MRC/MAP volume ``(z, y, x)`` and its voxel size along x (Å).
+
+    A shortcut for :func:`camscope.io.read_scan`, which also keeps all voxel sizes and the origin.
 
     Raises:
         CamscopeError: missing, unreadable or not an MRC file.
     """
-    import mrcfile
+    from camscope.io.inputs import read_scan
 
-    try:
-        with mrcfile.open(path, permissive=False) as mrc:
-            return np.array(mrc.data, dtype=np.float32), float(mrc.voxel_size.x)
-    except (OSError, ValueError) as error:
-        raise CamscopeError(f"cannot read MRC file {path}: {error}") from error
+    scan = read_scan(path)
+    if scan.format != "mrc" or scan.data.ndim != 4:
+        raise CamscopeError(f"{path} is not an MRC volume")
+    return scan.data[0], float(scan.details["voxel_size_A"])
