@@ -26,7 +26,22 @@ from torch import nn
 
 from camscope.errors import CamscopeError, LayerError, ModelError
 
-__all__ = ["Capture", "ModelState", "auto_chunk_size", "batched_vjp", "call_model"]
+__all__ = [
+    "Capture",
+    "ModelState",
+    "StopForward",
+    "auto_chunk_size",
+    "batched_vjp",
+    "call_model",
+]
+
+
+class StopForward(BaseException):
+    """Raised by a hook to end a forward pass once a layer has run (nothing above it is needed).
+
+    A ``BaseException`` so that it passes through :func:`call_model` untouched.
+    """
+
 
 #: Memory the gradient chunks may use by default (bytes).
 DEFAULT_GRADIENT_BUDGET = 1 << 30
@@ -236,6 +251,28 @@ class Capture:
             retain = stop < num_targets
             grads = self._vjp(scores[:, start:stop], activations, retain)
             yield start, stop, grads
+
+    def maps(
+        self,
+        scores: torch.Tensor,
+        function: Callable[..., torch.Tensor],
+        *,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """A CAM-family ``function(activations, gradients)`` for every target: ``(B, T, *s)``.
+
+        The activations are shared by all targets of a sample (passed as ``(B, 1, C, *s)``);
+        gradients come chunk by chunk from :meth:`gradients`.
+        """
+        activations = self.activations
+        if activations is None:
+            raise LayerError("no activations recorded; call run() first")
+        shared = activations.detach().unsqueeze(1)
+        pieces = []
+        for _, _, gradients in self.gradients(scores, chunk_size=chunk_size):
+            with torch.no_grad():
+                pieces.append(function(shared, gradients, spatial_dims=activations.ndim - 2))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def _vjp(self, scores: torch.Tensor, activations: torch.Tensor, retain: bool) -> torch.Tensor:
         return batched_vjp(scores, activations, retain_graph=retain, missing=self._independent)

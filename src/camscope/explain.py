@@ -158,15 +158,7 @@ def _layer_method(
         output = capture.run(x)
         with torch.enable_grad():
             selected = select_targets(targets, output, batch_size)
-        activations = capture.activations
-        assert activations is not None  # run() raises otherwise
-        spatial_dims = activations.ndim - 2
-        shared = activations.detach().unsqueeze(1)  # (B, 1, C, *s): shared by all targets
-        pieces = []
-        for _, _, gradients in capture.gradients(selected.scores, chunk_size=chunk_size):
-            with torch.no_grad():
-                pieces.append(info.function(shared, gradients, spatial_dims=spatial_dims))
-    maps = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        maps = capture.maps(selected.scores, info.function, chunk_size=chunk_size)
     return Explanation(
         maps=maps,
         scores=selected.scores.detach(),

@@ -25,7 +25,7 @@ import torch
 from scipy.optimize import curve_fit
 from torch import nn
 
-from camscope.capture import ModelState, call_model
+from camscope.capture import ModelState, StopForward, call_model
 from camscope.errors import CamscopeError, InputError, LayerError
 from camscope.explain import check_inputs
 from camscope.layers import resolve_layer
@@ -117,13 +117,6 @@ class ReceptiveField:
                 figure.savefig(handle, format="png", dpi=90)
         plt.close(figure)
         return figure
-
-
-class _Stop(BaseException):
-    """Ends the forward pass once the layer has run: nothing above it is needed.
-
-    A ``BaseException`` so that it passes through :func:`call_model` untouched.
-    """
 
 
 def _layer_position(position: str | Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
@@ -234,14 +227,14 @@ def effective_receptive_field(
         if not isinstance(output, torch.Tensor) or output.ndim < 3:
             raise LayerError(f"layer {name!r} has no spatial output; choose a convolutional layer")
         store["out"] = output
-        raise _Stop
+        raise StopForward
 
     with torch.inference_mode(False), ModelState(model, eval_mode=eval_mode):
         handle = module.register_forward_hook(hook)
         try:
             with torch.enable_grad():
                 leaf = x.clone().requires_grad_(True)
-                with contextlib.suppress(_Stop):
+                with contextlib.suppress(StopForward):
                     call_model(model, leaf)
                 if "out" not in store:
                     raise LayerError(f"layer {name!r} did not run in the forward pass")

@@ -14,17 +14,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from camscope.capture import ModelState, call_model
+from camscope.capture import ModelState, StopForward, call_model
 from camscope.checks import check_inputs
 from camscope.errors import LayerError, MethodError
 from camscope.layers import resolve_layer
 from camscope.methods.rules import RULES, ReluRule, relu_rule
 
 __all__ = ["feature_visualization"]
-
-
-class _Stop(BaseException):
-    """Ends the forward pass once the layer has run (nothing above it is needed)."""
 
 
 def feature_visualization(
@@ -63,7 +59,7 @@ def feature_visualization(
         if not isinstance(output, torch.Tensor) or output.ndim < 3:
             raise LayerError(f"layer {name!r} does not output a feature-map tensor (B, C, *s)")
         captured.append(output)
-        raise _Stop
+        raise StopForward
 
     handle = module.register_forward_hook(hook)
     try:
@@ -72,7 +68,7 @@ def feature_visualization(
             ModelState(model, eval_mode=eval_mode),
             torch.enable_grad(),
             relu_rule(rule),
-            contextlib.suppress(_Stop),
+            contextlib.suppress(StopForward),
         ):
             call_model(model, x)
     finally:

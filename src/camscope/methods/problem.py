@@ -257,14 +257,7 @@ class Problem:
             output = capture.run(self.inputs)
             with torch.enable_grad():
                 scores = self.target_scores(output, torch.arange(self.batch_size))
-            activations = capture.activations
-            assert activations is not None
-            shared = activations.detach().unsqueeze(1)
-            pieces = []
-            for _, _, gradients in capture.gradients(scores, chunk_size=self.chunk_size):
-                with torch.no_grad():
-                    pieces.append(function(shared, gradients, spatial_dims=activations.ndim - 2))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+            return capture.maps(scores, function, chunk_size=self.chunk_size)
 
     def _independent(self) -> MethodError:
         return MethodError(
