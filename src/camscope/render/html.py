@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-__all__ = ["html_page", "image_tag"]
+__all__ = ["data_uri", "html_page", "image_tag"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -17,10 +17,14 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 """
 
 
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URI (an image inside the page, no file beside it)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def image_tag(png: bytes, alt: str) -> str:
     """An ``<img>`` holding the PNG inline."""
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{html.escape(alt)}" src="{data_uri(png)}">'
 
 
 def html_page(title: str, body: str) -> str:

@@ -17,6 +17,7 @@ from camscope.render.volumes import _pyplot, isosurface, signed_limits
 
 __all__ = [
     "background",
+    "colour_limits",
     "isosurface_figure",
     "layer_grid_figure",
     "methods_figure",
@@ -54,12 +55,9 @@ def show_map(
     if under is not None:
         axis.imshow(under, cmap="gray", vmin=0, vmax=1)
     opacity = alpha if under is not None else 1.0
-    if signed:
-        low, high = limits or signed_limits(heatmap)
-        shown = axis.imshow(heatmap, cmap=DIVERGING, vmin=low, vmax=high, alpha=opacity)
-    else:
-        low, high = limits or (float(heatmap.min()), float(heatmap.max()) or 1.0)
-        shown = axis.imshow(heatmap, cmap=SEQUENTIAL, vmin=low, vmax=high, alpha=opacity)
+    low, high = limits or colour_limits(heatmap, signed)
+    colours = DIVERGING if signed else SEQUENTIAL
+    shown = axis.imshow(heatmap, cmap=colours, vmin=low, vmax=high, alpha=opacity)
     axis.set_xticks([])
     axis.set_yticks([])
     return shown
@@ -70,7 +68,8 @@ def peak_position(heatmap: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in np.unravel_index(int(np.abs(heatmap).argmax()), heatmap.shape))
 
 
-def _limits(heatmap: np.ndarray, signed: bool) -> tuple[float, float]:
+def colour_limits(heatmap: np.ndarray, signed: bool) -> tuple[float, float]:
+    """Colour-map limits: symmetric ``(−m, m)`` for signed maps, ``(min, max)`` otherwise."""
     if signed:
         return signed_limits(heatmap)
     return float(heatmap.min()), float(heatmap.max()) or 1.0
@@ -86,7 +85,7 @@ def overlay_figure(data: np.ndarray, heatmap: np.ndarray, *, signed: bool, title
     """
     plt = _pyplot()
     under = background(data)
-    limits = _limits(heatmap, signed)
+    limits = colour_limits(heatmap, signed)
     if heatmap.ndim == 2:
         figure, axis = plt.subplots(1, 1, figsize=(4.2, 3.8), constrained_layout=True)
         shown = show_map(axis, heatmap, signed=signed, under=under, limits=limits)
@@ -109,7 +108,7 @@ def slice_figure(
     plt = _pyplot()
     under = background(data)
     where = tuple(position) if position is not None else peak_position(heatmap)
-    limits = _limits(heatmap, signed)
+    limits = colour_limits(heatmap, signed)
     figure, axes = plt.subplots(1, 3, figsize=(10, 3.6), constrained_layout=True)
     shown = None
     for axis_index, axis in enumerate(axes):
@@ -153,7 +152,7 @@ def montage_figure(
 ) -> Any:
     """Evenly spaced slices of a volume along ``axis``, the map over each, one colour scale."""
     under = background(data)
-    limits = _limits(heatmap, signed)
+    limits = colour_limits(heatmap, signed)
     indices = np.unique(
         np.linspace(0, heatmap.shape[axis] - 1, min(count, heatmap.shape[axis])).round().astype(int)
     )

@@ -8,7 +8,6 @@ Pillow directly (no figure per slice), so a report of a few volumes takes about 
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -21,9 +20,15 @@ from typing import Any
 import numpy as np
 
 from camscope.io.atomic import atomic_write
-from camscope.render.html import html_page, image_tag
-from camscope.render.overlays import DIVERGING, SEQUENTIAL, background, methods_figure
-from camscope.render.volumes import figure_png, signed_limits
+from camscope.render.html import data_uri, html_page, image_tag
+from camscope.render.overlays import (
+    DIVERGING,
+    SEQUENTIAL,
+    background,
+    colour_limits,
+    methods_figure,
+)
+from camscope.render.volumes import figure_png
 
 __all__ = ["ReportEntry", "ReportMap", "colorize", "write_report"]
 
@@ -79,10 +84,6 @@ def _png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 _SLIDER_SCRIPT = """
 <script>
 const SLICES = JSON.parse(document.getElementById('camscope-slices').textContent);
@@ -116,15 +117,9 @@ def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict)
     under = background(entry.data)  # (D, H, W) or (D, H, W, 3)
     depth = item.heatmap.shape[0]
     indices = np.unique(np.linspace(0, depth - 1, min(depth, MAX_SLICES)).round().astype(int))
-    limits = (
-        signed_limits(item.heatmap)
-        if item.signed
-        else (float(item.heatmap.min()), float(item.heatmap.max()) or 1.0)
-    )
+    limits = colour_limits(item.heatmap, item.signed)
     images = [
-        _data_uri(
-            _png(colorize(item.heatmap[i], signed=item.signed, limits=limits, under=under[i]))
-        )
+        data_uri(_png(colorize(item.heatmap[i], signed=item.signed, limits=limits, under=under[i])))
         for i in indices
     ]
     peak = int(np.abs(item.heatmap).reshape(depth, -1).max(axis=1).argmax())
@@ -143,16 +138,12 @@ def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict)
 
 def _image_block(entry: ReportEntry, item: ReportMap) -> str:
     under = background(entry.data)
-    limits = (
-        signed_limits(item.heatmap)
-        if item.signed
-        else (float(item.heatmap.min()), float(item.heatmap.max()) or 1.0)
-    )
+    limits = colour_limits(item.heatmap, item.signed)
     png = _png(colorize(item.heatmap, signed=item.signed, limits=limits, under=under))
     caption = html.escape(f"{item.method} · {item.target}")
     return (
         f'<div class="map"><div>{caption}</div>'
-        f'<img class="pixelated" alt="{caption}" src="{_data_uri(png)}"></div>'
+        f'<img class="pixelated" alt="{caption}" src="{data_uri(png)}"></div>'
     )
 
 
