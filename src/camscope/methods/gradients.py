@@ -102,14 +102,19 @@ def _path_gradients(
     alphas: torch.Tensor,
     batch_size: int | None,
     description: str,
+    *,
+    times_difference: bool = False,
 ) -> torch.Tensor:
-    """Per sample, ``Σ_j ∂y/∂x`` at ``starts[j] + alphas[j](ends[j] - starts[j])``.
+    """Per sample, ``Σ_j ∂y/∂x`` at ``starts[j] + alphas[j](ends[j] - starts[j])``, each term
+    multiplied by ``ends[j] - starts[j]`` with ``times_difference`` (Gradient SHAP's draws).
 
-    ``starts``, ``ends``: ``(B, m, C, *S)`` or broadcastable; ``alphas``: ``(B, m)``. The ``B·m``
-    points are evaluated in batches of ``batch_size`` rows, all targets at once.
+    ``starts``, ``ends``: ``(B, m, C, *S)`` or broadcastable; ``alphas``: ``(B, m)`` or
+    broadcastable. The ``B·m`` points are evaluated in batches of ``batch_size`` rows, all targets
+    at once.
     """
     x = problem.inputs
-    count = alphas.shape[1]
+    count = alphas.shape[-1]
+    alphas = alphas.expand(problem.batch_size, count)
     total = torch.zeros(
         (problem.batch_size, problem.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
     )
@@ -123,8 +128,9 @@ def _path_gradients(
         sample, step = index // count, index % count
         alpha = alphas[sample, step].view(-1, *([1] * (x.ndim - 1)))
         start, end = starts[sample, step], ends[sample, step]
-        points = start + alpha * (end - start)
-        _, grads = problem.input_gradients(points, sample)
+        _, grads = problem.input_gradients(start + alpha * (end - start), sample)
+        if times_difference:
+            grads = grads * (end - start).unsqueeze(1)
         total.index_add_(0, sample, grads)
     return total
 
@@ -155,7 +161,6 @@ def integrated_gradients(
     x = problem.inputs
     reference = resolve_baseline(problem, baseline)
     alphas = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
-    alphas = alphas.expand(problem.batch_size, steps)
     total = _path_gradients(
         problem,
         reference.unsqueeze(1),
@@ -229,19 +234,15 @@ def gradient_shap(
     alphas = torch.rand((n_samples,), generator=generator, dtype=x.dtype)
     noise = torch.randn((n_samples, *sample_shape), generator=generator, dtype=x.dtype) * stdevs
     picks, alphas, noise = picks.to(x.device), alphas.to(x.device), noise.to(x.device)
-    starts = references[picks]  # (m, C, *S)
-    ends = x.unsqueeze(1) + noise  # (B, m, C, *S)
-    total = torch.zeros(
-        (problem.batch_size, problem.num_targets, *sample_shape), dtype=x.dtype, device=x.device
+    total = _path_gradients(
+        problem,
+        references[picks].unsqueeze(0),  # (1, m, C, *S)
+        x.unsqueeze(1) + noise,  # (B, m, C, *S)
+        alphas,
+        batch_size,
+        "gradient SHAP",
+        times_difference=True,
     )
-    rows_per_batch = batch_size or problem.gradient_rows()
-    for part in problem.batches(problem.batch_size * n_samples, rows_per_batch, "gradient SHAP"):
-        index = torch.arange(part.start, part.stop, device=x.device)
-        sample, draw = index // n_samples, index % n_samples
-        start, end = starts[draw], ends[sample, draw]
-        alpha = alphas[draw].view(-1, *([1] * len(sample_shape)))
-        _, grads = problem.input_gradients(start + alpha * (end - start), sample)
-        total.index_add_(0, sample, grads * (end - start).unsqueeze(1))
     maps = total / n_samples
     reference_scores = problem.scores_of_shared(problem.forward(references))  # (R, B, T)
     expected = problem.scores - reference_scores.mean(0)
