@@ -1007,65 +1007,6 @@ def evaluate_chest(
     )
 
 
-def _dataset_table(
-    data: str, conditions: tuple[str, ...]
-) -> tuple[Any, list[dict[str, str]] | None]:
-    """A dataset and, when it comes from a CSV, its (filtered) rows."""
-    import csv
-    from pathlib import Path
-
-    from camscope.runs import resolve_dataset
-
-    path = Path(data)
-    table_path = path / "labels.csv" if path.is_dir() and (path / "labels.csv").exists() else path
-    if table_path.suffix.lower() != ".csv":
-        if conditions:
-            raise CamscopeError("--where needs a manifest CSV (or a folder with labels.csv)")
-        return resolve_dataset([data]), None
-    try:
-        with open(table_path, newline="") as handle:
-            table = list(csv.DictReader(handle))
-    except OSError as error:
-        raise CamscopeError(f"cannot read {table_path}: {error.strerror}") from error
-    for condition in conditions:
-        column, _, value = condition.partition("=")
-        if not table or column not in table[0]:
-            raise CamscopeError(f"--where {condition}: {table_path.name} has no column {column!r}")
-        table = [row for row in table if row[column] == value]
-    if not table:
-        raise CamscopeError(f"no row of {table_path.name} is left to evaluate")
-    if "path" not in table[0]:
-        raise CamscopeError(f"{table_path.name} needs a 'path' column")
-    dataset = resolve_dataset([str(table_path)])
-    root = table_path.parent
-    dataset.paths = [str((root / row["path"]).resolve()) for row in table]
-    label_column = next((c for c in ("label", "class_id") if c in table[0]), None)
-    if label_column is None:
-        dataset.labels = None
-    else:
-        try:
-            dataset.labels = [int(row[label_column]) for row in table]
-        except ValueError as error:
-            raise CamscopeError(f"labels must be class indices: {error}") from error
-    return dataset, table
-
-
-def _truths(table: list[dict[str, str]] | None, root: Any, spatial_dims: int) -> list[Any] | None:
-    import numpy as np
-
-    if table is None:
-        return None
-    names = ["z0", "y0", "x0", "z1", "y1", "x1"] if spatial_dims == 3 else ["y0", "x0", "y1", "x1"]
-    if "mask" in table[0] and all(row["mask"] for row in table):
-        return [
-            torch.from_numpy(np.load(root / row["mask"], allow_pickle=False)).bool()
-            for row in table
-        ]
-    if all(name in table[0] for name in names):
-        return [torch.tensor([int(row[name]) for name in names]) for row in table]
-    return None
-
-
 @click.argument("data")
 @click.option(
     "--model",
@@ -1120,18 +1061,14 @@ def evaluate_dataset(
     from pathlib import Path
 
     from camscope.io import write_json
-    from camscope.io.inputs import read_scan
-    from camscope.runs import evaluate_files
+    from camscope.runs import evaluate_files, resolve_dataset
 
-    dataset, table = _dataset_table(data, conditions)
-    if (
-        force is False
-        and (Path(out_dir) / "results.json").exists()
-        and not (Path(out_dir) / "records").exists()
-    ):
+    if Path(data).is_dir() and (Path(data) / "labels.csv").exists():
+        data = str(Path(data) / "labels.csv")
+    dataset = resolve_dataset([data], where=conditions)
+    out = Path(out_dir)
+    if not force and (out / "results.json").exists() and not (out / "records").exists():
         raise CamscopeError(f"{out_dir} already holds results.json; pass --force to overwrite")
-    spatial_dims = read_scan(dataset.paths[0]).data.ndim - 1 if table is not None else 2
-    truths = _truths(table, Path(dataset.root or "."), spatial_dims)
     model, record = _load_any_model(model_spec, architecture, arch_options, trust_pickle)
     rows, manifest = evaluate_files(
         model,
@@ -1143,7 +1080,7 @@ def evaluate_dataset(
         layer=layer,
         root=dataset.root,
         batch_size=batch_size,
-        truths=truths,
+        truths=dataset.truths(),
         model_record=record,
         force=force,
         progress=not quiet,

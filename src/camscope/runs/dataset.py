@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import glob
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from camscope.errors import InputError
 from camscope.io.inputs import format_of
@@ -24,41 +26,69 @@ __all__ = ["Dataset", "resolve_dataset"]
 @dataclass
 class Dataset:
     """Inputs in a fixed order, with optional labels, and the folder their output names are
-    taken relative to."""
+    taken relative to. ``rows`` are the manifest CSV's rows, one per input, when there is one."""
 
     paths: list[str]
     labels: list[int] | None
     root: str | None
     source: str
+    rows: list[dict[str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def truths(self) -> list[Any] | None:
+        """Per-input ground truth from the CSV: ``mask`` (a boolean ``.npy``, relative to the CSV)
+        or box columns ``y0,x0,y1,x1`` / ``z0,y0,x0,z1,y1,x1`` (half-open); ``None`` if absent."""
+        import numpy as np
+        import torch
 
-def _csv(path: Path) -> Dataset:
+        rows = self.rows
+        if not rows:
+            return None
+        root = Path(self.root or ".")
+        if "mask" in rows[0] and all(row["mask"] for row in rows):
+            return [
+                torch.from_numpy(np.load(root / row["mask"], allow_pickle=False)).bool()
+                for row in rows
+            ]
+        names = (
+            ["z0", "y0", "x0", "z1", "y1", "x1"] if "z0" in rows[0] else ["y0", "x0", "y1", "x1"]
+        )
+        if all(name in rows[0] for name in names):
+            return [torch.tensor([int(row[name]) for name in names]) for row in rows]
+        return None
+
+
+def _csv(path: Path, where: Sequence[str]) -> Dataset:
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from error
-    if not rows or "path" not in rows[0]:
-        raise InputError(f"{path}: a manifest CSV needs a 'path' column and at least one row")
-    column = "label" if "label" in rows[0] else "class_id" if "class_id" in rows[0] else None
+    for condition in where:
+        column, _, value = condition.partition("=")
+        if rows and column not in rows[0]:
+            raise InputError(f"--where {condition}: {path.name} has no column {column!r}")
+        rows = [row for row in rows if row[column] == value]
+    if not rows:
+        raise InputError(f"{path}: no row left (a manifest CSV needs at least one)")
+    if "path" not in rows[0]:
+        raise InputError(f"{path}: a manifest CSV needs a 'path' column")
+    label_column = next((c for c in ("label", "class_id") if c in rows[0]), None)
     paths = [
-        str((path.parent / row["path"]).resolve())
-        if not os.path.isabs(row["path"])
-        else row["path"]
+        row["path"] if os.path.isabs(row["path"]) else str((path.parent / row["path"]).resolve())
         for row in rows
     ]
     labels = None
-    if column is not None:
+    if label_column is not None:
         try:
-            labels = [int(row[column]) for row in rows]
+            labels = [int(row[label_column]) for row in rows]
         except ValueError as error:
             raise InputError(
-                f"{path}: column {column!r} must hold class indices: {error}"
+                f"{path}: column {label_column!r} must hold class indices: {error}"
             ) from error
-    return Dataset(paths, labels, str(path.parent.resolve()), str(path))
+    return Dataset(paths, labels, str(path.parent.resolve()), str(path), rows)
 
 
 def _series_uid(files: list[Path]) -> str | None:
@@ -94,21 +124,24 @@ def _folder_inputs(folder: Path) -> list[str]:
     return sorted(inputs)
 
 
-def resolve_dataset(specs: list[str] | tuple[str, ...]) -> Dataset:
+def resolve_dataset(specs: list[str] | tuple[str, ...], *, where: Sequence[str] = ()) -> Dataset:
     """Turn command-line inputs into a dataset.
 
     Args:
         specs: one folder, one glob pattern (quoted, so the shell leaves it), one ``.csv``
             manifest, or any number of files.
+        where: ``COLUMN=VALUE`` filters on a manifest CSV's rows.
 
     Raises:
         InputError: nothing matched, a missing file, or a malformed manifest.
     """
+    if where and not (len(specs) == 1 and specs[0].lower().endswith(".csv")):
+        raise InputError("--where needs a manifest CSV (or a folder with labels.csv)")
     if len(specs) == 1:
         spec = specs[0]
         path = Path(spec)
         if path.suffix.lower() == ".csv":
-            return _csv(path)
+            return _csv(path, where)
         if path.is_dir():
             found = _folder_inputs(path)
             if not found:
