@@ -229,6 +229,7 @@ def explain_command(
     interrupted and started again with the same command continues where it stopped.
     """
     from camscope.runs import ExplainSettings, explain_files, resolve_dataset
+    from camscope.runs.explain import split_options
 
     method_names = [m.strip() for m in methods.split(",") if m.strip()]
     sigma_value: str | float = "erf"
@@ -239,18 +240,7 @@ def explain_command(
             raise CamscopeError(
                 f"--sigma takes 'erf' or a number of pixels, got {sigma!r}"
             ) from error
-    given = _key_values(options, "--option")
-    per_method: dict[str, dict[str, object]] = {}
-    from camscope.explain import method_options
-
-    for name in given:
-        if not any(name in method_options(camscope.get_method(m)) for m in method_names):
-            raise CamscopeError(f"--option {name}: none of the chosen methods has that option")
-    for method in method_names:
-        accepted = method_options(camscope.get_method(method))
-        chosen = {k: v for k, v in given.items() if k in accepted}
-        if chosen:
-            per_method[camscope.get_method(method).name] = chosen
+    per_method = split_options(method_names, _key_values(options, "--option"))
     kinds = (
         [] if formats.strip() == "none" else [k.strip() for k in formats.split(",") if k.strip()]
     )

@@ -50,6 +50,7 @@ __all__ = [
     "explain_files",
     "output_names",
     "process_batch",
+    "split_options",
     "target_spec",
 ]
 
@@ -119,6 +120,24 @@ class RunSummary:
     resumed: list[str]
     failed: list[dict[str, str]]
     manifest: dict[str, Any]
+
+
+def split_options(methods: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give each method the options it takes: ``{"steps": 64}`` → ``{"integrated_gradients": …}``.
+
+    Raises:
+        CamscopeError: an option none of the methods takes.
+    """
+    from camscope.explain import method_options
+
+    accepted = {
+        camscope.get_method(m).name: method_options(camscope.get_method(m)) for m in methods
+    }
+    for name in options:
+        if not any(name in taken for taken in accepted.values()):
+            raise CamscopeError(f"--option {name}: none of the chosen methods has that option")
+    split = {m: {k: v for k, v in options.items() if k in taken} for m, taken in accepted.items()}
+    return {m: chosen for m, chosen in split.items() if chosen}
 
 
 def target_spec(targets: str | list[int], batch: int = 1, labels: list[int] | None = None) -> Any:
