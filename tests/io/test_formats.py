@@ -89,12 +89,18 @@ def test_nifti_keeps_affine_and_axes(tmp_path):
     assert scan.spacing == pytest.approx((0.8, 0.9, 2.5))
 
 
-def test_mrc_keeps_voxel_size_and_origin(tmp_path):
+def _map_with_geometry(path):
+    """A (5, 6, 7) MRC map with voxel size (10, 11, 12) Å and origin (1, 2, 3) Å."""
     data = RNG.standard_normal((5, 6, 7)).astype(np.float32)
-    with mrcfile.new(tmp_path / "map.mrc") as mrc:
+    with mrcfile.new(path) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = (10.0, 11.0, 12.0)
         mrc.header.origin = (1.0, 2.0, 3.0)
+    return data
+
+
+def test_mrc_keeps_voxel_size_and_origin(tmp_path):
+    data = _map_with_geometry(tmp_path / "map.mrc")
     scan = read_scan(tmp_path / "map.mrc")
     np.testing.assert_array_equal(scan.data[0], data)
     assert scan.spacing == (12.0, 11.0, 10.0)  # (z, y, x) like the array
@@ -241,11 +247,7 @@ def test_nifti_heatmap_has_the_inputs_affine(tmp_path):
 
 
 def test_mrc_heatmap_keeps_voxel_size_and_origin(tmp_path):
-    data = RNG.standard_normal((5, 6, 7)).astype(np.float32)
-    with mrcfile.new(tmp_path / "map.mrc") as mrc:
-        mrc.set_data(data)
-        mrc.voxel_size = (10.0, 11.0, 12.0)
-        mrc.header.origin = (1.0, 2.0, 3.0)
+    data = _map_with_geometry(tmp_path / "map.mrc")
     scan = read_scan(tmp_path / "map.mrc")
     heat = RNG.standard_normal((5, 6, 7)).astype(np.float32)
     write_heatmap(tmp_path / "heat.mrc", heat, scan, "mrc")
