@@ -247,7 +247,7 @@ def test_nifti_heatmap_has_the_inputs_affine(tmp_path):
 
 
 def test_mrc_heatmap_keeps_voxel_size_and_origin(tmp_path):
-    data = _map_with_geometry(tmp_path / "map.mrc")
+    _map_with_geometry(tmp_path / "map.mrc")
     scan = read_scan(tmp_path / "map.mrc")
     heat = RNG.standard_normal((5, 6, 7)).astype(np.float32)
     write_heatmap(tmp_path / "heat.mrc", heat, scan, "mrc")
