@@ -222,29 +222,32 @@ def test_guided_grad_cam_is_guided_backprop_times_upsampled_grad_cam():
 # -- Feature visualisation ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("rule", ["deconvnet", "guided", "gradient"])
-def test_feature_visualization_by_hand(rule):
+def test_feature_visualization_by_hand(rule, spatial_dims):
     torch.manual_seed(1)
-    conv1 = nn.Conv2d(1, 3, 3, padding=1).double()
-    conv2 = nn.Conv2d(3, 4, 3, padding=1).double()
+    conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+    transpose = F.conv_transpose2d if spatial_dims == 2 else F.conv_transpose3d
+    conv1 = conv(1, 3, 3, padding=1).double()
+    conv2 = conv(3, 4, 3, padding=1).double()
     model = nn.Sequential(conv1, nn.ReLU(), conv2, nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
-    x = torch.randn(2, 1, 6, 6, dtype=torch.float64)
+    x = torch.randn(2, 1, *([6] * spatial_dims), dtype=torch.float64)
     with torch.no_grad():
         pre1 = conv1(x)
         a2 = conv2(pre1.relu())
     k = 2
     seed = torch.zeros_like(a2)
     seed[:, k] = a2[:, k]
-    h = F.conv_transpose2d(seed, conv2.weight, padding=1)  # gradient at relu1's output
+    h = transpose(seed, conv2.weight, padding=1)  # gradient at relu1's output
     if rule == "deconvnet":
         h = h.clamp_min(0)
     elif rule == "guided":
         h = h.clamp_min(0) * (pre1 > 0)
     else:
         h = h * (pre1 > 0)
-    expected = F.conv_transpose2d(h, conv1.weight, padding=1)
+    expected = transpose(h, conv1.weight, padding=1)
     got = camscope.methods.feature_visualization(model, x, layer="2", channels=[k, 0], rule=rule)
-    assert got.shape == (2, 2, 1, 6, 6)
+    assert got.shape == (2, 2, 1, *([6] * spatial_dims))
     assert_close(got[:, 0], expected)
 
 
