@@ -143,8 +143,8 @@ def test_simulate_npz_bundle(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--targets", "cat"], "--targets takes"),
-        (["--sigma", "wide"], "--sigma takes"),
+        (["--targets", "cat"], "Invalid value for '--targets'"),
+        (["--sigma", "wide"], "Invalid value for '--sigma'"),
         (["--method", "gradcam"], "Did you mean 'grad_cam'"),
     ],
 )

@@ -178,8 +178,8 @@ def test_a_broken_input_is_skipped_and_listed(files):
     [
         (["broken.png"], [], "cannot read"),
         (["img.gif"], [], "unsupported input type"),
-        (["img.png"], ["--targets", "cat"], "--targets takes"),
-        (["img.png"], ["--sigma", "wide"], "--sigma takes"),
+        (["img.png"], ["--targets", "cat"], "Invalid value for '--targets'"),
+        (["img.png"], ["--sigma", "wide"], "Invalid value for '--sigma'"),
         (["img.png"], ["--method", "gradcam"], "Did you mean 'grad_cam'"),
         (["img.png"], ["--format", "vtk"], "unknown heatmap format"),
         (["img.png"], ["--option", "steps=3"], "none of the chosen methods"),
@@ -364,4 +364,4 @@ def test_features_command(files):
         "--out",
         files / "f2.png",
     )
-    assert bad.exit_code == 2 and "--channels takes" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--channels'" in bad.output

@@ -105,7 +105,7 @@ def test_model_left_exactly_as_it_was(method, spatial_dims, case):
 @pytest.mark.parametrize("method", camscope.list_methods())
 def test_registry_entries_are_complete(method):
     info = camscope.get_method(method)
-    assert info.name == method and info.kind in ("layer", "model") and info.summary
+    assert info.name == method and info.kind in ("cam", "layer", "input") and info.summary
     assert info.resolution in ("layer", "input") and info.channel_reduction in ("max_abs", "sum")
     assert callable(info.function)
     assert getattr(camscope.methods, method) is info.function

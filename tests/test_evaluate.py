@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from camscope.cli.main import cli
-from camscope.evaluate import evaluate
+from camscope.evaluation import evaluate
 from camscope.io.checkpoints import save_model
 from camscope.models import create_model
 from camscope.simulate import SimulationConfig, Simulator
@@ -169,7 +169,7 @@ def test_onet_is_a_real_face_classifier_with_known_boxes():
     assert (reference[:, 1] > 0.9).all()  # the crops are faces to ONet
     assert ((boxes[:, 2:] - boxes[:, :2]) > 20).all() and (boxes[:, 2:] <= 48).all()
     e = camscope.explain(model, inputs, method="respond_cam", targets="all")
-    assert e.layer == "onet.prelu4" and e.maps.shape == (6, 2, 3, 3)
+    assert e.layer == "onet.conv4" and e.maps.shape == (6, 2, 3, 3)
 
 
 @pytest.mark.slow
@@ -244,7 +244,7 @@ def test_evaluate_chest_command(tmp_path):
     assert rows[0]["n"] == 3 and rows[0]["kendall_tau"] == pytest.approx(1.0)
 
 
-def test_evaluation_resumes_from_finished_rows(tmp_path, monkeypatch):
+def test_evaluation_resumes_from_per_sample_records(tmp_path, monkeypatch):
     import camscope
 
     torch.manual_seed(0)
@@ -252,21 +252,26 @@ def test_evaluation_resumes_from_finished_rows(tmp_path, monkeypatch):
     x = torch.randn(4, 1, 16, 16)
     y = torch.tensor([0, 1, 2, 0])
     options = {
-        "layer": None,
-        "batch_size": 4,
+        "methods": ["grad_cam"],
+        "batch_size": 2,
         "deletion_steps": 2,
         "progress": False,
-        "resume_dir": tmp_path / "partial",
+        "out_dir": tmp_path / "partial",
     }
-    first = evaluate(model, x, y, methods=["grad_cam"], **options)  # "interrupted" after one
+    first = evaluate(model, x, y, **options)
+    # an interrupted run: the second batch's records are missing
+    for name in ("sample2", "sample3"):
+        (tmp_path / "partial" / "records" / f"{name}.json").unlink()
     calls = []
     real = camscope.explain
     monkeypatch.setattr(camscope, "explain", lambda *a, **k: calls.append(1) or real(*a, **k))
-    both = evaluate(model, x, y, methods=["grad_cam", "respond_cam"], **options)
-    assert both[0] == first[0]
-    assert len(calls) == 1  # only respond_cam was computed
-    changed = evaluate(model, x + 1, y, methods=["grad_cam"], **options)
-    assert len(calls) == 2 and changed[0] != first[0]  # other data: not reused
+    again = evaluate(model, x, y, **options)
+    assert again == first
+    assert len(calls) == 1  # only the missing batch was computed
+    changed = evaluate(model, x + 1, y, **options)  # other data: nothing reused
+    assert len(calls) == 3 and changed[0] != first[0]
+    with pytest.raises(camscope.CamscopeError, match="other settings"):
+        evaluate(model, x, y, **{**options, "methods": ["respond_cam"]})
 
 
 @pytest.mark.slow
@@ -301,7 +306,7 @@ def test_simulate_then_evaluate_the_folder(tmp_path):
         cli,
         [
             "evaluate",
-            "folder",
+            "dataset",
             str(data),
             "--model",
             str(tmp_path / "net.json"),
@@ -333,7 +338,7 @@ def test_evaluate_folder_with_boxes_and_errors(tmp_path):
     out = tmp_path / "eval"
     args = [
         "evaluate",
-        "folder",
+        "dataset",
         str(data),
         "--model",
         "tiny2d",
@@ -358,7 +363,7 @@ def test_evaluate_folder_with_boxes_and_errors(tmp_path):
         cli,
         [
             "evaluate",
-            "folder",
+            "dataset",
             str(tmp_path / "empty"),
             "--model",
             "tiny2d",

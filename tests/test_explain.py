@@ -23,7 +23,7 @@ from tests.conftest import assert_close
 from tests.nets import Paired2D3D, SharedReLU, SideBranch
 
 GRADIENT_METHODS = [m for m in camscope.list_methods() if m != "cam"]
-LAYER_METHODS = [m for m in GRADIENT_METHODS if camscope.get_method(m).kind == "layer"]
+LAYER_METHODS = [m for m in GRADIENT_METHODS if camscope.get_method(m).kind == "cam"]
 
 
 def _net(name: str, dtype=torch.float64, **options):
@@ -288,7 +288,7 @@ def test_kebab_case_method_names():
         (7, r"class index 7 out of range: the model has 5 classes"),
         ([0, 1, 9], "out of range"),
         (-1, "negative"),
-        ("every", "only string accepted is 'all'"),
+        ("every", "strings accepted are 'all' and 'predicted'"),
         (torch.tensor([0.5, 1.0, 2.0]), "must be integers"),
         (True, "not a bool"),
         (lambda out: out[..., None], r"returned shape \(3, 5, 1\); expected \(B,\) or \(B, T\)"),

@@ -68,7 +68,7 @@ def test_refuses_to_overwrite_and_bad_snr(tmp_path):
             "loud",
         ],
     )
-    assert bad.exit_code == 2 and "--snr takes numbers or 'inf'" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--snr'" in bad.output
 
 
 def test_table_prints_paper_rows_beside_ours():

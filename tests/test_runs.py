@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from click.testing import CliRunner
 
 from camscope import InputError
 from camscope.cli.main import cli
+from camscope.evaluation import evaluate_files
 from camscope.io.checkpoints import load_model, save_model
 from camscope.models import create_model
-from camscope.runs import ExplainSettings, evaluate_files, explain_files, resolve_dataset
+from camscope.runs import ExplainSettings, explain_files, resolve_dataset
 from camscope.runs.loader import read_ahead
 
 RNG = np.random.default_rng(0)
@@ -39,8 +41,13 @@ def data(tmp_path):
 
 
 def test_datasets_from_folder_glob_csv_and_files(data):
+    # a folder with labels.csv is that manifest; without it, every readable file below it
+    folder = resolve_dataset([str(data / "data")])
+    assert len(folder) == 10 and folder.labels == [0, 1, 2, 0, 1] * 2
+    (data / "data" / "labels.csv").rename(data / "labels.csv")
     folder = resolve_dataset([str(data / "data")])
     assert len(folder) == 10 and folder.labels is None and folder.paths == sorted(folder.paths)
+    (data / "labels.csv").rename(data / "data" / "labels.csv")
     pattern = resolve_dataset([str(data / "data" / "s1" / "*.npy")])
     assert len(pattern) == 5
     table = resolve_dataset([str(data / "data" / "labels.csv")])
@@ -60,17 +67,51 @@ def test_datasets_from_folder_glob_csv_and_files(data):
 
 
 def test_read_ahead_keeps_order_and_reports_errors():
-    def read(path: str) -> str:
-        time.sleep(0.01 * (5 - int(path)))  # later files finish first
-        if path == "3":
+    def read(index: int) -> str:
+        time.sleep(0.01 * (5 - index))  # later files finish first
+        if index == 3:
             raise InputError("broken 3")
-        return f"read {path}"
+        return f"read {index}"
 
-    paths = [str(i) for i in range(6)]
-    results = list(read_ahead(paths, [0, 2, 3, 4, 5], read, workers=3, depth=2))
+    results = list(read_ahead([0, 2, 3, 4, 5], read, workers=3, depth=2))
     assert [i for i, _ in results] == [0, 2, 3, 4, 5]
     assert results[0][1] == "read 0" and isinstance(results[2][1], InputError)
-    assert list(read_ahead(paths, [1], read, workers=0)) == [(1, "read 1")]
+    assert list(read_ahead([1], read, workers=0)) == [(1, "read 1")]
+
+
+def test_manifest_paths_stay_inside_its_folder_unless_allowed(data):
+    outside = data / "outside.npy"
+    np.save(outside, np.zeros((8, 8), dtype=np.float32))
+    (data / "data" / "escape.csv").write_text("path,label\n../outside.npy,1\n")
+    with pytest.raises(InputError, match="outside the manifest's folder"):
+        resolve_dataset([str(data / "data" / "escape.csv")])
+    allowed = resolve_dataset([str(data / "data" / "escape.csv")], allow_outside=True)
+    assert allowed.paths == [str(outside.resolve())]
+    (data / "data" / "blank.csv").write_text("path,label\ns1/v0.npy,\n")
+    with pytest.raises(InputError, match="line 2: column 'label' must hold a class index"):
+        resolve_dataset([str(data / "data" / "blank.csv")])
+
+
+def test_output_folder_inside_the_inputs_is_never_an_input(data):
+    (data / "data" / "labels.csv").unlink()
+    out = data / "data" / "out"
+    out.mkdir()
+    np.save(out / "heat.npy", np.zeros((8, 8), dtype=np.float32))
+    assert len(resolve_dataset([str(data / "data")], exclude=[str(out)])) == 10
+    assert len(resolve_dataset([str(data / "data")])) == 11
+
+
+def test_dicom_files_without_extension_are_found(tmp_path):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    source = Path(pydicom_data.get_testdata_file("CT_small.dcm"))
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / "IM0001").write_bytes(source.read_bytes())
+    (tmp_path / "scan" / "README").write_text("not an image")
+    dataset = resolve_dataset([str(tmp_path / "scan")])
+    assert [Path(p).name for p in dataset.paths] == ["IM0001"]
+    from camscope.io import read_scan
+
+    assert read_scan(tmp_path / "scan" / "IM0001").format == "dicom"
 
 
 def test_subfolders_name_outputs_and_batches_equal_single_inputs(data):
@@ -131,7 +172,7 @@ def test_evaluation_summary_comes_from_records_and_resumes(data):
         ("saliency", "none", 10),
     ]
     # the same as the in-memory evaluation of the same batches
-    from camscope.evaluate import evaluate
+    from camscope.evaluation import evaluate
 
     x = torch.stack([torch.from_numpy(np.load(p)) for p in dataset.paths])[:, None]
     direct = evaluate(

@@ -21,6 +21,7 @@ from camscope.io.atomic import atomic_write
 from camscope.metrics import sum_to_score
 from camscope.models import SmallCNN
 from camscope.models.training import train_classifier
+from camscope.render.text import text_table
 from camscope.simulate import TOY_CLASSES, ToyVolumes
 
 __all__ = ["DEMO_METHODS", "DemoResult", "format_table", "run_demo"]
@@ -39,24 +40,24 @@ class DemoResult:
 
 
 def format_table(rows: list[dict[str, float | str]]) -> str:
-    lines = [f"{'method':<14} {'L1 (mean ± std)':>20} {'Kendall τ (mean ± std)':>24}"]
-    for row in rows:
-        lines.append(
-            f"{row['method']:<14} {row['l1']:>10.4f} ± {row['l1_std']:<7.4f} "
-            f"{row['kendall_tau']:>12.3f} ± {row['kendall_tau_std']:<7.3f}"
-        )
-    return "\n".join(lines)
+    """The sum-to-score table as text."""
+    cells = [
+        [
+            str(row["method"]),
+            f"{row['l1']:.4f} ± {row['l1_std']:.4f}",
+            f"{row['kendall_tau']:.3f} ± {row['kendall_tau_std']:.3f}",
+        ]
+        for row in rows
+    ]
+    return text_table(["method", "L1 (mean ± std)", "Kendall τ (mean ± std)"], cells)
 
 
 def _save_picture(path: Path, volumes: torch.Tensor, labels: torch.Tensor, maps: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from camscope.render.volumes import subplots
 
     picks = [int(torch.nonzero(labels == c)[0]) for c in range(len(TOY_CLASSES))]
     columns = ["volume", *[f"{m} (true class)" for m in ("respond_cam", "grad_cam")]]
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         len(picks), len(columns), figsize=(3.2 * len(columns), 3.0 * len(picks))
     )
     size = volumes.shape[-3:]
@@ -81,7 +82,6 @@ def _save_picture(path: Path, volumes: torch.Tensor, labels: torch.Tensor, maps:
     figure.tight_layout()
     with atomic_write(path, mode="wb") as handle:
         figure.savefig(handle, format="png", dpi=80)
-    plt.close(figure)
 
 
 def run_demo(

@@ -13,6 +13,7 @@ __all__ = [
     "MethodError",
     "ModelError",
     "TargetError",
+    "unknown_name",
 ]
 
 
@@ -38,3 +39,16 @@ class MethodError(CamscopeError, LookupError):
 
 class ModelError(CamscopeError, RuntimeError):
     """The model raised while camscope ran it; the original exception is chained."""
+
+
+def unknown_name(what: str, name: str, choices: list[str], *, cutoff: float = 0.5) -> str:
+    """``unknown <what> 'name'. Did you mean ...? Available: ...``: one message for every lookup
+    by name (methods, models, layers), with close matches first and at most 40 names listed."""
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=cutoff)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    shown = ", ".join(choices[:40])
+    if len(choices) > 40:
+        shown += f", ... ({len(choices) - 40} more)"
+    return f"unknown {what} {name!r}.{hint} Available: {shown}"

@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
-from camscope.capture import Capture, ModelState, call_model
 from camscope.checks import check_inputs
+from camscope.engine import Capture, ModelState, call_model, eager_model, is_exported
 from camscope.errors import MethodError
 from camscope.explanation import Explanation
-from camscope.layers import default_layer, probe_layers, resolve_layer
-from camscope.methods import MethodInfo, get_method
-from camscope.methods.problem import Problem
+from camscope.layers import choose_layer, resolve_layer
+from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.targets import TargetSpec, check_targets, select_targets
 
-__all__ = ["check_inputs", "explain", "method_options"]
-
-
-def method_options(info: MethodInfo) -> dict[str, Any]:
-    """A method's keyword options and their defaults (empty for the CAM family)."""
-    if info.kind == "layer":
-        return {}
-    parameters = list(inspect.signature(info.function).parameters.values())[1:]
-    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+__all__ = ["explain"]
 
 
 def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
-    accepted = method_options(info)
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(info.options))
     if unknown:
-        known = ", ".join(accepted) if accepted else "none"
+        known = ", ".join(info.options) if info.options else "none"
         raise MethodError(
             f"{info.name} has no option {', '.join(repr(u) for u in unknown)}; its options: {known}"
         )
+
+
+def _detached(output: Any) -> Any:
+    """The model's output with every tensor in it detached (tuples, lists and dicts too), so an
+    Explanation never holds the head's graph (a backward on it would reach the parameters)."""
+    return tree_map(lambda v: v.detach() if isinstance(v, torch.Tensor) else v, output)
 
 
 def explain(
@@ -54,23 +50,28 @@ def explain(
     """Explain what a network looks at, for every sample and every target, in one pass.
 
     Args:
-        model: a network taking ``(B, C, H, W)`` images or ``(B, C, D, H, W)`` volumes.
+        model: a network taking ``(B, C, H, W)`` images or ``(B, C, D, H, W)`` volumes; a
+            ``torch.compile``\\ d model is explained through the module it compiled, a
+            ``torch.export`` program through its unflattened module (see
+            :func:`camscope.io.load_model_spec`).
         inputs: the batch, floating point, same dtype as the model.
         method: a registry name (see :func:`camscope.list_methods`), e.g. ``"respond_cam"``.
-        layer: a name from ``model.named_modules()`` or the module itself; ``None`` takes the last
-            layer with spatial extent (the result's ``layer`` says which).
-        targets: ``None`` (predicted class), an int, one class per sample, a ``(B, T)`` tensor of
-            classes, ``"all"``, or a callable ``output -> (B,)`` / ``(B, T)`` scores.
-        eval_mode: run the model in eval mode (restored afterwards); ``False`` keeps its mode.
-            Gradients of a batch are taken together, which assumes its samples do not interact:
-            with ``False`` and batch-statistics layers (BatchNorm in train mode) above the layer,
-            each sample's map also reflects the others.
+        layer: a name from ``model.named_modules()`` or the module itself; ``None`` takes the
+            default layer (:func:`camscope.layers.default_layer`; the result's ``layer`` says
+            which).
+        targets: ``None`` or ``"predicted"`` (predicted class), an int, one class per sample, a
+            ``(B, T)`` tensor of classes, ``"all"``, or a callable ``output -> (B,)`` /
+            ``(B, T)`` scores.
+        eval_mode: run the model in eval mode (restored afterwards); ``False`` keeps its mode
+            (batch-norm buffers are restored afterwards all the same). Gradients of a batch are
+            taken together, which assumes its samples do not interact: with ``False`` and
+            batch-statistics layers above the layer, each sample's map also reflects the others.
         chunk_size: targets per batched backward pass; ``None`` fits a 1 GiB budget.
         progress: show a progress bar when a perturbation method runs for more than a few
             seconds.
         **options: the method's own keyword options (e.g. ``steps`` and ``baseline`` for
             ``integrated_gradients``, ``window`` and ``stride`` for ``occlusion``); see
-            :func:`method_options` or ``camscope methods``. The CAM family has none.
+            ``get_method(name).options`` or ``camscope methods``. The CAM family has none.
 
     Returns:
         A frozen :class:`Explanation` with raw maps: ``(B, T, *s)`` at layer resolution for the
@@ -95,6 +96,7 @@ def explain(
     """
     info = get_method(method)
     _check_options(info, options)
+    model = eager_model(model)
     x = check_inputs(model, inputs)
     batch_size = x.shape[0]
     check_targets(targets, batch_size)
@@ -103,19 +105,22 @@ def explain(
         layer_module: nn.Module | None = None
         if info.needs_layer:
             if layer is None:
-                layer = default_layer(probe_layers(model, x))
+                # One sample is enough to see the shapes, unless batch statistics need the batch
+                # or the model is an exported program with a fixed batch size.
+                single = eval_mode and not is_exported(model)
+                layer = choose_layer(model, x[:1] if single else x)
             layer_name, layer_module = resolve_layer(model, layer)
         elif layer is not None:
             raise MethodError(
                 f"{info.name} works in input space and takes no layer; drop layer={layer!r}"
             )
-        if info.kind == "layer":
+        if info.kind == "cam":
             assert layer_name is not None and layer_module is not None
-            return _layer_method(info, model, x, layer_name, layer_module, targets, chunk_size)
+            return _cam_method(info, model, x, layer_name, layer_module, targets, chunk_size)
         with torch.no_grad():
             output = call_model(model, x)
             selected = select_targets(targets, output, batch_size)
-        problem = Problem(
+        context = MethodContext(
             model=model,
             inputs=x,
             output=output,
@@ -127,12 +132,12 @@ def explain(
             chunk_size=chunk_size,
             progress=progress,
         )
-        result = info.function(problem, **options)
+        result = info.function(context, **options)
     return Explanation(
         maps=result.maps,
-        scores=problem.scores,
+        scores=context.scores,
         targets=selected.classes,
-        outputs=output.detach() if isinstance(output, torch.Tensor) else output,
+        outputs=_detached(output),
         method=info.name,
         layer=layer_name or "input",
         input_size=tuple(x.shape[2:]),
@@ -143,7 +148,7 @@ def explain(
     )
 
 
-def _layer_method(
+def _cam_method(
     info: MethodInfo,
     model: nn.Module,
     x: torch.Tensor,
@@ -163,7 +168,7 @@ def _layer_method(
         maps=maps,
         scores=selected.scores.detach(),
         targets=selected.classes,
-        outputs=output.detach() if isinstance(output, torch.Tensor) else output,
+        outputs=_detached(output),
         method=info.name,
         layer=layer_name,
         input_size=tuple(x.shape[2:]),

@@ -13,6 +13,8 @@ from torch import nn
 
 from camscope import postprocess
 from camscope.errors import InputError
+from camscope.methods.registry import get_method
+from camscope.receptive import erf_sigmas
 
 __all__ = ["Explanation"]
 
@@ -77,8 +79,6 @@ class Explanation:
         if not self.per_channel:
             return self
         if kind is None:
-            from camscope.methods import get_method
-
             kind = get_method(self.method).channel_reduction
         if kind == "max_abs":
             maps = self.maps.abs().amax(dim=2)
@@ -113,8 +113,9 @@ class Explanation:
 
         Args:
             size: output spatial size; default the input's.
-            mode: ``"nearest"``, ``"linear"`` or ``"gaussian"``; default ``"gaussian"`` for
-                Extended-CAM (the method is defined with it) and ``"linear"`` for the others.
+            mode: ``"nearest"``, ``"linear"`` or ``"gaussian"``; default: the method's own
+                (``"gaussian"`` for Extended-CAM, which is defined with it; ``"linear"`` for the
+                others; ``camscope methods`` lists it).
             sigma: Gaussian widths in output pixels, or ``"erf"`` (the default for Gaussian
                 mode): from the effective receptive field of this explanation's layer.
             mass_preserving: Gaussian only: keep each map's total.
@@ -122,21 +123,23 @@ class Explanation:
         """
         target = tuple(size) if size is not None else self.input_size
         if mode is None:
-            mode = "gaussian" if self.method == "extended_cam" else "linear"
+            mode = get_method(self.method).upsampling
         if mode == "gaussian" and sigma is None:
             sigma = "erf"
-        if model is None and self.model_ref is not None:
-            model = self.model_ref()
+        if isinstance(sigma, str):
+            if sigma != "erf":
+                raise InputError(f"sigma {sigma!r} not understood; give numbers or 'erf'")
+            if model is None and self.model_ref is not None:
+                model = self.model_ref()
+            if model is None:
+                raise InputError(
+                    "sigma='erf' needs the model, which is gone; pass model= (the network this "
+                    "explanation came from)"
+                )
+            sigma = erf_sigmas(model, self.layer, (self.in_channels, *self.input_size), target)
         source = self.maps.flatten(1, 2) if self.per_channel else self.maps
         maps = postprocess.upsample(
-            source,
-            target,
-            mode=mode,
-            sigma=sigma,
-            mass_preserving=mass_preserving,
-            model=model,
-            layer=self.layer,
-            input_shape=(self.in_channels, *self.input_size),
+            source, target, mode=mode, sigma=sigma, mass_preserving=mass_preserving
         )
         if self.per_channel:
             maps = maps.unflatten(1, self.maps.shape[1:3])

@@ -3,19 +3,45 @@
 Layer names are those of ``model.named_modules()`` (e.g. ``"layer4"``, ``"features.29"``,
 ``"maxpool2"``). A *spatial* layer is one whose output is a tensor ``(B, C, *s)`` with at least one
 spatial axis and more than one position: the layers a class activation map can be taken at.
+
+The default layer (:func:`default_layer`) is the last module to finish whose output is a spatial
+feature map, leaving out
+
+* modules that run more than once in a forward pass (shared modules);
+* modules that only reshape or re-weight a map: activations, padding, dropout, adaptive pooling
+  and upsampling (VGG's ``avgpool`` resamples 2×2 to 7×7; SqueezeNet's ``classifier.2`` is a ReLU);
+* modules inside a head whose own output is not spatial (SqueezeNet's per-class ``classifier``
+  convolution), so the choice is the last stage of the feature extractor;
+* for networks with a dense output (segmentation: the output is a map of the input's size),
+  the modules producing the output itself, so the choice is the last feature map before the
+  output head (the last decoder stage).
+
+ResNet: ``layer4``; VGG and AlexNet: ``features``; SqueezeNet: ``features``; the paper's CNN-1 and
+CNN-2: ``maxpool2`` (the paper's layer: fixed-window pooling is kept, it is a stage of the
+network, not a resampling to a fixed size).
 """
 
 from __future__ import annotations
 
-import difflib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from camscope.errors import LayerError, ModelError
+from camscope.engine.capture import trace_modules
+from camscope.errors import LayerError, unknown_name
 
-__all__ = ["LayerInfo", "default_layer", "probe_layers", "resolve_layer"]
+__all__ = ["LayerInfo", "choose_layer", "default_layer", "probe_layers", "resolve_layer"]
+
+#: Module classes never chosen as the default layer (matched on the class name).
+SKIPPED_KINDS = re.compile(
+    r"(ReLU\d*|LeakyReLU|PReLU|RReLU|ELU|CELU|SELU|GELU|SiLU|Swish|MemoryEfficientSwish|Mish|"
+    r"Hardswish|Hardsigmoid|Hardtanh|Sigmoid|Tanh|Softmax|LogSoftmax|Identity|Flatten|"
+    r"Dropout\dd|Dropout|AlphaDropout|.*Pad\dd|Adaptive(Avg|Max)Pool\dd|Upsample|"
+    r"UpsamplingNearest2d|UpsamplingBilinear2d)"
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +99,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
                 if not name:
                     raise LayerError(
                         "the layer is the whole model; choose one of its submodules, e.g. "
-                        + _short_list(_available_names(model))
+                        + ", ".join(_available_names(model)[:40])
                     )
                 return name, module
         raise LayerError(
@@ -87,91 +113,71 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     modules = dict(model.named_modules())
     if layer and layer in modules:
         return layer, modules[layer]
-    names = _available_names(model)
-    close = difflib.get_close_matches(layer, names, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise LayerError(
-        f"no layer named {layer!r} in the model.{hint} Available: {_short_list(names)}"
-    )
+    raise LayerError(unknown_name("layer", layer, _available_names(model), cutoff=0.6))
 
 
-def _short_list(names: list[str], limit: int = 40) -> str:
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"
+def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], LayerInfo | None]:
+    traces = trace_modules(model, inputs)
+    infos = [LayerInfo(t.name, t.kind, t.output_shape, t.calls, t.order) for t in traces]
+    root = [info for info in infos if not info.name]
+    return [info for info in infos if info.name], (root[0] if root else None)
 
 
 def probe_layers(model: nn.Module, inputs: torch.Tensor) -> list[LayerInfo]:
     """Run one gradient-free forward pass and report every submodule's output shape.
 
-    The model's state is not changed (hooks are removed even when the model raises). Only the
-    first sample of ``inputs`` is used.
-
-    Args:
-        model: the network, in the train/eval mode the caller wants probed.
-        inputs: a batch ``(B, C, *S)``.
+    The model's state is not changed (hooks are removed even when the model raises). Every sample
+    of ``inputs`` is used (pass ``x[:1]`` for a cheaper probe where the samples do not interact).
 
     Returns:
         One :class:`LayerInfo` per submodule that ran, in the order they finished.
 
     Raises:
-        ModelError: the model raised during the forward pass.
+        ModelError: the model raised during the forward pass; LayerError: TorchScript.
     """
-    records: dict[str, dict[str, object]] = {}
-    counter = [0]
-    handles = []
-
-    def make_hook(name: str):  # type: ignore[no-untyped-def]
-        def hook(module: nn.Module, args: object, output: object) -> None:
-            rec = records.setdefault(name, {"calls": 0})
-            rec["calls"] = int(rec["calls"]) + 1  # type: ignore[call-overload]
-            rec["shape"] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
-            rec["kind"] = type(module).__name__
-            rec["order"] = counter[0]
-            counter[0] += 1
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        with torch.no_grad():
-            try:
-                model(inputs[:1])
-            except Exception as error:  # the user's model; surface it as ours, cause chained
-                raise ModelError(
-                    f"the model raised {type(error).__name__} on the input: {error}"
-                ) from error
-    finally:
-        for handle in handles:
-            handle.remove()
-    infos = [
-        LayerInfo(
-            name=name,
-            kind=str(rec["kind"]),
-            output_shape=rec["shape"],  # type: ignore[arg-type]
-            calls=int(rec["calls"]),  # type: ignore[call-overload]
-            order=int(rec["order"]),  # type: ignore[call-overload]
-        )
-        for name, rec in records.items()
-    ]
-    return sorted(infos, key=lambda info: info.order)
+    return _trace(model, inputs)[0]
 
 
-def default_layer(infos: list[LayerInfo]) -> str:
-    """The last layer to finish whose output has spatial extent and that runs once.
+def default_layer(
+    infos: Sequence[LayerInfo], *, output_shape: tuple[int, ...] | None = None
+) -> str:
+    """The default layer among probed ones (the rule is in this module's docstring).
 
-    For a ResNet this is ``layer4``, for VGG the last block of ``features``, for the paper's
-    CNN-1/CNN-2 ``maxpool2``: the layer right before the network flattens or pools globally.
+    Args:
+        infos: from :func:`probe_layers`.
+        output_shape: the model's output shape without the batch axis, when known: a dense
+            output skips the modules that produce it.
 
     Raises:
-        LayerError: no submodule produces a spatial output.
+        LayerError: no submodule produces a usable spatial output.
     """
-    candidates = [info for info in infos if info.is_spatial and info.calls == 1]
+    heads = [info.name for info in infos if info.output_shape is not None and not info.is_spatial]
+    dense = output_shape is not None and len(output_shape) >= 2 and _positions(output_shape) > 1
+
+    def usable(info: LayerInfo) -> bool:
+        if not info.is_spatial or info.calls != 1 or SKIPPED_KINDS.fullmatch(info.kind):
+            return False
+        if any(info.name.startswith(f"{head}.") for head in heads):
+            return False
+        return not (dense and info.output_shape == tuple(output_shape or ()))
+
+    candidates = [info for info in infos if usable(info)]
     if not candidates:
         raise LayerError(
-            "no layer of the model produces a spatial output (B, C, *s) with more than one "
-            "position; pass layer= explicitly"
+            "no layer of the model produces a spatial feature map (B, C, *s) with more than one "
+            "position; pass layer= explicitly (camscope.probe_layers lists every layer)"
         )
-    return candidates[-1].name
+    return max(candidates, key=lambda info: info.order).name
+
+
+def _positions(shape: Sequence[int]) -> int:
+    count = 1
+    for size in shape[1:]:
+        count *= int(size)
+    return count
+
+
+def choose_layer(model: nn.Module, inputs: torch.Tensor) -> str:
+    """Probe ``model`` on ``inputs`` and return :func:`default_layer`'s choice."""
+    infos, root = _trace(model, inputs)
+    return default_layer(infos, output_shape=None if root is None else root.output_shape)

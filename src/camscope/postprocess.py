@@ -7,15 +7,12 @@ and never changes its input.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from camscope.errors import InputError
-
-if TYPE_CHECKING:
-    from torch import nn
 
 __all__ = ["gaussian_upsampling_matrix", "normalize", "relu", "separable_apply", "upsample"]
 
@@ -119,39 +116,13 @@ def separable_apply(maps: torch.Tensor, matrices: Sequence[torch.Tensor]) -> tor
     return out.reshape(*head, *spatial)
 
 
-def _erf_sigmas(
-    sigma: str,
-    size: tuple[int, ...],
-    model: nn.Module | None,
-    layer: str | None,
-    input_shape: Sequence[int] | None,
-) -> list[float]:
-    if sigma != "erf":
-        raise InputError(f"sigma {sigma!r} not understood; give numbers or 'erf'")
-    if model is None or layer is None or input_shape is None:
-        raise InputError(
-            "sigma='erf' needs the model, the layer name and the input shape (C, *S); "
-            "Explanation.upsample passes them for you"
-        )
-    from camscope.receptive import cached_receptive_field  # needs the model: imported late
-
-    field = cached_receptive_field(model, layer, tuple(input_shape))
-    spatial = tuple(input_shape)[1:]
-    if len(spatial) != len(size):
-        raise InputError(f"input_shape {tuple(input_shape)} does not match size {size}")
-    return [s * out / inp for s, out, inp in zip(field.sigma, size, spatial, strict=True)]
-
-
 def upsample(
     maps: torch.Tensor,
     size: Sequence[int],
     *,
     mode: UpsampleMode = "linear",
-    sigma: float | Sequence[float] | Literal["erf"] | None = None,
+    sigma: float | Sequence[float] | None = None,
     mass_preserving: bool = False,
-    model: nn.Module | None = None,
-    layer: str | None = None,
-    input_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Resize maps ``(B, T, *s)`` to ``(B, T, *size)``.
 
@@ -161,14 +132,10 @@ def upsample(
         mode: ``"nearest"`` (exact nearest, as PIL/scikit-image), ``"linear"`` (bi-/tri-linear by
             the number of axes, ``align_corners=False``), or ``"gaussian"`` (Kim et al. 2020:
             every cell sprays a Gaussian over the whole output; separable, exact).
-        sigma: Gaussian widths in output pixels, one number or one per axis, or ``"erf"``: the
-            widths of the Gaussian fitted to the layer's effective receptive field (estimated
-            once per model, layer and input shape in this session, on standard-normal inputs;
-            see :func:`camscope.effective_receptive_field`), rescaled from input pixels to
-            output pixels when ``size`` differs from the input size.
+        sigma: Gaussian widths in output pixels, one number or one per axis. For the widths
+            of the layer's effective receptive field use :meth:`Explanation.upsample` (its
+            default for Gaussian mode) or :func:`camscope.receptive.erf_sigmas`.
         mass_preserving: Gaussian only: keep the map's total (``Σ out = Σ in``).
-        model, layer, input_shape: with ``sigma="erf"``: the network, the maps' layer name and
-            the input shape ``(C, *S)``.
 
     Returns:
         A new tensor ``(B, T, *size)``.
@@ -192,14 +159,13 @@ def upsample(
             raise InputError(f"linear upsampling supports 1 to 3 spatial axes, not {spatial_dims}")
         return F.interpolate(maps, size=size, mode=interpolation, align_corners=False)
     if mode == "gaussian":
-        if sigma is None:
+        if sigma is None or isinstance(sigma, str):
             raise InputError(
-                "Gaussian upsampling needs sigma: numbers (pixels), or 'erf' with model, layer "
-                "and input_shape"
+                "Gaussian upsampling needs sigma in pixels; for sigma='erf' (the effective "
+                "receptive field's widths) it needs the model: use Explanation.upsample, or "
+                "camscope.receptive.erf_sigmas(model, layer, input_shape, size)"
             )
-        if isinstance(sigma, str):
-            sigmas = _erf_sigmas(sigma, size, model, layer, input_shape)
-        elif isinstance(sigma, int | float):
+        if isinstance(sigma, int | float):
             sigmas = [float(sigma)] * spatial_dims
         else:
             sigmas = [float(v) for v in sigma]

@@ -13,7 +13,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,12 +24,18 @@ import torch
 from scipy.optimize import curve_fit
 from torch import nn
 
-from camscope.capture import ModelState, StopForward, call_model
+from camscope.checks import check_inputs
+from camscope.engine import ModelState, record_layer, run_to_layer
 from camscope.errors import CamscopeError, InputError, LayerError
-from camscope.explain import check_inputs
 from camscope.layers import resolve_layer
 
-__all__ = ["ReceptiveField", "cached_receptive_field", "effective_receptive_field", "fit_gaussian"]
+__all__ = [
+    "ReceptiveField",
+    "cached_receptive_field",
+    "effective_receptive_field",
+    "erf_sigmas",
+    "fit_gaussian",
+]
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,7 @@ class ReceptiveField:
         Returns:
             The Matplotlib figure.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         from camscope.io.atomic import atomic_write
 
@@ -92,7 +94,8 @@ class ReceptiveField:
         index = tuple(min(max(i, 0), n - 1) for i, n in zip(index, values.shape, strict=True))
         if values.ndim == 3:
             values, fit = values[index[0]], fit[index[0]]
-        figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+        figure = Figure(figsize=(12, 3.6))
+        axes = figure.subplots(1, 3)
         axes[0].imshow(values, cmap="viridis")
         axes[0].set_title(f"ERF of {self.layer} at {self.position}")
         axes[1].imshow(fit, cmap="viridis")
@@ -115,7 +118,6 @@ class ReceptiveField:
         if path is not None:
             with atomic_write(path, mode="wb") as handle:
                 figure.savefig(handle, format="png", dpi=90)
-        plt.close(figure)
         return figure
 
 
@@ -221,30 +223,18 @@ def effective_receptive_field(
         inputs = torch.randn(n_inputs, *input_shape, generator=generator, dtype=dtype)
     x = check_inputs(model, inputs)
     name, module = resolve_layer(model, layer)
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(_: nn.Module, __: object, output: object) -> None:
-        if not isinstance(output, torch.Tensor) or output.ndim < 3:
-            raise LayerError(f"layer {name!r} has no spatial output; choose a convolutional layer")
-        store["out"] = output
-        raise StopForward
-
-    with torch.inference_mode(False), ModelState(model, eval_mode=eval_mode):
-        handle = module.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                leaf = x.clone().requires_grad_(True)
-                with contextlib.suppress(StopForward):
-                    call_model(model, leaf)
-                if "out" not in store:
-                    raise LayerError(f"layer {name!r} did not run in the forward pass")
-                out = store["out"]
-                index = _layer_position(position, out.shape[2:])
-                selector: tuple[slice | int, ...] = (slice(None), slice(None), *index)
-                score = out[selector].sum()
-                (gradients,) = torch.autograd.grad(score, leaf, allow_unused=True)
-        finally:
-            handle.remove()
+    with (
+        torch.inference_mode(False),
+        ModelState(model, eval_mode=eval_mode),
+        torch.enable_grad(),
+        record_layer(module, name, stop=True) as recording,
+    ):
+        leaf = x.clone().requires_grad_(True)
+        out = run_to_layer(model, leaf, recording)
+        index = _layer_position(position, out.shape[2:])
+        selector: tuple[slice | int, ...] = (slice(None), slice(None), *index)
+        score = out[selector].sum()
+        (gradients,) = torch.autograd.grad(score, leaf, allow_unused=True)
     if gradients is None:
         raise LayerError(f"layer {name!r} does not depend on the input")
     erf = gradients.detach().abs().sum(dim=1).mean(dim=0).double().cpu()
@@ -282,3 +272,21 @@ def cached_receptive_field(
         entries.clear()  # an older weight version or shape is not needed again
         entries[key] = effective_receptive_field(model, layer, input_shape=input_shape)
     return entries[key]
+
+
+def erf_sigmas(
+    model: nn.Module, layer: str, input_shape: Sequence[int], size: Sequence[int]
+) -> list[float]:
+    """Gaussian upsampling widths in output pixels for maps of ``layer`` brought to ``size``:
+    the widths of the layer's effective receptive field (estimated once per model, layer, input
+    shape and weights in this session, on standard-normal inputs), rescaled from input pixels to
+    output pixels when ``size`` differs from the input size.
+
+    Raises:
+        InputError: ``input_shape`` ``(C, *S)`` does not match ``size``.
+    """
+    field = cached_receptive_field(model, layer, tuple(input_shape))
+    spatial = tuple(input_shape)[1:]
+    if len(spatial) != len(size):
+        raise InputError(f"input_shape {tuple(input_shape)} does not match size {tuple(size)}")
+    return [s * out / inp for s, out, inp in zip(field.sigma, size, spatial, strict=True)]

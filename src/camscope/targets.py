@@ -7,7 +7,7 @@ by its own map. Class targets pick logits; a callable can return any differentia
 Accepted forms (``K`` = number of classes, ``B`` = batch size):
 
 ========================  =====================================================
-``None``                  each sample's predicted class (arg-max logit), ``T = 1``
+``None``, ``"predicted"``  each sample's predicted class (arg-max logit), ``T = 1``
 ``int``                   that class for every sample, ``T = 1``
 sequence / 1-D tensor     one class per sample, length ``B``, ``T = 1``
 ``(B, T)`` int tensor     ``T`` classes per sample
@@ -48,9 +48,10 @@ def check_targets(targets: TargetSpec, batch_size: int) -> None:
     if targets is None or callable(targets):
         return
     if isinstance(targets, str):
-        if targets != "all":
+        if targets not in ("all", "predicted"):
             raise TargetError(
-                f"targets={targets!r} is not understood; the only string accepted is 'all'"
+                f"targets={targets!r} is not understood; the strings accepted are 'all' and "
+                "'predicted'"
             )
         return
     if isinstance(targets, bool):
@@ -133,7 +134,7 @@ def select_targets(targets: TargetSpec, output: Any, batch_size: int) -> TargetS
         )
     num_classes = output.shape[1]
     device = output.device
-    if targets is None:
+    if targets is None or targets == "predicted":
         classes = output.detach().argmax(dim=1, keepdim=True)
     elif isinstance(targets, str):  # "all", checked before
         classes = torch.arange(num_classes, device=device).expand(batch_size, num_classes)

@@ -459,24 +459,22 @@ def test_bad_options(method, options, error, message):
 
 
 def test_method_options_are_listed():
-    from camscope.explain import method_options
-
-    assert method_options(camscope.get_method("integrated_gradients")) == {
+    assert dict(camscope.get_method("integrated_gradients").options) == {
         "steps": 50,
         "baseline": 0.0,
         "batch_size": None,
     }
-    assert method_options(camscope.get_method("respond_cam")) == {}
+    assert dict(camscope.get_method("respond_cam").options) == {}
 
 
 def test_progress_bar_only_for_long_runs(capsys, monkeypatch):
-    from camscope.methods import problem
+    from camscope.methods import context as method_context
 
     model = create_model("tiny2d", num_classes=3, input_size=8).double()
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     camscope.explain(model, x, method="occlusion", targets="all", window=1, batch_size=4)
     assert "occlusion" not in capsys.readouterr().err  # fast: no bar
-    monkeypatch.setattr(problem, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(method_context, "PROGRESS_DELAY", 0.0)
     camscope.explain(model, x, method="occlusion", targets="all", window=1, batch_size=4)
     assert "occlusion" in capsys.readouterr().err
     camscope.explain(

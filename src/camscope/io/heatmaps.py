@@ -127,7 +127,4 @@ def write_heatmap(
         figure = overlay_figure(scan.data, values, signed=signed, title=title)
         with atomic_write(final) as handle:
             figure.savefig(handle, format="png", dpi=90)
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
     return final

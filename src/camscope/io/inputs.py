@@ -111,11 +111,25 @@ class Scan:
 
 
 def format_of(path: str | os.PathLike[str]) -> str | None:
-    """The format a file name says (``None`` if unsupported)."""
+    """The format a file name says, or a DICOM file's ``DICM`` preamble when the name has no
+    known extension (scanners and PACS exports name files ``IM0001``); ``None`` if unsupported."""
     name = Path(path).name.lower()
     if name.endswith(".nii.gz"):
         return "nifti"
-    return FORMATS.get(Path(name).suffix)
+    known = FORMATS.get(Path(name).suffix)
+    if known is not None:
+        return known
+    return "dicom" if _has_dicom_preamble(Path(path)) else None
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    """A DICOM Part 10 file: 128 bytes of preamble, then ``DICM``."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _channels_first(array: np.ndarray, path: Path, what: str) -> np.ndarray:
@@ -299,10 +313,9 @@ def _read_dicom(file: Path, window: str) -> Scan:
 
 
 def dicom_series_files(folder: Path) -> list[Path]:
-    """The ``.dcm``/``.dicom`` files directly in ``folder``, sorted by name."""
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dcm", ".dicom")
-    )
+    """The DICOM files directly in ``folder`` (``.dcm``/``.dicom``, or any file with the
+    ``DICM`` preamble), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and format_of(p) == "dicom")
 
 
 def _read_dicom_series(folder: Path, window: str) -> Scan:

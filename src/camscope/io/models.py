@@ -6,7 +6,7 @@ what                            how
 a built-in name (``cnn2``)      :func:`camscope.models.create_model`, random weights
 camscope saved model            ``<stem>.json`` + ``<stem>.safetensors`` (SHA-256 checked)
 TorchScript (``.pt``/``.ts``)   ``torch.jit.load``: no Python pickle is executed
-``torch.export`` (``.pt2``)     ``torch.export.load(...).module()``
+``torch.export`` (``.pt2``)     ``torch.export.unflatten(torch.export.load(...))``
 weights (``.safetensors``)      + ``architecture``: a camscope name, ``torchvision:<name>`` or
                                 ``module:callable`` (your code, imported by your choice)
 weights (``.pt``/``.pth``)      ``torch.load(weights_only=True)`` + ``architecture``; a pickle
@@ -159,7 +159,9 @@ def load_model_spec(
             program = torch.export.load(str(path))
         except Exception as error:
             raise ModelError(f"cannot load {path} as a torch.export program: {error}") from error
-        return program.module(), {**record, "format": "torch.export"}
+        # Unflattened, not .module(): submodules keep their names and run as modules, so layer
+        # methods can record conv2 as in the eager model.
+        return torch.export.unflatten(program), {**record, "format": "torch.export"}
     if name.endswith(".safetensors"):
         if architecture is None:
             raise ModelError(

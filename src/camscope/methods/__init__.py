@@ -1,5 +1,6 @@
 """Explanation methods: a name → method registry and the functions behind it.
 
+Each method is declared beside its formula with :func:`~camscope.methods.registry.method`;
 ``list_methods()`` gives the registered names (snake_case; the CLI also accepts kebab-case).
 
 * :mod:`~camscope.methods.cam_family`: the CAM family, pure dimension-free functions
@@ -9,11 +10,10 @@
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM.
 * :mod:`~camscope.methods.rules`: the Deconvnet / guided ReLU backward rules.
 * :mod:`~camscope.methods.features`: feature visualisation (Deconvnet projections).
+* :mod:`~camscope.methods.context`: what a model-driven method receives from ``explain()``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from camscope.methods.cam_family import (
     cam,
@@ -26,6 +26,7 @@ from camscope.methods.cam_family import (
     respond_cam,
     xgrad_cam,
 )
+from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.features import feature_visualization
 from camscope.methods.gradients import (
     deconvnet,
@@ -36,14 +37,13 @@ from camscope.methods.gradients import (
     saliency,
 )
 from camscope.methods.perturbation import kernel_shap, occlusion, score_cam
-from camscope.methods.problem import MethodResult, Problem
-from camscope.methods.registry import MethodInfo, get_method, list_methods, register_method
+from camscope.methods.registry import MethodInfo, get_method, list_methods, method
 from camscope.methods.rules import relu_rule
 
 __all__ = [
+    "MethodContext",
     "MethodInfo",
     "MethodResult",
-    "Problem",
     "cam",
     "counterfactual_grad_cam",
     "deconvnet",
@@ -59,122 +59,12 @@ __all__ = [
     "kernel_shap",
     "layer_cam",
     "list_methods",
+    "method",
     "occlusion",
     "pixelwise_cam",
-    "register_method",
     "relu_rule",
     "respond_cam",
     "saliency",
     "score_cam",
     "xgrad_cam",
 ]
-
-_LAYER_METHODS = [
-    (cam, "class activation map; needs global average pooling → linear after the layer", False),
-    (grad_cam, "gradient-weighted CAM, channel weight = mean gradient", True),
-    (counterfactual_grad_cam, "Grad-CAM with negated gradients: evidence against the target", True),
-    (grad_cam_pp, "Grad-CAM++ (eq. 19, exponential trick)", True),
-    (respond_cam, "Respond-CAM: response-weighted, sums to score − bias for a linear head", True),
-    (xgrad_cam, "XGrad-CAM: Respond-CAM's weight without ε", True),
-    (pixelwise_cam, "pixel-wise gradient × activation summed over channels (HiResCAM)", True),
-    (layer_cam, "pixel-wise CAM with positive gradients only (LayerCAM)", False),
-    (
-        extended_cam,
-        "Extended-CAM grid map (gradient × activation); Gaussian upsampling after",
-        True,
-    ),
-]
-
-for _function, _summary, _signed in _LAYER_METHODS:
-    register_method(
-        MethodInfo(
-            name=_function.__name__,
-            function=_function,
-            kind="layer",
-            summary=_summary,
-            signed=_signed,
-        )
-    )
-
-# name, summary, signed, resolution, needs a layer, channel reduction for display
-_MODEL_METHODS: list[tuple[Callable[..., MethodResult], str, bool, str, bool, str]] = [
-    (saliency, "vanilla gradient ∂y/∂x per input channel", True, "input", False, "max_abs"),
-    (
-        deconvnet,
-        "Deconvnet: ReLUs pass positive gradients backwards",
-        True,
-        "input",
-        False,
-        "max_abs",
-    ),
-    (
-        guided_backprop,
-        "guided backpropagation: positive gradients through active ReLUs",
-        True,
-        "input",
-        False,
-        "max_abs",
-    ),
-    (
-        guided_grad_cam,
-        "guided backprop ⊙ upsampled ReLU(Grad-CAM) at the layer",
-        True,
-        "input",
-        True,
-        "max_abs",
-    ),
-    (
-        integrated_gradients,
-        "Integrated Gradients from a baseline; reports the completeness gap",
-        True,
-        "input",
-        False,
-        "sum",
-    ),
-    (
-        gradient_shap,
-        "Gradient SHAP: expected gradients over random baselines",
-        True,
-        "input",
-        False,
-        "sum",
-    ),
-    (
-        kernel_shap,
-        "Kernel SHAP over SLIC superpixels / supervoxels (exact when few)",
-        True,
-        "input",
-        False,
-        "sum",
-    ),
-    (
-        occlusion,
-        "occlusion: score drop when a sliding 2D/3D patch is masked",
-        True,
-        "input",
-        False,
-        "sum",
-    ),
-    (
-        score_cam,
-        "Score-CAM: channels weighted by the score of the input they mask",
-        True,
-        "layer",
-        True,
-        "sum",
-    ),
-]
-
-for _driver, _summary, _signed, _resolution, _needs_layer, _reduction in _MODEL_METHODS:
-    register_method(
-        MethodInfo(
-            name=_driver.__name__,
-            function=_driver,
-            kind="model",
-            summary=_summary,
-            signed=_signed,
-            resolution=_resolution,  # type: ignore[arg-type]
-            needs_layer=_needs_layer,
-            channel_reduction=_reduction,  # type: ignore[arg-type]
-        )
-    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from camscope.errors import InputError, MethodError
+from camscope.methods.registry import method
 
 __all__ = [
     "cam",
@@ -78,6 +79,11 @@ def weighted_sum(
     return maps.unflatten(-1, spatial_shape)
 
 
+@method(
+    kind="cam",
+    summary="class activation map; needs global average pooling → linear after the layer",
+    signed=False,
+)
 def cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -109,6 +115,10 @@ def cam(
     return weighted_sum(weights, activations, spatial_dims=len(spatial))
 
 
+@method(
+    kind="cam",
+    summary="gradient-weighted CAM, channel weight = mean gradient",
+)
 def grad_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -125,6 +135,10 @@ def grad_cam(
     return weighted_sum(weights, activations, spatial_dims=len(spatial))
 
 
+@method(
+    kind="cam",
+    summary="Grad-CAM with negated gradients: evidence against the target",
+)
 def counterfactual_grad_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -136,6 +150,10 @@ def counterfactual_grad_cam(
     return grad_cam(activations, -gradients, spatial_dims=spatial_dims)
 
 
+@method(
+    kind="cam",
+    summary="Grad-CAM++ (eq. 19, exponential trick)",
+)
 def grad_cam_pp(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -181,6 +199,10 @@ def _response_weights(
     return torch.where(degenerate, 0.0, numerator / safe)
 
 
+@method(
+    kind="cam",
+    summary="Respond-CAM: response-weighted, sums to score − bias for a linear head",
+)
 def respond_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -199,6 +221,10 @@ def respond_cam(
     return weighted_sum(weights, activations, spatial_dims=len(spatial))
 
 
+@method(
+    kind="cam",
+    summary="XGrad-CAM: Respond-CAM's weight without ε",
+)
 def xgrad_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -213,6 +239,10 @@ def xgrad_cam(
     return weighted_sum(weights, activations, spatial_dims=len(spatial))
 
 
+@method(
+    kind="cam",
+    summary="pixel-wise gradient × activation summed over channels (HiResCAM)",
+)
 def pixelwise_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -226,6 +256,11 @@ def pixelwise_cam(
     return (gradients * activations).sum(dim=channel)
 
 
+@method(
+    kind="cam",
+    summary="pixel-wise CAM with positive gradients only (LayerCAM)",
+    signed=False,
+)
 def layer_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
@@ -239,6 +274,11 @@ def layer_cam(
     return (torch.relu(gradients) * activations).sum(dim=channel)
 
 
+@method(
+    kind="cam",
+    summary="Extended-CAM grid map (gradient × activation); Gaussian upsampling after",
+    upsampling="gaussian",
+)
 def extended_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:

@@ -8,14 +8,13 @@ backward pass. The result has input resolution and one map per input channel.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from camscope.capture import ModelState, StopForward, call_model
 from camscope.checks import check_inputs
+from camscope.engine import ModelState, batched_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError
 from camscope.layers import resolve_layer
 from camscope.methods.rules import RULES, ReluRule, relu_rule
@@ -53,29 +52,14 @@ def feature_visualization(
         raise MethodError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
     x = check_inputs(model, inputs).requires_grad_(True)
     name, module = resolve_layer(model, layer)
-    captured: list[torch.Tensor] = []
-
-    def hook(_: nn.Module, __: object, output: object) -> None:
-        if not isinstance(output, torch.Tensor) or output.ndim < 3:
-            raise LayerError(f"layer {name!r} does not output a feature-map tensor (B, C, *s)")
-        captured.append(output)
-        raise StopForward
-
-    handle = module.register_forward_hook(hook)
-    try:
-        with (
-            torch.inference_mode(False),
-            ModelState(model, eval_mode=eval_mode),
-            torch.enable_grad(),
-            relu_rule(rule),
-            contextlib.suppress(StopForward),
-        ):
-            call_model(model, x)
-    finally:
-        handle.remove()
-    if not captured:
-        raise LayerError(f"layer {name!r} did not run in the forward pass")
-    activation = captured[0]
+    with (
+        torch.inference_mode(False),
+        ModelState(model, eval_mode=eval_mode),
+        torch.enable_grad(),
+        relu_rule(rule),
+        record_layer(module, name, stop=True) as recording,
+    ):
+        activation = run_to_layer(model, x, recording)
     count = activation.shape[1]
     if channels is None:
         picked = activation.detach().flatten(2).amax(-1).argmax(1)[:, None]  # (B, 1)
@@ -92,12 +76,11 @@ def feature_visualization(
     batch = torch.arange(x.shape[0], device=x.device)
     for k in range(picked.shape[1]):
         seeds[k, batch, picked[:, k]] = values[batch, picked[:, k]]
-    try:
-        (grads,) = torch.autograd.grad(
-            activation, x, grad_outputs=seeds, is_grads_batched=True, retain_graph=True
-        )
-    except RuntimeError:  # an op without a batching rule: one backward pass per channel
-        grads = torch.stack(
-            [torch.autograd.grad(activation, x, seed, retain_graph=True)[0] for seed in seeds]
-        )
-    return grads.movedim(0, 1).detach()
+    # "Scores" whose gradient seeds are the chosen maps: one batched backward pass for all.
+    scores = (activation.flatten(1)[:, None, :] * seeds.movedim(0, 1).flatten(2)).sum(-1)
+    grads = batched_vjp(scores, x, retain_graph=False, missing=_independent(name))
+    return grads.detach()
+
+
+def _independent(name: str) -> Callable[[], LayerError]:
+    return lambda: LayerError(f"layer {name!r} does not depend on the input")

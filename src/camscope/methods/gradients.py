@@ -1,7 +1,7 @@
 """Input-space maps from gradients: vanilla gradient, Deconvnet, guided backpropagation,
 Guided Grad-CAM, Integrated Gradients and Gradient SHAP.
 
-Every function takes a :class:`~camscope.methods.problem.Problem` (built by
+Every function takes a :class:`~camscope.methods.context.MethodContext` (built by
 :func:`camscope.explain`) and returns raw, signed maps ``(B, T, C_in, *S)``: one per sample,
 target and input channel, at input resolution, in 2D or 3D alike. Gradients of all ``T`` targets
 come from one batched backward pass per batch of inputs. Formulas: ``shared/spec/METHODS.md``
@@ -11,11 +11,13 @@ come from one batched backward pass per batch of inputs. Formulas: ``shared/spec
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from camscope.errors import InputError, MethodError
 from camscope.methods.cam_family import grad_cam
-from camscope.methods.problem import MethodResult, Problem
-from camscope.postprocess import upsample
+from camscope.methods.context import MethodContext, MethodResult
+from camscope.methods.registry import method
+from camscope.postprocess import UpsampleMode, upsample
 
 __all__ = [
     "deconvnet",
@@ -28,13 +30,13 @@ __all__ = [
 ]
 
 
-def resolve_baseline(problem: Problem, baseline: float | torch.Tensor) -> torch.Tensor:
+def resolve_baseline(context: MethodContext, baseline: float | torch.Tensor) -> torch.Tensor:
     """A baseline as a tensor ``(B, C_in, *S)``: a number, one input ``(C_in, *S)`` or a batch.
 
     Raises:
         InputError: a shape that does not broadcast to the inputs, or NaN/Inf values.
     """
-    x = problem.inputs
+    x = context.inputs
     if isinstance(baseline, int | float):
         tensor = torch.full_like(x, float(baseline))
     elif isinstance(baseline, torch.Tensor):
@@ -52,51 +54,80 @@ def resolve_baseline(problem: Problem, baseline: float | torch.Tensor) -> torch.
     return tensor
 
 
-def _plain(problem: Problem, rule: str) -> MethodResult:
-    _, grads = problem.input_gradients(
-        problem.inputs,
-        torch.arange(problem.batch_size, device=problem.inputs.device),
+def _plain(context: MethodContext, rule: str) -> MethodResult:
+    _, grads = context.input_gradients(
+        context.inputs,
+        torch.arange(context.batch_size, device=context.inputs.device),
         rule=rule,  # type: ignore[arg-type]
     )
     return MethodResult(grads)
 
 
-def saliency(problem: Problem) -> MethodResult:
+@method(
+    kind="input",
+    summary="vanilla gradient ∂y/∂x per input channel",
+    channel_reduction="max_abs",
+)
+def saliency(context: MethodContext) -> MethodResult:
     """Vanilla gradient ``∂y/∂x`` (Simonyan et al. 2014), signed, per input channel."""
-    return _plain(problem, "gradient")
+    return _plain(context, "gradient")
 
 
-def deconvnet(problem: Problem) -> MethodResult:
+@method(
+    kind="input",
+    summary="Deconvnet: ReLUs pass positive gradients backwards",
+    channel_reduction="max_abs",
+)
+def deconvnet(context: MethodContext) -> MethodResult:
     """Deconvnet (Zeiler & Fergus 2014): every ReLU passes ``max(grad_out, 0)`` backwards."""
-    return _plain(problem, "deconvnet")
+    return _plain(context, "deconvnet")
 
 
-def guided_backprop(problem: Problem) -> MethodResult:
+@method(
+    kind="input",
+    summary="guided backpropagation: positive gradients through active ReLUs",
+    channel_reduction="max_abs",
+)
+def guided_backprop(context: MethodContext) -> MethodResult:
     """Guided backpropagation (Springenberg et al. 2015): ``grad_out · 1[x>0] · 1[grad_out>0]``."""
-    return _plain(problem, "guided")
+    return _plain(context, "guided")
 
 
-def guided_grad_cam(problem: Problem, *, upsample_mode: str = "linear") -> MethodResult:
+@method(
+    kind="input",
+    summary="guided backprop ⊙ upsampled ReLU(Grad-CAM) at the layer",
+    needs_layer=True,
+    channel_reduction="max_abs",
+)
+def guided_grad_cam(context: MethodContext, *, upsample_mode: str = "linear") -> MethodResult:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled ReLU(Grad-CAM).
 
     Args:
         upsample_mode: how the layer's Grad-CAM reaches input size: ``"linear"`` (the paper's
-            bilinear; trilinear in 3D) or ``"nearest"`` (Captum's default).
+            bilinear; trilinear in 3D), ``"nearest"`` (Captum's default: PyTorch's legacy
+            ``nearest``, which picks ``floor(i · s / S)``) or ``"nearest-exact"`` (the pixel whose
+            centre is closest, as PIL and scikit-image; :func:`camscope.upsample`'s nearest).
 
     Extras:
         ``grad_cam``: the raw Grad-CAM ``(B, T, *s)`` at the layer.
     """
-    if upsample_mode not in ("linear", "nearest"):
-        raise MethodError(f"upsample_mode must be 'linear' or 'nearest', not {upsample_mode!r}")
-    cam = problem.layer_maps(grad_cam)
-    size = tuple(problem.inputs.shape[2:])
-    coarse = upsample(torch.relu(cam), size, mode=upsample_mode)  # type: ignore[arg-type]
-    guided = guided_backprop(problem).maps
+    if upsample_mode not in ("linear", "nearest", "nearest-exact"):
+        raise MethodError(
+            f"upsample_mode must be 'linear', 'nearest' or 'nearest-exact', not {upsample_mode!r}"
+        )
+    cam = context.layer_maps(grad_cam)
+    size = tuple(context.inputs.shape[2:])
+    if upsample_mode == "nearest":
+        coarse = F.interpolate(torch.relu(cam), size=size, mode="nearest")
+    else:
+        mode: UpsampleMode = "nearest" if upsample_mode == "nearest-exact" else "linear"
+        coarse = upsample(torch.relu(cam), size, mode=mode)
+    guided = guided_backprop(context).maps
     return MethodResult(guided * coarse.unsqueeze(2), {"grad_cam": cam})
 
 
 def _path_gradients(
-    problem: Problem,
+    context: MethodContext,
     starts: torch.Tensor,
     ends: torch.Tensor,
     alphas: torch.Tensor,
@@ -112,31 +143,35 @@ def _path_gradients(
     broadcastable. The ``B·m`` points are evaluated in batches of ``batch_size`` rows, all targets
     at once.
     """
-    x = problem.inputs
+    x = context.inputs
     count = alphas.shape[-1]
-    alphas = alphas.expand(problem.batch_size, count)
+    alphas = alphas.expand(context.batch_size, count)
     total = torch.zeros(
-        (problem.batch_size, problem.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
+        (context.batch_size, context.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
     )
-    rows_per_batch = batch_size or problem.gradient_rows()
-    flat = problem.batch_size * count
-    shape = (problem.batch_size, count, *x.shape[1:])
+    rows_per_batch = batch_size or context.gradient_rows()
+    flat = context.batch_size * count
+    shape = (context.batch_size, count, *x.shape[1:])
     starts = starts.expand(shape)
     ends = ends.expand(shape)
-    for part in problem.batches(flat, rows_per_batch, description):
+    for part in context.batches(flat, rows_per_batch, description):
         index = torch.arange(part.start, part.stop, device=x.device)
         sample, step = index // count, index % count
         alpha = alphas[sample, step].view(-1, *([1] * (x.ndim - 1)))
         start, end = starts[sample, step], ends[sample, step]
-        _, grads = problem.input_gradients(start + alpha * (end - start), sample)
+        _, grads = context.input_gradients(start + alpha * (end - start), sample)
         if times_difference:
             grads = grads * (end - start).unsqueeze(1)
         total.index_add_(0, sample, grads)
     return total
 
 
+@method(
+    kind="input",
+    summary="Integrated Gradients from a baseline; reports the completeness gap",
+)
 def integrated_gradients(
-    problem: Problem,
+    context: MethodContext,
     *,
     steps: int = 50,
     baseline: float | torch.Tensor = 0.0,
@@ -158,11 +193,11 @@ def integrated_gradients(
     if int(steps) < 1:
         raise MethodError(f"steps must be at least 1, got {steps}")
     steps = int(steps)
-    x = problem.inputs
-    reference = resolve_baseline(problem, baseline)
+    x = context.inputs
+    reference = resolve_baseline(context, baseline)
     alphas = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
     total = _path_gradients(
-        problem,
+        context,
         reference.unsqueeze(1),
         x.unsqueeze(1),
         alphas,
@@ -170,15 +205,19 @@ def integrated_gradients(
         "integrated gradients",
     )
     maps = (x - reference).unsqueeze(1) * total / steps
-    rows = torch.arange(problem.batch_size, device=x.device)
-    baseline_scores = problem.target_scores(problem.forward(reference), rows)
+    rows = torch.arange(context.batch_size, device=x.device)
+    baseline_scores = context.target_scores(context.forward(reference), rows)
     attributed = maps.flatten(2).sum(-1)
-    gap = (attributed - (problem.scores - baseline_scores)).abs()
+    gap = (attributed - (context.scores - baseline_scores)).abs()
     return MethodResult(maps, {"completeness_gap": gap, "baseline_scores": baseline_scores})
 
 
+@method(
+    kind="input",
+    summary="Gradient SHAP: expected gradients over random baselines",
+)
 def gradient_shap(
-    problem: Problem,
+    context: MethodContext,
     *,
     n_samples: int = 50,
     baselines: float | torch.Tensor = 0.0,
@@ -210,7 +249,7 @@ def gradient_shap(
     if stdevs < 0:
         raise MethodError(f"stdevs must be non-negative, got {stdevs}")
     n_samples = int(n_samples)
-    x = problem.inputs
+    x = context.inputs
     sample_shape = tuple(x.shape[1:])
     if isinstance(baselines, int | float):
         references = torch.full((1, *sample_shape), float(baselines), dtype=x.dtype)
@@ -235,7 +274,7 @@ def gradient_shap(
     noise = torch.randn((n_samples, *sample_shape), generator=generator, dtype=x.dtype) * stdevs
     picks, alphas, noise = picks.to(x.device), alphas.to(x.device), noise.to(x.device)
     total = _path_gradients(
-        problem,
+        context,
         references[picks].unsqueeze(0),  # (1, m, C, *S)
         x.unsqueeze(1) + noise,  # (B, m, C, *S)
         alphas,
@@ -244,7 +283,7 @@ def gradient_shap(
         times_difference=True,
     )
     maps = total / n_samples
-    reference_scores = problem.scores_of_shared(problem.forward(references))  # (R, B, T)
-    expected = problem.scores - reference_scores.mean(0)
+    reference_scores = context.scores_of_shared(context.forward(references))  # (R, B, T)
+    expected = context.scores - reference_scores.mean(0)
     gap = (maps.flatten(2).sum(-1) - expected).abs()
     return MethodResult(maps, {"completeness_gap": gap})

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from camscope.errors import InputError, MethodError
+from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
-from camscope.methods.problem import MethodResult, Problem
+from camscope.methods.registry import method
 
 __all__ = [
     "kernel_shap",
@@ -86,8 +87,12 @@ def _window_masks(
     return mask
 
 
+@method(
+    kind="input",
+    summary="occlusion: score drop when a sliding 2D/3D patch is masked",
+)
 def occlusion(
-    problem: Problem,
+    context: MethodContext,
     *,
     window: int | Sequence[int] | None = None,
     stride: int | Sequence[int] | None = None,
@@ -113,24 +118,24 @@ def occlusion(
     Extras:
         ``windows``: number of occluded inputs per sample.
     """
-    x = problem.inputs
+    x = context.inputs
     size = tuple(x.shape[2:])
     window_ = _per_axis(window, [math.ceil(s / 8) for s in size], "window")
     stride_ = _per_axis(stride, window_, "stride")
     starts = occlusion_windows(size, window_, stride_)
     per_sample = int(np.prod([len(s) for s in starts]))
-    reference = resolve_baseline(problem, baseline)
+    reference = resolve_baseline(context, baseline)
     total = torch.zeros(
-        (problem.batch_size, problem.num_targets, *size), dtype=x.dtype, device=x.device
+        (context.batch_size, context.num_targets, *size), dtype=x.dtype, device=x.device
     )
-    flat = problem.batch_size * per_sample
-    unoccluded = problem.reference_scores(precision)
-    for part in problem.batches(flat, batch_size or problem.perturbation_rows(), "occlusion"):
+    flat = context.batch_size * per_sample
+    unoccluded = context.reference_scores(precision)
+    for part in context.batches(flat, batch_size or context.perturbation_rows(), "occlusion"):
         index = torch.arange(part.start, part.stop, device=x.device)
         sample, position = index // per_sample, index % per_sample
         mask = _window_masks(position, starts, window_, size).unsqueeze(1)  # (n, 1, *S)
         occluded = torch.where(mask, reference[sample], x[sample])
-        scores = problem.target_scores(problem.forward(occluded, precision), sample)
+        scores = context.target_scores(context.forward(occluded, precision), sample)
         drop = unoccluded[sample] - scores  # (n, T)
         weighted = drop.view(*drop.shape, *([1] * len(size))) * mask.to(x.dtype)
         total.index_add_(0, sample, weighted)
@@ -235,8 +240,12 @@ def _solve_shapley(
     return torch.cat([solution, (delta - solution.sum(0))[None]], dim=0)
 
 
+@method(
+    kind="input",
+    summary="Kernel SHAP over SLIC superpixels / supervoxels (exact when few)",
+)
 def kernel_shap(
-    problem: Problem,
+    context: MethodContext,
     *,
     n_samples: int = 256,
     n_segments: int = 50,
@@ -268,7 +277,7 @@ def kernel_shap(
         ``segments`` ``(B, *S)``; ``shapley_values``: per sample ``(M_b, T)``;
         ``base_scores`` ``(B, T)``: ``f(∅)``, the score with every segment removed.
     """
-    x = problem.inputs
+    x = context.inputs
     size = tuple(x.shape[2:])
     if int(n_samples) < 1:
         raise MethodError(f"n_samples must be at least 1, got {n_samples}")
@@ -277,27 +286,27 @@ def kernel_shap(
     else:
         if not isinstance(segments, torch.Tensor) or segments.is_floating_point():
             raise InputError("segments must be an integer tensor of labels (B, *S) or (*S)")
-        labels = torch.broadcast_to(segments.to(x.device), (problem.batch_size, *size))
+        labels = torch.broadcast_to(segments.to(x.device), (context.batch_size, *size))
         labels = torch.stack([torch.unique(row, return_inverse=True)[1] for row in labels])
-    reference = resolve_baseline(problem, baseline)
-    rows = torch.arange(problem.batch_size, device=x.device)
-    empty_scores = problem.target_scores(problem.forward(reference, precision), rows)
-    full_scores = problem.reference_scores(precision)
-    maps = torch.empty((problem.batch_size, problem.num_targets, *size), dtype=x.dtype)
+    reference = resolve_baseline(context, baseline)
+    rows = torch.arange(context.batch_size, device=x.device)
+    empty_scores = context.target_scores(context.forward(reference, precision), rows)
+    full_scores = context.reference_scores(precision)
+    maps = torch.empty((context.batch_size, context.num_targets, *size), dtype=x.dtype)
     values_per_sample = []
-    for b in range(problem.batch_size):  # segment counts differ per sample
+    for b in range(context.batch_size):  # segment counts differ per sample
         count = int(labels[b].max()) + 1
         # Seeded per sample, not per batch: a sample's values do not depend on its neighbours.
         generator = torch.Generator().manual_seed(int(seed))
         z, weights = _coalitions(count, int(n_samples), generator)
-        scores = torch.empty((len(z), problem.num_targets), dtype=x.dtype, device=x.device)
+        scores = torch.empty((len(z), context.num_targets), dtype=x.dtype, device=x.device)
         keep_all = z.to(x.device)
-        rows_per_batch = batch_size or problem.perturbation_rows()
-        for part in problem.batches(len(z), rows_per_batch, f"kernel SHAP {b + 1}/{len(rows)}"):
+        rows_per_batch = batch_size or context.perturbation_rows()
+        for part in context.batches(len(z), rows_per_batch, f"kernel SHAP {b + 1}/{len(rows)}"):
             keep = keep_all[part][:, labels[b]].unsqueeze(1)  # (n, 1, *S)
             masked = torch.where(keep, x[b], reference[b])
             sample = torch.full((len(keep),), b, dtype=torch.long, device=x.device)
-            scores[part] = problem.target_scores(problem.forward(masked, precision), sample)
+            scores[part] = context.target_scores(context.forward(masked, precision), sample)
         phi = _solve_shapley(z, weights, scores, empty_scores[b], full_scores[b])
         values_per_sample.append(phi.to(x.dtype))
         maps[b] = phi.to(x.dtype).T[:, labels[b]]
@@ -313,8 +322,12 @@ def kernel_shap(
 ScoreWeighting = Literal["probability", "score", "channel_softmax"]
 
 
+@method(
+    kind="layer",
+    summary="Score-CAM: channels weighted by the score of the input they mask",
+)
 def score_cam(
-    problem: Problem,
+    context: MethodContext,
     *,
     batch_size: int | None = None,
     weighting: ScoreWeighting = "probability",
@@ -349,13 +362,13 @@ def score_cam(
         raise MethodError(
             f"weighting must be 'probability', 'score' or 'channel_softmax', not {weighting!r}"
         )
-    if weighting == "probability" and problem.classes is None:
+    if weighting == "probability" and context.classes is None:
         raise MethodError(
             "Score-CAM's 'probability' weighting needs class targets; pass weighting='score' "
             "with a callable target"
         )
-    x = problem.inputs
-    activations = problem.layer_activations()  # (B, C, *s)
+    x = context.inputs
+    activations = context.layer_activations()  # (B, C, *s)
     batch, channels = activations.shape[:2]
     spatial = activations.shape[2:]
     flat = activations.flatten(2)
@@ -371,20 +384,20 @@ def score_cam(
         selected = torch.ones_like(varying)
     work = (varying & selected).nonzero()  # (n, 2): sample, channel
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(spatial)]
-    score = problem.probabilities if weighting == "probability" else problem.target_scores
-    raw = torch.zeros((batch, channels, problem.num_targets), dtype=x.dtype, device=x.device)
+    score = context.probabilities if weighting == "probability" else context.target_scores
+    raw = torch.zeros((batch, channels, context.num_targets), dtype=x.dtype, device=x.device)
     # One all-zero-mask pass per sample serves every constant channel of it.
     rows = torch.arange(batch, device=x.device)
-    zero_scores = score(problem.forward(torch.zeros_like(x), precision), rows)  # (B, T)
+    zero_scores = score(context.forward(torch.zeros_like(x), precision), rows)  # (B, T)
     raw[:] = zero_scores[:, None, :]
-    for part in problem.batches(len(work), batch_size or problem.perturbation_rows(), "Score-CAM"):
+    for part in context.batches(len(work), batch_size or context.perturbation_rows(), "Score-CAM"):
         sample, channel = work[part, 0], work[part, 1]
         maps = activations[sample, channel].unsqueeze(1)  # (n, 1, *s)
         masks = F.interpolate(maps, size=x.shape[2:], mode=mode, align_corners=align_corners)
         lo = masks.flatten(1).amin(-1).view(-1, 1, *([1] * len(spatial)))
         hi = masks.flatten(1).amax(-1).view(-1, 1, *([1] * len(spatial)))
         masks = (masks - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-        raw[sample, channel] = score(problem.forward(x[sample] * masks, precision), sample)
+        raw[sample, channel] = score(context.forward(x[sample] * masks, precision), sample)
     if weighting == "channel_softmax":
         logits = raw.masked_fill(~selected[..., None], float("-inf"))
         weights = torch.softmax(logits, dim=1)

@@ -1,17 +1,28 @@
-"""Name → method registry (``list_methods`` / ``get_method`` / ``register_method``)."""
+"""Name → method registry: each method is declared where its formula is, with :func:`method`.
+
+``list_methods()`` gives the registered names (snake_case; the CLI also accepts kebab-case),
+``get_method(name)`` a :class:`MethodInfo`.
+"""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
-from camscope.errors import MethodError
+from camscope.errors import MethodError, unknown_name
 
-__all__ = ["MethodInfo", "get_method", "list_methods", "register_method"]
+__all__ = ["MethodInfo", "MethodKind", "get_method", "list_methods", "method"]
 
-MethodFunction = Callable[..., Any]
+#: ``"cam"``: ``(activations, gradients) -> map`` at a layer (the CAM family);
+#: ``"layer"``: drives the model and returns maps at a layer (Score-CAM);
+#: ``"input"``: drives the model and returns maps at input resolution, per input channel.
+MethodKind = Literal["cam", "layer", "input"]
+ChannelReduction = Literal["max_abs", "sum"]
+Upsampling = Literal["linear", "nearest", "gaussian"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -20,43 +31,81 @@ class MethodInfo:
 
     Attributes:
         name: registry name, snake_case.
-        function: for ``kind == "layer"``, ``(activations, gradients, *, spatial_dims) -> cam``;
-            for ``kind == "model"``, ``(problem, **options) -> MethodResult`` (it runs the model
-            itself: input gradients, perturbations).
-        kind: ``"layer"``: a map from a layer's activations and gradients (the CAM family);
-            ``"model"``: a method that drives the model (input-space maps, Score-CAM).
+        function: for ``kind == "cam"``, ``(activations, gradients, *, spatial_dims) -> cam``;
+            otherwise ``(problem, **options) -> MethodResult`` (it runs the model itself).
+        kind: see :data:`MethodKind`.
         summary: one line for ``list_methods``/the CLI.
-        signed: whether the raw maps can be negative (chooses a diverging colour map).
-        resolution: ``"layer"``: maps ``(B, T, *s)`` at the chosen layer; ``"input"``: maps
-            ``(B, T, C_in, *S)`` at input resolution, per input channel.
-        needs_layer: whether the method uses a layer (``layer=`` argument).
+        signed: whether the raw maps can be negative (a diverging colour map; a sequential one
+            for non-negative maps).
+        needs_layer: whether the method takes ``layer=`` (all but input-space methods, and
+            Guided Grad-CAM).
         channel_reduction: how input-space maps become one map per target for display:
             ``"max_abs"`` (gradient magnitudes) or ``"sum"`` (attributions, keeps their total).
+        upsampling: the default way layer maps reach input resolution.
+        options: keyword options and their defaults (empty for the CAM family).
     """
 
     name: str
-    function: MethodFunction
-    kind: Literal["layer", "model"]
+    function: Callable[..., Any]
+    kind: MethodKind
     summary: str
-    signed: bool
-    resolution: Literal["layer", "input"] = "layer"
+    signed: bool = True
     needs_layer: bool = True
-    channel_reduction: Literal["max_abs", "sum"] = "sum"
+    channel_reduction: ChannelReduction = "sum"
+    upsampling: Upsampling = "linear"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> Literal["layer", "input"]:
+        """Where the maps live: ``"input"`` (``(B, T, C_in, *S)``) or ``"layer"``
+        (``(B, T, *s)``)."""
+        return "input" if self.kind == "input" else "layer"
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register_method(info: MethodInfo) -> MethodInfo:
-    """Add a method to the registry.
+def _options(function: Callable[..., Any], kind: MethodKind) -> dict[str, Any]:
+    if kind == "cam":
+        return {}
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def method(
+    *,
+    kind: MethodKind,
+    summary: str,
+    signed: bool = True,
+    needs_layer: bool | None = None,
+    channel_reduction: ChannelReduction = "sum",
+    upsampling: Upsampling = "linear",
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Register the decorated function as a method (its name by default).
 
     Raises:
         MethodError: the name is taken.
     """
-    if info.name in _REGISTRY:
-        raise MethodError(f"a method named {info.name!r} is already registered")
-    _REGISTRY[info.name] = info
-    return info
+
+    def register(function: F) -> F:
+        key = name or function.__name__
+        if key in _REGISTRY:
+            raise MethodError(f"a method named {key!r} is already registered")
+        _REGISTRY[key] = MethodInfo(
+            name=key,
+            function=function,
+            kind=kind,
+            summary=summary,
+            signed=signed,
+            needs_layer=kind != "input" if needs_layer is None else needs_layer,
+            channel_reduction=channel_reduction,
+            upsampling=upsampling,
+            options=_options(function, kind),
+        )
+        return function
+
+    return register
 
 
 def list_methods() -> list[str]:
@@ -75,6 +124,4 @@ def get_method(name: str) -> MethodInfo:
     key = name.strip().lower().replace("-", "_")
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise MethodError(f"unknown method {name!r}.{hint} Available: {', '.join(list_methods())}")
+    raise MethodError(unknown_name("method", name, list_methods()))

@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from camscope.capture import ModelState
+from camscope.engine import ModelState
 from camscope.errors import InputError
 from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize, upsample

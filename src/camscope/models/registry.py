@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
-from camscope.errors import CamscopeError
+from camscope.errors import CamscopeError, unknown_name
 
 __all__ = ["create_model", "list_models", "register_model"]
 
@@ -36,7 +35,5 @@ def create_model(name: str, **options: Any) -> nn.Module:
     """
     key = name.strip().lower().replace("-", "_")
     if key not in _MODELS:
-        close = difflib.get_close_matches(key, list(_MODELS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise CamscopeError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+        raise CamscopeError(unknown_name("model", name, list_models()))
     return _MODELS[key](**options)

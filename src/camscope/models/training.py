@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -21,7 +24,13 @@ from tqdm.auto import tqdm
 
 from camscope.io.checkpoints import CheckpointError, read_checkpoint, save_model
 
-__all__ = ["TrainingConfig", "TrainingResult", "evaluate_accuracy", "train_classifier"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingResult",
+    "evaluate_accuracy",
+    "train_classifier",
+    "train_small_2d",
+]
 
 
 @dataclass(frozen=True)
@@ -182,3 +191,46 @@ def train_classifier(
         resumed_from_epoch=start,
         replaced_checkpoint=replaced,
     )
+
+
+def train_small_2d(
+    checkpoint: Path,
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    test_arrays: tuple[np.ndarray, np.ndarray],
+    *,
+    classes: int,
+    epochs: int,
+    progress: bool,
+    data: dict[str, Any],
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, float]:
+    """Train (or reuse from ``checkpoint``) a seeded tiny2d classifier (16/32 channels) on
+    ``(images, labels)`` arrays; return it with its test accuracy."""
+    from torch.utils.data import TensorDataset
+
+    from camscope.models import create_model
+
+    images, labels = train_arrays
+    test_images, test_labels = test_arrays
+    options = {"num_classes": classes, "input_size": images.shape[-1], "widths": [16, 32]}
+    torch.manual_seed(0)
+    model = create_model("tiny2d", **options)
+    train = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    test = TensorDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels))
+    result = train_classifier(
+        model,
+        train,
+        epochs=epochs,
+        learning_rate=2e-3,
+        progress=progress,
+        checkpoint=checkpoint,
+        architecture="tiny2d",
+        options=options,
+        replace_mismatched=True,
+        description="training",
+        identity={"data": data},
+    )
+    accuracy = evaluate_accuracy(model, test)
+    how = "reused" if result.resumed_from_epoch >= epochs else "trained"
+    log(f"tiny2d (16/32 channels): test accuracy {accuracy:.3f} on {len(test)} images ({how})")
+    return model, accuracy

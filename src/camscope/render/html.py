@@ -1,20 +1,15 @@
-"""A self-contained HTML page: inline CSS, images as data URIs; opens without a network."""
+"""Self-contained HTML pages from Jinja2 templates (``render/templates``): inline CSS and
+JavaScript, images as data URIs; a page opens from disk without a network. Markup lives in the
+templates, never in Python strings, and every value is escaped by the template engine."""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["data_uri", "html_page", "image_tag"]
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }
-th { background: #eee; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-.note { color: #555; font-size: 0.92em; }
-"""
+__all__ = ["data_uri", "metrics_table", "render_page"]
 
 
 def data_uri(png: bytes) -> str:
@@ -22,15 +17,32 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def image_tag(png: bytes, alt: str) -> str:
-    """An ``<img>`` holding the PNG inline."""
-    return f'<img alt="{html.escape(alt)}" src="{data_uri(png)}">'
+@functools.cache
+def _environment() -> Any:
+    import jinja2
 
-
-def html_page(title: str, body: str) -> str:
-    """Wrap already-escaped body HTML into a complete page."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("camscope.render", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
+
+
+def render_page(template: str, **context: Any) -> str:
+    """Render ``templates/<template>`` with ``context`` (values are escaped)."""
+    return str(_environment().get_template(template).render(**context))
+
+
+def metrics_table(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{columns, rows}`` of text cells for ``metrics.html.j2`` (floats to 4 significant
+    digits; list values, such as curves, left out)."""
+    columns = [key for key, value in rows[0].items() if not isinstance(value, list)]
+    cells = [
+        [
+            f"{row.get(c, ''):.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+            for c in columns
+        ]
+        for row in rows
+    ]
+    return {"columns": columns, "rows": cells}

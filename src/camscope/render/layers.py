@@ -38,7 +38,7 @@ def layer_grid(
     from camscope.render.overlays import layer_grid_figure
 
     info = camscope.get_method(method)
-    if info.kind != "layer":
+    if info.kind != "cam":
         raise MethodError(f"layer_grid needs a layer method (CAM family), not {info.name}")
     if inputs.ndim < 4 or inputs.shape[0] != 1:
         raise MethodError(f"layer_grid takes one sample (1, C, *S), got {tuple(inputs.shape)}")

@@ -2,8 +2,8 @@
 
 Colour maps follow the sign of the map: a diverging map centred on 0 for signed maps
 (Respond-CAM, Extended-CAM, raw gradients; red positive, blue negative) and a sequential one for
-non-negative maps. Every function returns a Matplotlib figure (Agg backend, no screen needed);
-:func:`camscope.render.figure_png` turns it into PNG bytes.
+non-negative maps. Every function returns a Matplotlib figure of its own (no pyplot state, no
+backend switch); :func:`camscope.render.figure_png` turns it into PNG bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from camscope.render.volumes import _pyplot, isosurface, signed_limits
+from camscope.render.volumes import isosurface, new_figure, signed_limits, subplots
 
 __all__ = [
     "background",
@@ -83,11 +83,10 @@ def overlay_figure(data: np.ndarray, heatmap: np.ndarray, *, signed: bool, title
         heatmap: ``(*S)`` at input resolution.
         signed: diverging colour map centred on 0 (else sequential).
     """
-    plt = _pyplot()
     under = background(data)
     limits = colour_limits(heatmap, signed)
     if heatmap.ndim == 2:
-        figure, axis = plt.subplots(1, 1, figsize=(4.2, 3.8), constrained_layout=True)
+        figure, axis = subplots(1, 1, figsize=(4.2, 3.8), constrained_layout=True)
         shown = show_map(axis, heatmap, signed=signed, under=under, limits=limits)
         figure.colorbar(shown, ax=axis, shrink=0.8)
         axis.set_title(title, fontsize=9)
@@ -105,11 +104,10 @@ def slice_figure(
 ) -> Any:
     """Three orthogonal slices of a volume with the map over them, crossing at ``position``
     (default: the map's peak)."""
-    plt = _pyplot()
     under = background(data)
     where = tuple(position) if position is not None else peak_position(heatmap)
     limits = colour_limits(heatmap, signed)
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.6), constrained_layout=True)
+    figure, axes = subplots(1, 3, figsize=(10, 3.6), constrained_layout=True)
     shown = None
     for axis_index, axis in enumerate(axes):
         cut = [slice(None)] * 3
@@ -126,10 +124,9 @@ def slice_figure(
 
 def _panel_grid(count: int, inches: float) -> tuple[Any, Any]:
     """A figure with ``count`` panels, at most 6 per row; the unused ones hidden."""
-    plt = _pyplot()
     columns = min(6, count)
     rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         rows,
         columns,
         figsize=(inches * columns, inches * rows + 0.4),
@@ -174,8 +171,7 @@ def isosurface_figure(
 ) -> Any:
     """Seed paper's Figure 3 style: the volume's isosurface (grey) beside the map's positive (red)
     and negative (blue) isosurfaces, each at mean ± ``sigmas`` standard deviations."""
-    plt = _pyplot()
-    figure = plt.figure(figsize=(7, 3.6), constrained_layout=True)
+    figure = new_figure(figsize=(7, 3.6), constrained_layout=True)
     left = figure.add_subplot(1, 2, 1, projection="3d")
     level = float(volume.mean() + sigmas * volume.std())
     isosurface(left, volume, [(level, "0.6")])
@@ -213,11 +209,10 @@ def methods_figure(
 
     Volumes show the slice through the first map's peak.
     """
-    plt = _pyplot()
     under = background(data)
     first = next(iter(maps.values()))[0]
     where = peak_position(first) if first.ndim == 3 else None
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         1,
         len(maps) + 1,
         figsize=(2.6 * (len(maps) + 1), 2.9),

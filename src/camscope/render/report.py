@@ -8,7 +8,6 @@ Pillow directly (no figure per slice), so a report of a few volumes takes about 
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import os
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from camscope.io.atomic import atomic_write
-from camscope.render.html import data_uri, html_page, image_tag
+from camscope.render.html import data_uri, metrics_table, render_page
 from camscope.render.overlays import (
     DIVERGING,
     SEQUENTIAL,
@@ -30,7 +29,13 @@ from camscope.render.overlays import (
 )
 from camscope.render.volumes import figure_png
 
-__all__ = ["ReportEntry", "ReportMap", "colorize", "write_report"]
+__all__ = [
+    "ReportEntry",
+    "ReportMap",
+    "colorize",
+    "write_evaluation_report",
+    "write_report",
+]
 
 #: At most this many slices per volume go into a slider (evenly spaced).
 MAX_SLICES = 64
@@ -84,36 +89,7 @@ def _png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-_SLIDER_SCRIPT = """
-<script>
-const SLICES = JSON.parse(document.getElementById('camscope-slices').textContent);
-function showSlice(id, index) {
-  const image = document.getElementById(id + '-img');
-  const label = document.getElementById(id + '-label');
-  const entry = SLICES[id];
-  image.src = entry.images[index];
-  image.dataset.slice = entry.indices[index];
-  label.textContent = 'slice ' + entry.indices[index] + ' / ' + (entry.depth - 1);
-}
-document.querySelectorAll('input.slice-slider').forEach(function (slider) {
-  slider.addEventListener('input', function () {
-    showSlice(slider.dataset.target, +slider.value);
-  });
-});
-</script>
-"""
-
-_EXTRA_STYLE = """
-<style>
-.maps { display: flex; flex-wrap: wrap; gap: 1em; }
-.map { text-align: center; }
-.map img.pixelated { image-rendering: pixelated; width: 256px; }
-input.slice-slider { width: 256px; display: block; margin: 0.3em auto; }
-</style>
-"""
-
-
-def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict) -> str:
+def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict) -> dict:
     under = background(entry.data)  # (D, H, W) or (D, H, W, 3)
     depth = item.heatmap.shape[0]
     indices = np.unique(np.linspace(0, depth - 1, min(depth, MAX_SLICES)).round().astype(int))
@@ -125,40 +101,23 @@ def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict)
     peak = int(np.abs(item.heatmap).reshape(depth, -1).max(axis=1).argmax())
     start = int(np.abs(indices - peak).argmin())
     slices[ident] = {"images": images, "indices": indices.tolist(), "depth": depth}
-    caption = html.escape(f"{item.method} · {item.target}")
-    return (
-        f'<div class="map"><div>{caption}</div>'
-        f'<img id="{ident}-img" class="pixelated" alt="{caption}" src="{images[start]}" '
-        f'data-slice="{indices[start]}">'
-        f'<input type="range" class="slice-slider" id="{ident}-slider" data-target="{ident}" '
-        f'min="0" max="{len(indices) - 1}" value="{start}">'
-        f'<div id="{ident}-label">slice {indices[start]} / {depth - 1}</div></div>'
-    )
+    return {
+        "volume": True,
+        "ident": ident,
+        "caption": f"{item.method} · {item.target}",
+        "src": images[start],
+        "slice": int(indices[start]),
+        "start": start,
+        "last": len(indices) - 1,
+        "depth": depth,
+    }
 
 
-def _image_block(entry: ReportEntry, item: ReportMap) -> str:
+def _image_block(entry: ReportEntry, item: ReportMap) -> dict:
     under = background(entry.data)
     limits = colour_limits(item.heatmap, item.signed)
     png = _png(colorize(item.heatmap, signed=item.signed, limits=limits, under=under))
-    caption = html.escape(f"{item.method} · {item.target}")
-    return (
-        f'<div class="map"><div>{caption}</div>'
-        f'<img class="pixelated" alt="{caption}" src="{data_uri(png)}"></div>'
-    )
-
-
-def _metrics_table(rows: Sequence[dict[str, Any]]) -> str:
-    columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for column in columns:
-            value = row.get(column, "")
-            text = f"{value:.4g}" if isinstance(value, float) else str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table id="metrics"><tr>{head}</tr>{"".join(body)}</table>'
+    return {"volume": False, "caption": f"{item.method} · {item.target}", "src": data_uri(png)}
 
 
 def write_report(
@@ -168,6 +127,7 @@ def write_report(
     title: str = "camscope report",
     settings: dict[str, Any] | None = None,
     metrics: Sequence[dict[str, Any]] | None = None,
+    figures: Sequence[tuple[str, bytes]] = (),
 ) -> Path:
     """Write the report atomically and return its path.
 
@@ -177,40 +137,58 @@ def write_report(
         title: page title.
         settings: run settings shown as a list (model, method, layer, ...).
         metrics: rows of a metrics table (dicts with the same keys), if any.
+        figures: ``(title, PNG bytes)`` pictures shown after the table (plots).
     """
-    parts = [_EXTRA_STYLE]
-    if settings:
-        items = "".join(
-            f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
-            for k, v in settings.items()
-        )
-        parts.append(f'<ul class="note" id="settings">{items}</ul>')
-    if metrics:
-        parts.append("<h2>Metrics</h2>" + _metrics_table(metrics))
     slices: dict[str, Any] = {}
+    shown = []
     for number, entry in enumerate(entries):
-        parts.append(f'<h2 class="input">{html.escape(entry.name)}</h2>')
-        if entry.details:
-            text = ", ".join(f"{k}: {v}" for k, v in entry.details.items())
-            parts.append(f'<p class="note">{html.escape(text)}</p>')
+        overview = None
         if entry.maps:
-            overview = methods_figure(
+            figure = methods_figure(
                 entry.data,
                 {f"{m.method} · {m.target}": (m.heatmap, m.signed) for m in entry.maps[:6]},
             )
-            parts.append(image_tag(figure_png(overview), f"{entry.name}: methods side by side"))
-        blocks = []
-        for index, item in enumerate(entry.maps):
-            if item.heatmap.ndim == 3:
-                blocks.append(_volume_block(f"v{number}-{index}", entry, item, slices))
-            else:
-                blocks.append(_image_block(entry, item))
-        parts.append('<div class="maps">' + "".join(blocks) + "</div>")
-    if slices:
-        payload = json.dumps(slices).replace("</", "<\\/")
-        parts.append(f'<script type="application/json" id="camscope-slices">{payload}</script>')
-        parts.append(_SLIDER_SCRIPT)
+            overview = data_uri(figure_png(figure))
+        blocks = [
+            _volume_block(f"v{number}-{index}", entry, item, slices)
+            if item.heatmap.ndim == 3
+            else _image_block(entry, item)
+            for index, item in enumerate(entry.maps)
+        ]
+        details = ", ".join(f"{k}: {v}" for k, v in entry.details.items())
+        shown.append(
+            {"name": entry.name, "details": details, "overview": overview, "blocks": blocks}
+        )
+    page = render_page(
+        "report.html.j2",
+        title=title,
+        settings={str(k): str(v) for k, v in (settings or {}).items()},
+        metrics=metrics_table(metrics) if metrics else None,
+        figures=[{"title": name, "src": data_uri(png)} for name, png in figures],
+        entries=shown,
+        slices=json.dumps(slices).replace("</", "<\\/") if slices else "",
+    )
     final = Path(path)
     with atomic_write(final, mode="w") as handle:
-        handle.write(html_page(title, "\n".join(parts)))
+        handle.write(page)
     return final
+
+
+def write_evaluation_report(
+    folder: str | os.PathLike[str],
+    rows: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    settings: dict[str, Any],
+) -> Path:
+    """``report.html`` of an evaluation: its settings, the table and every plot in
+    ``folder/plots`` (the curves first)."""
+    plots = sorted(Path(folder, "plots").glob("*.png"), key=lambda p: (p.stem != "curves", p.stem))
+    return write_report(
+        Path(folder) / "report.html",
+        [],
+        title=title,
+        settings={k: v for k, v in settings.items() if not isinstance(v, dict | list)},
+        metrics=list(rows),
+        figures=[(plot.stem.replace("_", " "), plot.read_bytes()) for plot in plots],
+    )

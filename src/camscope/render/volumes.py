@@ -11,16 +11,36 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["figure_png", "isosurface", "signed_limits", "slice_image"]
+__all__ = [
+    "figure_png",
+    "isosurface",
+    "new_figure",
+    "signed_limits",
+    "slice_image",
+    "subplots",
+]
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def new_figure(**options: Any) -> Any:
+    """A Matplotlib :class:`~matplotlib.figure.Figure` of its own: no pyplot state, no backend
+    switch, nothing to close (a notebook's backend and figures are left alone)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(**options)
 
-    return plt
+
+def subplots(
+    rows: int = 1,
+    columns: int = 1,
+    *,
+    squeeze: bool = True,
+    subplot_kw: dict[str, Any] | None = None,
+    **options: Any,
+) -> tuple[Any, Any]:
+    """``(figure, axes)`` as ``pyplot.subplots`` gives them, on a :func:`new_figure`."""
+    figure = new_figure(**options)
+    axes = figure.subplots(rows, columns, squeeze=squeeze, subplot_kw=subplot_kw)
+    return figure, axes
 
 
 def signed_limits(values: np.ndarray) -> tuple[float, float]:
@@ -78,9 +98,7 @@ def isosurface(
 
 
 def figure_png(figure: Any, *, dpi: int = 80) -> bytes:
-    """Render a Matplotlib figure to PNG bytes and close it."""
-    plt = _pyplot()
+    """Render a Matplotlib figure to PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
     return buffer.getvalue()

@@ -9,7 +9,6 @@ pictures, and one self-contained HTML page.
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +27,8 @@ from camscope.io.atomic import atomic_write
 from camscope.metrics import sum_to_score
 from camscope.models import create_model
 from camscope.models.training import TrainingConfig, evaluate_accuracy, train_classifier
-from camscope.render import figure_png, html_page, image_tag, isosurface, slice_image
+from camscope.render import data_uri, figure_png, isosurface, render_page, slice_image
+from camscope.render.text import text_table
 from camscope.simulate import SimulationConfig, Simulator, SubtomogramDataset
 from camscope.simulate.structures import BENCHMARK_COMPLEXES
 from camscope.simulate.subtomogram import parse_snr, simulate_arrays, snr_label
@@ -125,41 +125,48 @@ def _paper_key(label: str) -> str:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Table 1 as text: each (model, SNR) row, with the paper's row beneath when it has one."""
 
-    def cell(mean: float, std: float, digits: int) -> str:
-        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    def cell(mean: float, std: float) -> str:
+        return f"{mean:.3f} ± {std:.3f}"
 
-    header = (
-        f"{'model':<24}{'SNR':>5}{'acc':>7}  {'L1 Grad':>17}  {'L1 Respond':>15}  "
-        f"{'KT Grad':>15}  {'KT Respond':>15}"
-    )
-    lines = [header, "-" * len(header)]
+    header = ["model", "SNR", "acc", "L1 Grad", "L1 Respond", "KT Grad", "KT Respond"]
+    cells = []
     for row in rows:
-        lines.append(
-            f"{row['model']:<24}{row['snr']:>5}"
-            f"{row['accuracy']:>7.3f}  {cell(row['l1_grad'], row['l1_grad_std'], 3):>17}  "
-            f"{cell(row['l1_respond'], row['l1_respond_std'], 3):>15}  "
-            f"{cell(row['kt_grad'], row['kt_grad_std'], 3):>15}  "
-            f"{cell(row['kt_respond'], row['kt_respond_std'], 3):>15}"
+        cells.append(
+            [
+                row["model"],
+                str(row["snr"]),
+                f"{row['accuracy']:.3f}",
+                cell(row["l1_grad"], row["l1_grad_std"]),
+                cell(row["l1_respond"], row["l1_respond_std"]),
+                cell(row["kt_grad"], row["kt_grad_std"]),
+                cell(row["kt_respond"], row["kt_respond_std"]),
+            ]
         )
         snr = parse_snr(str(row["snr"]))  # results.json form: a number or "inf"
         paper = PAPER_TABLE.get((_paper_key(row["model"]), snr))
         if paper:
-            lines.append(
-                f"{'  paper ' + _paper_key(row['model']):<24}{'':>5}{'':>7}  "
-                f"{cell(*paper['l1_grad'], 3):>17}  {cell(*paper['l1_respond'], 3):>15}  "
-                f"{cell(*paper['kt_grad'], 3):>15}  {cell(*paper['kt_respond'], 3):>15}"
+            cells.append(
+                [
+                    "  paper " + _paper_key(row["model"]),
+                    "",
+                    "",
+                    *(
+                        cell(*paper[key])
+                        for key in ("l1_grad", "l1_respond", "kt_grad", "kt_respond")
+                    ),
+                ]
             )
-    return "\n".join(lines)
+    return text_table(header, cells)
 
 
 def _figure3(
     volumes: np.ndarray, labels: np.ndarray, grad: np.ndarray, respond: np.ndarray, title: str
 ) -> bytes:
     """Per sample: isosurface and central slice of the subtomogram and of both heatmaps."""
-    import matplotlib.pyplot as plt
+    from camscope.render.volumes import new_figure
 
     count = len(volumes)
-    figure = plt.figure(figsize=(16, 2.9 * count))
+    figure = new_figure(figsize=(16, 2.9 * count))
     names = [
         "subtomogram",
         "slice",
@@ -202,7 +209,7 @@ def _figure3(
                     slice_image(axis, values[middle], signed=True, background=particle[middle])
             if row == 0:
                 axis.set_title(names[column], fontsize=9)
-        figure.axes[row * 6].text2D(  # type: ignore[attr-defined]
+        figure.axes[row * 6].text2D(
             0.0,
             0.95,
             BENCHMARK_COMPLEXES[int(labels[row])][0],
@@ -215,9 +222,9 @@ def _figure3(
 
 def _figure4(volume: np.ndarray, maps: dict[str, np.ndarray], label: int, title: str) -> bytes:
     """Respond-CAM of the true class at every layer before the fully connected layers."""
-    import matplotlib.pyplot as plt
+    from camscope.render.volumes import subplots
 
-    figure, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 3.0))
+    figure, axes = subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 3.0))
     particle = -volume
     middle = particle.shape[0] // 2
     slice_image(axes[0], particle[middle], signed=False)
@@ -428,22 +435,26 @@ def run(
         },
     )
     table = format_table(rows)
-    body = [
-        "<p>Sum-to-score of raw maps at <code>maxpool2</code>, all classes, over the test set "
-        "(mean ± std). L1 = mean |Σ map − logit| over classes; KT = Kendall τ between the orders "
-        "of map totals and logits. Paper rows from Zhao et al. 2018, Table 1.</p>",
-        f"<pre>{html.escape(table)}</pre>",
-        f'<p class="note">scale {html.escape(config.scale)}; {len(rows)} model × SNR rows; '
-        f"{elapsed / 60:.1f} min on this machine; camscope {camscope.__version__}.</p>",
-    ]
-    for title, name, png in figures:
-        body.append(f"<h2>{html.escape(title)}</h2>{image_tag(png, title)}")
+    for _, name, png in figures:
         with atomic_write(folder / "figures" / name, mode="wb") as handle:
             handle.write(png)
+    page = render_page(
+        "figures.html.j2",
+        title="Respond-CAM, Table 1 reproduced on simulated subtomograms",
+        paragraphs=[
+            "Sum-to-score of raw maps at maxpool2, all classes, over the test set (mean ± std). "
+            "L1 = mean |Σ map − logit| over classes; KT = Kendall τ between the orders of map "
+            "totals and logits. Paper rows from Zhao et al. 2018, Table 1."
+        ],
+        table=table,
+        settings={},
+        metrics=None,
+        note=f"scale {config.scale}; {len(rows)} model × SNR rows; {elapsed / 60:.1f} min on "
+        f"this machine; camscope {camscope.__version__}.",
+        figures=[{"title": title, "src": data_uri(png)} for title, _, png in figures],
+    )
     with atomic_write(folder / "report.html", mode="w") as handle:
-        handle.write(
-            html_page("Respond-CAM, Table 1 reproduced on simulated subtomograms", "\n".join(body))
-        )
+        handle.write(page)
     log(table)
     log(f"wrote {folder / 'results.json'} and {folder / 'report.html'} ({elapsed / 60:.1f} min)")
     if not rows:

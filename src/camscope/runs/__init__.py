@@ -1,23 +1,37 @@
-"""Runs over many files: explain or evaluate a dataset, resumable, locally or on Ray.
+"""Runs over many inputs: one engine, with jobs and backends as plug-ins.
 
+* :mod:`~camscope.runs.engine`: :func:`run`: a job over a source, in fixed batches, with
+  per-input records, resumable, and a manifest built from the records.
+* :mod:`~camscope.runs.job`: the :class:`Job` protocol (what a run computes per batch).
+* :mod:`~camscope.runs.sources`: inputs from files or from tensors in memory.
+* :mod:`~camscope.runs.backends`: ``local`` (this process, reading ahead in threads) and ``ray``.
+* :mod:`~camscope.runs.explain`: the explain job (``camscope explain``).
 * :mod:`~camscope.runs.dataset`: folder / glob / manifest CSV → inputs in a fixed order.
-* :mod:`~camscope.runs.loader`: reading ahead of the computation in threads.
-* :mod:`~camscope.runs.explain`: ``camscope explain``'s engine (outputs, records, manifest).
-* :mod:`~camscope.runs.evaluate`: ``camscope evaluate dataset``'s engine (per-input metrics).
-* :mod:`~camscope.runs.ray_backend`: the same batches on Ray Data actors (``camscope[ray]``).
+* :mod:`~camscope.runs.records`, :mod:`~camscope.runs.batch`, :mod:`~camscope.runs.loader`:
+  records and output names, one batch on any backend, reading ahead.
+
+The evaluation job lives with the evaluation (:mod:`camscope.evaluation.job`).
 """
 
 from __future__ import annotations
 
 from camscope.runs.dataset import Dataset, resolve_dataset
-from camscope.runs.evaluate import evaluate_files
-from camscope.runs.explain import ExplainSettings, RunSummary, explain_files
+from camscope.runs.engine import RunSummary, run
+from camscope.runs.explain import ExplainJob, ExplainSettings, explain_files
+from camscope.runs.job import Batch, Job
+from camscope.runs.sources import FileSource, Source, TensorSource
 
 __all__ = [
+    "Batch",
     "Dataset",
+    "ExplainJob",
     "ExplainSettings",
+    "FileSource",
+    "Job",
     "RunSummary",
-    "evaluate_files",
+    "Source",
+    "TensorSource",
     "explain_files",
     "resolve_dataset",
+    "run",
 ]

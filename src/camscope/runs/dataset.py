@@ -1,10 +1,15 @@
 """Which inputs a run covers: explicit files, a folder, a glob, or a manifest CSV.
 
-A manifest CSV has a ``path`` column (relative to the CSV's folder, or absolute) and optionally
-``label`` (or ``class_id``): the class to explain and evaluate for that input. Folders are searched
-recursively for the formats :func:`camscope.io.read_scan` reads; a folder holding the slice files
-of one DICOM series is one input (a volume). Every listing is sorted, so a dataset always has the
-same order (and a resumed run the same batches).
+A manifest CSV has a ``path`` column and optionally ``label`` (or ``class_id``): the class to
+explain and evaluate for that input. Paths are relative to the CSV's folder; a path that leads
+outside that folder (``../``, or an absolute path elsewhere) is refused unless
+``allow_outside=True`` (``--allow-outside`` on the command line), so a manifest cannot make a run
+read files its author did not mean to share. A folder holding a ``labels.csv`` is read as that
+manifest; other folders are searched recursively for the formats :func:`camscope.io.read_scan`
+reads (DICOM files are recognised by their ``DICM`` preamble too, without an extension), a
+folder holding the slice files of one DICOM series being one input (a volume), and the run's own
+output folder is never an input. Every listing is sorted, so a dataset always has the same order
+(and a resumed run the same batches).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class Dataset:
         return None
 
 
-def _csv(path: Path, where: Sequence[str]) -> Dataset:
+def _csv(path: Path, where: Sequence[str], allow_outside: bool = False) -> Dataset:
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -76,18 +81,31 @@ def _csv(path: Path, where: Sequence[str]) -> Dataset:
     if "path" not in rows[0]:
         raise InputError(f"{path}: a manifest CSV needs a 'path' column")
     label_column = next((c for c in ("label", "class_id") if c in rows[0]), None)
-    paths = [
-        row["path"] if os.path.isabs(row["path"]) else str((path.parent / row["path"]).resolve())
-        for row in rows
-    ]
+    base = path.parent.resolve()
+    paths = []
+    for number, row in enumerate(rows, start=2):
+        given = (row.get("path") or "").strip()
+        if not given:
+            raise InputError(f"{path}, line {number}: the path is empty")
+        resolved = (base / given).resolve()
+        if not allow_outside and not resolved.is_relative_to(base):
+            raise InputError(
+                f"{path}, line {number}: {given} is outside the manifest's folder {base}; move "
+                "the file inside it, or pass --allow-outside if the manifest is yours"
+            )
+        paths.append(str(resolved))
     labels = None
     if label_column is not None:
-        try:
-            labels = [int(row[label_column]) for row in rows]
-        except ValueError as error:
-            raise InputError(
-                f"{path}: column {label_column!r} must hold class indices: {error}"
-            ) from error
+        labels = []
+        for number, row in enumerate(rows, start=2):
+            value = (row.get(label_column) or "").strip()
+            try:
+                labels.append(int(value))
+            except ValueError:
+                raise InputError(
+                    f"{path}, line {number}: column {label_column!r} must hold a class index "
+                    f"(0, 1, ...), got {value!r}"
+                ) from None
     return Dataset(paths, labels, str(path.parent.resolve()), str(path), rows)
 
 
@@ -107,13 +125,17 @@ def _series_uid(files: list[Path]) -> str | None:
     return uids.pop() if len(uids) == 1 else None
 
 
-def _folder_inputs(folder: Path) -> list[str]:
-    """Every readable file below ``folder``; a directory holding the slice files of one DICOM
-    series counts as one input (a volume) instead of its files."""
+def _folder_inputs(folder: Path, exclude: Sequence[Path] = ()) -> list[str]:
+    """Every readable file below ``folder`` (none below ``exclude``); a directory holding the
+    slice files of one DICOM series counts as one input (a volume) instead of its files."""
     from camscope.io.inputs import dicom_series_files
 
+    def excluded(directory: Path) -> bool:
+        return any(directory.resolve().is_relative_to(e) for e in exclude)
+
     inputs: list[str] = []
-    for directory in sorted({folder, *(p for p in folder.rglob("*") if p.is_dir())}):
+    directories = {folder, *(p for p in folder.rglob("*") if p.is_dir())}
+    for directory in sorted(d for d in directories if not excluded(d)):
         series = dicom_series_files(directory)
         grouped = len(series) >= 2 and _series_uid(series) is not None
         if grouped:
@@ -124,26 +146,37 @@ def _folder_inputs(folder: Path) -> list[str]:
     return sorted(inputs)
 
 
-def resolve_dataset(specs: list[str] | tuple[str, ...], *, where: Sequence[str] = ()) -> Dataset:
+def resolve_dataset(
+    specs: list[str] | tuple[str, ...],
+    *,
+    where: Sequence[str] = (),
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    allow_outside: bool = False,
+) -> Dataset:
     """Turn command-line inputs into a dataset.
 
     Args:
         specs: one folder, one glob pattern (quoted, so the shell leaves it), one ``.csv``
             manifest, or any number of files.
         where: ``COLUMN=VALUE`` filters on a manifest CSV's rows.
+        exclude: folders whose files are never inputs (the run's output folder).
+        allow_outside: let a manifest CSV name files outside its folder.
 
     Raises:
         InputError: nothing matched, a missing file, or a malformed manifest.
     """
+    skip = [Path(e).resolve() for e in exclude]
+    if len(specs) == 1 and Path(specs[0]).is_dir() and (Path(specs[0]) / "labels.csv").is_file():
+        specs = [str(Path(specs[0]) / "labels.csv")]
     if where and not (len(specs) == 1 and specs[0].lower().endswith(".csv")):
         raise InputError("--where needs a manifest CSV (or a folder with labels.csv)")
     if len(specs) == 1:
         spec = specs[0]
         path = Path(spec)
         if path.suffix.lower() == ".csv":
-            return _csv(path, where)
+            return _csv(path, where, allow_outside)
         if path.is_dir():
-            found = _folder_inputs(path)
+            found = _folder_inputs(path, skip)
             if not found:
                 raise InputError(f"{path}: no readable image or volume files in this folder")
             return Dataset(found, None, str(path.resolve()), spec)

@@ -20,32 +20,31 @@ __all__ = ["read_ahead"]
 T = TypeVar("T")
 
 
-def _guarded(read: Callable[[str], T], path: str) -> T | CamscopeError:
+def _guarded(read: Callable[[int], T], index: int) -> T | CamscopeError:
     try:
-        return read(path)
+        return read(index)
     except CamscopeError as error:
         return error
 
 
 def read_ahead(
-    paths: Sequence[str],
     indices: Sequence[int],
-    read: Callable[[str], T],
+    read: Callable[[int], T],
     *,
     workers: int = 2,
     depth: int = 16,
 ) -> Iterator[tuple[int, T | CamscopeError]]:
-    """Yield ``(index, read(paths[index]) or its error)`` for ``indices``, in order, reading up
-    to ``depth`` files ahead with ``workers`` threads (``workers=0``: read in this thread)."""
+    """Yield ``(index, read(index) or its error)`` for ``indices``, in order, reading up to
+    ``depth`` inputs ahead with ``workers`` threads (``workers=0``: read in this thread)."""
     if workers <= 0:
         for index in indices:
-            yield index, _guarded(read, paths[index])
+            yield index, _guarded(read, index)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="camscope-read") as pool:
         pending: deque[tuple[int, Future[T | CamscopeError]]] = deque()
         queue = iter(indices)
         for index in queue:
-            pending.append((index, pool.submit(_guarded, read, paths[index])))
+            pending.append((index, pool.submit(_guarded, read, index)))
             if len(pending) >= depth:
                 break
         while pending:
@@ -53,5 +52,5 @@ def read_ahead(
             result = future.result()
             following = next(queue, None)
             if following is not None:
-                pending.append((following, pool.submit(_guarded, read, paths[following])))
+                pending.append((following, pool.submit(_guarded, read, following)))
             yield index, result

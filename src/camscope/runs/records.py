@@ -27,6 +27,7 @@ __all__ = [
     "load_records",
     "output_names",
     "prepare_records",
+    "remove_previous_run",
 ]
 
 RECORDS = "records"
@@ -70,21 +71,21 @@ def load_records(
     names: Sequence[str],
     fingerprint: str,
     *,
-    force: bool,
+    identity: Callable[[int], dict[str, Any]],
     complete: Callable[[dict[str, Any]], bool] = lambda record: True,
 ) -> dict[str, dict[str, Any]]:
-    """The records of a previous run that can be reused (``{}`` with ``force``).
+    """The records of a previous run that can be reused.
 
-    An unreadable record, or one whose outputs are not all ``complete``, means the input is
-    redone.
+    A record is reused only when it was made with the same fingerprint (settings and model
+    weights), for the same input (its ``identity``: path, size and modification time of a file,
+    a digest of a tensor) and all its outputs are ``complete``; an unreadable record, or one for
+    an input that changed, means the input is redone.
 
     Raises:
         OutputError: a record made with another fingerprint (other settings or model).
     """
     done: dict[str, dict[str, Any]] = {}
-    if force:
-        return done
-    for name in names:
+    for index, name in enumerate(names):
         path = folder / RECORDS / f"{name}.json"
         if not path.exists():
             continue
@@ -97,9 +98,31 @@ def load_records(
                 f"{folder} holds results of a run with other settings or another model "
                 f"({path.name}); choose another --out, or pass --force to overwrite"
             )
-        if complete(record):
+        if record.get("identity") == identity(index) and complete(record):
             done[name] = record
     return done
+
+
+def remove_previous_run(folder: Path, made: Sequence[str]) -> None:
+    """Remove what an earlier camscope run wrote in ``folder`` (``--force``): the files its
+    records list, its records, and the run-level files ``made`` (manifest, report, tables).
+    Nothing else in the folder is touched."""
+    records = folder / RECORDS
+    if records.is_dir():
+        for path in records.glob("*.json"):
+            try:
+                listed = json.loads(path.read_text()).get("outputs", [])
+            except (OSError, json.JSONDecodeError):
+                listed = []
+            for output in listed:
+                target = (folder / output).resolve()
+                if target.is_relative_to(folder.resolve()) and target.is_file():
+                    target.unlink()
+            path.unlink()
+    for name in made:
+        target = folder / name
+        if target.is_file():
+            target.unlink()
 
 
 def prepare_records(folder: Path) -> None:

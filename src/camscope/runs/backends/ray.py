@@ -1,11 +1,12 @@
-"""The Ray backend of dataset runs: the same batches, the same per-batch code, on Ray Data actors.
+"""The Ray backend: the same batches, the same per-batch code, on Ray Data actors.
 
 Each row of the Ray dataset is one of the run's fixed batches (a list of input indices), so the
 batches, and therefore the numbers, are exactly those of the local backend. ``map_batches`` runs
 an actor pool; every actor loads the model once (from the model spec, not by shipping the
-object), reads its batch's files and writes the outputs itself, atomically, to the shared output
-folder, and returns the records; the driver writes the manifest. Actors ask for a GPU each when
-the cluster has GPUs. Install with ``pip install 'camscope[ray]'``.
+object), reads its batch's inputs and writes the outputs itself, atomically, to the shared output
+folder, and returns the records; the driver writes the manifest. Any job runs here (explain,
+evaluate). Actors ask for a GPU each when the cluster has GPUs. Install with
+``pip install 'camscope[ray]'``.
 
 Cost model on a cluster: each node pays Ray's start-up and one model load per actor; after that a
 batch costs what it costs locally, plus reading inputs from and writing outputs to the shared
@@ -15,6 +16,7 @@ feed.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -22,74 +24,60 @@ from pathlib import Path
 from typing import Any
 
 from camscope.errors import CamscopeError
+from camscope.io.inputs import Scan
+from camscope.runs.batch import process_batch
+from camscope.runs.job import Job
+from camscope.runs.sources import Source
 
-__all__ = ["run_with_ray"]
+__all__ = ["run_ray"]
 
 
-class _ExplainActor:
+class _Actor:
     """Holds the model once; turns one batch of input indices into written outputs and records."""
 
     def __init__(
         self,
         model_spec: dict[str, Any],
-        paths: list[str],
-        names: list[str],
-        labels: list[int] | None,
-        folder: str,
-        settings: dict[str, Any],
+        job: Job,
+        source: Source,
+        folder: str | None,
         fingerprint: str,
         threads: int,
     ) -> None:
         import torch
 
         from camscope.io.models import load_model_spec
-        from camscope.runs.explain import ExplainSettings
 
         torch.set_num_threads(threads)  # the local backend's, so both compute alike
         self.model, _ = load_model_spec(**model_spec)
         if torch.cuda.is_available():
             self.model = self.model.cuda()
-        self.paths, self.names, self.labels = paths, names, labels
-        self.folder = Path(folder)
-        self.settings = ExplainSettings(**settings)
+        self.job, self.source = job, source
+        self.folder = None if folder is None else Path(folder)
         self.fingerprint = fingerprint
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import json
-
-        from camscope.io.inputs import Scan, read_scan
-        from camscope.runs.explain import process_batch
-
         out_records, out_failures = [], []
         for indices in batch["indices"]:
             items: list[tuple[int, Scan | Exception]] = []
             for index in [int(i) for i in indices]:
-                window = self.settings.dicom_window
                 try:
-                    items.append((index, read_scan(self.paths[index], dicom_window=window)))  # type: ignore[arg-type]
+                    items.append((index, self.source.read(index)))
                 except CamscopeError as error:
                     items.append((index, error))
             records, failures = process_batch(
-                self.model,
-                items,
-                self.names,
-                self.labels,
-                self.folder,
-                self.settings,
-                self.fingerprint,
+                self.job, self.model, self.source, items, self.folder, self.fingerprint
             )
             out_records.append(json.dumps(records))
             out_failures.append(json.dumps(failures))
         return {"records": out_records, "failures": out_failures}
 
 
-def run_with_ray(
+def run_ray(
+    job: Job,
+    source: Source,
     batches: list[list[int]],
-    paths: list[str],
-    names: list[str],
-    labels: list[int] | None,
-    folder: Path,
-    settings: Any,
+    folder: Path | None,
     fingerprint: str,
     *,
     model_spec: dict[str, Any],
@@ -106,9 +94,6 @@ def run_with_ray(
         # Ray's own deprecation notices (about its internal settings) are not the user's business.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        import json
-        from dataclasses import asdict
-
         try:
             import ray
         except ImportError as error:
@@ -141,14 +126,12 @@ def run_with_ray(
                 [{"indices": batch} for batch in batches], override_num_blocks=len(batches)
             )
             results = dataset.map_batches(
-                _ExplainActor,
+                _Actor,
                 fn_constructor_kwargs={
                     "model_spec": model_spec,
-                    "paths": paths,
-                    "names": names,
-                    "labels": labels,
-                    "folder": str(folder),
-                    "settings": asdict(settings),
+                    "job": job,
+                    "source": source,
+                    "folder": None if folder is None else str(folder),
                     "fingerprint": fingerprint,
                     "threads": torch.get_num_threads(),
                 },

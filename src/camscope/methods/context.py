@@ -1,7 +1,7 @@
 """What a model-driven method (input-space maps, perturbation methods) receives from ``explain()``.
 
-A :class:`Problem` holds the checked batch, the model, the fixed targets and helpers that every
-such method needs: target scores for any batch of (possibly perturbed) rows, gradients of all
+A :class:`MethodContext` holds the checked batch, the model, the fixed targets and helpers that
+every such method needs: target scores for any batch of (possibly perturbed) rows, gradients of all
 targets w.r.t. the input in one batched backward pass, batched forward passes with a progress bar,
 and the layer path of the CAM family (for Guided Grad-CAM and Score-CAM).
 
@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camscope.capture import Capture, batched_vjp, call_model
+from camscope.engine import Capture, call_model, chunked_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
 from camscope.methods.rules import ReluRule, relu_rule
 
-__all__ = ["MethodResult", "Problem"]
+__all__ = ["MethodContext", "MethodResult"]
 
 #: Memory that one batch of input gradients may use by default (bytes).
 INPUT_GRADIENT_BUDGET = 1 << 28
@@ -53,7 +53,7 @@ class MethodResult:
 
 
 @dataclass
-class Problem:
+class MethodContext:
     """One ``explain()`` call, as a model-driven method sees it.
 
     Attributes:
@@ -205,20 +205,12 @@ class Problem:
         with torch.enable_grad(), relu_rule(rule):
             output = call_model(self.model, x)
             scores = self.target_scores(output, rows)
-        if not scores.requires_grad:
-            raise self._independent()
-        chunk = self.chunk_size or self.num_targets
-        pieces = []
-        for start in range(0, self.num_targets, chunk):
-            stop = min(start + chunk, self.num_targets)
-            pieces.append(
-                batched_vjp(
-                    scores[:, start:stop],
-                    x,
-                    retain_graph=stop < self.num_targets,
-                    missing=self._independent,
-                )
+        pieces = [
+            grads
+            for _, _, grads in chunked_vjp(
+                scores, x, chunk_size=self.chunk_size, missing=self._independent
             )
+        ]
         grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return scores.detach(), grads
 
@@ -244,10 +236,8 @@ class Problem:
     def layer_activations(self) -> torch.Tensor:
         """The chosen layer's activations ``(B, C, *s)`` on the inputs (one forward, no graph)."""
         name, module = self.require_layer("this method")
-        with Capture(self.model, module, name) as capture:
-            capture.run(self.inputs)
-            activations = capture.activations
-        assert activations is not None
+        with torch.no_grad(), record_layer(module, name, stop=True) as recording:
+            activations = run_to_layer(self.model, self.inputs, recording)
         return activations.detach()
 
     def layer_maps(self, function: Callable[..., torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""What every command shares: one-line errors, the model options, loading a model."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from torch import nn
+
+from camscope.cli.params import KEY_VALUE
+from camscope.errors import CamscopeError
+
+__all__ = ["exit_if_failed", "friendly", "load_any_model", "model_options", "model_spec"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(function: F) -> F:
+    """Turn CamscopeError into ``camscope: error: ...`` and exit code 2, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except CamscopeError as error:
+            click.echo(f"camscope: error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("camscope: interrupted; outputs already written are complete", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_MODEL_OPTIONS = [
+    click.option(
+        "--architecture",
+        default=None,
+        help="For bare weights (.safetensors, .pt state dict): a camscope model name, "
+        "torchvision:<name> or module:callable.",
+    ),
+    click.option(
+        "--arch-option",
+        "arch_options",
+        multiple=True,
+        type=KEY_VALUE,
+        help="Keyword for the architecture (repeat), e.g. num_classes=2.",
+    ),
+    click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="Allow a whole pickled model (torch.load weights_only=False). Unpickling can run "
+        "arbitrary code: only for files you trust.",
+    ),
+]
+
+
+def model_options(function: F) -> F:
+    """Add ``--architecture``, ``--arch-option`` and ``--trust-pickle``."""
+    for option in reversed(_MODEL_OPTIONS):
+        function = option(function)
+    return function
+
+
+def model_spec(
+    spec: str,
+    architecture: str | None = None,
+    arch_options: tuple[tuple[str, object], ...] = (),
+    trust_pickle: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`camscope.io.load_model_spec` (also what Ray workers load)."""
+    return {
+        "spec": spec,
+        "architecture": architecture,
+        "options": dict(arch_options),
+        "trust_pickle": trust_pickle,
+    }
+
+
+def load_any_model(
+    spec: str,
+    architecture: str | None = None,
+    arch_options: tuple[tuple[str, object], ...] = (),
+    trust_pickle: bool = False,
+) -> tuple[nn.Module, dict[str, object]]:
+    """Load MODEL as the commands take it; note built-in random weights on stderr."""
+    from camscope.io.models import load_model_spec
+
+    model, record = load_model_spec(**model_spec(spec, architecture, arch_options, trust_pickle))
+    if str(record.get("weights", "")).startswith("random"):
+        click.echo(f"note: {spec} is a built-in architecture with random weights", err=True)
+    return model, record
+
+
+def exit_if_failed(failed: list[dict[str, str]]) -> None:
+    """Exit 1 after saying how many inputs were skipped (their errors are in the manifest)."""
+    if failed:
+        click.echo(
+            f"camscope: {len(failed)} input(s) failed and were skipped (listed in manifest.json)",
+            err=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,319 @@
+"""``camscope evaluate``: score explanation methods on benchmarks or on your own data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from camscope.cli.common import exit_if_failed, friendly, load_any_model, model_options, model_spec
+from camscope.cli.params import NAME_LIST, SNR
+
+__all__ = ["evaluate"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_METHODS = "grad-cam,grad-cam-pp,extended-cam,respond-cam"
+RESULTS = ["results.json", "results.csv", "report.html"]
+
+
+@click.group()
+def evaluate() -> None:
+    """Score explanation methods with faithfulness and localisation metrics."""
+
+
+def _options(out_default: str) -> Callable[[F], F]:
+    """The options every benchmark command shares."""
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True),
+            click.option(
+                "--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True
+            ),
+            click.option("--out", "out_dir", default=out_default, show_default=True),
+            click.option("--force", is_flag=True, help="Start afresh in --out."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _report(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    *,
+    title: str,
+    extra: dict[str, Any],
+    reference: bool,
+) -> None:
+    """Print the table; write results.csv, results.json, plots and the report."""
+    from camscope.evaluation import format_rows, write_results
+    from camscope.render.report import write_evaluation_report
+
+    click.echo(format_rows(rows, reference=reference))
+    write_results(folder, rows, title=title, extra=extra)
+    write_evaluation_report(folder, rows, title=f"camscope evaluate: {title}", settings=extra)
+    click.echo(f"wrote {folder}/results.csv, results.json, report.html and plots/*.png")
+
+
+def _run_benchmark(
+    benchmark: Any,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    folder: Path,
+    force: bool,
+    quiet: bool,
+) -> None:
+    from camscope.evaluation import evaluate as run_evaluation
+
+    rows = run_evaluation(
+        benchmark.model,
+        benchmark.inputs,
+        benchmark.labels,
+        methods=list(methods),
+        layer=benchmark.layer,
+        upsample_modes=list(modes),
+        truth=benchmark.truth,
+        batch_size=benchmark.batch_size,
+        progress=not quiet,
+        out_dir=folder / "partial",
+        force=force,
+    )
+    _report(folder, rows, title=benchmark.title, extra=benchmark.extra, reference=True)
+
+
+def _folder(out_dir: str, force: bool) -> Path:
+    from camscope.io import prepare_output_dir
+
+    return prepare_output_dir(out_dir, RESULTS, force=force)
+
+
+@evaluate.command("subtomograms")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Saved model (default: the reproduction's CNN-2 in runs/respond-cam/models).",
+)
+@click.option("--snr", type=SNR, default="inf", show_default=True, help="SNR of the test data.")
+@click.option("--per-class", type=int, default=4, show_default=True, help="Test samples per class.")
+@click.option(
+    "--offset",
+    type=int,
+    default=100,
+    show_default=True,
+    help="First sample index (past the reproduction's training samples).",
+)
+@_options("runs/evaluate-subtomograms")
+@friendly
+def evaluate_subtomograms(
+    model_path: str | None,
+    snr: float,
+    per_class: int,
+    offset: int,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Simulated subtomograms whose particle mask is known from the pose: every metric, every
+    method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
+    from camscope.evaluation import benchmarks
+
+    benchmark = benchmarks.subtomograms(
+        model_path=model_path, snr=snr, per_class=per_class, offset=offset
+    )
+    _run_benchmark(benchmark, methods, modes, _folder(out_dir, force), force, quiet)
+
+
+@evaluate.command("shapes")
+@click.option("--train-per-class", type=int, default=400, show_default=True)
+@click.option("--test-per-class", type=int, default=25, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@_options("runs/evaluate-shapes")
+@friendly
+def evaluate_shapes(
+    train_per_class: int,
+    test_per_class: int,
+    epochs: int,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
+    small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
+    from camscope.evaluation import benchmarks
+
+    folder = _folder(out_dir, force)
+    benchmark = benchmarks.shapes(
+        folder,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        epochs=epochs,
+        log=click.echo,
+        quiet=quiet,
+    )
+    _run_benchmark(benchmark, methods, modes, folder, force, quiet)
+
+
+@evaluate.command("chest")
+@click.option(
+    "--train",
+    "train_count",
+    type=int,
+    default=800,
+    show_default=True,
+    help="Training crops (half with a lesion).",
+)
+@click.option("--test", "test_count", type=int, default=120, show_default=True)
+@click.option("--epochs", type=int, default=8, show_default=True)
+@_options("runs/evaluate-chest")
+@friendly
+def evaluate_chest(
+    train_count: int,
+    test_count: int,
+    epochs: int,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """A real chest radiograph (pydicom-data's RG1_UNCR.dcm) with lesions pasted at known places:
+    a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
+    from camscope.evaluation import benchmarks
+
+    folder = _folder(out_dir, force)
+    benchmark = benchmarks.chest(
+        folder,
+        train_count=train_count,
+        test_count=test_count,
+        epochs=epochs,
+        log=click.echo,
+        quiet=quiet,
+    )
+    _run_benchmark(benchmark, methods, modes, folder, force, quiet)
+
+
+@evaluate.command("faces")
+@click.option("--count", type=int, default=24, show_default=True, help="Face crops.")
+@click.option("--layer", default=None, help="Layer (default: onet.prelu4, 3×3).")
+@_options("runs/evaluate-faces")
+@friendly
+def evaluate_faces(
+    count: int,
+    layer: str | None,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """A real trained CNN (MTCNN's ONet, facenet-pytorch) on crops of a real photograph
+    (scikit-image's astronaut) whose face box is known: every metric for every method."""
+    from camscope.evaluation import benchmarks
+
+    benchmark = benchmarks.faces(count=count, layer=layer, log=click.echo)
+    _run_benchmark(benchmark, methods, modes, _folder(out_dir, force), force, quiet)
+
+
+@evaluate.command("dataset")
+@click.argument("data")
+@click.option(
+    "--model",
+    "model_spec_text",
+    required=True,
+    help="Anything `camscope explain` takes: saved model, TorchScript, torch.export, weights "
+    "with --architecture, or a built-in name.",
+)
+@click.option(
+    "--where",
+    "conditions",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="Keep only rows of the manifest CSV with this value (repeat), e.g. snr=0.1.",
+)
+@click.option("--layer", default=None)
+@click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True)
+@click.option("--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: Ray Data actors (pip install 'camscope[ray]'); same batches, same results.",
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="Ray actors.")
+@model_options
+@click.option("--out", "out_dir", required=True)
+@click.option("--force", is_flag=True, help="Start afresh in --out.")
+@click.option("--quiet", is_flag=True)
+@friendly
+def evaluate_dataset(
+    data: str,
+    model_spec_text: str,
+    conditions: tuple[str, ...],
+    layer: str | None,
+    methods: tuple[str, ...],
+    modes: tuple[str, ...],
+    batch_size: int,
+    backend: str,
+    workers: int,
+    architecture: str | None,
+    arch_options: tuple[tuple[str, object], ...],
+    trust_pickle: bool,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Your own data, streamed and resumable. DATA is a manifest CSV, a folder (its labels.csv
+    if it has one, else every image/volume file in it), or a quoted glob.
+
+    The CSV lists `path` (relative to the CSV) and `label` (or `class_id`; without it the
+    predicted class is explained), and optionally a ground truth per row: box columns
+    (`y0,x0,y1,x1`, or `z0,y0,x0,z1,y1,x1` for volumes, half-open) or `mask` (a boolean .npy).
+    The output of `camscope simulate --masks` is such a folder. Each input's metrics go to
+    records/ as it finishes; the table is computed from them, so an interrupted run started
+    again gives the same table.
+    """
+    from camscope.evaluation import evaluate_files
+    from camscope.runs import resolve_dataset
+
+    dataset = resolve_dataset([data], where=conditions, exclude=[out_dir])
+    model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    rows, manifest = evaluate_files(
+        model,
+        dataset.paths,
+        dataset.labels,
+        out_dir,
+        methods=list(methods),
+        upsample_modes=list(modes),
+        layer=layer,
+        root=dataset.root,
+        batch_size=batch_size,
+        truths=dataset.truths(),
+        model_record=record,
+        force=force,
+        progress=not quiet,
+        backend=backend,
+        model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
+        ray_workers=workers,
+    )
+    _report(
+        Path(out_dir),
+        rows,
+        title=f"{manifest['n_evaluated']} inputs from {Path(dataset.source).name}",
+        extra={"data": dataset.source, "n": manifest["n_evaluated"], "where": list(conditions)},
+        reference=False,
+    )
+    exit_if_failed(manifest["failed"])

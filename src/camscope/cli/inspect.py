@@ -1,0 +1,143 @@
+"""``camscope methods``, ``camscope layers`` and ``camscope erf``: what there is to choose from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+import camscope
+from camscope.cli.common import friendly, load_any_model, model_options
+from camscope.cli.params import SHAPE
+from camscope.errors import CamscopeError
+
+__all__ = ["erf", "layers", "methods"]
+
+
+@click.command()
+def methods() -> None:
+    """List the explanation methods, where their maps live and their options.
+
+    Use the kebab-case names on the command line; pass options with --option KEY=VALUE.
+    """
+    for name in camscope.list_methods():
+        info = camscope.get_method(name)
+        click.echo(f"{name.replace('_', '-'):<24} [{info.resolution:<5}] {info.summary}")
+        if info.options:
+            text = ", ".join(f"{key}={value!r}" for key, value in info.options.items())
+            click.echo(f"{'':<33}options: {text}")
+
+
+def _probe_input(model: torch.nn.Module, input_size: int | None, in_channels: int) -> torch.Tensor:
+    spatial_dims: int = model.__dict__.get("spatial_dims", 3)
+    size: int = input_size or model.__dict__.get("input_size", 40)
+    return torch.zeros(1, in_channels, *([size] * spatial_dims))
+
+
+@click.command()
+@click.argument("model_spec_text", metavar="MODEL")
+@click.option(
+    "--input",
+    "input_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Probe with this input file (its shape).",
+)
+@click.option("--input-shape", type=SHAPE, default=None, help="Probe shape C,H,W or C,D,H,W.")
+@click.option(
+    "--input-size", type=int, default=None, help="Built-in models: edge length of the input."
+)
+@click.option(
+    "--in-channels", type=int, default=1, show_default=True, help="Built-in models: input channels."
+)
+@model_options
+@friendly
+def layers(
+    model_spec_text: str,
+    input_file: str | None,
+    input_shape: tuple[int, ...] | None,
+    input_size: int | None,
+    in_channels: int,
+    architecture: str | None,
+    arch_options: tuple[tuple[str, object], ...],
+    trust_pickle: bool,
+) -> None:
+    """List a model's layers with their output shapes; * marks the default layer.
+
+    MODEL is anything `camscope explain` takes. Give --input or --input-shape for your own
+    models (camscope needs one forward pass to see the shapes).
+    """
+    from camscope.engine import ModelState, eager_model
+    from camscope.layers import default_layer
+    from camscope.models import list_models
+
+    builtin = model_spec_text.replace("-", "_") in list_models() and architecture is None
+    if builtin and input_size is not None:
+        arch_options = (*arch_options, ("input_size", input_size))
+    model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    model = eager_model(model)
+    if input_file is not None:
+        from camscope.io.inputs import read_scan
+
+        probe = read_scan(input_file).tensor()[None]
+    elif input_shape is not None:
+        probe = torch.zeros(1, *input_shape)
+    elif builtin:
+        probe = _probe_input(model, input_size, in_channels)
+    else:
+        raise CamscopeError(
+            "give --input FILE or --input-shape C,H,W (or C,D,H,W) to probe the model"
+        )
+    with ModelState(model):
+        infos = camscope.probe_layers(model, probe)
+        with torch.no_grad():
+            output = model(probe)
+    shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+    chosen = default_layer(infos, output_shape=shape)
+    for info in infos:
+        mark = "*" if info.name == chosen else " "
+        shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
+        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text}")
+
+
+@click.command()
+@click.argument("model_name")
+@click.option("--layer", default=None, help="Layer name (default: the default CAM layer).")
+@click.option("--input-size", type=int, default=None, help="Edge length of the inputs.")
+@click.option("--in-channels", type=int, default=1, show_default=True)
+@click.option("--n-inputs", type=int, default=16, show_default=True, help="Noise inputs averaged.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG here.")
+@click.option("--force", is_flag=True, help="Overwrite --plot if it exists.")
+@friendly
+def erf(
+    model_name: str,
+    layer: str | None,
+    input_size: int | None,
+    in_channels: int,
+    n_inputs: int,
+    plot: str | None,
+    force: bool,
+) -> None:
+    """Estimate a built-in model's effective receptive field and its Gaussian widths."""
+    from camscope.io.atomic import OutputError
+    from camscope.layers import choose_layer
+    from camscope.models import create_model
+
+    if plot and Path(plot).exists() and not force:
+        raise OutputError(f"{plot} exists; pass --force to overwrite")
+    options = {} if input_size is None else {"input_size": input_size}
+    model = create_model(model_name, **options).eval()
+    probe = _probe_input(model, input_size, in_channels)
+    if layer is None:
+        layer = choose_layer(model, probe)
+    field = camscope.effective_receptive_field(
+        model, layer, input_shape=tuple(probe.shape[1:]), n_inputs=n_inputs
+    )
+    sigmas = ", ".join(f"{s:.2f}" for s in field.sigma)
+    click.echo(f"layer {field.layer}, position {field.position}, {field.n_inputs} noise inputs")
+    click.echo(f"sigma (input pixels, {'DHW'[-len(field.sigma) :]}): {sigmas}")
+    click.echo(f"R²: {field.r2:.4f}")
+    if plot:
+        field.plot(plot)
+        click.echo(f"wrote {plot}")

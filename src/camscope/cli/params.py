@@ -1,0 +1,162 @@
+"""Click parameter types for camscope's options: lists, KEY=VALUE pairs, shapes, sigmas, SNRs,
+targets. Spaces around items are stripped everywhere; a bad value is a one-line usage error."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+__all__ = [
+    "CLASS_LIST",
+    "INT_LIST",
+    "KEY_VALUE",
+    "NAME_LIST",
+    "SHAPE",
+    "SIGMA",
+    "SNR",
+    "TARGETS",
+    "CommaList",
+    "parse_value",
+]
+
+
+def parse_value(text: str) -> object:
+    """A command-line value: int, float, true/false/none, a comma list of those, or text."""
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(",") if part.strip())
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class CommaList(click.ParamType):
+    """``a,b, c`` → a tuple of items converted by ``item`` (empty items dropped)."""
+
+    def __init__(self, item: Callable[[str], Any], what: str) -> None:
+        self.item = item
+        self.what = what
+        self.name = f"list of {what}"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[Any, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not parts:
+            self.fail(f"expected a comma-separated list of {self.what}, got {value!r}", param, ctx)
+        try:
+            return tuple(self.item(part) for part in parts)
+        except ValueError:
+            self.fail(f"expected a comma-separated list of {self.what}, got {value!r}", param, ctx)
+
+
+class KeyValue(click.ParamType):
+    """``KEY=VALUE`` → ``(key, value)``; keys in kebab-case become snake_case."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, object]:
+        if isinstance(value, tuple):
+            return value
+        key, equals, text = str(value).partition("=")
+        if not equals or not key.strip():
+            self.fail(f"expected KEY=VALUE, got {value!r}", param, ctx)
+        return key.strip().replace("-", "_"), parse_value(text)
+
+
+class Shape(click.ParamType):
+    """``C,H,W`` or ``C,D,H,W`` → positive ints."""
+
+    name = "C,H,W"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            shape = tuple(int(part) for part in str(value).split(",") if part.strip())
+        except ValueError:
+            shape = ()
+        if len(shape) not in (3, 4) or min(shape) < 1:
+            self.fail(f"expected C,H,W or C,D,H,W (positive integers), got {value!r}", param, ctx)
+        return shape
+
+
+class Sigma(click.ParamType):
+    """``erf`` or a positive number of pixels."""
+
+    name = "erf|PIXELS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
+        text = str(value).strip().lower()
+        if text == "erf":
+            return "erf"
+        try:
+            number = float(text)
+        except ValueError:
+            number = -1.0
+        if not number > 0 or math.isinf(number):
+            self.fail(f"expected 'erf' or a positive number of pixels, got {value!r}", param, ctx)
+        return number
+
+
+class Snr(click.ParamType):
+    """A signal-to-noise ratio: a positive number or ``inf``."""
+
+    name = "SNR"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        from camscope.errors import CamscopeError
+        from camscope.simulate.subtomogram import parse_snr
+
+        try:
+            return parse_snr(str(value).strip())
+        except CamscopeError as error:
+            self.fail(f"expected a positive number or 'inf': {error}", param, ctx)
+
+
+class Targets(click.ParamType):
+    """``predicted``, ``all``, ``label`` or class indices ``3`` / ``0,4,7``."""
+
+    name = "TARGETS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str | list[int]:
+        if isinstance(value, list):
+            return value
+        text = str(value).strip()
+        if text in ("predicted", "all", "label"):
+            return text
+        try:
+            classes = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            classes = []
+        if not classes or min(classes) < 0:
+            self.fail(
+                f"expected 'predicted', 'all', 'label' or class indices like 3 or 0,4,7; got "
+                f"{value!r}",
+                param,
+                ctx,
+            )
+        return classes
+
+
+NAME_LIST = CommaList(str, "names")
+INT_LIST = CommaList(int, "integers")
+CLASS_LIST = INT_LIST
+KEY_VALUE = KeyValue()
+SHAPE = Shape()
+SIGMA = Sigma()
+SNR = Snr()
+TARGETS = Targets()

@@ -1,0 +1,158 @@
+"""The user's model as camscope runs it: train/eval flags restored, its own errors wrapped.
+
+While camscope runs a model, batch-statistics buffers (BatchNorm's running mean, variance and
+batch counter) are kept as they were: a forward pass in train mode updates them in place, which
+would change the user's model behind their back.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from camscope.errors import CamscopeError, ModelError
+
+__all__ = ["ModelState", "call_model", "eager_model", "is_exported", "weights_digest"]
+
+
+def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
+    """Run the user's model; its own failures become :class:`ModelError` (cause chained).
+
+    camscope's errors raised from inside (e.g. by a hook) pass through unchanged.
+    """
+    try:
+        return model(inputs)
+    except CamscopeError:
+        raise
+    except Exception as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        hint = ""
+        if "dynamic_shapes" in str(error) or "Dim.DYNAMIC" in str(error):
+            hint = (
+                "; this torch.export program was exported for a fixed batch size: camscope runs "
+                "batches of other sizes (a layer probe, perturbed copies), so export it with a "
+                "dynamic batch axis: torch.export.export(model, (x,), dynamic_shapes="
+                "({0: torch.export.Dim('batch')},))"
+            )
+        raise ModelError(
+            f"the model raised {type(error).__name__} during the forward pass: {text}{hint}"
+        ) from error
+
+
+def is_exported(model: nn.Module) -> bool:
+    """Whether ``model`` comes from a ``torch.export`` program (frozen in its train/eval mode)."""
+    from torch.export.unflatten import UnflattenedModule
+
+    return isinstance(model, UnflattenedModule) or hasattr(model, "_guards_fn")
+
+
+def eager_model(model: Any) -> Any:
+    """The module camscope should run for ``model``.
+
+    * ``torch.compile(model)``: the original module (``_orig_mod``). A compiled graph replays
+      without running Python hooks, so layer methods would never see their layer; the original
+      module has the same parameters and computes the same function.
+    * a ``torch.export`` program (``ExportedProgram``): its unflattened module, whose submodules
+      keep their original names (``conv2``) and run as modules, so layers can be recorded.
+
+    Anything else is returned as it is.
+    """
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(model, nn.Module) and isinstance(original, nn.Module):
+        return original
+    if isinstance(model, torch.export.ExportedProgram):
+        return torch.export.unflatten(model)
+    return model
+
+
+#: Models being explained right now, by id: a second explanation of the same model from another
+#: thread would see the first one's hooks (see :class:`ModelState`).
+_ACTIVE: dict[int, int] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+class ModelState:
+    """Context manager: the model as camscope needs it, restored exactly on exit.
+
+    On entry it records every module's train/eval flag and every batch-statistics buffer
+    (running mean/variance, batch counters); on exit it puts them back, so a forward pass run in
+    train mode (``eval_mode=False``) leaves no trace in the model. Only one camscope call may work
+    on a model at a time: a call from a second thread while the first runs raises
+    :class:`ModelError` instead of mixing the two calls' hooks.
+
+    Args:
+        model: the network.
+        eval_mode: put the model in eval mode for the duration (dropout off, batch-norm running
+            statistics); ``False`` runs it in whatever mode it is in.
+    """
+
+    def __init__(self, model: nn.Module, *, eval_mode: bool = True) -> None:
+        self.model = model
+        self.eval_mode = eval_mode
+        self._flags: list[tuple[nn.Module, bool]] = []
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._owner = False
+
+    def __enter__(self) -> ModelState:
+        key = id(self.model)
+        thread = threading.get_ident()
+        with _ACTIVE_LOCK:
+            holder = _ACTIVE.get(key)
+            if holder is not None and holder != thread:
+                raise ModelError(
+                    "this model is being explained by another thread right now; camscope "
+                    "attaches hooks to the model while it runs, so calls on one model must not "
+                    "overlap (wait for the other call, or explain a copy: copy.deepcopy(model))"
+                )
+            if holder is None:
+                _ACTIVE[key] = thread
+                self._owner = True
+        self._flags = [(module, module.training) for module in self.model.modules()]
+        if not self.eval_mode:
+            self._buffers = [
+                (buffer, buffer.detach().clone())
+                for module in self.model.modules()
+                if isinstance(module, nn.modules.batchnorm._NormBase)
+                for buffer in module.buffers(recurse=False)
+            ]
+        if self.eval_mode and not is_exported(self.model):
+            # An exported program is frozen in the mode it was exported in (its graph holds
+            # either the batch-norm statistics or the batch's); it is run as it is.
+            self.model.eval()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for module, training in self._flags:
+            module.training = training
+        with torch.no_grad():
+            for buffer, saved in self._buffers:
+                buffer.copy_(saved)
+        self._buffers = []
+        if self._owner:
+            with _ACTIVE_LOCK:
+                _ACTIVE.pop(id(self.model), None)
+            self._owner = False
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A SHA-256 digest (16 hex digits) of every parameter and buffer, with their names: two
+    models with the same digest compute the same function (a resumed run checks it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

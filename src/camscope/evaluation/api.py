@@ -1,0 +1,148 @@
+"""Evaluate explanation methods on a model and data: methods × upsampling × metrics → a table.
+
+Both entry points run the evaluation job (:class:`~camscope.evaluation.job.EvaluateJob`) on the
+dataset-run engine: :func:`evaluate` on tensors in memory, :func:`evaluate_files` on files. With
+a folder, each input's metrics are written as a record once it is done, and a run started again
+with the same settings continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from camscope.evaluation.job import EvaluateJob
+from camscope.evaluation.scoring import EvaluationRow
+from camscope.runs.engine import run
+from camscope.runs.sources import FileSource, TensorSource
+
+__all__ = ["evaluate", "evaluate_files"]
+
+
+def evaluate(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    methods: Sequence[str],
+    layer: str | None = None,
+    upsample_modes: Sequence[str] = ("linear",),
+    truth: torch.Tensor | None = None,
+    batch_size: int = 16,
+    deletion_steps: int = 20,
+    progress: bool = True,
+    out_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> list[EvaluationRow]:
+    """Score methods on a labelled batch of data.
+
+    Args:
+        model: the classifier.
+        inputs: ``(N, C, *S)``.
+        labels: ``(N,)`` true classes (the maps explain these).
+        methods: registry names.
+        layer: the layer (default: :func:`camscope.layers.default_layer`'s choice).
+        upsample_modes: ``"linear"``, ``"nearest"``, ``"gaussian"`` (widths from the effective
+            receptive field). Input-space methods are evaluated once, at input resolution, with
+            their channels reduced by the method's default (upsampling ``"none"``).
+        truth: optional ground truth, boolean masks ``(N, *S)`` or boxes ``(N, 2·n)``.
+        batch_size: samples per explanation batch (and per metric forward pass).
+        deletion_steps: steps of the deletion and insertion curves.
+        progress: show a progress bar.
+        out_dir: a folder for per-sample records (resumable); ``None`` keeps them in memory.
+        force: with ``out_dir``, start afresh.
+
+    Returns:
+        One row per (method, upsampling mode): ``method``, ``upsample``, ``n``, and mean/std of
+        ``average_drop``, ``increase`` (absolute masking), ``average_drop_relative``,
+        ``increase_relative``, ``deletion_auc``, ``insertion_auc``, ``fidelity``,
+        ``contrastivity``, ``l1``, ``kendall_tau``, and with ``truth`` ``iou``, ``hit`` and
+        ``pointing``; the mean ``deletion_curve`` and ``insertion_curve``.
+    """
+    job = EvaluateJob(
+        list(methods),
+        list(upsample_modes),
+        layer=layer,
+        deletion_steps=deletion_steps,
+        metric_batch_size=batch_size,
+    )
+    source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
+    summary = run(
+        job,
+        source,
+        out_dir,
+        model=model,
+        batch_size=batch_size,
+        force=force,
+        progress=progress,
+        read_workers=0,
+    )
+    rows: list[EvaluationRow] = summary.manifest["rows"]
+    return rows
+
+
+def evaluate_files(
+    model: nn.Module | None,
+    paths: Sequence[str | os.PathLike[str]],
+    labels: Sequence[int] | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    truths: Sequence[torch.Tensor] | None = None,
+    methods: Sequence[str],
+    upsample_modes: Sequence[str] = ("linear",),
+    layer: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    deletion_steps: int = 20,
+    model_record: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    read_workers: int = 2,
+    backend: str = "local",
+    model_spec: dict[str, Any] | None = None,
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+) -> tuple[list[EvaluationRow], dict[str, Any]]:
+    """Score methods on every file; write per-input records and return the table.
+
+    Args:
+        labels: the class of each input (the maps explain it); ``None``: the predicted class.
+        truths: per input, a boolean mask ``(*S)`` or a box ``(2·n,)`` (localisation metrics).
+        backend, model_spec, ray_address, ray_workers: see :func:`camscope.runs.run`.
+
+    Returns:
+        The summary rows (as :func:`evaluate` gives) and the manifest.
+
+    Raises:
+        OutputError: the folder holds an evaluation with other settings (without ``force``).
+        InputError: labels and paths differ in number, or every input failed.
+    """
+    job = EvaluateJob(
+        list(methods),
+        list(upsample_modes),
+        layer=layer,
+        deletion_steps=deletion_steps,
+        metric_batch_size=batch_size,
+    )
+    source = FileSource.from_paths(paths, root=root, labels=labels, truths=truths)
+    summary = run(
+        job,
+        source,
+        out_dir,
+        model=model,
+        model_record=model_record,
+        model_spec=model_spec,
+        batch_size=batch_size,
+        force=force,
+        progress=progress,
+        read_workers=read_workers,
+        backend=backend,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
+        made=["results.json", "results.csv", "report.html"],
+    )
+    return summary.manifest["rows"], summary.manifest

@@ -1,0 +1,160 @@
+"""The built-in evaluation benchmarks: data with known ground truth, and the model to explain.
+
+Each function returns a :class:`Benchmark` ready for :func:`camscope.evaluation.evaluate`:
+
+* :func:`subtomograms`: simulated subtomograms whose particle mask is known from the pose, with
+  the reproduction's trained CNN-2;
+* :func:`shapes`: 2D objects on textured backgrounds with known boxes, a small CNN trained here;
+* :func:`chest`: a real chest radiograph (pydicom-data's ``RG1_UNCR.dcm``) with lesions pasted at
+  known places, a lesion / no-lesion classifier trained here;
+* :func:`faces`: a real trained CNN (MTCNN's ONet) on crops of scikit-image's astronaut photograph
+  whose face box is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from camscope.errors import CamscopeError
+
+__all__ = ["Benchmark", "chest", "faces", "shapes", "subtomograms"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Benchmark:
+    """Data with ground truth and the model to explain."""
+
+    model: nn.Module
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    truth: torch.Tensor
+    title: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    layer: str | None = None
+    batch_size: int = 16
+
+
+def subtomograms(*, model_path: str | None, snr: float, per_class: int, offset: int) -> Benchmark:
+    """Test subtomograms (past the reproduction's training samples) and the trained CNN-2."""
+    from camscope.io.checkpoints import load_model
+    from camscope.simulate import SimulationConfig, Simulator
+    from camscope.simulate.subtomogram import snr_label
+
+    label = snr_label(snr)
+    path = Path(model_path or f"runs/respond-cam/models/cnn2_snr-{label}")
+    if model_path is None and not Path(f"{path}.json").exists():
+        raise CamscopeError(
+            f"no trained model at {path}.json: run `camscope reproduce respond-cam` first, or "
+            "pass --model"
+        )
+    model, saved = load_model(path.with_name(path.name.removesuffix(".json")))
+    size = int(saved.options.get("input_size", 40))
+    simulator = Simulator(SimulationConfig(size=size, similarity=0.0))
+    classes = simulator.config.n_classes
+    items = [(item % classes, offset + item // classes) for item in range(per_class * classes)]
+    inputs = torch.from_numpy(
+        np.stack([simulator.sample(c, i, (snr,))[snr] for c, i in items])[:, None]
+    )
+    labels = torch.tensor([c for c, _ in items])
+    masks = torch.from_numpy(np.stack([simulator.particle_mask(c, i) for c, i in items]))
+    return Benchmark(
+        model,
+        inputs,
+        labels,
+        masks,
+        title=f"{len(items)} subtomograms, SNR {label}",
+        extra={"model": str(path), "snr": label, "n": len(items)},
+    )
+
+
+def shapes(
+    folder: Path, *, train_per_class: int, test_per_class: int, epochs: int, log: Log, quiet: bool
+) -> Benchmark:
+    """2D shapes with boxes; a tiny2d network trained (or reused) in ``folder/model``."""
+    from camscope.models.training import train_small_2d
+    from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
+
+    images, labels, _, _ = shape_arrays(train_per_class)
+    test_images, test_labels, _, boxes = shape_arrays(test_per_class, offset=train_per_class)
+    model, accuracy = train_small_2d(
+        folder / "model" / "tiny2d",
+        (images, labels),
+        (test_images, test_labels),
+        classes=len(SHAPE_CLASSES),
+        epochs=epochs,
+        progress=not quiet,
+        data={"benchmark": "shapes2d", "version": 1},
+        log=log,
+    )
+    return Benchmark(
+        model,
+        torch.from_numpy(test_images),
+        torch.from_numpy(test_labels),
+        torch.from_numpy(boxes),
+        title=f"{len(test_images)} shape images",
+        extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test_images)},
+    )
+
+
+def chest(
+    folder: Path, *, train_count: int, test_count: int, epochs: int, log: Log, quiet: bool
+) -> Benchmark:
+    """Chest radiograph crops with pasted lesions; scored on the crops that have one."""
+    from camscope.datasets.chest import LESION_CONTRAST, lesion_crops
+    from camscope.models.training import train_small_2d
+
+    images, labels, _ = lesion_crops(train_count)
+    test_images, test_labels, boxes = lesion_crops(test_count, offset=train_count)
+    model, accuracy = train_small_2d(
+        folder / "model" / "tiny2d",
+        (images, labels),
+        (test_images, test_labels),
+        classes=2,
+        epochs=epochs,
+        progress=not quiet,
+        data={"benchmark": "chest-RG1_UNCR", "contrast": list(LESION_CONTRAST), "version": 1},
+        log=log,
+    )
+    with_lesion = test_labels == 1
+    count = int(with_lesion.sum())
+    return Benchmark(
+        model,
+        torch.from_numpy(test_images[with_lesion]),
+        torch.from_numpy(test_labels[with_lesion]),
+        torch.from_numpy(boxes[with_lesion]),
+        title=f"{count} chest crops with a lesion",
+        extra={"benchmark": "chest-RG1_UNCR", "accuracy": accuracy, "n": count},
+    )
+
+
+def faces(*, count: int, layer: str | None, log: Log) -> Benchmark:
+    """MTCNN's ONet on astronaut face crops (class 1: face)."""
+    from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
+
+    model = FaceClassifier()
+    inputs, boxes = astronaut_face_crops(count)
+    with torch.no_grad():
+        face = torch.softmax(model(inputs), dim=1)[:, 1]
+    log(
+        f"ONet face probability on the {count} crops: min {float(face.min()):.3f}, "
+        f"mean {float(face.mean()):.3f}"
+    )
+    return Benchmark(
+        model,
+        inputs,
+        torch.ones(count, dtype=torch.long),
+        boxes,
+        title=f"ONet, {count} astronaut face crops",
+        extra={"benchmark": "onet-astronaut", "n": count},
+        layer=layer or "onet.prelu4",  # the README's numbers: after the activation
+        batch_size=count,
+    )

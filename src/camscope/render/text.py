@@ -1,0 +1,29 @@
+"""Text tables for the terminal: one formatter for every table camscope prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["text_table"]
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int = 2) -> str:
+    """A fixed-width table: the first column left-aligned, the others right-aligned, every
+    column as wide as its widest cell or header (headers are never cut).
+
+    Args:
+        header: column titles.
+        rows: cells, already formatted as text; a row may be shorter (blank cells after).
+    """
+    columns = len(header)
+    cells = [[str(c) for c in row] + [""] * (columns - len(row)) for row in rows]
+    widths = [max([len(header[i]), *(len(row[i]) for row in cells)]) for i in range(columns)]
+    space = " " * gap
+
+    def line(row: Sequence[str]) -> str:
+        first = row[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return space.join([first, *rest]).rstrip()
+
+    rule = "-" * len(line(list(header)))
+    return "\n".join([line(list(header)), rule, *(line(row) for row in cells)])

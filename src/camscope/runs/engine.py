@@ -1,0 +1,235 @@
+"""One engine for many inputs: a job over a source, in fixed batches, resumable, on a backend.
+
+For every batch of input indices (fixed ranges of the source's order), the backend reads the
+inputs, the job computes and writes each input's outputs and then its record
+``records/<name>.json``: the mark that the input is done. A run started again with the same
+settings and model skips the inputs whose record matches the input as it is now (path, size and
+time, or content) and whose outputs all exist, and redoes the others, so every input ends with
+exactly one complete set of outputs; what comes at the end (manifest, tables, report) is built
+from the records alone, so it is the same whether the run was interrupted or not. An input that
+cannot be read or that the model refuses is listed under ``failed`` and the others go on.
+
+Without a folder (``out_dir=None``) the records stay in memory: nothing is written or resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import camscope
+from camscope.engine import weights_digest
+from camscope.errors import CamscopeError, InputError
+from camscope.io.atomic import OutputError, write_json
+from camscope.runs.backends import BACKENDS, run_local, run_ray
+from camscope.runs.job import Job
+from camscope.runs.records import (
+    RECORDS,
+    fixed_batches,
+    load_records,
+    prepare_records,
+    remove_previous_run,
+)
+from camscope.runs.sources import Source
+
+__all__ = ["MANIFEST", "RunSummary", "fingerprint_of", "run"]
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class RunSummary:
+    """What a run did: folder, inputs done now, skipped as already done, failures, the records
+    of every input done (in the source's order) and the manifest."""
+
+    folder: Path | None
+    done: list[str]
+    resumed: list[str]
+    failed: list[dict[str, str]]
+    records: list[dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+def fingerprint_of(job: Job, model_record: dict[str, Any], batch_size: int) -> str:
+    """16 hex digits naming what made a record: the job's settings, the model (with the digest
+    of its weights) and the batch size (batches are fixed, so it changes numbers)."""
+    text = json.dumps(
+        {"job": job.kind, "settings": job.describe(), "model": model_record, "batch": batch_size},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reusable(
+    job: Job, source: Source, folder: Path, fingerprint: str, force: bool, made: list[str]
+) -> dict[str, dict[str, Any]]:
+    if force:
+        remove_previous_run(folder, [MANIFEST, *made])
+        return {}
+    done = load_records(
+        folder,
+        source.names,
+        fingerprint,
+        identity=source.identity,
+        complete=lambda record: job.complete(record, folder),
+    )
+    manifest = folder / MANIFEST
+    if not done and manifest.exists():
+        try:
+            previous = json.loads(manifest.read_text()).get("fingerprint")
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != fingerprint:
+            raise OutputError(
+                f"{folder} already holds a camscope run ({MANIFEST}); choose another --out "
+                "or pass --force to overwrite"
+            )
+    return done
+
+
+def run(
+    job: Job,
+    source: Source,
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    model: nn.Module | None,
+    model_record: dict[str, Any] | None = None,
+    model_spec: dict[str, Any] | None = None,
+    batch_size: int = 8,
+    force: bool = False,
+    progress: bool = True,
+    backend: str = "local",
+    read_workers: int = 2,
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    made: list[str] | None = None,
+) -> RunSummary:
+    """Run ``job`` on every input of ``source``.
+
+    Args:
+        job: what to compute (:class:`~camscope.runs.job.Job`).
+        source: the inputs (:mod:`camscope.runs.sources`).
+        out_dir: output folder (created), or ``None`` to keep the records in memory only.
+        model: the network; with the Ray backend, used only for the fingerprint (each worker
+            loads ``model_spec``) and may be ``None``.
+        model_record: how the model was loaded (manifest); the weights' digest is added.
+        model_spec: for Ray: keyword arguments of :func:`camscope.io.load_model_spec`.
+        batch_size: inputs per batch.
+        force: start afresh, removing what a previous run in ``out_dir`` wrote.
+        progress: show a progress bar.
+        backend: ``"local"`` or ``"ray"`` (:mod:`camscope.runs.backends`).
+        read_workers: threads reading inputs ahead of the computation (local backend).
+        ray_address, ray_workers: an existing Ray cluster (``None`` starts one) and its actors.
+        made: run-level files the job writes at the end (removed by ``force`` too).
+
+    Raises:
+        OutputError: the folder holds another run's results and ``force`` is not set.
+        InputError: every input failed (the first failure).
+        CamscopeError: an unknown backend or a bad batch size.
+    """
+    from tqdm.auto import tqdm
+
+    if backend not in BACKENDS:
+        raise CamscopeError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
+    if int(batch_size) < 1:
+        raise CamscopeError(f"batch size must be at least 1, got {batch_size}")
+    if backend == "local" and model is None:
+        raise CamscopeError("the local backend needs a model")
+    record = dict(model_record or {"type": type(model).__name__})
+    if model is not None:
+        record["weights_sha256"] = weights_digest(model)
+    fingerprint = fingerprint_of(job, record, int(batch_size))
+    folder = None if out_dir is None else Path(out_dir)
+    created = folder is not None and not folder.exists()
+    done: dict[str, dict[str, Any]] = {}
+    if folder is not None:
+        done = _reusable(job, source, folder, fingerprint, force, list(made or []))
+        prepare_records(folder)
+    names = source.names
+    todo = fixed_batches(len(source), int(batch_size), lambda i: names[i] in done)
+    failed: list[dict[str, str]] = []
+    finished: list[str] = []
+    bar = tqdm(total=sum(len(b) for b in todo), disable=not progress, desc=job.kind, unit="input")
+
+    def collect(records: list[dict[str, Any]], failures: list[dict[str, Any]]) -> None:
+        for item in records:
+            done[item["name"]] = item
+            finished.append(item["name"])
+        for failure in failures:
+            where = source.where(failure["index"])
+            failed.append({"path": where, "error": failure["error"]})
+            if len(source) > 1:
+                tqdm.write(f"camscope: skipped {where}: {failure['error']}")
+        bar.update(len(records) + len(failures))
+
+    try:
+        if backend == "ray":
+            run_ray(
+                job,
+                source,
+                todo,
+                folder,
+                fingerprint,
+                model_spec=model_spec or {},
+                address=ray_address,
+                workers=ray_workers,
+                collect=collect,
+            )
+        else:
+            assert model is not None
+            run_local(
+                job,
+                model,
+                source,
+                todo,
+                folder,
+                fingerprint,
+                collect=collect,
+                read_workers=read_workers,
+            )
+    finally:
+        bar.close()
+    if failed and not done:
+        if folder is not None:
+            _remove_empty(folder, created)
+        first = failed[0]["error"]
+        raise InputError(
+            first if len(failed) == 1 else f"all {len(failed)} inputs failed; first: {first}"
+        )
+    ordered = [done[name] for name in names if name in done]
+    manifest: dict[str, Any] = {
+        "camscope": camscope.__version__,
+        "torch": torch.__version__,
+        "job": job.kind,
+        "fingerprint": fingerprint,
+        "model": record,
+        "settings": job.describe(),
+        "batch_size": int(batch_size),
+        "backend": backend,
+        "n_inputs": len(source),
+        "inputs": ordered,
+        "failed": failed,
+    }
+    manifest.update(job.finish(folder, ordered))
+    if folder is not None:
+        write_json(folder / MANIFEST, manifest)
+    resumed = [name for name in names if name in done and name not in finished]
+    return RunSummary(folder, finished, resumed, failed, ordered, manifest)
+
+
+def _remove_empty(folder: Path, created: bool) -> None:
+    """After a run in which nothing succeeded: no empty ``records/`` (nor a folder it made)."""
+    records = folder / RECORDS
+    if records.is_dir() and not any(records.iterdir()):
+        records.rmdir()
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        shutil.rmtree(folder)
