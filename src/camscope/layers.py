@@ -154,14 +154,18 @@ def default_layer(
     heads = [info.name for info in infos if info.output_shape is not None and not info.is_spatial]
     dense = output_shape is not None and len(output_shape) >= 2 and _positions(output_shape) > 1
 
-    def usable(info: LayerInfo) -> bool:
+    def usable(info: LayerInfo, heads: Sequence[str]) -> bool:
         if not info.is_spatial or info.calls != 1 or SKIPPED_KINDS.fullmatch(info.kind):
             return False
         if any(info.name.startswith(f"{head}.") for head in heads):
             return False
         return not (dense and info.output_shape == tuple(output_shape or ()))
 
-    candidates = [info for info in infos if usable(info)]
+    # Without any map outside the non-spatial containers (AlexNet's features at 64 px end
+    # in 1×1), the last map inside them is the best there is.
+    candidates = [info for info in infos if usable(info, heads)] or [
+        info for info in infos if usable(info, ())
+    ]
     if not candidates:
         raise LayerError(
             "no layer of the model produces a spatial feature map (B, C, *s) with more than one "

@@ -154,5 +154,7 @@ def weights_digest(model: nn.Module) -> str:
             if not isinstance(tensor, torch.Tensor):
                 continue
             digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(
+                tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+            )
     return digest.hexdigest()[:16]

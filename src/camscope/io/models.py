@@ -3,7 +3,7 @@
 ==============================  ===============================================================
 what                            how
 ==============================  ===============================================================
-a built-in name (``cnn2``)      :func:`camscope.models.create_model`, random weights
+a built-in name (``cnn2``)      :func:`camscope.models.create_model`, seeded random weights
 camscope saved model            ``<stem>.json`` + ``<stem>.safetensors`` (SHA-256 checked)
 TorchScript (``.pt``/``.ts``)   ``torch.jit.load``: no Python pickle is executed
 ``torch.export`` (``.pt2``)     ``torch.export.unflatten(torch.export.load(...))``
@@ -32,6 +32,9 @@ from camscope.errors import ModelError
 from camscope.io.checkpoints import CheckpointError
 
 __all__ = ["build_architecture", "load_model_spec"]
+
+#: Seed of a built-in architecture's random weights.
+BUILTIN_SEED = 0
 
 
 def build_architecture(architecture: str, options: dict[str, Any] | None = None) -> nn.Module:
@@ -129,9 +132,13 @@ def load_model_spec(
 
     text = str(spec)
     if architecture is None and text.replace("-", "_") in list_models() and not Path(text).exists():
-        return create_model(text, **(options or {})).eval(), {
+        # Seeded, so two runs (and a resumed run) get the same random weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BUILTIN_SEED)
+            model = create_model(text, **(options or {})).eval()
+        return model, {
             "architecture": text,
-            "weights": "random (built-in architecture)",
+            "weights": f"random (built-in architecture, seed {BUILTIN_SEED})",
         }
     path = Path(text)
     name = path.name.lower()

@@ -272,3 +272,69 @@ def test_ray_backend_gives_the_local_results(data):
             assert b[name] == content, name  # byte-identical maps and heatmaps
     manifest = json.loads((data / "ray" / "manifest.json").read_text())
     assert manifest["backend"] == "ray" and len(manifest["inputs"]) == 10
+
+
+def _explain(model, paths, out, **options):
+    settings = ExplainSettings(methods=["respond_cam"], formats=["npy"], report=False)
+    return explain_files(model, paths, out, settings, progress=False, **options)
+
+
+def test_resume_identifies_inputs_by_content_not_name(tmp_path):
+    model = create_model("tiny3d", num_classes=3, input_size=16)
+    for folder in ("in1", "in2"):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "scan.npy", RNG.standard_normal((16, 16, 16)).astype("f4"))
+    first = _explain(model, [tmp_path / "in1" / "scan.npy"], tmp_path / "same")
+    second = _explain(model, [tmp_path / "in2" / "scan.npy"], tmp_path / "same")
+    assert first.done == ["scan"] and second.done == ["scan"] and not second.resumed
+    maps = np.load(tmp_path / "same" / "scan.respond_cam.npz")["maps"]
+    direct = camscope_explain(model, tmp_path / "in2" / "scan.npy")
+    np.testing.assert_allclose(maps, direct, rtol=1e-5, atol=1e-6)
+    third = _explain(model, [tmp_path / "in2" / "scan.npy"], tmp_path / "same")
+    assert third.resumed == ["scan"] and not third.done
+
+
+def camscope_explain(model, path):
+    import camscope
+
+    x = torch.from_numpy(np.load(path))[None, None]
+    return camscope.explain(model, x, method="respond_cam").maps[0].numpy()
+
+
+def test_other_weights_are_refused_and_force_removes_the_previous_outputs(tmp_path):
+    from camscope.io.atomic import OutputError
+
+    torch.manual_seed(0)
+    a = create_model("tiny3d", num_classes=3, input_size=16)
+    b = create_model("tiny3d", num_classes=3, input_size=16)
+    paths = []
+    for index in range(2):
+        paths.append(tmp_path / f"v{index}.npy")
+        np.save(paths[-1], RNG.standard_normal((16, 16, 16)).astype("f4"))
+    _explain(a, paths, tmp_path / "out")
+    with pytest.raises(OutputError, match="another model"):
+        _explain(b, paths, tmp_path / "out")
+    _explain(b, paths[:1], tmp_path / "out", force=True)
+    left = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert not any(name.startswith("v1") for name in left), left  # nothing stale of v1
+
+
+def test_builtin_models_are_seeded():
+    from camscope.io import load_model_spec
+
+    one, record = load_model_spec("cnn2")
+    two, _ = load_model_spec("cnn2")
+    for key, value in one.state_dict().items():
+        assert torch.equal(value, two.state_dict()[key]), key
+    assert "seed" in str(record.get("weights", ""))
+
+
+def test_a_wrong_shape_input_is_a_failure_not_the_end_of_the_run(tmp_path):
+    model = create_model("tiny3d", num_classes=3, input_size=16)
+    np.save(tmp_path / "good.npy", RNG.standard_normal((16, 16, 16)).astype("f4"))
+    np.save(tmp_path / "flat.npy", RNG.standard_normal((16, 16)).astype("f4"))
+    summary = _explain(model, [tmp_path / "flat.npy", tmp_path / "good.npy"], tmp_path / "out")
+    assert summary.done == ["good"] and summary.failed[0]["path"].endswith("flat.npy")
+    with pytest.raises(InputError):
+        _explain(model, [tmp_path / "flat.npy"], tmp_path / "only-bad")
+    assert not (tmp_path / "only-bad").exists()  # no empty records/ left behind

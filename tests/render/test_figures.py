@@ -70,3 +70,14 @@ def test_layer_grid_runs_the_method_at_every_spatial_layer():
     assert titles[0].endswith("16×16×16") and titles[-1].endswith("4×4×4")
     with pytest.raises(camscope.MethodError, match="layer method"):
         layer_grid(model, torch.randn(1, 1, 16, 16, 16), method="saliency")
+
+
+def test_drawing_leaves_matplotlib_backend_alone():
+    import matplotlib
+
+    import camscope.render as render
+
+    before = matplotlib.get_backend()
+    figure = render.overlay_figure(np.zeros((1, 8, 8)), np.ones((8, 8)), signed=False)
+    assert render.figure_png(figure)[:4] == b"\x89PNG"
+    assert matplotlib.get_backend() == before

@@ -1,0 +1,163 @@
+"""Models as users have them: exported, compiled, scripted, in train mode, from two threads."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import camscope
+from camscope.errors import LayerError, ModelError
+from camscope.io import load_model_spec
+from camscope.models import create_model
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv1(x)))
+        return self.fc(torch.relu(self.conv2(x)).mean((2, 3)))
+
+
+def _eager() -> Net:
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def test_exported_program_is_explained_with_its_layer_names(tmp_path):
+    model = _eager()
+    x = torch.randn(3, 1, 8, 8)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, tmp_path / "net.pt2")
+    loaded, record = load_model_spec(str(tmp_path / "net.pt2"))
+    assert record["format"] == "torch.export"
+    expected = camscope.explain(model, x, method="grad_cam", layer="conv2", targets="all")
+    for candidate in (loaded, program):  # a file, or the ExportedProgram itself
+        e = camscope.explain(candidate, x, method="grad_cam", layer="conv2", targets="all")
+        torch.testing.assert_close(e.maps, expected.maps, rtol=1e-5, atol=1e-6)
+    saliency = camscope.explain(loaded, x, method="saliency")
+    torch.testing.assert_close(
+        saliency.maps, camscope.explain(model, x, method="saliency").maps, rtol=1e-5, atol=1e-6
+    )
+    assert camscope.explain(loaded, x, method="grad_cam").layer == "conv2"
+
+
+def test_exported_program_with_a_fixed_batch_says_how_to_export():
+    model = _eager()
+    program = torch.export.export(model, (torch.randn(2, 1, 8, 8),))
+    with pytest.raises(ModelError, match="dynamic_shapes"):
+        camscope.explain(program, torch.randn(3, 1, 8, 8), method="saliency")
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_compiled_model_is_explained_through_its_module(backend):
+    model = _eager()
+    x = torch.randn(2, 1, 8, 8)
+    compiled = torch.compile(model, backend=backend)
+    compiled(x)  # the usual warm-up call
+    expected = camscope.explain(model, x, method="grad_cam", targets="all")
+    e = camscope.explain(compiled, x, method="grad_cam", targets="all")
+    torch.testing.assert_close(e.maps, expected.maps)
+    assert e.layer == "conv2"
+
+
+def test_scripted_model_layer_methods_say_why_and_input_methods_work():
+    model = _eager()
+    x = torch.randn(2, 1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated
+        scripted = torch.jit.script(model)
+    with pytest.raises(LayerError, match="TorchScript"):
+        camscope.explain(scripted, x, method="grad_cam", layer="conv2")
+    with pytest.raises(LayerError, match="TorchScript"):
+        camscope.explain(scripted, x, method="grad_cam")
+    e = camscope.explain(scripted, x, method="saliency")
+    torch.testing.assert_close(e.maps, camscope.explain(model, x, method="saliency").maps)
+
+
+def test_train_mode_batch_norm_is_left_as_it_was():
+    model = _eager().train()
+    x = torch.randn(4, 1, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in ("grad_cam", "saliency", "occlusion"):
+        camscope.explain(model, x, method=method, eval_mode=False)
+    after = model.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # running_mean/var, num_batches_tracked
+    assert model.training
+
+
+def test_layer_probe_sees_the_whole_batch_in_train_mode():
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 5), nn.BatchNorm1d(5), nn.Linear(5, 2)
+    ).train()
+    x = torch.randn(4, 1, 8, 8)
+    e = camscope.explain(model, x, method="grad_cam", eval_mode=False)
+    assert e.layer == "0" and e.maps.shape == (4, 1, 6, 6)
+
+
+def test_tuple_outputs_are_detached():
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Conv2d(1, 3, 3)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            features = self.body(x)
+            return self.head(features.mean((2, 3))), {"features": features}
+
+    model = Two()
+    e = camscope.explain(
+        model, torch.randn(2, 1, 6, 6), method="grad_cam", targets=lambda out: out[0][:, 0]
+    )
+    logits, extra = e.outputs
+    assert not logits.requires_grad and not extra["features"].requires_grad
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_two_threads_on_one_model_are_refused_not_mixed():
+    model = _eager()
+    x = torch.randn(2, 1, 8, 8)
+    started, release = threading.Event(), threading.Event()
+    original = model.conv2.forward
+
+    def slow(inputs: torch.Tensor) -> torch.Tensor:
+        started.set()
+        release.wait(10)
+        return original(inputs)
+
+    model.conv2.forward = slow  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+    worker = threading.Thread(
+        target=lambda: camscope.explain(model, x, method="grad_cam", layer="conv2")
+    )
+    worker.start()
+    assert started.wait(10)
+    try:
+        with pytest.raises(ModelError, match="another thread"):
+            camscope.explain(model, x, method="grad_cam", layer="conv2")
+    except BaseException as error:
+        errors.append(error)
+    release.set()
+    worker.join(10)
+    del model.conv2.forward
+    assert not errors
+    camscope.explain(model, x, method="grad_cam", layer="conv2")  # free again afterwards
+
+
+def test_predicted_is_a_target_in_the_api_as_on_the_command_line():
+    model = create_model("tiny2d", num_classes=3)
+    x = torch.randn(2, 1, 16, 16)
+    a = camscope.explain(model, x, method="grad_cam", targets="predicted")
+    b = camscope.explain(model, x, method="grad_cam")
+    assert torch.equal(a.targets, b.targets) and torch.equal(a.maps, b.maps)
