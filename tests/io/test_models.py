@@ -112,3 +112,11 @@ def test_broken_and_missing_model_files(tmp_path):
         load_model_spec(tmp_path / "bad.safetensors", architecture="tiny2d")
     with pytest.raises(ModelError, match="no such model file"):
         load_model_spec(tmp_path / "nothing.pt")
+
+
+def test_bad_architecture_options_are_one_clear_error():
+    from camscope.errors import ModelError
+    from camscope.io import load_model_spec
+
+    with pytest.raises(ModelError, match="check --arch-option"):
+        load_model_spec("tiny3d", options={"foo": 1})

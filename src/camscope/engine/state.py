@@ -31,7 +31,8 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
     except Exception as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         hint = ""
-        if "dynamic_shapes" in str(error) or "Dim.DYNAMIC" in str(error):
+        fixed_batch = "shape[0]" in str(error)
+        if fixed_batch and ("dynamic_shapes" in str(error) or "Dim.DYNAMIC" in str(error)):
             hint = (
                 "; this torch.export program was exported for a fixed batch size: camscope runs "
                 "batches of other sizes (a layer probe, perturbed copies), so export it with a "

@@ -135,7 +135,12 @@ def load_model_spec(
         # Seeded, so two runs (and a resumed run) get the same random weights.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(BUILTIN_SEED)
-            model = create_model(text, **(options or {})).eval()
+            try:
+                model = create_model(text, **(options or {})).eval()
+            except (TypeError, ValueError) as error:
+                raise ModelError(
+                    f"cannot build {text} with {options or {}}: {error} (check --arch-option)"
+                ) from error
         return model, {
             "architecture": text,
             "weights": f"random (built-in architecture, seed {BUILTIN_SEED})",
