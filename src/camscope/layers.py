@@ -33,7 +33,14 @@ from torch import nn
 from camscope.engine.capture import trace_modules
 from camscope.errors import LayerError, unknown_name
 
-__all__ = ["LayerInfo", "choose_layer", "default_layer", "probe_layers", "resolve_layer"]
+__all__ = [
+    "LayerInfo",
+    "choose_layer",
+    "default_layer",
+    "probe_layers",
+    "resolve_layer",
+    "trace_layers",
+]
 
 #: Module classes never chosen as the default layer (matched on the class name).
 SKIPPED_KINDS = re.compile(
@@ -116,10 +123,14 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     raise LayerError(unknown_name("layer", layer, _available_names(model), cutoff=0.6))
 
 
-def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], LayerInfo | None]:
+def trace_layers(
+    model: nn.Module, inputs: torch.Tensor
+) -> tuple[list[LayerInfo], tuple[int, ...] | None]:
+    """:func:`probe_layers` and the model's output shape (without the batch axis; ``None`` when
+    the output is not one tensor), from one forward pass."""
     traces = trace_modules(model, inputs)
     infos = [LayerInfo(t.name, t.kind, t.output_shape, t.calls, t.order) for t in traces]
-    root = [info for info in infos if not info.name]
+    root = [info.output_shape for info in infos if not info.name]
     return [info for info in infos if info.name], (root[0] if root else None)
 
 
@@ -135,7 +146,7 @@ def probe_layers(model: nn.Module, inputs: torch.Tensor) -> list[LayerInfo]:
     Raises:
         ModelError: the model raised during the forward pass; LayerError: TorchScript.
     """
-    return _trace(model, inputs)[0]
+    return trace_layers(model, inputs)[0]
 
 
 def default_layer(
@@ -183,5 +194,5 @@ def _positions(shape: Sequence[int]) -> int:
 
 def choose_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """Probe ``model`` on ``inputs`` and return :func:`default_layer`'s choice."""
-    infos, root = _trace(model, inputs)
-    return default_layer(infos, output_shape=None if root is None else root.output_shape)
+    infos, output_shape = trace_layers(model, inputs)
+    return default_layer(infos, output_shape=output_shape)

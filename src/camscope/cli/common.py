@@ -13,7 +13,14 @@ from torch import nn
 from camscope.cli.params import KEY_VALUE
 from camscope.errors import CamscopeError
 
-__all__ = ["exit_if_failed", "friendly", "load_any_model", "model_options", "model_spec"]
+__all__ = [
+    "backend_options",
+    "exit_if_failed",
+    "friendly",
+    "load_any_model",
+    "model_options",
+    "model_spec",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,11 +65,33 @@ _MODEL_OPTIONS = [
 ]
 
 
-def model_options(function: F) -> F:
-    """Add ``--architecture``, ``--arch-option`` and ``--trust-pickle``."""
-    for option in reversed(_MODEL_OPTIONS):
-        function = option(function)
-    return function
+_BACKEND_OPTIONS = [
+    click.option(
+        "--backend",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="ray: Ray Data actors (pip install 'camscope[ray]'); same batches, same results.",
+    ),
+    click.option("--ray-address", default=None, help="A Ray cluster (default: start one)."),
+    click.option("--workers", type=int, default=2, show_default=True, help="Ray actors."),
+]
+
+
+def _add(options: list[Any]) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+#: ``--architecture``, ``--arch-option`` and ``--trust-pickle``.
+model_options = _add(_MODEL_OPTIONS)
+
+#: ``--backend``, ``--ray-address`` and ``--workers`` of dataset runs.
+backend_options = _add(_BACKEND_OPTIONS)
 
 
 def model_spec(

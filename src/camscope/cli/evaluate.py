@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 
 import click
 
-from camscope.cli.common import exit_if_failed, friendly, load_any_model, model_options, model_spec
+from camscope.cli.common import (
+    backend_options,
+    exit_if_failed,
+    friendly,
+    load_any_model,
+    model_options,
+    model_spec,
+)
 from camscope.cli.params import NAME_LIST, SNR
 
 __all__ = ["evaluate"]
@@ -62,16 +69,21 @@ def _report(
     click.echo(f"wrote {folder}/results.csv, results.json, report.html and plots/*.png")
 
 
-def _run_benchmark(
-    benchmark: Any,
+def _benchmark(
+    build: Callable[..., Any],
+    out_dir: str,
     methods: tuple[str, ...],
     modes: tuple[str, ...],
-    folder: Path,
     force: bool,
     quiet: bool,
+    **settings: Any,
 ) -> None:
+    """Build a benchmark (:mod:`camscope.evaluation.benchmarks`), evaluate it, report."""
     from camscope.evaluation import evaluate as run_evaluation
+    from camscope.io import prepare_output_dir
 
+    folder = prepare_output_dir(out_dir, RESULTS, force=force)
+    benchmark = build(folder, log=click.echo, quiet=quiet, **settings)
     rows = run_evaluation(
         benchmark.model,
         benchmark.inputs,
@@ -86,12 +98,6 @@ def _run_benchmark(
         force=force,
     )
     _report(folder, rows, title=benchmark.title, extra=benchmark.extra, reference=True)
-
-
-def _folder(out_dir: str, force: bool) -> Path:
-    from camscope.io import prepare_output_dir
-
-    return prepare_output_dir(out_dir, RESULTS, force=force)
 
 
 @evaluate.command("subtomograms")
@@ -127,10 +133,18 @@ def evaluate_subtomograms(
     method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
     from camscope.evaluation import benchmarks
 
-    benchmark = benchmarks.subtomograms(
-        model_path=model_path, snr=snr, per_class=per_class, offset=offset
+    _benchmark(
+        benchmarks.subtomograms,
+        out_dir,
+        methods,
+        modes,
+        force,
+        quiet,
+        model_path=model_path,
+        snr=snr,
+        per_class=per_class,
+        offset=offset,
     )
-    _run_benchmark(benchmark, methods, modes, _folder(out_dir, force), force, quiet)
 
 
 @evaluate.command("shapes")
@@ -153,16 +167,17 @@ def evaluate_shapes(
     small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
     from camscope.evaluation import benchmarks
 
-    folder = _folder(out_dir, force)
-    benchmark = benchmarks.shapes(
-        folder,
+    _benchmark(
+        benchmarks.shapes,
+        out_dir,
+        methods,
+        modes,
+        force,
+        quiet,
         train_per_class=train_per_class,
         test_per_class=test_per_class,
         epochs=epochs,
-        log=click.echo,
-        quiet=quiet,
     )
-    _run_benchmark(benchmark, methods, modes, folder, force, quiet)
 
 
 @evaluate.command("chest")
@@ -192,16 +207,17 @@ def evaluate_chest(
     a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
     from camscope.evaluation import benchmarks
 
-    folder = _folder(out_dir, force)
-    benchmark = benchmarks.chest(
-        folder,
+    _benchmark(
+        benchmarks.chest,
+        out_dir,
+        methods,
+        modes,
+        force,
+        quiet,
         train_count=train_count,
         test_count=test_count,
         epochs=epochs,
-        log=click.echo,
-        quiet=quiet,
     )
-    _run_benchmark(benchmark, methods, modes, folder, force, quiet)
 
 
 @evaluate.command("faces")
@@ -222,8 +238,7 @@ def evaluate_faces(
     (scikit-image's astronaut) whose face box is known: every metric for every method."""
     from camscope.evaluation import benchmarks
 
-    benchmark = benchmarks.faces(count=count, layer=layer, log=click.echo)
-    _run_benchmark(benchmark, methods, modes, _folder(out_dir, force), force, quiet)
+    _benchmark(benchmarks.faces, out_dir, methods, modes, force, quiet, count=count, layer=layer)
 
 
 @evaluate.command("dataset")
@@ -246,14 +261,7 @@ def evaluate_faces(
 @click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True)
 @click.option("--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option(
-    "--backend",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: Ray Data actors (pip install 'camscope[ray]'); same batches, same results.",
-)
-@click.option("--workers", type=int, default=2, show_default=True, help="Ray actors.")
+@backend_options
 @model_options
 @click.option("--out", "out_dir", required=True)
 @click.option("--force", is_flag=True, help="Start afresh in --out.")
@@ -268,6 +276,7 @@ def evaluate_dataset(
     modes: tuple[str, ...],
     batch_size: int,
     backend: str,
+    ray_address: str | None,
     workers: int,
     architecture: str | None,
     arch_options: tuple[tuple[str, object], ...],
@@ -307,6 +316,7 @@ def evaluate_dataset(
         progress=not quiet,
         backend=backend,
         model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
+        ray_address=ray_address,
         ray_workers=workers,
     )
     _report(

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from camscope.cli.common import exit_if_failed, friendly, load_any_model, model_options, model_spec
+from camscope.cli.common import (
+    backend_options,
+    exit_if_failed,
+    friendly,
+    load_any_model,
+    model_options,
+    model_spec,
+)
 from camscope.cli.params import INT_LIST, KEY_VALUE, NAME_LIST, SIGMA, TARGETS
 
 __all__ = ["explain_command", "features"]
@@ -74,15 +81,7 @@ __all__ = ["explain_command", "features"]
 )
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Inputs per batch.")
-@click.option(
-    "--backend",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: Ray Data actors (pip install 'camscope[ray]'); same batches, same results.",
-)
-@click.option("--ray-address", default=None, help="An existing Ray cluster (default: start one).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Ray actors.")
+@backend_options
 @model_options
 @click.option("--force", is_flag=True, help="Replace a previous run's outputs in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -69,7 +69,7 @@ def layers(
     models (camscope needs one forward pass to see the shapes).
     """
     from camscope.engine import ModelState, eager_model
-    from camscope.layers import default_layer
+    from camscope.layers import default_layer, trace_layers
     from camscope.models import list_models
 
     builtin = model_spec_text.replace("-", "_") in list_models() and architecture is None
@@ -90,11 +90,8 @@ def layers(
             "give --input FILE or --input-shape C,H,W (or C,D,H,W) to probe the model"
         )
     with ModelState(model):
-        infos = camscope.probe_layers(model, probe)
-        with torch.no_grad():
-            output = model(probe)
-    shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
-    chosen = default_layer(infos, output_shape=shape)
+        infos, output_shape = trace_layers(model, probe)
+    chosen = default_layer(infos, output_shape=output_shape)
     for info in infos:
         mark = "*" if info.name == chosen else " "
         shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"

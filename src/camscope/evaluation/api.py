@@ -63,13 +63,7 @@ def evaluate(
         ``contrastivity``, ``l1``, ``kendall_tau``, and with ``truth`` ``iou``, ``hit`` and
         ``pointing``; the mean ``deletion_curve`` and ``insertion_curve``.
     """
-    job = EvaluateJob(
-        list(methods),
-        list(upsample_modes),
-        layer=layer,
-        deletion_steps=deletion_steps,
-        metric_batch_size=batch_size,
-    )
+    job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
     source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
     summary = run(
         job,
@@ -121,13 +115,7 @@ def evaluate_files(
         OutputError: the folder holds an evaluation with other settings (without ``force``).
         InputError: labels and paths differ in number, or every input failed.
     """
-    job = EvaluateJob(
-        list(methods),
-        list(upsample_modes),
-        layer=layer,
-        deletion_steps=deletion_steps,
-        metric_batch_size=batch_size,
-    )
+    job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
     source = FileSource.from_paths(paths, root=root, labels=labels, truths=truths)
     summary = run(
         job,

@@ -1,6 +1,7 @@
 """The built-in evaluation benchmarks: data with known ground truth, and the model to explain.
 
-Each function returns a :class:`Benchmark` ready for :func:`camscope.evaluation.evaluate`:
+Each function takes ``(folder, *, log, quiet, **settings)`` (``folder``: where a model trained
+here is cached) and returns a :class:`Benchmark` ready for :func:`camscope.evaluation.evaluate`:
 
 * :func:`subtomograms`: simulated subtomograms whose particle mask is known from the pose, with
   the reproduction's trained CNN-2;
@@ -43,7 +44,16 @@ class Benchmark:
     batch_size: int = 16
 
 
-def subtomograms(*, model_path: str | None, snr: float, per_class: int, offset: int) -> Benchmark:
+def subtomograms(
+    folder: Path,
+    *,
+    log: Log,
+    quiet: bool,
+    model_path: str | None,
+    snr: float,
+    per_class: int,
+    offset: int,
+) -> Benchmark:
     """Test subtomograms (past the reproduction's training samples) and the trained CNN-2."""
     from camscope.io.checkpoints import load_model
     from camscope.simulate import SimulationConfig, Simulator
@@ -77,7 +87,7 @@ def subtomograms(*, model_path: str | None, snr: float, per_class: int, offset: 
 
 
 def shapes(
-    folder: Path, *, train_per_class: int, test_per_class: int, epochs: int, log: Log, quiet: bool
+    folder: Path, *, log: Log, quiet: bool, train_per_class: int, test_per_class: int, epochs: int
 ) -> Benchmark:
     """2D shapes with boxes; a tiny2d network trained (or reused) in ``folder/model``."""
     from camscope.models.training import train_small_2d
@@ -106,7 +116,7 @@ def shapes(
 
 
 def chest(
-    folder: Path, *, train_count: int, test_count: int, epochs: int, log: Log, quiet: bool
+    folder: Path, *, log: Log, quiet: bool, train_count: int, test_count: int, epochs: int
 ) -> Benchmark:
     """Chest radiograph crops with pasted lesions; scored on the crops that have one."""
     from camscope.datasets.chest import LESION_CONTRAST, lesion_crops
@@ -136,7 +146,7 @@ def chest(
     )
 
 
-def faces(*, count: int, layer: str | None, log: Log) -> Benchmark:
+def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None) -> Benchmark:
     """MTCNN's ONet on astronaut face crops (class 1: face)."""
     from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
 

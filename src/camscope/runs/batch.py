@@ -54,10 +54,7 @@ def process_batch(
             results = job.run(model, batch)
         except CamscopeError as error:
             shape = tuple(batch.scans[0].data.shape)
-            failed += [
-                {"index": i, "error": f"{source.where(i)} (shape {shape}): {error}"}
-                for i in indices
-            ]
+            failed += [{"index": i, "error": f"shape {shape}: {error}"} for i in indices]
             continue
         for index, result in zip(indices, results, strict=True):
             record = {

@@ -202,6 +202,8 @@ def run(
         if folder is not None:
             _remove_empty(folder, created)
         first = failed[0]["error"]
+        if failed[0]["path"] not in first:  # say which input, once
+            first = f"{failed[0]['path']}: {first}"
         raise InputError(
             first if len(failed) == 1 else f"all {len(failed)} inputs failed; first: {first}"
         )
