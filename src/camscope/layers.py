@@ -10,8 +10,9 @@ feature map, leaving out
 * modules that run more than once in a forward pass (shared modules);
 * modules that only reshape or re-weight a map: activations, padding, dropout, adaptive pooling
   and upsampling (VGG's ``avgpool`` resamples 2×2 to 7×7; SqueezeNet's ``classifier.2`` is a ReLU);
-* modules inside a head whose own output is not spatial (SqueezeNet's per-class ``classifier``
-  convolution), so the choice is the last stage of the feature extractor;
+* modules inside a head, a container whose output is not spatial because it pools globally
+  (SqueezeNet's ``classifier``: a per-class convolution, then adaptive pooling), so the choice is
+  the last stage of the feature extractor;
 * for networks with a dense output (segmentation: the output is a map of the input's size),
   the modules producing the output itself, so the choice is the last feature map before the
   output head (the last decoder stage).
@@ -162,7 +163,16 @@ def default_layer(
     Raises:
         LayerError: no submodule produces a usable spatial output.
     """
-    heads = [info.name for info in infos if info.output_shape is not None and not info.is_spatial]
+    heads = [
+        info.name
+        for info in infos
+        if info.output_shape is not None
+        and not info.is_spatial
+        and any(  # a global pooling among its own children
+            other.name.rpartition(".")[0] == info.name and other.kind.startswith("Adaptive")
+            for other in infos
+        )
+    ]
     dense = output_shape is not None and len(output_shape) >= 2 and _positions(output_shape) > 1
 
     def usable(info: LayerInfo, heads: Sequence[str]) -> bool:

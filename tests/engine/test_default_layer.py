@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import camscope
-from camscope.layers import choose_layer
+from camscope.layers import SKIPPED_KINDS, choose_layer, trace_layers
 
 
 @pytest.mark.parametrize(
@@ -35,22 +35,59 @@ def test_torchvision_video_model():
     assert choose_layer(model, torch.randn(1, 3, 8, 32, 32)) == "layer4"
 
 
-def test_dense_output_networks_skip_the_output_itself():
+MONAI_NETWORKS = {
+    # name: (constructor keywords, input edge, expected default layer)
+    "UNet": (
+        {
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "out_channels": 2,
+            "channels": (4, 8, 16),
+            "strides": (2, 2),
+        },
+        16,
+        "model.1",  # the decoder's features before the output convolution
+    ),
+    "BasicUNet": (
+        {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "features": (4, 4, 8, 16, 32, 4)},
+        32,
+        "upcat_1",  # the last decoder stage
+    ),
+    "SegResNet": (
+        {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 8},
+        16,
+        "conv_final.0",
+    ),
+    "DenseNet121": ({"spatial_dims": 3, "in_channels": 1, "out_channels": 3}, 32, None),
+    "EfficientNetBN": (
+        {
+            "model_name": "efficientnet-b0",
+            "spatial_dims": 3,
+            "in_channels": 1,
+            "num_classes": 3,
+            "pretrained": False,
+        },
+        32,
+        "_blocks.4",  # the last block with spatial extent at 32³ (not the stem, not a pad)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MONAI_NETWORKS))
+def test_monai_networks(name):
     monai = pytest.importorskip("monai")
-    net = monai.networks.nets.UNet(
-        spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8, 16), strides=(2, 2)
-    ).eval()
-    x = torch.randn(1, 1, 16, 16, 16)
+    options, edge, expected = MONAI_NETWORKS[name]
+    net = getattr(monai.networks.nets, name)(**options).eval()
+    x = torch.randn(1, 1, edge, edge, edge)
+    infos, output_shape = trace_layers(net, x)
     chosen = choose_layer(net, x)
-    modules = dict(net.named_modules())
-    with torch.no_grad():
-        out = net(x)
-    seen = {}
-    handle = modules[chosen].register_forward_hook(lambda m, a, o: seen.setdefault("o", o))
-    with torch.no_grad():
-        net(x)
-    handle.remove()
-    assert seen["o"].shape != out.shape  # a feature map, not the segmentation
+    info = next(i for i in infos if i.name == chosen)
+    assert info.output_shape != output_shape  # never the segmentation itself
+    assert not SKIPPED_KINDS.fullmatch(info.kind) and info.is_spatial
+    if expected is not None:
+        assert chosen == expected
+    e = camscope.explain(net, x, method="grad_cam", targets=lambda out: out.flatten(1).sum(1))
+    assert e.layer == chosen and torch.isfinite(e.maps).all()
 
 
 def test_padding_is_never_chosen():

@@ -298,9 +298,8 @@ def trace_modules(model: nn.Module, inputs: torch.Tensor) -> list[ModuleTrace]:
         return hook
 
     try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(attach_hook(module, name, make_hook(name)))
+        for name, module in model.named_modules():  # the model itself too (name ""): its output
+            handles.append(attach_hook(module, name or "the model", make_hook(name)))
         with torch.no_grad():
             call_model(model, inputs)
     finally:
