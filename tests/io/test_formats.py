@@ -366,3 +366,28 @@ def test_folder_dataset_groups_series_and_keeps_single_files(tmp_path):
     names = [str(Path(p).relative_to(tmp_path / "data")) for p in dataset.paths]
     assert names == ["a.png", "patient1/ct", "xray.dcm"]
     assert read_scan(dataset.paths[1]).data.shape == (1, 5, 6, 7)
+
+
+def test_mrc_heatmap_keeps_start_indices_and_is_the_same_bytes_every_time(tmp_path):
+    import time
+
+    import mrcfile
+
+    from camscope.io import read_scan, write_heatmap
+
+    volume = np.random.default_rng(0).standard_normal((6, 5, 4)).astype(np.float32)
+    with mrcfile.new(tmp_path / "sub.mrc") as mrc:
+        mrc.set_data(volume)
+        mrc.voxel_size = (2.0, 3.0, 4.0)
+        mrc.header.origin = (10.0, 20.0, 30.0)
+        mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = 100, 200, 30
+    scan = read_scan(tmp_path / "sub.mrc")
+    write_heatmap(tmp_path / "a.mrc", volume, scan, "mrc")
+    time.sleep(1.1)  # mrcfile's default label holds the time of day
+    write_heatmap(tmp_path / "b.mrc", volume, scan, "mrc")
+    assert (tmp_path / "a.mrc").read_bytes() == (tmp_path / "b.mrc").read_bytes()
+    with mrcfile.open(tmp_path / "a.mrc") as mrc:
+        header = mrc.header
+        assert (int(header.nxstart), int(header.nystart), int(header.nzstart)) == (100, 200, 30)
+        assert tuple(float(v) for v in mrc.voxel_size.item()) == (2.0, 3.0, 4.0)
+        assert (float(header.origin.x), float(header.origin.y)) == (10.0, 20.0)

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from camscope.errors import InputError
-from camscope.io.atomic import atomic_path, atomic_write
+from camscope.io.atomic import atomic_write
 from camscope.io.inputs import Scan
+from camscope.io.volumes import write_mrc
 
 __all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "write_heatmap"]
 
@@ -99,20 +100,21 @@ def write_heatmap(
         with atomic_write(final) as handle:
             handle.write(payload)
     elif kind == "mrc":
-        import mrcfile
-
         volume = values if values.ndim == 3 else values[None]
         if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)
             volume = volume.T
-        with atomic_path(final) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(volume))
-            if scan.spacing is not None:
-                spacing = tuple(scan.spacing)
-                xyz = spacing if scan.format == "nifti" else spacing[::-1]
-                xyz = (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz
-                mrc.voxel_size = xyz
-            if scan.origin is not None:
-                mrc.header.origin = scan.origin
+        xyz = None
+        if scan.spacing is not None:
+            spacing = tuple(scan.spacing)
+            xyz = spacing if scan.format == "nifti" else spacing[::-1]
+            xyz = (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz
+        write_mrc(
+            final,
+            volume,
+            voxel_size_angstrom=xyz,  # type: ignore[arg-type]
+            origin=scan.origin,
+            start=scan.details.get("mrc_start_xyz"),
+        )
     elif kind == "tiff":
         import tifffile
 

@@ -412,6 +412,8 @@ def _read_mrc(file: Path) -> Scan:
         origin = mrc.header.origin
         spacing_xyz = (float(voxel.x), float(voxel.y), float(voxel.z))
         origin_xyz = (float(origin.x), float(origin.y), float(origin.z))
+        header = mrc.header
+        start_xyz = [int(header.nxstart), int(header.nystart), int(header.nzstart)]
     values = _channels_first(data, file, "MRC map")
     spacing = spacing_xyz[::-1] if values.ndim == 4 else spacing_xyz[1::-1]  # (z, y, x) order
     return Scan(
@@ -420,7 +422,7 @@ def _read_mrc(file: Path) -> Scan:
         "mrc",
         spacing=spacing,
         origin=origin_xyz,
-        details={"voxel_size_A": spacing_xyz[0]},
+        details={"voxel_size_A": spacing_xyz[0], "mrc_start_xyz": start_xyz},
     )
 
 
