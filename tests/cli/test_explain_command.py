@@ -365,3 +365,47 @@ def test_features_command(files):
         files / "f2.png",
     )
     assert bad.exit_code == 2 and "Invalid value for '--channels'" in bad.output
+
+
+def test_degenerate_dicom_spacing_is_noted_and_nifti_written(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    dataset.PixelSpacing = [0, 0]  # as pydicom-data's RG1_UNCR.dcm has it
+    (tmp_path / "in").mkdir()
+    dataset.save_as(tmp_path / "in" / "IM0001")
+    result = _run(
+        "explain",
+        "tiny2d",
+        tmp_path / "in",
+        "--arch-option",
+        "input_size=128",
+        "--method",
+        "saliency",
+        "--format",
+        "nifti",
+        "--intensity",
+        "zscore",
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 mm is assumed" in result.output  # on the terminal, not only in the manifest
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    scan = manifest["inputs"][0]["input"]
+    assert "degenerate" in scan["warning"] and scan["intensity"].startswith("zscore")
+    assert nibabel.load(next((tmp_path / "out").glob("*.nii.gz"))).shape == (128, 128)
+
+
+def test_a_4d_nifti_is_explained_once_a_volume_is_chosen(tmp_path):
+    data = np.random.default_rng(0).standard_normal((16, 16, 16, 2)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), tmp_path / "t.nii.gz")
+    args = ["explain", "tiny3d", tmp_path / "t.nii.gz", "--method", "saliency", "--quiet"]
+    refused = _run(*args, "--out", tmp_path / "a")
+    assert refused.exit_code == 2 and "--nifti-volume" in refused.output
+    chosen = _run(*args, "--out", tmp_path / "b", "--nifti-volume", "1")
+    assert chosen.exit_code == 0, chosen.output
+    bad = _run(*args, "--out", tmp_path / "c", "--nifti-volume", "last")
+    assert bad.exit_code == 2 and "volume index or 'channels'" in bad.output

@@ -115,7 +115,7 @@ def test_tiff_stack_is_a_volume_and_a_page_an_image(tmp_path):
     scan = read_scan(tmp_path / "stack.tif")
     assert scan.data.shape == (1, 4, 9, 10) and scan.is_volume
     np.testing.assert_array_equal(scan.data[0], stack)
-    assert scan.details["z_spacing"] == 2.5
+    assert scan.spacing == (2.5, 1.0, 1.0)  # (z, y, x): ImageJ spacing, no resolution tags
     page = (RNG.random((9, 10)) * 65535).astype(np.uint16)
     tifffile.imwrite(tmp_path / "page.tiff", page)
     image = read_scan(tmp_path / "page.tiff")

@@ -14,12 +14,15 @@ from camscope.cli.params import KEY_VALUE
 from camscope.errors import CamscopeError
 
 __all__ = [
+    "ALLOW_OUTSIDE",
     "backend_options",
     "exit_if_failed",
     "friendly",
+    "input_options",
     "load_any_model",
     "model_options",
     "model_spec",
+    "show_input_warnings",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,8 +90,48 @@ def _add(options: list[Any]) -> Callable[[F], F]:
     return decorate
 
 
+def _volume(text: str | None) -> int | str | None:
+    if text is None or text.strip() == "channels":
+        return None if text is None else "channels"
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a volume index or 'channels', got {text!r}", param_hint="--nifti-volume"
+        ) from None
+
+
+_INPUT_OPTIONS = [
+    click.option(
+        "--intensity",
+        type=click.Choice(["auto", "stored", "window", "minmax", "zscore"]),
+        default="auto",
+        show_default=True,
+        help="What the model receives. auto: 8/16-bit images to [0, 1], DICOM through its window "
+        "to [0, 1] if it has one (else modality values, e.g. HU), other formats as stored; "
+        "stored: the file's values; window: DICOM window required; minmax / zscore: per input. "
+        "The manifest and report say which.",
+    ),
+    click.option(
+        "--dicom-window",
+        type=click.Choice(["auto", "none"]),
+        default="auto",
+        show_default=True,
+        help="none: DICOM modality values (HU) even where --intensity auto would window.",
+    ),
+    click.option(
+        "--nifti-volume",
+        default=None,
+        callback=lambda ctx, param, value: _volume(value),
+        help="For 4D NIfTI inputs: the volume to take (0, 1, ...) or 'channels' for all.",
+    ),
+]
+
 #: ``--architecture``, ``--arch-option`` and ``--trust-pickle``.
 model_options = _add(_MODEL_OPTIONS)
+
+#: ``--intensity``, ``--dicom-window`` and ``--nifti-volume``: how inputs are read.
+input_options = _add(_INPUT_OPTIONS)
 
 #: ``--backend``, ``--ray-address`` and ``--workers`` of dataset runs.
 backend_options = _add(_BACKEND_OPTIONS)
@@ -122,6 +165,21 @@ def load_any_model(
     if str(record.get("weights", "")).startswith("random"):
         click.echo(f"note: {spec} is a built-in architecture with random weights", err=True)
     return model, record
+
+
+def show_input_warnings(records: list[dict[str, Any]]) -> None:
+    """Print what the readers warned about (e.g. a spacing assumed), one line per input."""
+    for record in records:
+        scan = record.get("input", {})
+        if scan.get("warning"):
+            click.echo(f"camscope: note: {scan.get('path')}: {scan['warning']}", err=True)
+
+
+ALLOW_OUTSIDE = click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Let a manifest CSV name files outside its own folder (only for manifests you trust).",
+)
 
 
 def exit_if_failed(failed: list[dict[str, str]]) -> None:

@@ -9,12 +9,15 @@ from typing import Any, TypeVar
 import click
 
 from camscope.cli.common import (
+    ALLOW_OUTSIDE,
     backend_options,
     exit_if_failed,
     friendly,
+    input_options,
     load_any_model,
     model_options,
     model_spec,
+    show_input_warnings,
 )
 from camscope.cli.params import NAME_LIST, SNR
 
@@ -261,6 +264,8 @@ def evaluate_faces(
 @click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True)
 @click.option("--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True)
+@input_options
+@ALLOW_OUTSIDE
 @backend_options
 @model_options
 @click.option("--out", "out_dir", required=True)
@@ -275,6 +280,10 @@ def evaluate_dataset(
     methods: tuple[str, ...],
     modes: tuple[str, ...],
     batch_size: int,
+    intensity: str,
+    dicom_window: str,
+    nifti_volume: int | str | None,
+    allow_outside: bool,
     backend: str,
     ray_address: str | None,
     workers: int,
@@ -298,7 +307,9 @@ def evaluate_dataset(
     from camscope.evaluation import evaluate_files
     from camscope.runs import resolve_dataset
 
-    dataset = resolve_dataset([data], where=conditions, exclude=[out_dir])
+    dataset = resolve_dataset(
+        [data], where=conditions, exclude=[out_dir], allow_outside=allow_outside
+    )
     model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
     rows, manifest = evaluate_files(
         model,
@@ -318,7 +329,13 @@ def evaluate_dataset(
         model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
         ray_address=ray_address,
         ray_workers=workers,
+        read_options={
+            "intensity": intensity,
+            "dicom_window": dicom_window,
+            "nifti_volume": nifti_volume,
+        },
     )
+    show_input_warnings(manifest["inputs"])
     _report(
         Path(out_dir),
         rows,

@@ -7,12 +7,15 @@ from pathlib import Path
 import click
 
 from camscope.cli.common import (
+    ALLOW_OUTSIDE,
     backend_options,
     exit_if_failed,
     friendly,
+    input_options,
     load_any_model,
     model_options,
     model_spec,
+    show_input_warnings,
 )
 from camscope.cli.params import INT_LIST, KEY_VALUE, NAME_LIST, SIGMA, TARGETS
 
@@ -72,13 +75,8 @@ __all__ = ["explain_command", "features"]
     help="A method option (repeat), e.g. steps=100 for integrated-gradients; applies to every "
     "chosen method that has it.",
 )
-@click.option(
-    "--dicom-window",
-    type=click.Choice(["auto", "none"]),
-    default="auto",
-    show_default=True,
-    help="auto: apply a DICOM file's window and scale to [0, 1]; none: modality values (HU).",
-)
+@input_options
+@ALLOW_OUTSIDE
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Inputs per batch.")
 @backend_options
@@ -97,7 +95,10 @@ def explain_command(
     sigma: str | float,
     formats: tuple[str, ...],
     options: tuple[tuple[str, object], ...],
+    intensity: str,
     dicom_window: str,
+    nifti_volume: int | str | None,
+    allow_outside: bool,
     no_report: bool,
     batch_size: int,
     backend: str,
@@ -132,11 +133,13 @@ def explain_command(
         sigma=sigma,
         formats=[] if list(formats) == ["none"] else list(formats),
         options=split_options(methods, dict(options)),
+        intensity=intensity,
         dicom_window=dicom_window,
+        nifti_volume=nifti_volume,
         report=not no_report,
         batch_size=batch_size,
     )
-    dataset = resolve_dataset(list(inputs), exclude=[out_dir])
+    dataset = resolve_dataset(list(inputs), exclude=[out_dir], allow_outside=allow_outside)
     model, model_record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
     summary = explain_files(
         model,
@@ -153,6 +156,7 @@ def explain_command(
         ray_address=ray_address,
         ray_workers=workers,
     )
+    show_input_warnings(summary.records)
     if summary.resumed:
         click.echo(f"resumed: {len(summary.resumed)} input(s) were already done")
     written = "manifest.json and report.html" if settings.report else "manifest.json"

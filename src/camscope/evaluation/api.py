@@ -100,6 +100,7 @@ def evaluate_files(
     model_spec: dict[str, Any] | None = None,
     ray_address: str | None = None,
     ray_workers: int = 2,
+    read_options: dict[str, Any] | None = None,
 ) -> tuple[list[EvaluationRow], dict[str, Any]]:
     """Score methods on every file; write per-input records and return the table.
 
@@ -107,6 +108,7 @@ def evaluate_files(
         labels: the class of each input (the maps explain it); ``None``: the predicted class.
         truths: per input, a boolean mask ``(*S)`` or a box ``(2·n,)`` (localisation metrics).
         backend, model_spec, ray_address, ray_workers: see :func:`camscope.runs.run`.
+        read_options: keyword arguments of :func:`camscope.io.read_scan` (``intensity``, ...).
 
     Returns:
         The summary rows (as :func:`evaluate` gives) and the manifest.
@@ -116,7 +118,9 @@ def evaluate_files(
         InputError: labels and paths differ in number, or every input failed.
     """
     job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
-    source = FileSource.from_paths(paths, root=root, labels=labels, truths=truths)
+    source = FileSource.from_paths(
+        paths, root=root, labels=labels, truths=truths, **dict(read_options or {})
+    )
     summary = run(
         job,
         source,

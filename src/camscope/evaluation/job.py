@@ -79,7 +79,7 @@ class EvaluateJob:
                     for key, value in values.items()
                 }
         return [
-            {"path": scan.path, "label": int(y[row]), "metrics": metrics[row]}
+            {"input": scan.record(), "label": int(y[row]), "metrics": metrics[row]}
             for row, scan in enumerate(batch.scans)
         ]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,15 @@ def heatmap_suffix(kind: str) -> str:
     if kind not in _SUFFIX:
         raise InputError(f"unknown heatmap format {kind!r}; use {', '.join(HEATMAP_FORMATS)}")
     return _SUFFIX[kind]
+
+
+#: Length units of spacings by input format (TIFF says its own, in ``details["unit"]``).
+_UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm", "nifti": "mm"}
+
+
+def _nifti_unit(scan: Scan) -> str:
+    unit = str(scan.details.get("unit", _UNITS.get(scan.format, "unknown")))
+    return {"µm": "micron", "um": "micron", "micron": "micron", "mm": "mm"}.get(unit, "unknown")
 
 
 def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
@@ -93,7 +103,12 @@ def write_heatmap(
         affine, transpose = _nifti_affine(scan)
         data = values.T if transpose else values
         image = nibabel.Nifti1Image(data, affine)
-        image.header.set_xyzt_units("mm" if scan.format != "mrc" else "unknown")
+        codes = scan.details.get("nifti_codes")
+        if codes is not None:  # the input's own: a scanner (1) or aligned (2+) space, kept
+            qform = np.asarray(scan.details.get("nifti_qform", affine), dtype=np.float64)
+            image.set_sform(affine, code=int(codes["sform"]))
+            image.set_qform(qform, code=int(codes["qform"]))
+        image.header.set_xyzt_units(_nifti_unit(scan))
         payload = image.to_bytes()
         if final.name.endswith(".gz"):
             payload = gzip.compress(payload, mtime=0)
@@ -119,10 +134,17 @@ def write_heatmap(
         import tifffile
 
         metadata: dict[str, object] = {"axes": "ZYX" if values.ndim == 3 else "YX"}
-        if values.ndim == 3 and scan.spacing is not None:
-            metadata["spacing"] = float(scan.spacing[0])
+        options: dict[str, Any] = {}
+        if scan.spacing is not None and scan.format != "nifti":
+            spacing = tuple(scan.spacing)
+            options["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
+            if values.ndim == 3:
+                metadata["spacing"] = float(spacing[0])
+            unit = str(scan.details.get("unit", _UNITS.get(scan.format, "pixel")))
+            # ImageJ's metadata is ASCII: micrometres as "micron", ångström as "A"
+            metadata["unit"] = {"µm": "micron", "Å": "A"}.get(unit, unit)
         with atomic_write(final) as handle:
-            tifffile.imwrite(handle, values, imagej=True, metadata=metadata)
+            tifffile.imwrite(handle, values, imagej=True, metadata=metadata, **options)
     else:  # png
         from camscope.render.overlays import overlay_figure
 

@@ -22,7 +22,6 @@ naming the file and the format, never a raw library exception.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,8 +29,11 @@ import numpy as np
 import torch
 
 from camscope.errors import InputError
+from camscope.io.dicom import dicom_series_files, read_dicom, read_dicom_series
+from camscope.io.scan import FORMATS, Scan, channels_first, format_of, scaled_by_type
 
 __all__ = [
+    "INTENSITY_RULES",
     "SUPPORTED_SUFFIXES",
     "Scan",
     "dicom_series_files",
@@ -40,124 +42,63 @@ __all__ = [
     "read_scan",
 ]
 
-FORMATS = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".dcm": "dicom",
-    ".dicom": "dicom",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".mrc": "mrc",
-    ".map": "mrc",
-    ".rec": "mrc",
-    ".npy": "npy",
-    ".npz": "npz",
-}
 SUPPORTED_SUFFIXES = tuple(FORMATS)
 
+Intensity = Literal["auto", "stored", "window", "minmax", "zscore"]
 
-@dataclass
-class Scan:
-    """One input: data and the geometry needed to write heatmaps that align with it.
-
-    Attributes:
-        data: ``(C, *S)`` float32; ``S`` is ``(H, W)`` for images and ``(D, H, W)`` for volumes.
-        path: where it came from.
-        format: ``png``, ``jpeg``, ``tiff``, ``dicom``, ``nifti``, ``mrc``, ``npy`` or ``npz``.
-        affine: NIfTI's 4×4 voxel → world (mm) matrix, for the stored axis order.
-        spacing: size of a sample along each spatial axis of ``data``, in the file's units
-            (Å for MRC, mm for DICOM and NIfTI), when the file says.
-        origin: MRC's origin (Å, x y z).
-        details: what else to record in a run's manifest (window, photometric, mode, ...).
-    """
-
-    data: np.ndarray
-    path: str
-    format: str
-    affine: np.ndarray | None = None
-    spacing: tuple[float, ...] | None = None
-    origin: tuple[float, float, float] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape[1:])
-
-    @property
-    def is_volume(self) -> bool:
-        return self.data.ndim == 4
-
-    def tensor(self) -> torch.Tensor:
-        """``(C, *S)`` float32 tensor (shares memory with ``data``)."""
-        return torch.from_numpy(self.data)
-
-    def record(self) -> dict[str, Any]:
-        """A JSON-ready description for a run's manifest."""
-        record: dict[str, Any] = {
-            "path": self.path,
-            "format": self.format,
-            "shape": list(self.data.shape),
-        }
-        if self.spacing is not None:
-            record["spacing"] = list(self.spacing)
-        if self.origin is not None:
-            record["origin"] = list(self.origin)
-        if self.affine is not None:
-            record["affine"] = self.affine.tolist()
-        return {**record, **self.details}
-
-
-def format_of(path: str | os.PathLike[str]) -> str | None:
-    """The format a file name says, or a DICOM file's ``DICM`` preamble when the name has no
-    known extension (scanners and PACS exports name files ``IM0001``); ``None`` if unsupported."""
-    name = Path(path).name.lower()
-    if name.endswith(".nii.gz"):
-        return "nifti"
-    known = FORMATS.get(Path(name).suffix)
-    if known is not None:
-        return known
-    return "dicom" if _has_dicom_preamble(Path(path)) else None
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    """A DICOM Part 10 file: 128 bytes of preamble, then ``DICM``."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _channels_first(array: np.ndarray, path: Path, what: str) -> np.ndarray:
-    if array.ndim not in (2, 3, 4):
-        raise InputError(
-            f"{path}: a {what} with {array.ndim} axes {array.shape}; camscope takes 2D images "
-            "and 3D volumes (optionally with a channel axis)"
-        )
-    return array[None] if array.ndim in (2, 3) else array
+#: What the model receives, by rule. ``auto``: 8/16-bit images (PNG, JPEG, TIFF) scaled to
+#: [0, 1] by their type's range; DICOM through the file's window (VOI LUT) to [0, 1] when it has
+#: one, else modality values (e.g. Hounsfield units); NIfTI, MRC, NumPy and float TIFF as
+#: stored. ``stored``: the file's values (DICOM: modality values, integers unscaled).
+#: ``window``: as ``auto``, but a DICOM file without a window is refused. ``minmax``: each input
+#: scaled to [0, 1] by its own minimum and maximum. ``zscore``: each input minus its mean,
+#: divided by its standard deviation (DICOM from modality values).
+INTENSITY_RULES: dict[str, str] = {
+    "auto": "by format: 8/16-bit images to [0, 1]; DICOM window to [0, 1] if the file has one, "
+    "else modality values; other formats as stored",
+    "stored": "as stored (DICOM: modality values)",
+    "window": "DICOM window to [0, 1] (required); other formats as for auto",
+    "minmax": "each input scaled to [0, 1] by its minimum and maximum",
+    "zscore": "each input minus its mean, divided by its standard deviation",
+}
 
 
 def read_scan(
-    path: str | os.PathLike[str], *, dicom_window: Literal["auto", "none"] = "auto"
+    path: str | os.PathLike[str],
+    *,
+    intensity: Intensity = "auto",
+    dicom_window: Literal["auto", "none"] = "auto",
+    nifti_volume: int | str | None = None,
 ) -> Scan:
-    """Read one image or volume file, by its suffix.
+    """Read one image or volume file, by its suffix (or DICOM's preamble).
 
     Args:
-        path: the file.
-        dicom_window: ``"auto"`` applies a DICOM file's own window (VOI LUT) and scales to
-            [0, 1]; ``"none"`` keeps modality values (e.g. Hounsfield units).
+        path: the file (or a folder of one DICOM series' slices).
+        intensity: what the model receives (see :data:`INTENSITY_RULES`); the scan's
+            ``details["intensity"]`` says what was done, and runs record it in the manifest.
+        dicom_window: ``"none"`` keeps DICOM modality values even where ``intensity="auto"``
+            would apply the file's window (the older spelling of ``intensity="stored"`` for
+            DICOM).
+        nifti_volume: for a 4D NIfTI: the volume to take, or ``"channels"`` for all as input
+            channels (without it a 4D file is refused with this explanation).
 
     Raises:
-        InputError: unsupported suffix, missing, unreadable or truncated file, unexpected rank.
+        InputError: unsupported suffix, missing, unreadable or truncated file, unexpected rank,
+            an unknown intensity rule, a 4D NIfTI without ``nifti_volume``.
     """
-    file = Path(path)
+    if intensity not in INTENSITY_RULES:
+        raise InputError(
+            f"intensity {intensity!r} unknown; use one of {', '.join(INTENSITY_RULES)}"
+        )
+    window = "auto" if intensity in ("auto", "window") and dicom_window == "auto" else "none"
+    scan = _read(Path(path), window, nifti_volume, scale=intensity != "stored")
+    return _apply_intensity(scan, intensity)
+
+
+def _read(file: Path, dicom_window: str, nifti_volume: int | str | None, *, scale: bool) -> Scan:
     if file.is_dir():
         try:
-            return _finish(_read_dicom_series(file, dicom_window), file, "DICOM series")
+            return _finish(read_dicom_series(file, dicom_window), file, "DICOM series")
         except InputError:
             raise
         except Exception as error:
@@ -174,11 +115,11 @@ def read_scan(
     if not file.is_file():
         raise InputError(f"{file}: no such file")
     reader = {
-        "png": _read_picture,
-        "jpeg": _read_picture,
-        "tiff": _read_tiff,
-        "dicom": lambda f: _read_dicom(f, dicom_window),
-        "nifti": _read_nifti,
+        "png": lambda f: _read_picture(f, scale),
+        "jpeg": lambda f: _read_picture(f, scale),
+        "tiff": lambda f: _read_tiff(f, scale),
+        "dicom": lambda f: read_dicom(f, dicom_window),
+        "nifti": lambda f: _read_nifti(f, nifti_volume),
         "mrc": _read_mrc,
         "npy": _read_numpy,
         "npz": _read_numpy,
@@ -195,6 +136,25 @@ def read_scan(
     return _finish(scan, file, kind)
 
 
+def _apply_intensity(scan: Scan, intensity: str) -> Scan:
+    values = scan.data
+    if intensity == "window" and scan.format.startswith("dicom"):
+        if not str(scan.details.get("window", "")).startswith("file's"):
+            raise InputError(
+                f"{scan.path}: intensity 'window' asks for the DICOM window, but the file has "
+                "none; use 'stored', 'minmax' or 'zscore'"
+            )
+    if intensity == "minmax":
+        low, high = float(values.min()), float(values.max())
+        values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    elif intensity == "zscore":
+        spread = float(values.std())
+        values = (values - float(values.mean())) / (spread if spread > 0 else 1.0)
+    scan.data = np.ascontiguousarray(values, dtype=np.float32)
+    scan.details["intensity"] = f"{intensity}: {INTENSITY_RULES[intensity]}"
+    return scan
+
+
 def _finish(scan: Scan, file: Path, kind: str) -> Scan:
     if not np.isfinite(scan.data).all():
         raise InputError(f"{file}: contains NaN or infinite values")
@@ -202,17 +162,7 @@ def _finish(scan: Scan, file: Path, kind: str) -> Scan:
     return scan
 
 
-def _scaled(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if array.dtype == bool:
-        return array.astype(np.float32)
-    return array.astype(np.float32)
-
-
-def _read_picture(file: Path) -> Scan:
+def _read_picture(file: Path, scale: bool) -> Scan:
     from PIL import Image
 
     with Image.open(file) as opened:
@@ -224,182 +174,102 @@ def _read_picture(file: Path) -> Scan:
         elif mode in ("1", "I;16B"):
             picture = opened.convert("L")
         array = np.asarray(picture)
-    values = _scaled(array)
+    values = scaled_by_type(array) if scale else array.astype(np.float32)
     values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
     kind = "png" if file.suffix.lower() == ".png" else "jpeg"
     return Scan(values, str(file), kind, details={"mode": mode})
 
 
-def _read_tiff(file: Path) -> Scan:
+def _tiff_spacing(tiff: Any) -> tuple[tuple[float, float, float | None], str | None]:
+    """``((x, y, z), unit)`` from OME-XML PhysicalSize*, else the resolution tags and ImageJ's
+    ``spacing``; a missing size is 1 (``z``: ``None``) and a missing unit ``None``."""
+    import re
+
+    if tiff.ome_metadata:
+        sizes = {}
+        for axis in "XYZ":
+            found = re.search(rf'PhysicalSize{axis}="([^"]+)"', tiff.ome_metadata)
+            sizes[axis] = float(found.group(1)) if found else None
+        named = re.search(r'PhysicalSizeXUnit="([^"]+)"', tiff.ome_metadata)
+        ome_unit = named.group(1) if named else "µm"
+        return (sizes["X"] or 1.0, sizes["Y"] or 1.0, sizes["Z"]), ome_unit
+    page = tiff.pages[0]
+    per_unit = []
+    for tag in ("XResolution", "YResolution"):
+        value = page.tags.get(tag)
+        numerator, denominator = value.value if value is not None else (1, 1)
+        per_unit.append(denominator / numerator if numerator else 1.0)
+    imagej = tiff.imagej_metadata or {}
+    z = float(imagej["spacing"]) if "spacing" in imagej else None
+    unit: str | None = imagej.get("unit")
+    if unit is None and page.tags.get("ResolutionUnit") is not None:
+        unit = {2: "inch", 3: "cm"}.get(int(page.tags["ResolutionUnit"].value))
+    if unit in ("micron", "um", "\\u00B5m", "\u00b5m"):  # ImageJ writes micrometres in ASCII
+        unit = "µm"
+    return (per_unit[0], per_unit[1], z), unit
+
+
+def _read_tiff(file: Path, scale: bool) -> Scan:
     import tifffile
 
     with tifffile.TiffFile(file) as tiff:
         array = tiff.asarray()
         photometric = getattr(tiff.pages[0], "photometric", None)
         rgb = photometric is not None and photometric.name == "RGB"
-        spacing = None
-        if tiff.imagej_metadata and "spacing" in tiff.imagej_metadata:
-            spacing = float(tiff.imagej_metadata["spacing"])
-    values = _scaled(array)
+        (x, y, z), unit = _tiff_spacing(tiff)
+    values = scaled_by_type(array) if scale else array.astype(np.float32)
     if rgb and values.shape[-1] in (3, 4):
         values = np.moveaxis(values[..., :3], -1, 0)  # (3, H, W) or (3, D, H, W)
     else:
-        values = _channels_first(values, file, "TIFF")
+        values = channels_first(values, file, "TIFF")
     details: dict[str, Any] = {"pages": int(values.shape[1]) if values.ndim == 4 else 1}
-    scan = Scan(values, str(file), "tiff", details=details)
-    if spacing is not None and values.ndim == 4:
-        details["z_spacing"] = spacing
-    return scan
+    if unit is not None:
+        details["unit"] = unit
+    spacing = (z or 1.0, y, x) if values.ndim == 4 else (y, x)
+    return Scan(values, str(file), "tiff", spacing=spacing, details=details)
 
 
-def _modality(dataset: Any, pixels: np.ndarray) -> np.ndarray:
-    """Stored pixels → modality values (rescale slope/intercept or the modality LUT)."""
-    from pydicom.pixels import apply_modality_lut
-
-    return np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-
-
-def _dicom_values(
-    dataset: Any, window: str, details: dict[str, Any], values: np.ndarray
-) -> np.ndarray:
-    """Modality values → the file's window (``window="auto"``) scaled to [0, 1]; MONOCHROME1
-    inverted. Records what was done in ``details``."""
-    from pydicom.pixels import apply_voi_lut
-
-    details.update(
-        {
-            "photometric": str(dataset.get("PhotometricInterpretation", "")),
-            "rescale_slope": float(dataset.get("RescaleSlope", 1) or 1),
-            "rescale_intercept": float(dataset.get("RescaleIntercept", 0) or 0),
-            "modality": str(dataset.get("Modality", "")),
-        }
-    )
-    has_window = "WindowCenter" in dataset or "VOILUTSequence" in dataset
-    monochrome1 = details["photometric"] == "MONOCHROME1"
-    if window == "auto" and has_window:
-        values = np.asarray(apply_voi_lut(values, dataset), dtype=np.float64)
-        low, high = values.min(), values.max()
-        values = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        if monochrome1:
-            values = 1.0 - values
-        details["window"] = "file's VOI LUT, scaled to [0, 1]"
-    else:
-        if monochrome1:
-            values = values.max() + values.min() - values
-        details["window"] = "none (modality values)"
-    if monochrome1:
-        details["inverted"] = "MONOCHROME1 shown bright = dense"
-    return values
-
-
-def _read_dicom(file: Path, window: str) -> Scan:
-    import pydicom
-
-    dataset = pydicom.dcmread(file)
-    if "PixelData" not in dataset:
-        raise InputError(f"{file}: a DICOM file without pixel data (not an image)")
-    details: dict[str, Any] = {}
-    values = _dicom_values(dataset, window, details, _modality(dataset, dataset.pixel_array))
-    rgb = details["photometric"] in ("RGB", "YBR_FULL", "YBR_FULL_422") and values.shape[-1] == 3
-    values = np.moveaxis(values, -1, 0) if rgb else _channels_first(values, file, "DICOM")
-    spacing: tuple[float, ...] | None = None
-    if "PixelSpacing" in dataset:
-        row, column = (float(v) for v in dataset.PixelSpacing)
-        spacing = (row, column)
-        if values.ndim == 4:
-            thickness = float(dataset.get("SpacingBetweenSlices", dataset.get("SliceThickness", 1)))
-            spacing = (thickness, row, column)
-    return Scan(values.astype(np.float32), str(file), "dicom", spacing=spacing, details=details)
-
-
-def dicom_series_files(folder: Path) -> list[Path]:
-    """The DICOM files directly in ``folder`` (``.dcm``/``.dicom``, or any file with the
-    ``DICM`` preamble), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and format_of(p) == "dicom")
-
-
-def _read_dicom_series(folder: Path, window: str) -> Scan:
-    """A folder of single-slice DICOM files of one series → a volume ``(1, D, H, W)``.
-
-    Slices are ordered along the slice normal (from ImageOrientationPatient and
-    ImagePositionPatient, else InstanceNumber); the affine maps (slice, row, column) to RAS mm
-    (NIfTI's convention; DICOM's LPS with x and y negated), so NIfTI heatmaps align in viewers.
-    The window applied (``window="auto"``) is the first slice's, to all slices alike.
-    """
-    import pydicom
-
-    files = dicom_series_files(folder)
-    if len(files) < 2:
-        raise InputError(
-            f"{folder}: a DICOM series needs at least 2 .dcm files, found {len(files)}"
-        )
-    slices = [pydicom.dcmread(f) for f in files]
-    series = {str(d.get("SeriesInstanceUID", "")) for d in slices}
-    if len(series) > 1:
-        raise InputError(f"{folder}: holds {len(series)} DICOM series; give one folder per series")
-    first = slices[0]
-    orientation = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), dtype=float)
-    along_row, along_column = orientation[:3], orientation[3:]
-    normal = np.cross(along_row, along_column)
-    if all("ImagePositionPatient" in d for d in slices):
-        positions = np.array([np.asarray(d.ImagePositionPatient, dtype=float) for d in slices])
-        order = np.argsort(positions @ normal)
-    else:
-        positions = None
-        order = np.argsort([int(d.get("InstanceNumber", i)) for i, d in enumerate(slices)])
-    slices = [slices[i] for i in order]
-    shapes = {d.pixel_array.shape for d in slices}
-    if len(shapes) != 1:
-        raise InputError(f"{folder}: slices of different sizes {sorted(shapes)}")
-    stack = np.stack([_modality(d, d.pixel_array) for d in slices])  # each slice its own rescale
-    details: dict[str, Any] = {"slices": len(slices)}
-    values = _dicom_values(first, window, details, stack)
-    row_spacing, column_spacing = (float(v) for v in first.get("PixelSpacing", [1.0, 1.0]))
-    if positions is not None:
-        ordered = positions[order]
-        steps = np.diff(ordered, axis=0)
-        slice_step = steps.mean(axis=0)
-        thickness = float(np.linalg.norm(slice_step))
-        if not np.allclose(steps, slice_step, atol=1e-3 * max(thickness, 1e-6)):
-            details["warning"] = "uneven slice spacing; the mean is used"
-        origin = ordered[0]
-    else:
-        thickness = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)))
-        slice_step = normal * thickness
-        origin = np.zeros(3)
-    affine = np.eye(4)
-    affine[:3, 0] = slice_step
-    affine[:3, 1] = along_column * row_spacing
-    affine[:3, 2] = along_row * column_spacing
-    affine[:3, 3] = origin
-    affine[:2] *= -1  # LPS → RAS
-    return Scan(
-        values[None].astype(np.float32),
-        str(folder),
-        "dicom-series",
-        affine=affine,
-        spacing=(thickness, row_spacing, column_spacing),
-        details=details,
-    )
-
-
-def _read_nifti(file: Path) -> Scan:
+def _read_nifti(file: Path, volume: int | str | None) -> Scan:
     import nibabel
 
     image = nibabel.load(file)
     array = np.asarray(image.dataobj, dtype=np.float32)  # type: ignore[attr-defined]
-    zooms = tuple(float(v) for v in image.header.get_zooms()[:3])  # type: ignore[attr-defined]
-    if array.ndim == 4:  # (X, Y, Z, C): channels last in NIfTI
-        array = np.moveaxis(array, -1, 0)
-    values = _channels_first(array, file, "NIfTI image")
+    header: Any = image.header
+    zooms = tuple(float(v) for v in header.get_zooms()[:3])
+    details: dict[str, Any] = {"axes": "as stored (i, j, k)"}
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 4:
+        count = array.shape[-1]
+        if volume is None:
+            raise InputError(
+                f"{file} is a 4D NIfTI {array.shape} (x, y, z and {count} volumes); choose one "
+                f"volume with --nifti-volume N (0 to {count - 1}), or --nifti-volume channels to "
+                "give the model all of them as input channels"
+            )
+        if volume == "channels":
+            array = np.moveaxis(array, -1, 0)  # (C, X, Y, Z)
+            details["volumes"] = f"all {count}, as channels"
+        else:
+            index = int(volume)
+            if not 0 <= index < count:
+                raise InputError(f"{file}: volume {index} out of range 0 to {count - 1}")
+            array = array[..., index]
+            details["volumes"] = f"volume {index} of {count}"
+    values = channels_first(array, file, "NIfTI image")
     affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    qform, qform_code = header.get_qform(coded=True)
+    _, sform_code = header.get_sform(coded=True)
+    details["nifti_codes"] = {"qform": int(qform_code), "sform": int(sform_code)}
+    if qform is not None:
+        details["nifti_qform"] = np.asarray(qform).tolist()
     return Scan(
         values,
         str(file),
         "nifti",
         affine=affine,
         spacing=zooms[: values.ndim - 1],
-        details={"axes": "as stored (i, j, k)"},
+        details=details,
     )
 
 
@@ -414,7 +284,7 @@ def _read_mrc(file: Path) -> Scan:
         origin_xyz = (float(origin.x), float(origin.y), float(origin.z))
         header = mrc.header
         start_xyz = [int(header.nxstart), int(header.nystart), int(header.nzstart)]
-    values = _channels_first(data, file, "MRC map")
+    values = channels_first(data, file, "MRC map")
     spacing = spacing_xyz[::-1] if values.ndim == 4 else spacing_xyz[1::-1]  # (z, y, x) order
     return Scan(
         values,

@@ -28,7 +28,7 @@ import camscope
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
 from camscope.io.heatmaps import heatmap_suffix, write_heatmap
-from camscope.io.inputs import read_scan
+from camscope.io.inputs import INTENSITY_RULES, read_scan
 from camscope.runs.engine import RunSummary, run
 from camscope.runs.job import Batch
 from camscope.runs.sources import FileSource
@@ -59,7 +59,9 @@ class ExplainSettings:
         sigma: ``"erf"`` or a number of pixels, for Gaussian upsampling.
         formats: heatmap formats beside the NPZ (see :data:`HEATMAP_FORMATS`).
         options: per-method options, ``{method: {name: value}}``.
+        intensity: what the model receives (:data:`camscope.io.inputs.INTENSITY_RULES`).
         dicom_window: ``"auto"`` or ``"none"`` (see :func:`camscope.io.read_scan`).
+        nifti_volume: for 4D NIfTI inputs: a volume index or ``"channels"``.
         report: write ``report.html``.
         batch_size: inputs explained together. Batches are fixed ranges of the dataset's order,
             so an interrupted run redoes whole batches and gets the same numbers.
@@ -73,6 +75,8 @@ class ExplainSettings:
     formats: list[str] = field(default_factory=lambda: ["png"])
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dicom_window: str = "auto"
+    intensity: str = "auto"
+    nifti_volume: int | str | None = None
     report: bool = True
     batch_size: int = 8
 
@@ -91,6 +95,18 @@ class ExplainSettings:
             raise CamscopeError(f"batch size must be at least 1, got {self.batch_size}")
         if self.dicom_window not in ("auto", "none"):
             raise CamscopeError(f"dicom_window must be 'auto' or 'none', not {self.dicom_window!r}")
+        if self.intensity not in INTENSITY_RULES:
+            raise CamscopeError(
+                f"intensity must be one of {', '.join(INTENSITY_RULES)}, not {self.intensity!r}"
+            )
+
+    def read_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`camscope.io.read_scan` for the inputs."""
+        return {
+            "intensity": self.intensity,
+            "dicom_window": self.dicom_window,
+            "nifti_volume": self.nifti_volume,
+        }
 
 
 def split_options(methods: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -282,9 +298,7 @@ def explain_files(
         OutputError: the folder holds another run's results and ``force`` is not set.
         InputError: every input failed (the first failure).
     """
-    source = FileSource.from_paths(
-        paths, root=root, labels=labels, dicom_window=settings.dicom_window
-    )
+    source = FileSource.from_paths(paths, root=root, labels=labels, **settings.read_options())
     return run(
         ExplainJob(settings),
         source,
@@ -313,7 +327,7 @@ def _write_run_report(
     entries = []
     for record in records[:REPORT_INPUTS]:
         try:
-            scan = read_scan(record["input"]["path"], dicom_window=settings.dicom_window)  # type: ignore[arg-type]
+            scan = read_scan(record["input"]["path"], **settings.read_options())
         except CamscopeError:
             continue
         maps = []
