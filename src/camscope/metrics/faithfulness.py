@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from scipy import ndimage
@@ -17,6 +17,7 @@ from torch import nn
 
 from camscope.engine import ModelState
 from camscope.errors import InputError
+from camscope.metrics._shapes import one_map_per_sample
 from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize, upsample
 
@@ -54,12 +55,18 @@ def target_probabilities(
     return torch.cat(out)
 
 
-def _check(inputs: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor) -> tuple[int, ...]:
+def _check(
+    inputs: torch.Tensor, maps: Any, targets: Any
+) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
+    """The input size, ``(B, *s)`` maps and ``(B,)`` targets (see :mod:`._shapes`)."""
     if inputs.ndim not in (4, 5):
         raise InputError(
             f"inputs must be (B, C, H, W) or (B, C, D, H, W), got {tuple(inputs.shape)}"
         )
     batch, size = inputs.shape[0], tuple(inputs.shape[2:])
+    maps, targets = one_map_per_sample(maps, targets, spatial_dims=len(size))
+    if targets is None:
+        raise InputError("targets are needed: the class each map explains, (B,)")
     if maps.ndim != inputs.ndim - 1 or maps.shape[0] != batch:
         raise InputError(
             f"maps must be (B, *s) with B = {batch} and {len(size)} spatial axes, "
@@ -71,7 +78,7 @@ def _check(inputs: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor) -> t
         )
     if not bool(torch.isfinite(maps).all()):
         raise InputError("maps contain NaN or infinite values")
-    return size
+    return size, maps, targets
 
 
 def _input_maps(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -106,13 +113,13 @@ class ConfidenceResult:
 def _confidence(
     model: nn.Module,
     inputs: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor,
+    maps: Any,
+    targets: Any,
     masking: Literal["absolute", "relative"],
     top_fraction: float,
     batch_size: int,
 ) -> ConfidenceResult:
-    size = _check(inputs, maps, targets)
+    size, maps, targets = _check(inputs, maps, targets)
     scaled = normalize(torch.relu(_input_maps(maps, size))[:, None], kind="minmax")[:, 0]
     if masking == "relative":
         if not 0 < top_fraction <= 1:
@@ -136,8 +143,8 @@ def _confidence(
 def average_drop(
     model: nn.Module,
     inputs: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor,
+    maps: Any,
+    targets: Any = None,
     *,
     masking: Literal["absolute", "relative"] = "absolute",
     top_fraction: float = 0.5,
@@ -153,8 +160,10 @@ def average_drop(
     Args:
         model: the classifier (evaluated in eval mode, restored afterwards).
         inputs: ``(B, C, *S)``.
-        maps: ``(B, *s)`` one map per sample (any resolution, raw).
-        targets: ``(B,)`` the class each map explains.
+        maps: ``(B, *s)`` one map per sample (any resolution, raw); also ``(B, 1, *s)`` or an
+            :class:`~camscope.Explanation` with one target per sample.
+        targets: ``(B,)`` (or ``(B, 1)``) the class each map explains; ``None`` with an
+            Explanation takes its targets.
         masking: ``"absolute"`` or ``"relative"``.
         top_fraction: kept fraction for relative masking.
         batch_size: forward-pass batch size.
@@ -196,15 +205,15 @@ def _baseline(inputs: torch.Tensor, baseline: str | float) -> torch.Tensor:
 def _curve(
     model: nn.Module,
     inputs: torch.Tensor,
-    saliency: torch.Tensor,
-    targets: torch.Tensor,
+    saliency: Any,
+    targets: Any,
     *,
     steps: int,
     start: torch.Tensor,
     end: torch.Tensor,
     batch_size: int,
 ) -> CurveResult:
-    size = _check(inputs, saliency, targets)
+    size, saliency, targets = _check(inputs, saliency, targets)
     if steps < 1:
         raise InputError(f"steps must be at least 1, got {steps}")
     values = _input_maps(saliency, size).flatten(1)
@@ -225,8 +234,8 @@ def _curve(
 def deletion(
     model: nn.Module,
     inputs: torch.Tensor,
-    saliency: torch.Tensor,
-    targets: torch.Tensor,
+    saliency: Any,
+    targets: Any = None,
     *,
     steps: int = 20,
     baseline: str | float = "zero",
@@ -255,8 +264,8 @@ def deletion(
 def insertion(
     model: nn.Module,
     inputs: torch.Tensor,
-    saliency: torch.Tensor,
-    targets: torch.Tensor,
+    saliency: Any,
+    targets: Any = None,
     *,
     steps: int = 20,
     baseline: str | float = "blur",
@@ -293,8 +302,8 @@ class FidelityResult:
 def fidelity(
     model: nn.Module,
     inputs: torch.Tensor,
-    maps: torch.Tensor,
-    targets: torch.Tensor,
+    maps: Any,
+    targets: Any = None,
     *,
     batch_size: int = 32,
 ) -> FidelityResult:
@@ -302,7 +311,7 @@ def fidelity(
     whose map value is above the median (50th percentile) of the map's positive values. Higher
     means the map found what the model uses. A map with no positive value zeroes nothing.
     """
-    size = _check(inputs, maps, targets)
+    size, maps, targets = _check(inputs, maps, targets)
     values = _input_maps(maps, size).flatten(1)
     positive = torch.where(values > 0, values, torch.nan)
     median = torch.nanquantile(positive, 0.5, dim=1, keepdim=True)

@@ -7,12 +7,14 @@ in 3D, shape ``(B, 2·n)``. Boolean masks ``(B, *S)`` are accepted wherever boxe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 
 from camscope.errors import InputError
+from camscope.metrics._shapes import one_map_per_sample
 
 __all__ = ["LocalizationResult", "PointingResult", "localization", "pointing_game"]
 
@@ -49,7 +51,13 @@ class PointingResult:
         return {"accuracy": float(self.hit.double().mean())}
 
 
-def _as_numpy_maps(saliency: torch.Tensor) -> np.ndarray:
+def _as_numpy_maps(saliency: Any, truth: Any) -> np.ndarray:
+    """``(B, *S)`` float64 maps from a tensor, ``(B, 1, *S)`` or an Explanation."""
+    if isinstance(truth, torch.Tensor) and truth.ndim >= 2:
+        boxes = truth.dtype != torch.bool and truth.ndim == 2 and truth.shape[1] in (4, 6)
+        axes = truth.shape[1] // 2 if boxes else truth.ndim - 1
+        if boxes or truth.dtype == torch.bool:
+            saliency, _ = one_map_per_sample(saliency, None, spatial_dims=axes)
     if not isinstance(saliency, torch.Tensor) or saliency.ndim not in (3, 4):
         shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency)
         raise InputError(f"saliency must be (B, H, W) or (B, D, H, W), got {shape}")
@@ -94,7 +102,7 @@ def _bounding_box(mask: np.ndarray) -> np.ndarray:
 
 
 def localization(
-    saliency: torch.Tensor,
+    saliency: Any,
     boxes: torch.Tensor,
     *,
     threshold: float = 0.15,
@@ -117,7 +125,7 @@ def localization(
     Raises:
         InputError: shapes that do not match, empty boxes, NaN maps.
     """
-    values = _as_numpy_maps(saliency)
+    values = _as_numpy_maps(saliency, boxes)
     truth_is_mask = boxes.dtype == torch.bool
     truth = _truth_masks(boxes, values.shape)
     axes = values.ndim - 1
@@ -154,9 +162,7 @@ def localization(
     )
 
 
-def pointing_game(
-    saliency: torch.Tensor, boxes: torch.Tensor, *, tolerance: float = 0.0
-) -> PointingResult:
+def pointing_game(saliency: Any, boxes: torch.Tensor, *, tolerance: float = 0.0) -> PointingResult:
     """Does the map's arg-max fall in the ground truth (within ``tolerance`` pixels)?
 
     Args:
@@ -165,7 +171,7 @@ def pointing_game(
         tolerance: Euclidean distance in pixels still counted as a hit (15 in the original paper,
             0 in the reproduction).
     """
-    values = _as_numpy_maps(saliency)
+    values = _as_numpy_maps(saliency, boxes)
     truth = _truth_masks(boxes, values.shape)
     hits, points = [], []
     for b in range(values.shape[0]):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from camscope.errors import InputError
+from camscope.metrics._shapes import explanation_maps
 from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize
 
@@ -31,9 +33,7 @@ class ContrastivityResult:
         return {"contrastivity": mean, "contrastivity_std": std}
 
 
-def contrastivity(
-    maps: torch.Tensor, targets: torch.Tensor, *, threshold: float = 0.15
-) -> ContrastivityResult:
+def contrastivity(maps: Any, targets: Any, *, threshold: float = 0.15) -> ContrastivityResult:
     """How different the target class's map is from every other class's map (seed 004).
 
     Each map is min-max scaled and binarised at ``threshold``; for each other class the Hamming
@@ -41,12 +41,22 @@ def contrastivity(
     mean over the other classes, in [0, 1] (1: disjoint regions; 0: identical).
 
     Args:
-        maps: ``(B, K, *S)`` one map per class (e.g. ``targets="all"``), any resolution.
-        targets: ``(B,)`` the class of each sample.
+        maps: ``(B, K, *S)`` one map per class (e.g. ``targets="all"``), any resolution, or
+            such an Explanation.
+        targets: ``(B,)`` (or ``(B, 1)``) the class of each sample.
 
     Returns:
         Per-sample contrastivity ``(B,)`` and its summary.
     """
+    maps, _ = explanation_maps(maps)
+    targets = torch.as_tensor(targets)
+    if targets.ndim == 2 and targets.shape[1] == maps.shape[1] and targets.shape[1] > 1:
+        raise InputError(
+            f"targets {tuple(targets.shape)} name the class of every map; contrastivity needs "
+            "the class of each sample (B,), e.g. the labels or e.outputs.argmax(1)"
+        )
+    if targets.ndim == 2 and targets.shape[1] == 1:
+        targets = targets[:, 0]
     if maps.ndim < 3 or maps.shape[1] < 2:
         raise InputError(f"maps must be (B, K, *S) with K ≥ 2 classes, got {tuple(maps.shape)}")
     if targets.shape != (maps.shape[0],):

@@ -8,6 +8,7 @@ and ``s`` over pairs of classes (tied pairs count in neither). Meaningless on no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -60,12 +61,13 @@ def kendall_tau(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, tau, torch.zeros_like(tau))
 
 
-def sum_to_score(maps: torch.Tensor, scores: torch.Tensor) -> SumToScore:
+def sum_to_score(maps: Any, scores: torch.Tensor | None = None) -> SumToScore:
     """Sum-to-score of raw maps against the scores they explain.
 
     Args:
-        maps: raw maps ``(B, K, *s)``, one per class (``targets="all"``).
-        scores: ``(B, K)`` the explained scores (logits).
+        maps: raw maps ``(B, K, *s)``, one per class (``targets="all"``), or such an
+            Explanation (its maps and scores; input-space maps summed over channels).
+        scores: ``(B, K)`` the explained scores (logits); ``None`` with an Explanation.
 
     Returns:
         Per-sample ``l1`` and ``kendall_tau``, and the totals.
@@ -73,6 +75,11 @@ def sum_to_score(maps: torch.Tensor, scores: torch.Tensor) -> SumToScore:
     Raises:
         InputError: shapes that do not match.
     """
+    if not isinstance(maps, torch.Tensor) and hasattr(maps, "scores"):
+        scores = maps.scores if scores is None else scores
+        maps = maps.reduce_channels("sum").maps if maps.per_channel else maps.maps
+    if scores is None:
+        raise InputError("sum_to_score needs the scores (B, K) the maps explain")
     if maps.ndim < 3 or scores.ndim != 2 or maps.shape[:2] != scores.shape:
         raise InputError(
             f"sum_to_score needs maps (B, K, *s) and scores (B, K), got {tuple(maps.shape)} and "
