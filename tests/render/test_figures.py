@@ -81,3 +81,12 @@ def test_drawing_leaves_matplotlib_backend_alone():
     figure = render.overlay_figure(np.zeros((1, 8, 8)), np.ones((8, 8)), signed=False)
     assert render.figure_png(figure)[:4] == b"\x89PNG"
     assert matplotlib.get_backend() == before
+
+
+def test_maps_shown_non_negative_get_a_sequential_colour_map():
+    import camscope
+
+    for name in ("saliency", "guided_backprop", "deconvnet", "guided_grad_cam"):
+        assert not camscope.get_method(name).shown_signed, name
+    for name in ("respond_cam", "grad_cam", "integrated_gradients", "occlusion"):
+        assert camscope.get_method(name).shown_signed, name

@@ -56,6 +56,12 @@ class MethodInfo:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def shown_signed(self) -> bool:
+        """Whether the map as shown can be negative: input-space maps reduced by ``max_abs``
+        (gradients, guided backpropagation) are not, and get a sequential colour map."""
+        return self.signed and not (self.kind == "input" and self.channel_reduction == "max_abs")
+
+    @property
     def resolution(self) -> Literal["layer", "input"]:
         """Where the maps live: ``"input"`` (``(B, T, C_in, *S)``) or ``"layer"``
         (``(B, T, *s)``)."""

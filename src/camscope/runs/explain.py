@@ -230,7 +230,7 @@ class ExplainJob:
                                 heat[row, index],
                                 scan,
                                 kind,
-                                signed=info.signed,
+                                signed=info.shown_signed,
                                 title=f"{method} · {label}",
                             )
                             outputs[row].append(file)
@@ -334,7 +334,7 @@ def _write_run_report(
         for method, result in record["results"].items():
             with np.load(folder / f"{record['name']}.{method}.npz", allow_pickle=False) as arrays:
                 heat = arrays["heatmaps"]
-            signed = camscope.get_method(method).signed
+            signed = camscope.get_method(method).shown_signed
             for index, label in enumerate(result["targets"]):
                 maps.append(ReportMap(method, label, heat[index], signed))
         details = {"shape": "×".join(map(str, scan.data.shape)), "format": scan.format}
