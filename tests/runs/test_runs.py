@@ -219,6 +219,10 @@ def test_evaluate_dataset_command_with_a_broken_input(data):
     assert results["rows"][0]["n"] == 9
     manifest = json.loads((data / "e" / "manifest.json").read_text())
     assert manifest["failed"][0]["path"].endswith("v4.npy") and manifest["n_evaluated"] == 9
+    report = (data / "e" / "report.html").read_text()
+    assert report.count('<h2 class="input">') == 4  # a few inputs with their maps
+    assert "seed 002" not in result.output  # VGG-16's numbers only beside the benchmarks
+    assert "insertion_auc" in result.output  # headers never cut
 
 
 def test_unknown_backend(data):

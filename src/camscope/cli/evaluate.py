@@ -61,6 +61,7 @@ def _report(
     title: str,
     extra: dict[str, Any],
     reference: bool,
+    examples: list[Any],
 ) -> None:
     """Print the table; write results.csv, results.json, plots and the report."""
     from camscope.evaluation import format_rows, write_results
@@ -68,7 +69,9 @@ def _report(
 
     click.echo(format_rows(rows, reference=reference))
     write_results(folder, rows, title=title, extra=extra)
-    write_evaluation_report(folder, rows, title=f"camscope evaluate: {title}", settings=extra)
+    write_evaluation_report(
+        folder, rows, title=f"camscope evaluate: {title}", settings=extra, entries=examples
+    )
     click.echo(f"wrote {folder}/results.csv, results.json, report.html and plots/*.png")
 
 
@@ -83,6 +86,7 @@ def _benchmark(
 ) -> None:
     """Build a benchmark (:mod:`camscope.evaluation.benchmarks`), evaluate it, report."""
     from camscope.evaluation import evaluate as run_evaluation
+    from camscope.evaluation.examples import example_entries
     from camscope.io import prepare_output_dir
 
     folder = prepare_output_dir(out_dir, RESULTS, force=force)
@@ -100,7 +104,17 @@ def _benchmark(
         out_dir=folder / "partial",
         force=force,
     )
-    _report(folder, rows, title=benchmark.title, extra=benchmark.extra, reference=True)
+    examples = example_entries(
+        benchmark.model, benchmark.inputs, benchmark.labels, methods, layer=benchmark.layer
+    )
+    _report(
+        folder,
+        rows,
+        title=benchmark.title,
+        extra=benchmark.extra,
+        reference=True,
+        examples=examples,
+    )
 
 
 @evaluate.command("subtomograms")
@@ -305,12 +319,18 @@ def evaluate_dataset(
     again gives the same table.
     """
     from camscope.evaluation import evaluate_files
+    from camscope.evaluation.examples import file_examples
     from camscope.runs import resolve_dataset
 
     dataset = resolve_dataset(
         [data], where=conditions, exclude=[out_dir], allow_outside=allow_outside
     )
     model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    read_options = {
+        "intensity": intensity,
+        "dicom_window": dicom_window,
+        "nifti_volume": nifti_volume,
+    }
     rows, manifest = evaluate_files(
         model,
         dataset.paths,
@@ -329,11 +349,7 @@ def evaluate_dataset(
         model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
         ray_address=ray_address,
         ray_workers=workers,
-        read_options={
-            "intensity": intensity,
-            "dicom_window": dicom_window,
-            "nifti_volume": nifti_volume,
-        },
+        read_options=read_options,
     )
     show_input_warnings(manifest["inputs"])
     _report(
@@ -342,5 +358,6 @@ def evaluate_dataset(
         title=f"{manifest['n_evaluated']} inputs from {Path(dataset.source).name}",
         extra={"data": dataset.source, "n": manifest["n_evaluated"], "where": list(conditions)},
         reference=False,
+        examples=file_examples(model, manifest["inputs"], methods, layer, read_options),
     )
     exit_if_failed(manifest["failed"])

@@ -180,13 +180,14 @@ def write_evaluation_report(
     *,
     title: str,
     settings: dict[str, Any],
+    entries: Sequence[ReportEntry] = (),
 ) -> Path:
-    """``report.html`` of an evaluation: its settings, the table and every plot in
-    ``folder/plots`` (the curves first)."""
+    """``report.html`` of an evaluation: its settings, the table, every plot in ``folder/plots``
+    (the curves first) and, when given, a few inputs with every method's map."""
     plots = sorted(Path(folder, "plots").glob("*.png"), key=lambda p: (p.stem != "curves", p.stem))
     return write_report(
         Path(folder) / "report.html",
-        [],
+        entries,
         title=title,
         settings={k: v for k, v in settings.items() if not isinstance(v, dict | list)},
         metrics=list(rows),
