@@ -305,3 +305,30 @@ def test_gradient_shap_agrees_with_captum_in_expectation():
     )
     error = (ours.maps[0, 0] - theirs[0]).norm() / theirs.norm()
     assert error < 0.1
+
+
+@CAPTUM_RELU_HOOKS
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_guided_grad_cam_nearest_equals_captum_at_non_integer_ratios(spatial_dims):
+    conv = torch.nn.Conv2d if spatial_dims == 2 else torch.nn.Conv3d
+    pool = torch.nn.MaxPool2d if spatial_dims == 2 else torch.nn.MaxPool3d
+    model = (
+        torch.nn.Sequential(
+            conv(1, 4, 3, padding=1),
+            torch.nn.ReLU(),
+            pool(2),  # 14 → 7
+            conv(4, 4, 3),  # 7 → 5: 14 / 5 = 2.8 input pixels per cell
+            torch.nn.ReLU(),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4 * 5**spatial_dims, 3),
+        )
+        .double()
+        .eval()
+    )
+    x = torch.randn(2, 1, *([14] * spatial_dims), dtype=torch.float64)
+    e = camscope.explain(
+        model, x, method="guided_grad_cam", layer="3", targets="all", upsample_mode="nearest"
+    )
+    reference = _captum_per_target(captum_layer.GuidedGradCam(model, model[3]), x, range(3))
+    assert (e.maps != 0).float().mean() > 0.05  # a map to compare, not zeros
+    assert_close(e.maps, reference)
