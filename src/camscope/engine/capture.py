@@ -276,6 +276,21 @@ class ModuleTrace:
     order: int
 
 
+def module_kind(module: nn.Module, name: str) -> str:
+    """The module's class name; for a ``torch.export`` program's unflattened submodule (an
+    ``InterpreterModule``), the class it was exported from (from the graph's module stack), so
+    layer listings and the default-layer rule see ``Conv2d`` and ``ReLU`` as in the eager model."""
+    kind = type(module).__name__
+    graph = getattr(module, "graph", None)
+    if kind == "InterpreterModule" and graph is not None:
+        for node in graph.nodes:
+            for entry in node.meta.get("nn_module_stack", {}).values():
+                fqn, type_name = entry[0], entry[1]
+                if fqn == name:
+                    return str(type_name).rpartition(".")[2]
+    return kind
+
+
 def trace_modules(model: nn.Module, inputs: torch.Tensor) -> list[ModuleTrace]:
     """Run one gradient-free forward pass and report what every submodule output, in the order
     the modules finished.
@@ -287,19 +302,20 @@ def trace_modules(model: nn.Module, inputs: torch.Tensor) -> list[ModuleTrace]:
     counter = [0]
     handles = []
 
-    def make_hook(name: str) -> Callable[..., None]:
+    def make_hook(name: str, kind: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: object, output: object) -> None:
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
             trace = traces.get(name)
             calls = 1 if trace is None else trace.calls + 1
-            traces[name] = ModuleTrace(name, type(module).__name__, shape, calls, counter[0])
+            traces[name] = ModuleTrace(name, kind, shape, calls, counter[0])
             counter[0] += 1
 
         return hook
 
     try:
         for name, module in model.named_modules():  # the model itself too (name ""): its output
-            handles.append(attach_hook(module, name or "the model", make_hook(name)))
+            hook = make_hook(name, module_kind(module, name))
+            handles.append(attach_hook(module, name or "the model", hook))
         with torch.no_grad():
             call_model(model, inputs)
     finally:
