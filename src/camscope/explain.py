@@ -11,6 +11,7 @@ from torch.utils._pytree import tree_map
 
 from camscope.checks import check_inputs
 from camscope.engine import Capture, ModelState, call_model, eager_model, is_exported
+from camscope.engine.capture import torchscript_error
 from camscope.errors import MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
@@ -104,6 +105,8 @@ def explain(
         layer_name: str | None = None
         layer_module: nn.Module | None = None
         if info.needs_layer:
+            if isinstance(model, torch.jit.ScriptModule):
+                raise torchscript_error()
             if layer is None:
                 # One sample is enough to see the shapes, unless batch statistics need the batch
                 # or the model is an exported program with a fixed batch size.

@@ -409,3 +409,29 @@ def test_a_4d_nifti_is_explained_once_a_volume_is_chosen(tmp_path):
     assert chosen.exit_code == 0, chosen.output
     bad = _run(*args, "--out", tmp_path / "c", "--nifti-volume", "last")
     assert bad.exit_code == 2 and "volume index or 'channels'" in bad.output
+
+
+def test_a_method_the_model_refuses_does_not_lose_the_others(files):
+    import warnings
+
+    model, _ = load_model(files / "net2d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated
+        torch.jit.save(torch.jit.script(model), files / "scripted.pt")
+    result = _run(
+        "explain",
+        files / "scripted.pt",
+        files / "img.png",
+        "--method",
+        "grad-cam,saliency",
+        "--out",
+        files / "o",
+        "--quiet",
+    )
+    assert result.exit_code == 1, result.output
+    assert "grad_cam was not run" in result.output and "TorchScript" in result.output
+    assert "Traceback" not in result.output
+    assert (files / "o" / "img.saliency.npz").exists()
+    assert not (files / "o" / "img.grad_cam.npz").exists()
+    manifest = json.loads((files / "o" / "manifest.json").read_text())
+    assert "grad_cam" in manifest["inputs"][0]["refused"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -157,11 +158,16 @@ def explain_command(
         ray_workers=workers,
     )
     show_input_warnings(summary.records)
+    refused = {m: e for record in summary.records for m, e in record.get("refused", {}).items()}
+    for method, error in refused.items():
+        click.echo(f"camscope: {method} was not run: {error}", err=True)
     if summary.resumed:
         click.echo(f"resumed: {len(summary.resumed)} input(s) were already done")
     written = "manifest.json and report.html" if settings.report else "manifest.json"
     click.echo(f"wrote {len(summary.done)} explanation(s), {written} to {summary.folder}")
     exit_if_failed(summary.failed)
+    if refused:
+        sys.exit(1)
 
 
 @click.command()

@@ -46,13 +46,18 @@ def attach_hook(module: nn.Module, name: str, hook: Callable[..., Any]) -> Any:
         LayerError: the module is TorchScript (compiled code runs no Python hooks).
     """
     if isinstance(module, torch.jit.ScriptModule):
-        raise LayerError(
-            f"layer {name!r} is TorchScript, which runs no Python hooks, so layer methods cannot "
-            "record it; input-space methods (saliency, integrated-gradients, occlusion, ...) "
-            "work on TorchScript; for layer methods export the model with torch.export (.pt2) "
-            "or give its state dict with --architecture"
-        )
+        raise torchscript_error()
     return module.register_forward_hook(hook)
+
+
+def torchscript_error() -> LayerError:
+    """Why layer methods cannot run on TorchScript, and what works instead."""
+    return LayerError(
+        "the model is TorchScript, which runs no Python hooks, so layer methods cannot record "
+        "its layers; input-space methods (saliency, integrated-gradients, occlusion, ...) work "
+        "on TorchScript; for layer methods export the model with torch.export (.pt2) or give "
+        "its state dict with --architecture"
+    )
 
 
 @dataclass

@@ -182,6 +182,7 @@ class ExplainJob:
         targets = target_spec(settings.targets, len(scans), batch.labels)
         outputs: list[list[str]] = [[] for _ in scans]
         results: list[dict[str, Any]] = [{} for _ in scans]
+        refused: dict[str, camscope.CamscopeError] = {}
         for method in settings.methods:
             info = camscope.get_method(method)
             options = settings.options.get(method, {})
@@ -200,6 +201,11 @@ class ExplainJob:
                     f"{error}; does the model take inputs of this shape and channel count? "
                     "(resize them, or check with camscope layers MODEL --input FILE)"
                 ) from error
+            except camscope.CamscopeError as error:
+                # This method cannot explain this model (e.g. a layer method on TorchScript):
+                # the others still run and their outputs are kept; the record says why.
+                refused[method] = error
+                continue
             heat = _heatmaps(e, settings).maps.detach().cpu().numpy().astype(np.float32)
             maps = e.maps.detach().cpu().numpy()
             for row, (scan, name) in enumerate(zip(scans, names, strict=True)):
@@ -240,6 +246,8 @@ class ExplainJob:
                     "scores": [float(v) for v in e.scores[row]],
                     "maps_shape": list(e.maps.shape[1:]),
                 }
+        if refused and len(refused) == len(settings.methods):
+            raise next(iter(refused.values()))
         records = []
         for row, scan in enumerate(scans):
             record: dict[str, Any] = {
@@ -247,6 +255,8 @@ class ExplainJob:
                 "results": results[row],
                 "outputs": outputs[row],
             }
+            if refused:
+                record["refused"] = {method: str(error) for method, error in refused.items()}
             if batch.labels is not None:
                 record["label"] = batch.labels[row]
             records.append(record)
