@@ -16,6 +16,7 @@ from camscope.errors import MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
 from camscope.methods import MethodContext, MethodInfo, get_method
+from camscope.methods.registry import check_option
 from camscope.targets import TargetSpec, check_targets, select_targets
 
 __all__ = ["explain"]
@@ -28,6 +29,8 @@ def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
         raise MethodError(
             f"{info.name} has no option {', '.join(repr(u) for u in unknown)}; its options: {known}"
         )
+    for name, value in options.items():
+        check_option(info, name, value)
 
 
 def _detached(output: Any) -> Any:

@@ -184,6 +184,12 @@ def test_a_broken_input_is_skipped_and_listed(files):
         (["img.png"], ["--format", "vtk"], "unknown heatmap format"),
         (["img.png"], ["--option", "steps=3"], "none of the chosen methods"),
         (["img.png"], ["--option", "steps"], "KEY=VALUE"),
+        (
+            ["img.png"],
+            ["--method", "integrated-gradients", "--option", "steps=abc"],
+            "steps='abc' must be an integer",
+        ),
+        (["img.png"], ["--method", "occlusion", "--option", "window=abc"], "window='abc'"),
         (["a.nii.gz"], [], "shape (1, 16, 16, 16)"),  # a volume into a 2D model
     ],
 )

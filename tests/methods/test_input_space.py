@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -528,3 +529,34 @@ def test_bfloat16_precision_is_close_and_float32_is_exact(method, options):
     assert error < 0.05
     with pytest.raises(camscope.MethodError, match="precision must be"):
         camscope.explain(model, x, method=method, targets="all", precision="fp8", **options)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("integrated_gradients", {"steps": "abc"}, "steps='abc' must be an integer"),
+        ("occlusion", {"window": "abc"}, "window='abc' must be an integer or a list of integers"),
+        ("occlusion", {"window": (2, "b")}, "must be an integer or a list of integers"),
+        ("score_cam", {"weighting": "x"}, "must be 'probability' or 'score'"),
+        ("kernel_shap", {"n_samples": 2.5}, "n_samples=2.5 must be an integer"),
+    ],
+)
+def test_option_values_of_the_wrong_type_are_one_clear_error(method, options, message):
+    model = create_model("tiny2d", num_classes=3)
+    with pytest.raises(camscope.MethodError, match=re.escape(message)):
+        camscope.explain(model, torch.randn(1, 1, 16, 16), method=method, **options)
+
+
+def test_kernel_shap_with_one_segment_gives_the_whole_difference():
+    model = create_model("tiny2d", num_classes=3).double()
+    x = torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    e = camscope.explain(
+        model,
+        x,
+        method="kernel_shap",
+        targets="all",
+        segments=torch.zeros(16, 16, dtype=torch.long),
+    )
+    total = e.extras["shapley_values"][0][0]  # (T,): the one segment's value per target
+    expected = e.scores[0] - e.extras["base_scores"][0]
+    torch.testing.assert_close(total, expected)

@@ -196,6 +196,8 @@ def _coalitions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coalitions ``(n, M)`` (bool, neither empty nor full) and their regression weights."""
     m = num_features
+    if m == 1:  # one segment holds the whole difference: nothing to sample
+        return torch.zeros((0, 1), dtype=torch.bool), torch.zeros(0, dtype=torch.float64)
     if 2**m - 2 <= n_samples:  # few features: all coalitions, exact Shapley values
         rows = [
             [i in chosen for i in range(m)]

@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from camscope.errors import MethodError, unknown_name
 
-__all__ = ["MethodInfo", "MethodKind", "get_method", "list_methods", "method"]
+__all__ = ["MethodInfo", "MethodKind", "check_option", "get_method", "list_methods", "method"]
 
 #: ``"cam"``: ``(activations, gradients) -> map`` at a layer (the CAM family);
 #: ``"layer"``: drives the model and returns maps at a layer (Score-CAM);
@@ -69,6 +72,55 @@ class MethodInfo:
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
+
+
+def _accepts(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a type hint (unions, None, numbers, text, literals, sequences,
+    tensors; anything else is accepted)."""
+    import torch
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(value, arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is torch.Tensor:
+        return isinstance(value, torch.Tensor)
+    if origin in (collections.abc.Sequence, list, tuple):
+        args = typing.get_args(hint)
+        return isinstance(value, list | tuple) and all(_accepts(item, args[0]) for item in value)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin is typing.Literal:
+        return " or ".join(repr(arg) for arg in typing.get_args(hint))
+    if origin in (collections.abc.Sequence, list, tuple):
+        item = typing.get_args(hint)[0]
+        plural = {int: "integers", float: "numbers", str: "texts"}.get(item, _describe(item))
+        return f"a list of {plural}"
+    names = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
+    return names.get(hint, "None" if hint is type(None) else getattr(hint, "__name__", str(hint)))
+
+
+def check_option(info: MethodInfo, name: str, value: Any) -> None:
+    """Refuse an option value of the wrong type with a one-line :class:`MethodError`."""
+    hint = typing.get_type_hints(info.function).get(name)
+    if hint is not None and not _accepts(value, hint):
+        raise MethodError(f"{info.name}: option {name}={value!r} must be {_describe(hint)}")
 
 
 def _options(function: Callable[..., Any], kind: MethodKind) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
 from camscope.io.heatmaps import heatmap_suffix, write_heatmap
 from camscope.io.inputs import INTENSITY_RULES, read_scan
+from camscope.methods.registry import check_option
 from camscope.runs.engine import RunSummary, run
 from camscope.runs.job import Batch
 from camscope.runs.sources import FileSource
@@ -87,6 +88,9 @@ class ExplainSettings:
         unknown = set(self.options) - set(self.methods)
         if unknown:
             raise CamscopeError(f"options given for methods not run: {', '.join(sorted(unknown))}")
+        for method, options in self.options.items():  # before any input is read
+            for name, value in options.items():
+                check_option(camscope.get_method(method), name, value)
         if self.upsample not in ("auto", "linear", "nearest", "gaussian"):
             raise CamscopeError(
                 f"upsample must be auto, linear, nearest or gaussian, not {self.upsample!r}"
