@@ -60,7 +60,9 @@ def test_exported_program_with_a_fixed_batch_says_how_to_export():
         camscope.explain(program, torch.randn(3, 1, 8, 8), method="saliency")
 
 
-@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+@pytest.mark.parametrize(
+    "backend", ["eager", "aot_eager", pytest.param("inductor", marks=pytest.mark.slow)]
+)
 def test_compiled_model_is_explained_through_its_module(backend):
     model = _eager()
     x = torch.randn(2, 1, 8, 8)

@@ -150,3 +150,16 @@ def test_dicom_copy_without_extension_reads_the_same(tmp_path):
     source = Path(get_testdata_file("CT_small.dcm"))
     shutil.copy(source, tmp_path / "IM0001")
     np.testing.assert_array_equal(read_scan(tmp_path / "IM0001").data, read_scan(source).data)
+
+
+def test_the_real_radiograph_with_zero_spacing(tmp_path):
+    import importlib.resources
+
+    pytest.importorskip("data_store")
+    path = importlib.resources.files("data_store") / "data" / "RG1_UNCR.dcm"
+    scan = read_scan(str(path))
+    assert scan.spacing == (1.0, 1.0) and "degenerate" in scan.details["warning"]
+    write_heatmap(tmp_path / "h.nii.gz", scan.data[0], scan, "nifti")  # once a traceback
+    # no position in the file: written in NIfTI's (x, y) order with 1 mm pixels
+    image = nibabel.load(tmp_path / "h.nii.gz")
+    assert image.shape == scan.data.shape[:0:-1] and np.allclose(np.diag(image.affine), 1)
