@@ -448,7 +448,7 @@ def test_upsample_and_normalize_keep_channel_axis():
         ("occlusion", {"window": (2, 2, 2)}, camscope.MethodError, "2 positive entries"),
         ("occlusion", {"window": 99}, camscope.MethodError, "larger than the input"),
         ("kernel_shap", {"segments": torch.zeros(8, 8)}, camscope.InputError, "integer"),
-        ("score_cam", {"weighting": "mean"}, camscope.MethodError, "weighting must be"),
+        ("score_cam", {"weighting": "mean"}, camscope.MethodError, "weighting=.mean. must be"),
         ("gradient_shap", {"baselines": torch.zeros(2, 5, 5)}, camscope.InputError, "one input"),
     ],
 )
