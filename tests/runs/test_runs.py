@@ -342,3 +342,38 @@ def test_a_wrong_shape_input_is_a_failure_not_the_end_of_the_run(tmp_path):
     with pytest.raises(InputError):
         _explain(model, [tmp_path / "flat.npy"], tmp_path / "only-bad")
     assert not (tmp_path / "only-bad").exists()  # no empty records/ left behind
+
+
+def test_one_bad_label_fails_only_its_input_and_failures_are_not_redone(tmp_path):
+    model = create_model("tiny3d", num_classes=3, input_size=16)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        np.save(folder / f"{name}.npy", RNG.standard_normal((16, 16, 16)).astype("f4"))
+    np.save(folder / "flat.npy", RNG.standard_normal((16, 16)).astype("f4"))
+    (folder / "m.csv").write_text("path,label\na.npy,7\nb.npy,1\nc.npy,2\nflat.npy,0\n")
+    dataset = resolve_dataset([str(folder / "m.csv")])
+    settings = ExplainSettings(
+        methods=["respond_cam"], formats=[], report=False, targets="label", batch_size=8
+    )
+
+    def run():
+        return explain_files(
+            model,
+            dataset.paths,
+            tmp_path / "out",
+            settings,
+            root=dataset.root,
+            labels=dataset.labels,
+            progress=False,
+        )
+
+    first = run()
+    assert first.done == ["b", "c"]
+    failed = {item["path"].rpartition("/")[2]: item["error"] for item in first.failed}
+    assert set(failed) == {"a.npy", "flat.npy"} and "class index 7" in failed["a.npy"]
+    second = run()  # nothing changed: nothing is redone, the failures are still listed
+    assert second.done == [] and second.resumed == ["b", "c"] and len(second.failed) == 2
+    np.save(folder / "flat.npy", RNG.standard_normal((16, 16, 16)).astype("f4"))  # fixed
+    third = run()  # its batch is redone (fixed batches: the same numbers as at first)
+    assert "flat" in third.done and [f["path"][-5:] for f in third.failed] == ["a.npy"]

@@ -9,7 +9,9 @@ exactly one complete set of outputs; what comes at the end (manifest, tables, re
 from the records alone, so it is the same whether the run was interrupted or not. An input that
 cannot be read or that the model refuses is listed under ``failed`` and the others go on.
 
-Without a folder (``out_dir=None``) the records stay in memory: nothing is written or resumed.
+An input that failed gets a record of its failure: a resumed run does not retry it unless the
+input changed (``force`` retries everything). Without a folder (``out_dir=None``) the records stay
+in memory: nothing is written or resumed.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def _reusable(
         source.names,
         fingerprint,
         identity=source.identity,
-        complete=lambda record: job.complete(record, folder),
+        complete=lambda record: "failed" in record or job.complete(record, folder),
     )
     manifest = folder / MANIFEST
     if not done and manifest.exists():
@@ -156,7 +158,6 @@ def run(
         prepare_records(folder)
     names = source.names
     todo = fixed_batches(len(source), int(batch_size), lambda i: names[i] in done)
-    failed: list[dict[str, str]] = []
     finished: list[str] = []
     bar = tqdm(total=sum(len(b) for b in todo), disable=not progress, desc=job.kind, unit="input")
 
@@ -166,9 +167,11 @@ def run(
             finished.append(item["name"])
         for failure in failures:
             where = source.where(failure["index"])
-            failed.append({"path": where, "error": failure["error"]})
+            error = failure["error"]
+            done[names[failure["index"]]] = {"failed": error}
             if len(source) > 1:
-                tqdm.write(f"camscope: skipped {where}: {failure['error']}")
+                said = error if where in error else f"{where}: {error}"
+                tqdm.write(f"camscope: skipped {said}")
         bar.update(len(records) + len(failures))
 
     try:
@@ -198,7 +201,13 @@ def run(
             )
     finally:
         bar.close()
-    if failed and not done:
+    failed = [
+        {"path": source.where(index), "error": done[name]["failed"]}
+        for index, name in enumerate(names)
+        if "failed" in done.get(name, {})
+    ]
+    ordered = [done[name] for name in names if name in done and "failed" not in done[name]]
+    if failed and not ordered:
         if folder is not None:
             _remove_empty(folder, created)
         first = failed[0]["error"]
@@ -207,7 +216,6 @@ def run(
         raise InputError(
             first if len(failed) == 1 else f"all {len(failed)} inputs failed; first: {first}"
         )
-    ordered = [done[name] for name in names if name in done]
     manifest: dict[str, Any] = {
         "camscope": camscope.__version__,
         "torch": torch.__version__,
@@ -224,14 +232,27 @@ def run(
     manifest.update(job.finish(folder, ordered))
     if folder is not None:
         write_json(folder / MANIFEST, manifest)
-    resumed = [name for name in names if name in done and name not in finished]
+    resumed = [
+        name
+        for name in names
+        if name in done and name not in finished and "failed" not in done[name]
+    ]
     return RunSummary(folder, finished, resumed, failed, ordered, manifest)
 
 
 def _remove_empty(folder: Path, created: bool) -> None:
-    """After a run in which nothing succeeded: no empty ``records/`` (nor a folder it made)."""
+    """After a run in which nothing succeeded: no ``records/`` of failures only (a run with
+    other settings may then use the folder), nor a folder the run made."""
     records = folder / RECORDS
-    if records.is_dir() and not any(records.iterdir()):
-        records.rmdir()
+    if records.is_dir():
+        for path in records.glob("*.json"):
+            try:
+                failure = "failed" in json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                failure = True
+            if failure:
+                path.unlink()
+        if not any(records.iterdir()):
+            records.rmdir()
     if created and folder.is_dir() and not any(folder.iterdir()):
         shutil.rmtree(folder)
