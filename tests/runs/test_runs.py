@@ -377,3 +377,24 @@ def test_one_bad_label_fails_only_its_input_and_failures_are_not_redone(tmp_path
     np.save(folder / "flat.npy", RNG.standard_normal((16, 16, 16)).astype("f4"))  # fixed
     third = run()  # its batch is redone (fixed batches: the same numbers as at first)
     assert "flat" in third.done and [f["path"][-5:] for f in third.failed] == ["a.npy"]
+
+
+def test_report_says_how_inputs_were_read_lists_failures_and_stays_small(tmp_path):
+    from PIL import Image
+
+    model = create_model("tiny2d_gap", num_classes=3)
+    big = (RNG.random((1200, 1000)) * 255).astype(np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    settings = ExplainSettings(methods=["grad_cam", "saliency"], formats=[], intensity="zscore")
+    explain_files(
+        model,
+        [tmp_path / "big.png", tmp_path / "broken.png"],
+        tmp_path / "o",
+        settings,
+        progress=False,
+    )
+    report = (tmp_path / "o" / "report.html").read_text()
+    assert "zscore: each input minus its mean" in report
+    assert 'id="failed"' in report and "broken.png" in report
+    assert len(report) < 2_000_000  # pictures subsampled to at most 384 pixels across

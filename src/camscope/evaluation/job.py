@@ -86,5 +86,10 @@ class EvaluateJob:
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
         return True
 
-    def finish(self, folder: Path | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def finish(
+        self,
+        folder: Path | None,
+        records: list[dict[str, Any]],
+        failed: list[dict[str, str]],
+    ) -> dict[str, Any]:
         return {"n_evaluated": len(records), "rows": summarise(records, self.settings)}

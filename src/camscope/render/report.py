@@ -89,13 +89,32 @@ def _png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+#: Pictures in the report are at most this many pixels across (larger ones are subsampled, so a
+#: 2,000-pixel radiograph does not make a report of megabytes per map).
+MAX_SIDE = 384
+
+
+def _step(shape: Sequence[int]) -> int:
+    return max(1, -(-max(shape[-2:]) // MAX_SIDE))
+
+
 def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict) -> dict:
     under = background(entry.data)  # (D, H, W) or (D, H, W, 3)
     depth = item.heatmap.shape[0]
     indices = np.unique(np.linspace(0, depth - 1, min(depth, MAX_SLICES)).round().astype(int))
     limits = colour_limits(item.heatmap, item.signed)
+    step = _step(item.heatmap.shape)
     images = [
-        data_uri(_png(colorize(item.heatmap[i], signed=item.signed, limits=limits, under=under[i])))
+        data_uri(
+            _png(
+                colorize(
+                    item.heatmap[i, ::step, ::step],
+                    signed=item.signed,
+                    limits=limits,
+                    under=under[i, ::step, ::step],
+                )
+            )
+        )
         for i in indices
     ]
     peak = int(np.abs(item.heatmap).reshape(depth, -1).max(axis=1).argmax())
@@ -114,9 +133,11 @@ def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict)
 
 
 def _image_block(entry: ReportEntry, item: ReportMap) -> dict:
-    under = background(entry.data)
+    step = _step(item.heatmap.shape)
+    under = background(entry.data)[::step, ::step]
     limits = colour_limits(item.heatmap, item.signed)
-    png = _png(colorize(item.heatmap, signed=item.signed, limits=limits, under=under))
+    heat = item.heatmap[::step, ::step]
+    png = _png(colorize(heat, signed=item.signed, limits=limits, under=under))
     return {"volume": False, "caption": f"{item.method} · {item.target}", "src": data_uri(png)}
 
 
@@ -128,6 +149,7 @@ def write_report(
     settings: dict[str, Any] | None = None,
     metrics: Sequence[dict[str, Any]] | None = None,
     figures: Sequence[tuple[str, bytes]] = (),
+    failures: Sequence[dict[str, str]] = (),
 ) -> Path:
     """Write the report atomically and return its path.
 
@@ -138,6 +160,7 @@ def write_report(
         settings: run settings shown as a list (model, method, layer, ...).
         metrics: rows of a metrics table (dicts with the same keys), if any.
         figures: ``(title, PNG bytes)`` pictures shown after the table (plots).
+        failures: inputs that failed, ``{path, error}``, listed after the settings.
     """
     slices: dict[str, Any] = {}
     shown = []
@@ -166,6 +189,7 @@ def write_report(
         metrics=metrics_table(metrics) if metrics else None,
         figures=[{"title": name, "src": data_uri(png)} for name, png in figures],
         entries=shown,
+        failures=list(failures),
         slices=json.dumps(slices).replace("</", "<\\/") if slices else "",
     )
     final = Path(path)

@@ -229,7 +229,7 @@ def run(
         "inputs": ordered,
         "failed": failed,
     }
-    manifest.update(job.finish(folder, ordered))
+    manifest.update(job.finish(folder, ordered, failed))
     if folder is not None:
         write_json(folder / MANIFEST, manifest)
     resumed = [

@@ -269,10 +269,15 @@ class ExplainJob:
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
         return all((folder / output).exists() for output in record.get("outputs", []))
 
-    def finish(self, folder: Path | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def finish(
+        self,
+        folder: Path | None,
+        records: list[dict[str, Any]],
+        failed: list[dict[str, str]],
+    ) -> dict[str, Any]:
         if folder is None or not self.settings.report:
             return {}
-        _write_run_report(folder, records, self.settings)
+        _write_run_report(folder, records, failed, self.settings)
         return {"report": "report.html"}
 
 
@@ -334,6 +339,7 @@ def explain_files(
 def _write_run_report(
     folder: Path,
     records: list[dict[str, Any]],
+    failed: list[dict[str, str]],
     settings: ExplainSettings,
 ) -> None:
     from camscope.render.report import ReportEntry, ReportMap, write_report
@@ -352,6 +358,11 @@ def _write_run_report(
             for index, label in enumerate(result["targets"]):
                 maps.append(ReportMap(method, label, heat[index], signed))
         details = {"shape": "×".join(map(str, scan.data.shape)), "format": scan.format}
+        for key in ("intensity", "window", "volumes", "warning"):
+            if key in scan.details:
+                details[key] = scan.details[key]
+        if record.get("refused"):
+            details["not run"] = "; ".join(f"{m}: {e}" for m, e in record["refused"].items())
         entries.append(ReportEntry(record["name"], scan.data, maps, details))
     note = f" (first {REPORT_INPUTS} of {len(records)})" if len(records) > REPORT_INPUTS else ""
     write_report(
@@ -363,5 +374,8 @@ def _write_run_report(
             "layer": settings.layer or "default",
             "targets": settings.targets,
             "upsample": settings.upsample,
+            "intensity": settings.intensity,
+            **({"failed": f"{len(failed)} input(s)"} if failed else {}),
         },
+        failures=failed,
     )

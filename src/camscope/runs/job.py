@@ -62,6 +62,12 @@ class Job(Protocol):
         """Whether everything the record lists exists (else the input is redone)."""
         ...
 
-    def finish(self, folder: Path | None, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """Write what is made from all records (a table, a report); manifest entries."""
+    def finish(
+        self,
+        folder: Path | None,
+        records: list[dict[str, Any]],
+        failed: list[dict[str, str]],
+    ) -> dict[str, Any]:
+        """Write what is made from all records and the failures ``{path, error}`` (a table, a
+        report); return manifest entries."""
         ...
