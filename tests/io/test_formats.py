@@ -265,12 +265,14 @@ def test_mrc_heatmap_keeps_voxel_size_and_origin(tmp_path):
 
 def test_nifti_input_to_mrc_heatmap(tmp_path):
     data = RNG.standard_normal((6, 7, 8)).astype(np.float32)
-    nibabel.save(nibabel.Nifti1Image(data, np.diag([0.5, 0.6, 0.7, 1.0])), tmp_path / "s.nii")
+    image = nibabel.Nifti1Image(data, np.diag([0.5, 0.6, 0.7, 1.0]))
+    image.header.set_xyzt_units("micron")
+    nibabel.save(image, tmp_path / "s.nii")
     scan = read_scan(tmp_path / "s.nii")
     write_heatmap(tmp_path / "h.mrc", data, scan, "mrc")
     with mrcfile.open(tmp_path / "h.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, data.T)
-        np.testing.assert_allclose(tuple(mrc.voxel_size.item()), (0.5, 0.6, 0.7))
+        np.testing.assert_allclose(tuple(mrc.voxel_size.item()), (5000.0, 6000.0, 7000.0))
 
 
 def test_tiff_png_npy_heatmaps(tmp_path):

@@ -26,6 +26,7 @@ def test_nifti_heatmap_keeps_qform_and_sform_codes(tmp_path):
     image = nibabel.Nifti1Image(data, affine)
     image.set_qform(affine, code=2)
     image.set_sform(affine, code=4)
+    image.header.set_xyzt_units("mm")
     nibabel.save(image, tmp_path / "in.nii")
     scan = read_scan(tmp_path / "in.nii")
     write_heatmap(tmp_path / "h.nii.gz", scan.data[0], scan, "nifti")
@@ -163,3 +164,27 @@ def test_the_real_radiograph_with_zero_spacing(tmp_path):
     # no position in the file: written in NIfTI's (x, y) order with 1 mm pixels
     image = nibabel.load(tmp_path / "h.nii.gz")
     assert image.shape == scan.data.shape[:0:-1] and np.allclose(np.diag(image.affine), 1)
+
+
+def test_spacing_crosses_formats_in_the_right_units(tmp_path):
+    import mrcfile
+
+    data = RNG.standard_normal((6, 7, 5)).astype(np.float32)
+    image = nibabel.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0]))
+    image.header.set_xyzt_units("mm")
+    nibabel.save(image, tmp_path / "in.nii")
+    scan = read_scan(tmp_path / "in.nii")
+    write_heatmap(tmp_path / "h.mrc", data, scan, "mrc")
+    with mrcfile.open(tmp_path / "h.mrc") as mrc:  # mm → Å
+        assert tuple(float(v) for v in mrc.voxel_size.item()) == (2e7, 3e7, 4e7)
+    write_heatmap(tmp_path / "h.tif", data, scan, "tiff")
+    again = read_scan(tmp_path / "h.tif")
+    assert again.spacing == pytest.approx((2.0, 3.0, 4.0)) and again.details["unit"] == "mm"
+    bare = nibabel.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0]))  # no unit in the header
+    nibabel.save(bare, tmp_path / "bare.nii")
+    scan = read_scan(tmp_path / "bare.nii")
+    write_heatmap(tmp_path / "b.nii.gz", data, scan, "nifti")
+    assert nibabel.load(tmp_path / "b.nii.gz").header.get_xyzt_units()[0] == "unknown"
+    write_heatmap(tmp_path / "b.mrc", data, scan, "mrc")
+    with mrcfile.open(tmp_path / "b.mrc") as mrc:  # unknown unit: not passed off as Å
+        assert float(mrc.voxel_size.x) == 0.0

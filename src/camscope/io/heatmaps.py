@@ -43,12 +43,20 @@ def heatmap_suffix(kind: str) -> str:
 
 
 #: Length units of spacings by input format (TIFF says its own, in ``details["unit"]``).
-_UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm", "nifti": "mm"}
+_UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm"}
+
+#: Ångström per unit, to write other inputs' spacing into MRC headers (which are in Å).
+_ANGSTROM = {"Å": 1.0, "A": 1.0, "nm": 10.0, "µm": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10}
+
+
+def _unit(scan: Scan) -> str | None:
+    """The length unit of the scan's spacing, or ``None`` when the file does not say."""
+    unit = scan.details.get("unit", _UNITS.get(scan.format))
+    return None if unit is None else str(unit)
 
 
 def _nifti_unit(scan: Scan) -> str:
-    unit = str(scan.details.get("unit", _UNITS.get(scan.format, "unknown")))
-    return {"µm": "micron", "um": "micron", "micron": "micron", "mm": "mm"}.get(unit, "unknown")
+    return {"µm": "micron", "mm": "mm", "m": "meter"}.get(_unit(scan) or "", "unknown")
 
 
 def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
@@ -119,8 +127,9 @@ def write_heatmap(
         if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)
             volume = volume.T
         xyz = None
-        if scan.spacing is not None:
-            spacing = tuple(scan.spacing)
+        factor = _ANGSTROM.get(_unit(scan) or "")
+        if scan.spacing is not None and factor is not None:  # unknown units: left unset (0)
+            spacing = tuple(v * factor for v in scan.spacing)
             xyz = spacing if scan.format == "nifti" else spacing[::-1]
             xyz = (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz
         write_mrc(
@@ -135,12 +144,12 @@ def write_heatmap(
 
         metadata: dict[str, object] = {"axes": "ZYX" if values.ndim == 3 else "YX"}
         options: dict[str, Any] = {}
-        if scan.spacing is not None and scan.format != "nifti":
+        if scan.spacing is not None:  # in the data's axis order, as the TIFF stores it
             spacing = tuple(scan.spacing)
             options["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
             if values.ndim == 3:
                 metadata["spacing"] = float(spacing[0])
-            unit = str(scan.details.get("unit", _UNITS.get(scan.format, "pixel")))
+            unit = _unit(scan) or "pixel"
             # ImageJ's metadata is ASCII: micrometres as "micron", ångström as "A"
             metadata["unit"] = {"µm": "micron", "Å": "A"}.get(unit, unit)
         with atomic_write(final) as handle:

@@ -261,6 +261,9 @@ def _read_nifti(file: Path, volume: int | str | None) -> Scan:
     qform, qform_code = header.get_qform(coded=True)
     _, sform_code = header.get_sform(coded=True)
     details["nifti_codes"] = {"qform": int(qform_code), "sform": int(sform_code)}
+    unit = {"mm": "mm", "micron": "µm", "meter": "m"}.get(header.get_xyzt_units()[0])
+    if unit is not None:
+        details["unit"] = unit
     if qform is not None:
         details["nifti_qform"] = np.asarray(qform).tolist()
     return Scan(
