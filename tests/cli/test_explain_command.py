@@ -441,3 +441,32 @@ def test_a_method_the_model_refuses_does_not_lose_the_others(files):
     assert not (files / "o" / "img.grad_cam.npz").exists()
     manifest = json.loads((files / "o" / "manifest.json").read_text())
     assert "grad_cam" in manifest["inputs"][0]["refused"]
+
+
+def test_a_second_run_does_not_take_the_first_runs_outputs_as_inputs(files):
+    data = files / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(data / "a.png")
+    first = _run(
+        "explain", files / "net2d.json", data, "--out", data / "out", "--quiet", "--format", "npy"
+    )
+    assert first.exit_code == 0, first.output
+    second = _run("explain", files / "net2d.json", data, "--out", data / "out2", "--quiet")
+    assert second.exit_code == 0, second.output
+    manifest = json.loads((data / "out2" / "manifest.json").read_text())
+    assert [item["name"] for item in manifest["inputs"]] == ["a"]
+
+
+def test_a_wrong_layer_is_one_error_before_any_input(files):
+    result = _run(
+        "explain",
+        files / "net2d.json",
+        files / "img.png",
+        "--layer",
+        "nope",
+        "--out",
+        files / "o",
+        "--quiet",
+    )
+    assert result.exit_code == 2 and result.output.count("nope") == 1
+    assert "unknown layer 'nope'" in result.output and not (files / "o").exists()

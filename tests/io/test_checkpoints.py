@@ -183,5 +183,8 @@ def test_read_input_images_arrays_and_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(CamscopeError, match=r"cannot read .* as PNG"):
         read_input(tmp_path / "broken.png")
+    (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(CamscopeError, match=r"unsupported input type \.txt"):
         read_input(tmp_path / "notes.txt")
+    with pytest.raises(CamscopeError, match="no such file or folder"):
+        read_input(tmp_path / "missing.png")

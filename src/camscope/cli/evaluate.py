@@ -326,6 +326,11 @@ def evaluate_dataset(
         [data], where=conditions, exclude=[out_dir], allow_outside=allow_outside
     )
     model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    if layer is not None:  # a wrong name is one error now, not one per input later
+        from camscope.engine import eager_model
+        from camscope.layers import resolve_layer
+
+        resolve_layer(eager_model(model), layer)
     read_options = {
         "intensity": intensity,
         "dicom_window": dicom_window,
@@ -334,7 +339,9 @@ def evaluate_dataset(
     rows, manifest = evaluate_files(
         model,
         dataset.paths,
-        dataset.labels,
+        None
+        if dataset.labels is None and dataset.label_error is None
+        else dataset.require_labels(),
         out_dir,
         methods=list(methods),
         upsample_modes=list(modes),

@@ -142,6 +142,11 @@ def explain_command(
     )
     dataset = resolve_dataset(list(inputs), exclude=[out_dir], allow_outside=allow_outside)
     model, model_record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    if layer is not None:  # a wrong name is one error now, not one per input later
+        from camscope.engine import eager_model
+        from camscope.layers import resolve_layer
+
+        resolve_layer(eager_model(model), layer)
     summary = explain_files(
         model,
         dataset.paths,
@@ -149,7 +154,7 @@ def explain_command(
         settings,
         model_record=model_record,
         root=dataset.root,
-        labels=dataset.labels,
+        labels=dataset.require_labels() if targets == "label" else dataset.labels,
         force=force,
         progress=not quiet,
         backend=backend,

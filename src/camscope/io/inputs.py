@@ -105,6 +105,8 @@ def _read(file: Path, dicom_window: str, nifti_volume: int | str | None, *, scal
             raise InputError(
                 f"cannot read {file} as a DICOM series: {type(error).__name__}: {error}"
             ) from error
+    if not file.exists():
+        raise InputError(f"{file}: no such file or folder")
     kind = format_of(file)
     if kind is None:
         raise InputError(

@@ -8,7 +8,7 @@ read files its author did not mean to share. A folder holding a ``labels.csv`` i
 manifest; other folders are searched recursively for the formats :func:`camscope.io.read_scan`
 reads (DICOM files are recognised by their ``DICM`` preamble too, without an extension), a
 folder holding the slice files of one DICOM series being one input (a volume), and the run's own
-output folder is never an input. Every listing is sorted, so a dataset always has the same order
+output folder, or any folder holding a camscope run's results, is never an input. Every listing is sorted, so a dataset always has the same order
 (and a resumed run the same batches).
 """
 
@@ -38,9 +38,22 @@ class Dataset:
     root: str | None
     source: str
     rows: list[dict[str, str]] | None = None
+    label_error: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def require_labels(self) -> list[int]:
+        """The labels, for runs that need them (``--targets label``, evaluation).
+
+        Raises:
+            InputError: the manifest has no label column, or a row without a valid label.
+        """
+        if self.label_error is not None:
+            raise InputError(self.label_error)
+        if self.labels is None:
+            raise InputError(f"{self.source}: no labels; give a manifest CSV with a 'label' column")
+        return self.labels
 
     def truths(self) -> list[Any] | None:
         """Per-input ground truth from the CSV: ``mask`` (a boolean ``.npy``, relative to the CSV)
@@ -94,7 +107,8 @@ def _csv(path: Path, where: Sequence[str], allow_outside: bool = False) -> Datas
                 "the file inside it, or pass --allow-outside if the manifest is yours"
             )
         paths.append(str(resolved))
-    labels = None
+    labels: list[int] | None = None
+    problem = None
     if label_column is not None:
         labels = []
         for number, row in enumerate(rows, start=2):
@@ -102,11 +116,15 @@ def _csv(path: Path, where: Sequence[str], allow_outside: bool = False) -> Datas
             try:
                 labels.append(int(value))
             except ValueError:
-                raise InputError(
+                # Only an error for runs that use the labels (explaining the predicted class
+                # does not need them).
+                problem = (
                     f"{path}, line {number}: column {label_column!r} must hold a class index "
                     f"(0, 1, ...), got {value!r}"
-                ) from None
-    return Dataset(paths, labels, str(path.parent.resolve()), str(path), rows)
+                )
+                labels = None
+                break
+    return Dataset(paths, labels, str(path.parent.resolve()), str(path), rows, problem)
 
 
 def _series_uid(files: list[Path]) -> str | None:
@@ -130,8 +148,16 @@ def _folder_inputs(folder: Path, exclude: Sequence[Path] = ()) -> list[str]:
     slice files of one DICOM series counts as one input (a volume) instead of its files."""
     from camscope.io.inputs import dicom_series_files
 
+    # A camscope run's output folder (a manifest.json beside records/) holds heatmaps, not inputs.
+    runs = [
+        p.parent.resolve()
+        for p in folder.rglob("manifest.json")
+        if (p.parent / "records").is_dir() and p.parent != folder
+    ]
+
     def excluded(directory: Path) -> bool:
-        return any(directory.resolve().is_relative_to(e) for e in exclude)
+        resolved = directory.resolve()
+        return any(resolved.is_relative_to(e) for e in [*exclude, *runs])
 
     inputs: list[str] = []
     directories = {folder, *(p for p in folder.rglob("*") if p.is_dir())}
