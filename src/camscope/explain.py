@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_map
 from camscope.checks import check_inputs
 from camscope.engine import Capture, ModelState, call_model, eager_model, is_exported
 from camscope.engine.capture import torchscript_error
-from camscope.errors import MethodError
+from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
 from camscope.methods import MethodContext, MethodInfo, get_method
@@ -110,6 +110,12 @@ def explain(
         if info.needs_layer:
             if isinstance(model, torch.jit.ScriptModule):
                 raise torchscript_error()
+            if is_exported(model) and not hasattr(model, "module_call_graph"):
+                raise LayerError(
+                    "this is an exported program's .module(): one graph whose layers do not run "
+                    "as modules, so layer methods cannot record them; pass the ExportedProgram "
+                    "itself, or torch.export.unflatten(program)"
+                )
             if layer is None:
                 # One sample is enough to see the shapes, unless batch statistics need the batch
                 # or the model is an exported program with a fixed batch size.

@@ -164,3 +164,28 @@ def test_explain_command_errors(tmp_path, extra, message):
     )
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_layers_of_a_builtin_model_sized_by_the_input_file(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((48, 48), dtype=np.uint8)).save(tmp_path / "x.png")
+    result = CliRunner().invoke(cli, ["layers", "tiny2d", "--input", str(tmp_path / "x.png")])
+    assert result.exit_code == 0, result.output
+    assert "* pool2" in result.output and "16×12×12" in result.output
+
+
+def test_compiled_model_state_dicts_load(tmp_path):
+    import torch
+
+    from camscope.io import load_model_spec
+    from camscope.models import create_model
+
+    model = create_model("tiny2d", num_classes=3)
+    compiled = torch.compile(model, backend="eager")
+    torch.save(compiled.state_dict(), tmp_path / "w.pt")  # keys start with _orig_mod.
+    loaded, _ = load_model_spec(
+        str(tmp_path / "w.pt"), architecture="tiny2d", options={"num_classes": 3}
+    )
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)

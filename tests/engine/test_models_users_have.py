@@ -49,6 +49,8 @@ def test_exported_program_is_explained_with_its_layer_names(tmp_path):
         saliency.maps, camscope.explain(model, x, method="saliency").maps, rtol=1e-5, atol=1e-6
     )
     assert camscope.explain(loaded, x, method="grad_cam").layer == "conv2"
+    with pytest.raises(LayerError, match="unflatten"):  # .module() inlines its layers
+        camscope.explain(program.module(), x, method="grad_cam")
     kinds = {info.name: info.kind for info in camscope.probe_layers(loaded, x)}
     assert kinds["conv2"] == "Conv2d" and kinds["bn"] == "BatchNorm2d"  # as in the eager model
 

@@ -69,18 +69,23 @@ def layers(
     models (camscope needs one forward pass to see the shapes).
     """
     from camscope.engine import ModelState, eager_model
+    from camscope.io.inputs import read_scan
     from camscope.layers import default_layer, trace_layers
     from camscope.models import list_models
 
     builtin = model_spec_text.replace("-", "_") in list_models() and architecture is None
+    scan = None if input_file is None else read_scan(input_file)
+    if builtin and input_size is None and scan is not None:
+        input_size = max(scan.spatial_shape)  # a built-in network's head is sized for its input
+        in_channels = scan.data.shape[0]
     if builtin and input_size is not None:
         arch_options = (*arch_options, ("input_size", input_size))
+    if builtin and in_channels != 1 and "in_channels" not in dict(arch_options):
+        arch_options = (*arch_options, ("in_channels", in_channels))
     model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
     model = eager_model(model)
-    if input_file is not None:
-        from camscope.io.inputs import read_scan
-
-        probe = read_scan(input_file).tensor()[None]
+    if scan is not None:
+        probe = scan.tensor()[None]
     elif input_shape is not None:
         probe = torch.zeros(1, *input_shape)
     elif builtin:

@@ -36,8 +36,8 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
             hint = (
                 "; this torch.export program was exported for a fixed batch size: camscope runs "
                 "batches of other sizes (a layer probe, perturbed copies), so export it with a "
-                "dynamic batch axis: torch.export.export(model, (x,), dynamic_shapes="
-                "({0: torch.export.Dim('batch')},))"
+                "dynamic batch axis, from an example batch of 2 or more: torch.export.export("
+                "model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
             )
         raise ModelError(
             f"the model raised {type(error).__name__} during the forward pass: {text}{hint}"

@@ -84,6 +84,9 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str)
     for key in ("state_dict", "model_state_dict", "model"):
         if key in state and isinstance(state[key], dict):
             state = state[key]  # type: ignore[assignment]
+    for prefix in ("_orig_mod.", "module."):  # torch.compile's and DataParallel's wrappers
+        if state and all(name.startswith(prefix) for name in state):
+            state = {name[len(prefix) :]: value for name, value in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -8,8 +8,8 @@ read files its author did not mean to share. A folder holding a ``labels.csv`` i
 manifest; other folders are searched recursively for the formats :func:`camscope.io.read_scan`
 reads (DICOM files are recognised by their ``DICM`` preamble too, without an extension), a
 folder holding the slice files of one DICOM series being one input (a volume), and the run's own
-output folder, or any folder holding a camscope run's results, is never an input. Every listing is sorted, so a dataset always has the same order
-(and a resumed run the same batches).
+output folder, or any folder holding a camscope run's results, is never an input. Every listing
+is sorted, so a dataset always has the same order (and a resumed run the same batches).
 """
 
 from __future__ import annotations

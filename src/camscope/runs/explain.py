@@ -201,10 +201,16 @@ class ExplainJob:
                     **options,
                 )
             except camscope.ModelError as error:
-                raise camscope.ModelError(
-                    f"{error}; does the model take inputs of this shape and channel count? "
-                    "(resize them, or check with camscope layers MODEL --input FILE)"
-                ) from error
+                hint = (
+                    ""
+                    if "torch.export" in str(error)
+                    else (
+                        "; does the model take inputs of this shape and channel count? (resize "
+                        "them, or check with camscope layers MODEL --input FILE)"
+                    )
+                )
+                refused[method] = camscope.ModelError(f"{error}{hint}")
+                continue
             except camscope.CamscopeError as error:
                 # This method cannot explain this model (e.g. a layer method on TorchScript):
                 # the others still run and their outputs are kept; the record says why.
