@@ -55,5 +55,9 @@ def test_several_targets_per_sample_say_how_to_pick_one():
     every = camscope.explain(model, x, method="grad_cam", targets="all").upsample()
     with pytest.raises(InputError, match=r"maps\[:, t\]"):
         metrics.average_drop(model, x, every)
+    saliency = camscope.explain(model, x, method="saliency", targets=[0, 1])
+    with pytest.raises(InputError, match="reduce_channels"):
+        metrics.deletion(model, x, saliency.maps, saliency.targets)
+    metrics.deletion(model, x, saliency)  # the Explanation: reduced the method's own way
     with pytest.raises(InputError, match="class of each sample"):
         metrics.contrastivity(every.maps, every.targets)

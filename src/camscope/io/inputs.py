@@ -153,7 +153,11 @@ def _apply_intensity(scan: Scan, intensity: str) -> Scan:
         spread = float(values.std())
         values = (values - float(values.mean())) / (spread if spread > 0 else 1.0)
     scan.data = np.ascontiguousarray(values, dtype=np.float32)
-    scan.details["intensity"] = f"{intensity}: {INTENSITY_RULES[intensity]}"
+    said = f"{intensity}: {INTENSITY_RULES[intensity]}"
+    stored = scan.details.get("stored")
+    if intensity == "auto" and stored in ("uint8", "uint16"):  # what happened to this input
+        said += f" (this one: {stored} / {255 if stored == 'uint8' else 65535})"
+    scan.details["intensity"] = said
     return scan
 
 
@@ -179,7 +183,7 @@ def _read_picture(file: Path, scale: bool) -> Scan:
     values = scaled_by_type(array) if scale else array.astype(np.float32)
     values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
     kind = "png" if file.suffix.lower() == ".png" else "jpeg"
-    return Scan(values, str(file), kind, details={"mode": mode})
+    return Scan(values, str(file), kind, details={"mode": mode, "stored": str(array.dtype)})
 
 
 def _tiff_spacing(tiff: Any) -> tuple[tuple[float, float, float | None], str | None]:
@@ -224,7 +228,10 @@ def _read_tiff(file: Path, scale: bool) -> Scan:
         values = np.moveaxis(values[..., :3], -1, 0)  # (3, H, W) or (3, D, H, W)
     else:
         values = channels_first(values, file, "TIFF")
-    details: dict[str, Any] = {"pages": int(values.shape[1]) if values.ndim == 4 else 1}
+    details: dict[str, Any] = {
+        "pages": int(values.shape[1]) if values.ndim == 4 else 1,
+        "stored": str(array.dtype),
+    }
     if unit is not None:
         details["unit"] = unit
     spacing = (z or 1.0, y, x) if values.ndim == 4 else (y, x)
@@ -297,7 +304,12 @@ def _read_mrc(file: Path) -> Scan:
         "mrc",
         spacing=spacing,
         origin=origin_xyz,
-        details={"voxel_size_A": spacing_xyz[0], "mrc_start_xyz": start_xyz},
+        details={
+            "voxel_size_A": spacing_xyz[0],
+            "voxel_size_A_xyz": list(spacing_xyz),
+            "mrc_start_xyz": start_xyz,
+            "unit": "Å",
+        },
     )
 
 

@@ -50,6 +50,11 @@ def one_map_per_sample(
         targets = torch.full((tensor.shape[0],), targets, dtype=torch.long)
     elif targets is not None and not isinstance(targets, torch.Tensor):
         targets = torch.as_tensor(targets)
+    if spatial_dims is not None and tensor.ndim == spatial_dims + 3:
+        raise InputError(
+            f"maps {tuple(tensor.shape)} keep an input-channel axis (B, T, C, *S); reduce it "
+            "(explanation.reduce_channels()) or pass the Explanation itself"
+        )
     several = spatial_dims is not None and tensor.ndim == spatial_dims + 2
     several = several or (spatial_dims is None and own is not None)
     if several:
