@@ -16,7 +16,7 @@ from torch import nn
 
 from camscope.engine import ModelState, call_model
 from camscope.evaluation.scoring import score_batch, settings_of, summarise
-from camscope.runs.job import Batch
+from camscope.runs.job import Batch, Finished
 
 __all__ = ["EvaluateJob"]
 
@@ -86,10 +86,5 @@ class EvaluateJob:
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
         return True
 
-    def finish(
-        self,
-        folder: Path | None,
-        records: list[dict[str, Any]],
-        failed: list[dict[str, str]],
-    ) -> dict[str, Any]:
-        return {"n_evaluated": len(records), "rows": summarise(records, self.settings)}
+    def finish(self, run: Finished) -> dict[str, Any]:
+        return {"n_evaluated": len(run.records), "rows": summarise(run.records, self.settings)}

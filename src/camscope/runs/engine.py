@@ -32,7 +32,7 @@ from camscope.engine import weights_digest
 from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json
 from camscope.runs.backends import BACKENDS, run_local, run_ray
-from camscope.runs.job import Job
+from camscope.runs.job import Finished, Job
 from camscope.runs.records import (
     RECORDS,
     fixed_batches,
@@ -229,7 +229,7 @@ def run(
         "inputs": ordered,
         "failed": failed,
     }
-    manifest.update(job.finish(folder, ordered, failed))
+    manifest.update(job.finish(Finished(folder, ordered, failed)))
     if folder is not None:
         write_json(folder / MANIFEST, manifest)
     resumed = [

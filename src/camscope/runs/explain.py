@@ -31,7 +31,7 @@ from camscope.io.heatmaps import heatmap_suffix, write_heatmap
 from camscope.io.inputs import INTENSITY_RULES, read_scan
 from camscope.methods.registry import check_option
 from camscope.runs.engine import RunSummary, run
-from camscope.runs.job import Batch
+from camscope.runs.job import Batch, Finished
 from camscope.runs.sources import FileSource
 
 __all__ = [
@@ -275,15 +275,10 @@ class ExplainJob:
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
         return all((folder / output).exists() for output in record.get("outputs", []))
 
-    def finish(
-        self,
-        folder: Path | None,
-        records: list[dict[str, Any]],
-        failed: list[dict[str, str]],
-    ) -> dict[str, Any]:
-        if folder is None or not self.settings.report:
+    def finish(self, run: Finished) -> dict[str, Any]:
+        if run.folder is None or not self.settings.report:
             return {}
-        _write_run_report(folder, records, failed, self.settings)
+        _write_run_report(run.folder, run.records, run.failed, self.settings)
         return {"report": "report.html"}
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from camscope.io.inputs import Scan
 
-__all__ = ["Batch", "Job"]
+__all__ = ["Batch", "Finished", "Job"]
 
 
 @dataclass
@@ -45,6 +45,16 @@ class Batch:
         return torch.stack([scan.tensor() for scan in self.scans])
 
 
+@dataclass
+class Finished:
+    """What a run ends with: the folder (``None``: in memory), the records of the inputs done, in
+    the source's order, and the failures ``{path, error}``."""
+
+    folder: Path | None
+    records: list[dict[str, Any]]
+    failed: list[dict[str, str]]
+
+
 class Job(Protocol):
     """What a run computes. ``kind`` names it in the manifest (``"explain"``, ``"evaluate"``)."""
 
@@ -62,12 +72,7 @@ class Job(Protocol):
         """Whether everything the record lists exists (else the input is redone)."""
         ...
 
-    def finish(
-        self,
-        folder: Path | None,
-        records: list[dict[str, Any]],
-        failed: list[dict[str, str]],
-    ) -> dict[str, Any]:
-        """Write what is made from all records and the failures ``{path, error}`` (a table, a
-        report); return manifest entries."""
+    def finish(self, run: Finished) -> dict[str, Any]:
+        """Write what is made from the records and failures (a table, a report); return
+        manifest entries."""
         ...
