@@ -5,7 +5,12 @@
 * faithfulness: :func:`average_drop` / :func:`increase_in_confidence` (absolute or relative
   masking), :func:`deletion`, :func:`insertion`, :func:`fidelity`
 * localisation: :func:`localization` (IoU, hit), :func:`pointing_game`
+* ROAD: :func:`road` (MoRF/LeRF under :func:`noisy_linear_imputation`)
+* localisation with masks: :func:`relevance_mass_accuracy`, :func:`relevance_rank_accuracy`,
+  :func:`energy_pointing_game`
 * robustness: :func:`contrastivity`, :func:`max_sensitivity`, :func:`one_pixel_sensitivity`
+* sanity checks (does the map depend on the model?): :func:`mprt`, :func:`efficient_mprt`,
+  :func:`random_logit`
 """
 
 from __future__ import annotations
@@ -24,9 +29,21 @@ from camscope.metrics.faithfulness import (
 from camscope.metrics.localization import (
     LocalizationResult,
     PointingResult,
+    RelevanceResult,
+    energy_pointing_game,
     localization,
     pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
 )
+from camscope.metrics.randomization import (
+    MPRTResult,
+    efficient_mprt,
+    map_similarity,
+    mprt,
+    random_logit,
+)
+from camscope.metrics.road import RoadResult, noisy_linear_imputation, road
 from camscope.metrics.robustness import (
     ContrastivityResult,
     SensitivityResult,
@@ -42,20 +59,32 @@ __all__ = [
     "CurveResult",
     "FidelityResult",
     "LocalizationResult",
+    "MPRTResult",
     "PointingResult",
+    "RelevanceResult",
+    "RoadResult",
     "SensitivityResult",
     "SumToScore",
     "average_drop",
     "contrastivity",
     "deletion",
+    "efficient_mprt",
+    "energy_pointing_game",
     "fidelity",
     "increase_in_confidence",
     "insertion",
     "kendall_tau",
     "localization",
+    "map_similarity",
     "max_sensitivity",
+    "mprt",
+    "noisy_linear_imputation",
     "one_pixel_sensitivity",
     "pointing_game",
+    "random_logit",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "road",
     "sum_to_score",
     "target_probabilities",
 ]

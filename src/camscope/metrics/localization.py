@@ -16,7 +16,16 @@ from scipy import ndimage
 from camscope.errors import InputError
 from camscope.metrics._shapes import one_map_per_sample
 
-__all__ = ["LocalizationResult", "PointingResult", "localization", "pointing_game"]
+__all__ = [
+    "LocalizationResult",
+    "PointingResult",
+    "RelevanceResult",
+    "energy_pointing_game",
+    "localization",
+    "pointing_game",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+]
 
 
 @dataclass(frozen=True)
@@ -186,3 +195,72 @@ def pointing_game(saliency: Any, boxes: torch.Tensor, *, tolerance: float = 0.0)
         distance = ndimage.distance_transform_edt(~truth[b])[point]
         hits.append(bool(distance <= tolerance))
     return PointingResult(hit=torch.tensor(hits), points=torch.tensor(np.array(points)))
+
+
+@dataclass(frozen=True)
+class RelevanceResult:
+    """Per-sample values ``(B,)`` in [0, 1] (NaN for an empty ground truth); higher is better."""
+
+    values: torch.Tensor
+
+    def summary(self) -> dict[str, float]:
+        finite = self.values[torch.isfinite(self.values)]
+        return {"mean": float(finite.double().mean()) if len(finite) else float("nan")}
+
+
+def _flat(saliency: Any, truth: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    values = _as_numpy_maps(saliency, truth)
+    masks = _truth_masks(truth, values.shape)
+    return values.reshape(len(values), -1), masks.reshape(len(masks), -1)
+
+
+def relevance_mass_accuracy(saliency: Any, masks: torch.Tensor) -> RelevanceResult:
+    """Relevance mass accuracy (Arras et al. 2022): the share of the map's total inside the ground
+    truth, ``Σ_{s ∈ mask} R_s / Σ_s R_s``, on the map as given (pass ``relu(maps)`` to count
+    positive evidence only, as the paper does).
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        masks: boolean ``(B, *S)`` ground truth, or boxes ``(B, 2·n)``.
+    """
+    values, inside = _flat(saliency, masks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (values * inside).sum(1) / values.sum(1)
+    share[inside.sum(1) == 0] = np.nan
+    return RelevanceResult(torch.from_numpy(share))
+
+
+def relevance_rank_accuracy(saliency: Any, masks: torch.Tensor) -> RelevanceResult:
+    """Relevance rank accuracy (Arras et al. 2022): with ``K`` the ground truth's size, the share
+    of the ``K`` highest-ranked positions that fall inside it.
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        masks: boolean ``(B, *S)`` ground truth, or boxes ``(B, 2·n)``.
+    """
+    values, inside = _flat(saliency, masks)
+    order = np.argsort(-values, axis=1, kind="stable")
+    ranked = np.take_along_axis(inside, order, axis=1)
+    size = inside.sum(1)
+    top = np.arange(values.shape[1])[None, :] < size[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = (ranked & top).sum(1) / size
+    accuracy = accuracy.astype(np.float64)
+    accuracy[size == 0] = np.nan
+    return RelevanceResult(torch.from_numpy(accuracy))
+
+
+def energy_pointing_game(saliency: Any, boxes: torch.Tensor) -> RelevanceResult:
+    """Energy-based pointing game (Wang et al. 2020, Score-CAM): the share of the positive
+    evidence that falls inside the ground truth, ``Σ_{box} max(L, 0) / Σ max(L, 0)``.
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        boxes: ``(B, 2·n)`` half-open boxes, or boolean masks ``(B, *S)``.
+    """
+    values, inside = _flat(saliency, boxes)
+    positive = np.maximum(values, 0.0)
+    total = positive.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, (positive * inside).sum(1) / total, 0.0)
+    return RelevanceResult(torch.from_numpy(share))

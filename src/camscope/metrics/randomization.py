@@ -1,0 +1,295 @@
+"""Does the map depend on the model at all? Randomisation tests (sanity checks), 2D and 3D.
+
+* :func:`mprt`: the model parameter randomisation test (Adebayo et al. 2018): layers re-drawn
+  from their initialiser from the top down, cumulatively (``"cascading"``) or one at a time
+  (``"independent"``), and the similarity of each map to the original one per step. A method
+  whose maps stay similar does not explain the model.
+* :func:`efficient_mprt`: eMPRT (Hedström et al. 2023): the rise in the maps' complexity
+  (histogram entropy) from the trained to the fully randomised model.
+* :func:`random_logit`: the random logit test (Sixt et al. 2020): similarity between the map of
+  the target class and that of another class drawn at random.
+
+The user's model is never changed: randomisation works on a copy (``copy.deepcopy``), re-drawn
+with ``reset_parameters()`` (the layer's own initialiser) under a seed, so results are the same
+for the same seed. Targets stay the original model's (its predicted class by default).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from camscope.engine import ModelState, call_model, trace_modules
+from camscope.errors import InputError, MethodError
+from camscope.explain import explain
+from camscope.methods import get_method
+from camscope.metrics._stats import mean_std
+
+__all__ = [
+    "MPRTResult",
+    "efficient_mprt",
+    "map_similarity",
+    "mprt",
+    "random_logit",
+    "randomizable_layers",
+]
+
+Similarity = Literal["spearman", "abs_spearman", "pearson", "ssim"]
+
+
+def map_similarity(first: torch.Tensor, second: torch.Tensor, kind: Similarity) -> torch.Tensor:
+    """Per-sample similarity ``(B,)`` of two batches of maps ``(B, ...)``.
+
+    ``spearman``: rank correlation (ties share their mean rank, as SciPy's ``spearmanr``);
+    ``abs_spearman``: of the absolute values (Adebayo et al.'s second variant); ``pearson``;
+    ``ssim``: scikit-image's structural similarity over the map's own axes (2D or 3D), on both
+    maps scaled together to [0, 1].
+    """
+    a = first.detach().double().cpu().flatten(1).numpy()
+    b = second.detach().double().cpu().flatten(1).numpy()
+    if kind == "abs_spearman":
+        a, b = np.abs(a), np.abs(b)
+    if kind in ("spearman", "abs_spearman"):
+        a, b = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    if kind in ("spearman", "abs_spearman", "pearson"):
+        a = a - a.mean(1, keepdims=True)
+        b = b - b.mean(1, keepdims=True)
+        norm = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(norm > 0, (a * b).sum(1) / norm, 0.0)
+        return torch.from_numpy(values)
+    if kind == "ssim":
+        from skimage.metrics import structural_similarity
+
+        shape = first.shape[1:]
+        out = []
+        for x, y in zip(a, b, strict=True):
+            low, high = min(x.min(), y.min()), max(x.max(), y.max())
+            span = high - low if high > low else 1.0
+            x, y = ((x - low) / span).reshape(shape), ((y - low) / span).reshape(shape)
+            window = min(7, *(s if s % 2 else s - 1 for s in shape))
+            out.append(structural_similarity(x, y, data_range=1.0, win_size=max(window, 3)))
+        return torch.tensor(out, dtype=torch.float64)
+    raise InputError(f"similarity {kind!r} unknown; use spearman, abs_spearman, pearson or ssim")
+
+
+def randomizable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
+    """The modules that own parameters, from the output down (the order they finish, reversed)."""
+    owned = {
+        name
+        for name, module in model.named_modules()
+        if name and any(True for _ in module.parameters(recurse=False))
+    }
+    traced = [trace.name for trace in trace_modules(model, inputs[:1]) if trace.name in owned]
+    return traced[::-1]
+
+
+def _redraw(module: nn.Module, seed: int) -> None:
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            return
+        for parameter in module.parameters(recurse=False):
+            spread = float(parameter.std()) if parameter.numel() > 1 else 1.0
+            parameter.normal_(0.0, spread or 1.0)
+
+
+@dataclass(frozen=True)
+class MPRTResult:
+    """Similarity of each sample's map after each randomisation step to its original map.
+
+    Attributes:
+        layers: the randomised layers, top (output) first.
+        similarity: ``(B, L)``, column ``l`` after step ``l`` (cascading: layers ``0..l``
+            randomised; independent: layer ``l`` only).
+        original: the original maps (as compared).
+        maps: the maps after each step, ``(L, B, ...)``, when ``keep_maps`` was set.
+    """
+
+    layers: list[str]
+    similarity: torch.Tensor
+    original: torch.Tensor
+    maps: torch.Tensor | None = None
+
+    def summary(self) -> dict[str, float]:
+        """Mean similarity after the last step and averaged over all steps (lower: the map
+        depends on the model)."""
+        last, last_std = mean_std(self.similarity[:, -1])
+        average, average_std = mean_std(self.similarity.mean(1))
+        return {"last": last, "last_std": last_std, "average": average, "average_std": average_std}
+
+
+Explainer = Callable[[nn.Module], torch.Tensor]
+
+
+def _explainer(
+    inputs: torch.Tensor,
+    method: str,
+    targets: Any,
+    layer: str | None,
+    options: dict[str, Any],
+) -> Explainer:
+    """``model → maps (B, ...)`` for the chosen method, one map per sample, channels reduced."""
+    info = get_method(method)
+
+    def run(model: nn.Module) -> torch.Tensor:
+        e = explain(
+            model,
+            inputs,
+            method=info.name,
+            layer=layer if info.needs_layer else None,
+            targets=targets,
+            progress=False,
+            **options,
+        )
+        maps = e.reduce_channels().maps
+        if maps.shape[1] != 1:
+            raise MethodError("randomisation tests explain one target per sample")
+        return maps[:, 0].detach()
+
+    return run
+
+
+def _fixed_targets(model: nn.Module, inputs: torch.Tensor, targets: Any) -> torch.Tensor:
+    if targets is not None:
+        tensor = torch.as_tensor(targets)
+        return tensor.expand(len(inputs)) if tensor.ndim == 0 else tensor.reshape(len(inputs))
+    with ModelState(model), torch.no_grad():
+        return call_model(model, inputs).argmax(1)
+
+
+def mprt(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    targets: Any = None,
+    layer: str | None = None,
+    order: Literal["cascading", "independent"] = "cascading",
+    similarity: Similarity = "spearman",
+    seed: int = 0,
+    layers: list[str] | None = None,
+    keep_maps: bool = False,
+    **method_options: Any,
+) -> MPRTResult:
+    """Model parameter randomisation test (Adebayo et al. 2018).
+
+    Args:
+        model: the network (never modified: a copy is randomised).
+        inputs: ``(B, C, *S)``.
+        method: a camscope method; its maps are compared after channel reduction.
+        targets: classes ``(B,)`` or an int; default the original model's predictions (kept for
+            every step).
+        layer: for layer methods, where the maps are taken (the same name in every step).
+        order: ``"cascading"`` (top down, cumulative) or ``"independent"`` (one layer at a time).
+        similarity: see :func:`map_similarity`.
+        seed: seed of the re-drawn parameters (step ``l`` uses ``seed + l``).
+        layers: the layers to randomise, top first; default :func:`randomizable_layers`.
+        keep_maps: keep every step's maps (for pictures, the Adebayo figure).
+        **method_options: passed to the method.
+
+    Returns:
+        :class:`MPRTResult`: layers and per-sample similarity ``(B, L)``.
+    """
+    if order not in ("cascading", "independent"):
+        raise InputError(f"order must be 'cascading' or 'independent', not {order!r}")
+    classes = _fixed_targets(model, inputs, targets)
+    explain = _explainer(inputs, method, classes, layer, method_options)
+    original = explain(model)
+    names = layers if layers is not None else randomizable_layers(model, inputs)
+    if not names:
+        raise InputError("the model has no layer with parameters to randomise")
+    randomized = copy.deepcopy(model)
+    state = copy.deepcopy(randomized.state_dict())
+    modules = dict(randomized.named_modules())
+    columns, kept = [], []
+    for step, name in enumerate(names):
+        if name not in modules:
+            raise InputError(f"no layer named {name!r} in the model")
+        if order == "independent":
+            randomized.load_state_dict(state)
+        _redraw(modules[name], seed + step)
+        maps = explain(randomized)
+        columns.append(map_similarity(original, maps, similarity))
+        if keep_maps:
+            kept.append(maps)
+    return MPRTResult(
+        layers=list(names),
+        similarity=torch.stack(columns, dim=1),
+        original=original,
+        maps=torch.stack(kept) if keep_maps else None,
+    )
+
+
+def _entropy(maps: torch.Tensor, bins: int) -> torch.Tensor:
+    """Discrete entropy of each map's histogram of values (after min-max scaling), ``(B,)``."""
+    flat = maps.detach().double().cpu().flatten(1)
+    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    scaled = (flat - low) / torch.where(high > low, high - low, torch.ones_like(high))
+    index = (scaled * bins).long().clamp(max=bins - 1)
+    counts = torch.zeros(flat.shape[0], bins, dtype=torch.float64)
+    counts.scatter_add_(1, index, torch.ones_like(scaled))
+    p = counts / counts.sum(1, keepdim=True)
+    return -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
+
+
+def efficient_mprt(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    targets: Any = None,
+    layer: str | None = None,
+    bins: int = 100,
+    seed: int = 0,
+    **method_options: Any,
+) -> torch.Tensor:
+    """eMPRT (Hedström et al. 2023): entropy of the maps of the fully randomised model divided by
+    that of the trained model's, per sample ``(B,)``. Above 1: randomising the model made the
+    maps more disordered (the method is sensitive to the model); near 1: it is not.
+    """
+    classes = _fixed_targets(model, inputs, targets)
+    explain = _explainer(inputs, method, classes, layer, method_options)
+    before = _entropy(explain(model), bins)
+    randomized = copy.deepcopy(model)
+    modules = dict(randomized.named_modules())
+    for step, name in enumerate(randomizable_layers(model, inputs)):
+        _redraw(modules[name], seed + step)
+    after = _entropy(explain(randomized), bins)
+    return after / before.clamp_min(1e-12)
+
+
+def random_logit(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    targets: Any = None,
+    layer: str | None = None,
+    similarity: Similarity = "spearman",
+    seed: int = 0,
+    **method_options: Any,
+) -> torch.Tensor:
+    """Random logit test (Sixt et al. 2020): similarity ``(B,)`` between the map of each sample's
+    target class and that of another class drawn at random (seeded). High similarity: the map
+    does not tell classes apart."""
+    classes = _fixed_targets(model, inputs, targets)
+    with torch.no_grad():
+        count = int(explain(model, inputs[:1], method="saliency").outputs.shape[1])
+    if count < 2:
+        raise InputError("the random logit test needs a model with at least two classes")
+    generator = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, count, (len(inputs),), generator=generator)
+    others = (classes.cpu() + shift) % count
+    own = _explainer(inputs, method, classes, layer, method_options)(model)
+    other = _explainer(inputs, method, others, layer, method_options)(model)
+    return map_similarity(own, other, similarity)

@@ -1,0 +1,229 @@
+"""Trust metrics: noisy linear imputation and ROAD, relevance mass/rank, the energy pointing
+game, and the randomisation tests (MPRT, eMPRT, random logit); hand-derived references, 2D and
+3D, and agreement with Quantus."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from camscope import metrics
+from camscope.models import create_model
+
+RNG = np.random.default_rng(0)
+
+
+def test_imputation_by_hand_2d_and_3d():
+    x = torch.arange(9, dtype=torch.float64).view(1, 1, 3, 3) ** 2
+    mask = torch.zeros(1, 3, 3, dtype=torch.bool)
+    mask[0, 1, 1] = True
+    out = metrics.noisy_linear_imputation(x, mask, noise=0)
+    v = x[0, 0]
+    edges = v[0, 1] + v[1, 0] + v[1, 2] + v[2, 1]
+    corners = v[0, 0] + v[0, 2] + v[2, 0] + v[2, 2]
+    assert float(out[0, 0, 1, 1]) == pytest.approx(float(edges / 6 + corners / 12))
+    assert torch.equal(out[~mask[:, None].expand_as(out)], x[~mask[:, None].expand_as(x)])
+    cube = torch.rand(1, 2, 3, 3, 3, dtype=torch.float64)
+    hole = torch.zeros(1, 3, 3, 3, dtype=torch.bool)
+    hole[0, 1, 1, 1] = True
+    filled = metrics.noisy_linear_imputation(cube, hole, noise=0)
+    weights = torch.zeros(3, 3, 3, dtype=torch.float64)
+    for offset in np.ndindex(3, 3, 3):
+        distance = sum((o - 1) ** 2 for o in offset)
+        if distance:
+            weights[offset] = {1: 3 / 44, 2: 3 / 88, 3: 1 / 44}[distance]
+    assert float(weights.sum()) == pytest.approx(1.0)
+    expected = (cube[0] * weights).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(filled[0, :, 1, 1, 1], expected)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_imputation_is_exact_on_linear_fields_and_seeded(spatial_dims):
+    size = (12,) * spatial_dims
+    grids = torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in size], indexing="ij")
+    field = sum((0.3 * (axis + 1) - 0.5) * grid for axis, grid in enumerate(grids))
+    x = torch.stack([field, 2 * field + 1])[None]
+    mask = torch.zeros(1, *size, dtype=torch.bool)
+    mask[(0, *[slice(3, 9)] * spatial_dims)] = True
+    torch.testing.assert_close(metrics.noisy_linear_imputation(x, mask, noise=0), x)
+    a = metrics.noisy_linear_imputation(x, mask, noise=0.1, seed=3)
+    b = metrics.noisy_linear_imputation(x, mask, noise=0.1, seed=3)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(a[:, :, ~mask[0]], x[:, :, ~mask[0]])  # known values untouched
+
+
+def test_imputation_equals_quantus_with_no_noise():
+    from quantus.functions.perturb_func import noisy_linear_imputation as theirs
+
+    x = RNG.standard_normal((3, 2, 15, 17))
+    mask = RNG.random((3, 15, 17)) < 0.4
+    ours = metrics.noisy_linear_imputation(torch.from_numpy(x), torch.from_numpy(mask), noise=0)
+    for b in range(3):
+        reference = theirs(x[b], np.flatnonzero(mask[b]), noise=0.0)
+        np.testing.assert_allclose(ours[b].numpy(), reference, rtol=1e-10, atol=1e-12)
+
+
+class _Region(nn.Module):
+    """Class 1's logit is the pattern energy ``Σ (x − ½)²`` inside a known region; class 0's a
+    constant of half the region's energy: removing the pattern flips the prediction."""
+
+    def __init__(self, region: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("region", region.double())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inside = ((x[:, 0] - 0.5) ** 2 * self.region).flatten(1).sum(1)
+        constant = torch.full_like(inside, float(self.region.sum()) / 2)
+        return torch.stack([constant, inside], dim=1)
+
+
+def _road_case(spatial_dims: int, batch: int, dtype: torch.dtype = torch.float64):
+    size = (10,) * spatial_dims
+    region = torch.zeros(size)
+    region[tuple(slice(2, 6) for _ in size)] = 1.0
+    grids = torch.meshgrid(*[torch.arange(s) for s in size], indexing="ij")
+    checker = (sum(grids) % 2 * 2 - 1).to(dtype)  # ±1: a pattern only the pixel itself holds
+    x = (0.5 + checker * region + 0.05 * torch.rand(batch, *size, dtype=dtype))[:, None]
+    model = _Region(region).to(dtype).eval()
+    faithful = region.expand(batch, *size) + 0.01 * torch.rand(batch, *size)
+    return model, x.to(dtype), torch.ones(batch, dtype=torch.long), faithful.to(dtype)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_road_ranks_a_faithful_map_above_a_random_one(spatial_dims):
+    model, x, targets, faithful = _road_case(spatial_dims, 4)
+    random = torch.rand(faithful.shape, dtype=torch.float64)
+    good = metrics.road(model, x, faithful, targets)
+    bad = metrics.road(model, x, random, targets)
+    assert (good.gap > bad.gap).all() and (good.morf_area < bad.morf_area).all()
+    assert good.morf_probability.shape == (4, 9)
+    assert set(good.summary()) >= {"morf_area", "lerf_area", "gap"}
+
+
+def test_road_accuracy_agrees_with_quantus_in_expectation():
+    import quantus
+
+    model, x, targets, maps = _road_case(2, 6, torch.float32)
+    percentages = [5, 10, 20, 40]
+    ours = metrics.road(model, x, maps, targets, percentages=percentages, noise=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = quantus.ROAD(
+            percentages=percentages,
+            noise=0.01,
+            display_progressbar=False,
+            disable_warnings=True,
+            normalise=False,
+            abs=False,
+        )(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=targets.numpy(),
+            a_batch=maps[:, None].numpy(),
+            device="cpu",
+        )
+    expected = np.array([theirs[p] for p in percentages])
+    assert expected.max() == 1.0 and expected.min() == 0.0  # the curve falls within the range
+    np.testing.assert_allclose(ours.morf_accuracy.mean(0).numpy(), expected, atol=0.2)
+
+
+def test_relevance_mass_and_rank_in_3d_by_formula():
+    a = torch.rand(3, 5, 6, 7, dtype=torch.float64)
+    s = torch.rand(3, 5, 6, 7) < 0.3
+    mass = metrics.relevance_mass_accuracy(a, s).values
+    torch.testing.assert_close(mass, (a * s).flatten(1).sum(1) / a.flatten(1).sum(1))
+    rank = metrics.relevance_rank_accuracy(a, s).values
+    for b in range(3):
+        k = int(s[b].sum())
+        top = a[b].flatten().argsort(descending=True)[:k]
+        assert float(rank[b]) == pytest.approx(float(s[b].flatten()[top].double().mean()))
+
+
+def test_relevance_mass_rank_and_energy_by_hand():
+    saliency = torch.tensor([[[4.0, 1.0], [2.0, -1.0]]])
+    mask = torch.tensor([[[True, False], [False, False]]])
+    assert float(metrics.relevance_mass_accuracy(saliency, mask).values[0]) == pytest.approx(4 / 6)
+    assert float(metrics.relevance_rank_accuracy(saliency, mask).values[0]) == 1.0
+    assert float(metrics.relevance_rank_accuracy(-saliency, mask).values[0]) == 0.0
+    box = torch.tensor([[0, 0, 1, 2]])  # the first row
+    energy = metrics.energy_pointing_game(saliency, box).values[0]
+    assert float(energy) == pytest.approx(5 / 7)
+    empty = metrics.relevance_mass_accuracy(saliency, torch.zeros_like(mask)).values[0]
+    assert torch.isnan(empty)
+
+
+def test_relevance_mass_and_rank_equal_quantus():
+    import quantus
+
+    size = (8, 8)
+    a = RNG.random((4, 1, *size))
+    s = RNG.random((4, 1, *size)) < 0.3
+    model = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(size)), 3))
+    x = RNG.standard_normal((4, 1, *size)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    for theirs, ours in (
+        (quantus.RelevanceMassAccuracy, metrics.relevance_mass_accuracy),
+        (quantus.RelevanceRankAccuracy, metrics.relevance_rank_accuracy),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = theirs(
+                disable_warnings=True, normalise=False, abs=False, display_progressbar=False
+            )(model=model, x_batch=x, y_batch=y, a_batch=a, s_batch=s.astype(float), device="cpu")
+        mine = ours(torch.from_numpy(a[:, 0]), torch.from_numpy(s[:, 0])).values.numpy()
+        np.testing.assert_allclose(mine, np.array(reference), rtol=1e-12)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_mprt_leaves_the_model_alone_and_separates_methods(spatial_dims):
+    torch.manual_seed(0)
+    name = "tiny2d" if spatial_dims == 2 else "tiny3d"
+    model = create_model(name, num_classes=3, input_size=16).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 1, *[16] * spatial_dims)
+    gradient = metrics.mprt(model, x, method="saliency")
+    guided = metrics.mprt(model, x, method="guided_backprop")
+    again = metrics.mprt(model, x, method="saliency")
+    assert gradient.layers == ["fc", "conv2", "conv1"] and gradient.similarity.shape == (4, 3)
+    assert torch.equal(gradient.similarity, again.similarity)  # seeded
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # Adebayo et al.: guided backpropagation keeps much of its map as layers are randomised
+    assert float(guided.similarity.mean()) > float(gradient.similarity.mean()) + 0.2
+    independent = metrics.mprt(model, x, method="saliency", order="independent")
+    assert independent.similarity.shape == (4, 3)
+    assert independent.summary().keys() >= {"last", "average"}
+
+
+def test_mprt_on_a_linear_model_by_hand():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    result = metrics.mprt(model, x, method="saliency", targets=0, similarity="pearson")
+    # the saliency of a linear model is its weight row: after re-drawing the weights the map is
+    # the new row, whatever the input
+    redrawn = nn.Linear(16, 2).double()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        redrawn.reset_parameters()
+    original = model[1].weight[0].detach().abs()
+    new = redrawn.weight[0].detach().abs()
+    expected = float(np.corrcoef(original.numpy(), new.numpy())[0, 1])
+    torch.testing.assert_close(
+        result.similarity[:, 0], torch.full((3,), expected, dtype=torch.float64)
+    )
+
+
+def test_random_logit_and_efficient_mprt():
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=4, input_size=16).eval()
+    x = torch.randn(3, 1, 16, 16)
+    similar = metrics.random_logit(model, x, method="grad_cam")
+    assert similar.shape == (3,) and torch.all(similar.abs() <= 1)
+    ratio = metrics.efficient_mprt(model, x, method="saliency")
+    assert ratio.shape == (3,) and torch.all(ratio > 0)
+    with pytest.raises(ValueError, match="similarity 'cosine' unknown"):
+        metrics.map_similarity(x[:, 0], x[:, 0], "cosine")  # type: ignore[arg-type]
