@@ -227,3 +227,102 @@ def test_random_logit_and_efficient_mprt():
     assert ratio.shape == (3,) and torch.all(ratio > 0)
     with pytest.raises(ValueError, match="similarity 'cosine' unknown"):
         metrics.map_similarity(x[:, 0], x[:, 0], "cosine")  # type: ignore[arg-type]
+
+
+def _linear(spatial_dims: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    size = (6,) * spatial_dims
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 6**spatial_dims, 3)).double().eval()
+    return model, torch.randn(3, 2, *size, dtype=torch.float64), torch.tensor([0, 2, 1])
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_correlation_metrics_are_perfect_for_exact_maps_of_a_linear_model(spatial_dims):
+    import camscope
+
+    model, x, y = _linear(spatial_dims)
+    # gradient × input summed over channels is exactly each position's share of the logit
+    gradients = camscope.explain(model, x, method="saliency", targets=y).maps[:, 0]
+    exact = (gradients * x).sum(1)
+    correlation = metrics.faithfulness_correlation(model, x, exact, y, runs=30)
+    torch.testing.assert_close(correlation, torch.ones(3, dtype=torch.float64))
+    wrong = metrics.faithfulness_correlation(model, x, -exact, y, runs=30)
+    torch.testing.assert_close(wrong, -torch.ones(3, dtype=torch.float64))
+    # infidelity: Σ I ⊙ grad predicts f(x) − f(x − I) exactly when channels share the gradient
+    single = x[:, :1]
+    one = nn.Sequential(nn.Flatten(), nn.Linear(6**spatial_dims, 3)).double().eval()
+    gradient = camscope.explain(one, single, method="saliency", targets=y).maps[:, 0, 0]
+    assert float(metrics.infidelity(one, single, gradient, y).max()) < 1e-20
+    assert float(metrics.infidelity(one, single, -gradient, y).min()) > 1e-3
+
+
+def test_infidelity_equals_captum():
+    from captum.metrics import infidelity as captum_infidelity
+
+    torch.manual_seed(0)
+    model = (
+        nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 36, 4))
+        .double()
+        .eval()
+    )
+    x = torch.randn(3, 1, 6, 6, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1])
+    maps = torch.randn(3, 6, 6, dtype=torch.float64)
+    ours = metrics.infidelity(model, x, maps, y, samples=10, noise_std=0.1, seed=0)
+    noise = (
+        torch.randn(
+            (3, 10, 1, 6, 6), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        )
+        * 0.1
+    )
+
+    def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = noise.flatten(0, 1)
+        return flat, inputs - flat
+
+    theirs = captum_infidelity(model, perturb, x, maps[:, None], target=y, n_perturb_samples=10)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_faithfulness_correlation_agrees_with_quantus_on_a_linear_model():
+    import quantus
+
+    import camscope
+
+    model, x, y = _linear(2)
+    x = x[:, :1].contiguous()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3)).double().eval()
+    exact = camscope.explain(model, x, method="saliency", targets=y).maps[:, 0, 0] * x[:, 0]
+    ours = metrics.faithfulness_correlation(model, x, exact, y, subset_size=8, runs=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = quantus.FaithfulnessCorrelation(
+            nr_runs=20,
+            subset_size=8,
+            perturb_baseline=0.0,
+            display_progressbar=False,
+            disable_warnings=True,
+            normalise=False,
+            abs=False,
+            return_aggregate=False,
+        )(
+            model=model.float(),
+            x_batch=x.float().numpy(),
+            y_batch=y.numpy(),
+            a_batch=exact[:, None].float().numpy(),
+            device="cpu",
+            softmax=False,
+        )
+    np.testing.assert_allclose(ours.numpy(), np.array(theirs), atol=1e-5)
+
+
+def test_occlusion_agreement_is_one_for_the_occlusion_map_itself():
+    import camscope
+
+    model = create_model("tiny2d", num_classes=3, input_size=16).double().eval()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    occluded = camscope.explain(model, x, method="occlusion", targets=y, window=4)
+    same = metrics.occlusion_agreement(model, x, occluded, window=4)
+    torch.testing.assert_close(same, torch.ones(2, dtype=torch.float64))
+    other = metrics.occlusion_agreement(model, x, torch.rand(2, 16, 16), y, window=4)
+    assert torch.all(other < 0.9)

@@ -5,6 +5,7 @@
 * faithfulness: :func:`average_drop` / :func:`increase_in_confidence` (absolute or relative
   masking), :func:`deletion`, :func:`insertion`, :func:`fidelity`
 * localisation: :func:`localization` (IoU, hit), :func:`pointing_game`
+* correlation: :func:`faithfulness_correlation`, :func:`infidelity`, :func:`occlusion_agreement`
 * ROAD: :func:`road` (MoRF/LeRF under :func:`noisy_linear_imputation`)
 * localisation with masks: :func:`relevance_mass_accuracy`, :func:`relevance_rank_accuracy`,
   :func:`energy_pointing_game`
@@ -15,6 +16,11 @@
 
 from __future__ import annotations
 
+from camscope.metrics.correlation import (
+    faithfulness_correlation,
+    infidelity,
+    occlusion_agreement,
+)
 from camscope.metrics.faithfulness import (
     ConfidenceResult,
     CurveResult,
@@ -70,8 +76,10 @@ __all__ = [
     "deletion",
     "efficient_mprt",
     "energy_pointing_game",
+    "faithfulness_correlation",
     "fidelity",
     "increase_in_confidence",
+    "infidelity",
     "insertion",
     "kendall_tau",
     "localization",
@@ -79,6 +87,7 @@ __all__ = [
     "max_sensitivity",
     "mprt",
     "noisy_linear_imputation",
+    "occlusion_agreement",
     "one_pixel_sensitivity",
     "pointing_game",
     "random_logit",
