@@ -26,6 +26,7 @@ from camscope.layers import LayerInfo, default_layer, probe_layers, resolve_laye
 from camscope.methods import get_method, list_methods
 from camscope.postprocess import normalize, relu, upsample
 from camscope.receptive import ReceptiveField, effective_receptive_field
+from camscope.smoothing import smooth
 
 try:
     __version__ = version("camscope")
@@ -55,5 +56,6 @@ __all__ = [
     "probe_layers",
     "relu",
     "resolve_layer",
+    "smooth",
     "upsample",
 ]

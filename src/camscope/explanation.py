@@ -79,7 +79,7 @@ class Explanation:
         if not self.per_channel:
             return self
         if kind is None:
-            kind = get_method(self.method).channel_reduction
+            kind = get_method(self.method.rpartition("(")[2].rstrip(")")).channel_reduction
         if kind == "max_abs":
             maps = self.maps.abs().amax(dim=2)
         elif kind == "sum":
@@ -123,7 +123,7 @@ class Explanation:
         """
         target = tuple(size) if size is not None else self.input_size
         if mode is None:
-            mode = get_method(self.method).upsampling
+            mode = get_method(self.method.rpartition("(")[2].rstrip(")")).upsampling
         if mode == "gaussian" and sigma is None:
             sigma = "erf"
         if isinstance(sigma, str):

@@ -326,3 +326,15 @@ def test_occlusion_agreement_is_one_for_the_occlusion_map_itself():
     torch.testing.assert_close(same, torch.ones(2, dtype=torch.float64))
     other = metrics.occlusion_agreement(model, x, torch.rand(2, 16, 16), y, window=4)
     assert torch.all(other < 0.9)
+
+
+def test_smooth_mprt_compares_smoothgrad_maps():
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(2, 1, 16, 16)
+    result = metrics.mprt(model, x, method="saliency", noise_samples=4, keep_maps=True)
+    import camscope
+
+    expected = camscope.smooth(model, x, method="saliency", noise_samples=4)
+    torch.testing.assert_close(result.original, expected.reduce_channels().maps[:, 0])
+    assert result.maps is not None and result.maps.shape == (3, 2, 16, 16)

@@ -4,6 +4,7 @@
   from their initialiser from the top down, cumulatively (``"cascading"``) or one at a time
   (``"independent"``), and the similarity of each map to the original one per step. A method
   whose maps stay similar does not explain the model.
+* Smooth MPRT (``mprt(..., noise_samples=n)``, Hedström et al. 2023): MPRT on SmoothGrad maps.
 * :func:`efficient_mprt`: eMPRT (Hedström et al. 2023): the rise in the maps' complexity
   (histogram entropy) from the trained to the fully randomised model.
 * :func:`random_logit`: the random logit test (Sixt et al. 2020): similarity between the map of
@@ -31,6 +32,7 @@ from camscope.errors import InputError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
 from camscope.metrics._stats import mean_std
+from camscope.smoothing import smooth
 
 __all__ = [
     "MPRTResult",
@@ -137,20 +139,34 @@ def _explainer(
     targets: Any,
     layer: str | None,
     options: dict[str, Any],
+    noise_samples: int = 0,
 ) -> Explainer:
-    """``model → maps (B, ...)`` for the chosen method, one map per sample, channels reduced."""
+    """``model → maps (B, ...)`` for the chosen method, one map per sample, channels reduced;
+    with ``noise_samples``, the SmoothGrad of the method (Smooth MPRT)."""
     info = get_method(method)
+    where: dict[str, Any] = {"layer": layer} if info.needs_layer else {}
 
     def run(model: nn.Module) -> torch.Tensor:
-        e = explain(
-            model,
-            inputs,
-            method=info.name,
-            layer=layer if info.needs_layer else None,
-            targets=targets,
-            progress=False,
-            **options,
-        )
+        if noise_samples:
+            e = smooth(
+                model,
+                inputs,
+                method=info.name,
+                targets=targets,
+                noise_samples=noise_samples,
+                **where,
+                **options,
+            )
+        else:
+            e = explain(
+                model,
+                inputs,
+                method=info.name,
+                targets=targets,
+                progress=False,
+                **where,
+                **options,
+            )
         maps = e.reduce_channels().maps
         if maps.shape[1] != 1:
             raise MethodError("randomisation tests explain one target per sample")
@@ -179,6 +195,7 @@ def mprt(
     seed: int = 0,
     layers: list[str] | None = None,
     keep_maps: bool = False,
+    noise_samples: int = 0,
     **method_options: Any,
 ) -> MPRTResult:
     """Model parameter randomisation test (Adebayo et al. 2018).
@@ -195,6 +212,8 @@ def mprt(
         seed: seed of the re-drawn parameters (step ``l`` uses ``seed + l``).
         layers: the layers to randomise, top first; default :func:`randomizable_layers`.
         keep_maps: keep every step's maps (for pictures, the Adebayo figure).
+        noise_samples: Smooth MPRT (Hedström et al. 2023): compare SmoothGrad maps of this many
+            noisy copies (denoised, so that noise in the maps does not hide the trend).
         **method_options: passed to the method.
 
     Returns:
@@ -203,7 +222,7 @@ def mprt(
     if order not in ("cascading", "independent"):
         raise InputError(f"order must be 'cascading' or 'independent', not {order!r}")
     classes = _fixed_targets(model, inputs, targets)
-    explain = _explainer(inputs, method, classes, layer, method_options)
+    explain = _explainer(inputs, method, classes, layer, method_options, noise_samples)
     original = explain(model)
     names = layers if layers is not None else randomizable_layers(model, inputs)
     if not names:

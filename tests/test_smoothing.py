@@ -1,0 +1,56 @@
+"""SmoothGrad and VarGrad around any method."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import camscope
+from camscope.models import create_model
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_linear_model_smoothgrad_is_its_gradient_and_vargrad_zero(spatial_dims):
+    size = (5,) * spatial_dims
+    model = nn.Sequential(nn.Flatten(), nn.Linear(5**spatial_dims, 3)).double()
+    x = torch.randn(2, 1, *size, dtype=torch.float64)
+    plain = camscope.explain(model, x, method="saliency", targets="all")
+    smoothed = camscope.smooth(model, x, method="saliency", targets="all", noise_samples=6)
+    torch.testing.assert_close(smoothed.maps, plain.maps)
+    assert smoothed.method == "smoothgrad(saliency)" and smoothed.per_channel
+    spread = camscope.smooth(model, x, method="saliency", kind="vargrad", noise_samples=6)
+    assert float(spread.maps.abs().max()) < 1e-20
+
+
+def test_mean_of_the_noisy_copies_by_hand_chunked_or_not_and_batch_independent():
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=3).double().eval()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    whole = camscope.smooth(model, x, method="grad_cam", targets=[0, 2], noise_samples=5)
+    chunked = camscope.smooth(
+        model, x, method="grad_cam", targets=[0, 2], noise_samples=5, budget=3 * 256
+    )
+    assert chunked.extras["chunks"] == 4
+    torch.testing.assert_close(whole.maps, chunked.maps)
+    alone = camscope.smooth(model, x[1:], method="grad_cam", targets=[2], noise_samples=5)
+    torch.testing.assert_close(whole.maps[1:], alone.maps)
+    noise = torch.randn(
+        (5, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    span = float(x[0].max() - x[0].min())
+    copies = x[0] + noise * 0.15 * span
+    by_hand = camscope.explain(model, copies, method="grad_cam", targets=0).maps.mean(0)
+    torch.testing.assert_close(whole.maps[0], by_hand)
+    vargrad = camscope.smooth(model, x, method="grad_cam", kind="vargrad", noise_samples=5)
+    assert float(vargrad.maps.min()) >= 0
+    assert vargrad.upsample().maps.shape == (2, 1, 16, 16)
+
+
+def test_bad_arguments():
+    model = create_model("tiny2d", num_classes=3)
+    x = torch.randn(1, 1, 16, 16)
+    with pytest.raises(camscope.InputError, match="noise_samples"):
+        camscope.smooth(model, x, method="saliency", noise_samples=0)
+    with pytest.raises(camscope.InputError, match="kind"):
+        camscope.smooth(model, x, method="saliency", kind="median")  # type: ignore[arg-type]
