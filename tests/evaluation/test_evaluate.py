@@ -372,3 +372,57 @@ def test_evaluate_folder_with_boxes_and_errors(tmp_path):
         ],
     )
     assert missing.exit_code == 2 and "no readable image or volume files" in missing.output
+
+
+def test_sanity_checks_separate_guided_backprop_from_gradients():
+    from camscope.evaluation.sanity import sanity_check, sanity_table
+
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    control = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(4, 1, 16, 16)
+    y = torch.tensor([0, 1, 2, 0])
+    results = sanity_check(
+        model,
+        x,
+        y,
+        ["saliency", "guided_backprop", "grad_cam"],
+        control=control,
+        road_percentages=(20, 60),
+    )
+    by_name = {r.method: r for r in results}
+    assert by_name["guided_backprop"].final_similarity > by_name["saliency"].final_similarity
+    assert by_name["saliency"].passes
+    row = by_name["grad_cam"].row()
+    assert row["layers"] == ["fc", "conv2", "conv1"] and len(row["mprt_curve"]) == 3
+    assert "data_randomization" in row
+    table = sanity_table(results)
+    assert "passes the sanity check on this model" in table and "saliency" in table
+
+
+def test_sanity_command_on_your_own_data(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    for index in range(3):
+        np.save(data / f"x{index}.npy", np.random.default_rng(index).random((16, 16)))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "sanity",
+            str(data),
+            "--model",
+            "tiny2d",
+            "--methods",
+            "saliency,grad-cam",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "passes the sanity check" in result.output
+    report = (tmp_path / "o" / "report.html").read_text()
+    assert "MPRT: similarity as layers are randomised" in report
+    missing = CliRunner().invoke(cli, ["evaluate", "sanity", "--out", str(tmp_path / "p")])
+    assert missing.exit_code == 2 and "--benchmark" in missing.output

@@ -12,6 +12,7 @@ from camscope.cli.evaluate import evaluate
 from camscope.cli.explain import explain_command, features
 from camscope.cli.inspect import erf, layers, methods
 from camscope.cli.reproduce import demo, reproduce
+from camscope.cli.sanity import sanity
 from camscope.cli.simulate import simulate
 
 __all__ = ["cli", "main"]
@@ -22,6 +23,8 @@ __all__ = ["cli", "main"]
 def cli() -> None:
     """Explain what convolutional networks look at, in 2D images and 3D volumes."""
 
+
+evaluate.add_command(sanity)
 
 for _command in (
     explain_command,

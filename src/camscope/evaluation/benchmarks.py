@@ -42,6 +42,8 @@ class Benchmark:
     extra: dict[str, Any] = field(default_factory=dict)
     layer: str | None = None
     batch_size: int = 16
+    #: The same architecture trained on permuted labels (data randomisation test), if built.
+    control: nn.Module | None = None
 
 
 def subtomograms(
@@ -87,9 +89,17 @@ def subtomograms(
 
 
 def shapes(
-    folder: Path, *, log: Log, quiet: bool, train_per_class: int, test_per_class: int, epochs: int
+    folder: Path,
+    *,
+    log: Log,
+    quiet: bool,
+    train_per_class: int,
+    test_per_class: int,
+    epochs: int,
+    control: bool = False,
 ) -> Benchmark:
-    """2D shapes with boxes; a tiny2d network trained (or reused) in ``folder/model``."""
+    """2D shapes with boxes; a tiny2d network trained (or reused) in ``folder/model``; with
+    ``control``, a second one trained on the same images with permuted labels (seeded)."""
     from camscope.models.training import train_small_2d
     from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
 
@@ -105,6 +115,19 @@ def shapes(
         data={"benchmark": "shapes2d", "version": 1},
         log=log,
     )
+    permuted_model = None
+    if control:
+        permuted = np.random.default_rng(0).permutation(labels)
+        permuted_model, _ = train_small_2d(
+            folder / "model" / "tiny2d-permuted-labels",
+            (images, permuted),
+            (test_images, test_labels),
+            classes=len(SHAPE_CLASSES),
+            epochs=epochs,
+            progress=not quiet,
+            data={"benchmark": "shapes2d", "version": 1, "labels": "permuted, seed 0"},
+            log=lambda text: log(f"permuted labels: {text}"),
+        )
     return Benchmark(
         model,
         torch.from_numpy(test_images),
@@ -112,6 +135,7 @@ def shapes(
         torch.from_numpy(boxes),
         title=f"{len(test_images)} shape images",
         extra={"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test_images)},
+        control=permuted_model,
     )
 
 

@@ -1,0 +1,136 @@
+"""``camscope evaluate sanity``: do the maps depend on the model? (MPRT, random logit, data
+randomisation, ROAD), on a built-in benchmark or your own model and data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from camscope.cli.common import friendly, load_any_model, model_options
+from camscope.cli.params import NAME_LIST
+from camscope.errors import CamscopeError
+
+__all__ = ["sanity"]
+
+ALL_METHODS = (
+    "grad-cam,grad-cam-pp,respond-cam,pixelwise-cam,score-cam,saliency,deconvnet,"
+    "guided-backprop,guided-grad-cam,integrated-gradients,gradient-shap,occlusion"
+)
+
+
+@click.command("sanity")
+@click.option(
+    "--benchmark",
+    type=click.Choice(["shapes", "chest", "faces", "subtomograms"]),
+    default=None,
+    help="A built-in benchmark (its model and test data); else give --model and DATA.",
+)
+@click.argument("data", required=False)
+@click.option("--model", "model_spec_text", default=None, help="With DATA: your model.")
+@click.option("--methods", type=NAME_LIST, default=ALL_METHODS, show_default=True)
+@click.option("--layer", default=None, help="For layer methods (default: the default layer).")
+@click.option("--count", type=int, default=8, show_default=True, help="Inputs checked.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="shapes: training.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@model_options
+@click.option("--out", "out_dir", required=True)
+@click.option("--force", is_flag=True, help="Overwrite results in --out.")
+@click.option("--quiet", is_flag=True)
+@friendly
+def sanity(
+    benchmark: str | None,
+    data: str | None,
+    model_spec_text: str | None,
+    methods: tuple[str, ...],
+    layer: str | None,
+    count: int,
+    epochs: int,
+    seed: int,
+    architecture: str | None,
+    arch_options: tuple[tuple[str, object], ...],
+    trust_pickle: bool,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Sanity checks for every method: the cascading model parameter randomisation test (the
+    Adebayo figure), the random logit test, the data randomisation test (shapes: a network
+    trained on permuted labels) and ROAD; a table, results.json and report.html, and one line
+    saying which methods pass on this model."""
+    import torch
+
+    from camscope.evaluation import benchmarks
+    from camscope.evaluation.sanity import sanity_check, sanity_figures, sanity_table
+    from camscope.io import prepare_output_dir, write_json
+    from camscope.render.report import write_report
+
+    folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
+    control = None
+    if benchmark is not None:
+        builders = {
+            "shapes": lambda: benchmarks.shapes(
+                folder,
+                log=click.echo,
+                quiet=quiet,
+                train_per_class=400,
+                test_per_class=25,
+                epochs=epochs,
+                control=True,
+            ),
+            "chest": lambda: benchmarks.chest(
+                folder, log=click.echo, quiet=quiet, train_count=800, test_count=120, epochs=8
+            ),
+            "faces": lambda: benchmarks.faces(
+                folder, log=click.echo, quiet=quiet, count=count, layer=layer
+            ),
+            "subtomograms": lambda: benchmarks.subtomograms(
+                folder,
+                log=click.echo,
+                quiet=quiet,
+                model_path=None,
+                snr=float("inf"),
+                per_class=1,
+                offset=100,
+            ),
+        }
+        built = builders[benchmark]()
+        model, inputs, labels = built.model, built.inputs, built.labels
+        control, layer, title = built.control, layer or built.layer, built.title
+    elif data is not None and model_spec_text is not None:
+        from camscope.runs import resolve_dataset
+        from camscope.runs.sources import FileSource
+
+        dataset = resolve_dataset([data])
+        model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+        source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
+        inputs = torch.stack([source.read(i).tensor() for i in range(len(source))])
+        with torch.no_grad():
+            predicted = model.eval()(inputs).argmax(1)
+        labels = torch.tensor(dataset.labels[:count]) if dataset.labels else predicted
+        title = f"{len(inputs)} inputs from {Path(dataset.source).name}"
+    else:
+        raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
+    inputs, labels = inputs[:count], labels[:count]
+    results = sanity_check(
+        model,
+        inputs,
+        labels,
+        [m.replace("-", "_") for m in methods],
+        layer=layer,
+        control=None if control is None else control.eval(),
+        seed=seed,
+    )
+    table = sanity_table(results)
+    click.echo(table)
+    rows = [result.row() for result in results]
+    write_json(folder / "results.json", {"title": title, "rows": rows})
+    write_report(
+        folder / "report.html",
+        [],
+        title=f"camscope evaluate sanity: {title}",
+        settings={"verdict": table.splitlines()[-1]},
+        metrics=[{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows],
+        figures=sanity_figures(results),
+    )
+    click.echo(f"wrote {folder}/results.json and report.html")

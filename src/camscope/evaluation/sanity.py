@@ -1,0 +1,197 @@
+"""Sanity checks of explanation methods on one model and data: does each method's map depend on
+the model (and on the labels it learned), and is it faithful under ROAD?
+
+For every method: the cascading model parameter randomisation test (the Adebayo figure: the
+similarity of the maps to the original ones as layers are re-drawn from the top), the random
+logit test, optionally the data randomisation test (the maps of a network trained on permuted
+labels), and ROAD's MoRF/LeRF gap. A method **passes** when, once every layer is randomised, its
+maps keep a mean absolute Spearman correlation with the original maps below
+:data:`PASS_THRESHOLD` (Adebayo et al. judged by eye; this makes the judgement a number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from camscope.metrics import map_similarity, mprt, random_logit, road
+
+__all__ = ["PASS_THRESHOLD", "SanityResult", "sanity_check", "sanity_figures", "sanity_table"]
+
+#: Largest mean |Spearman| to the original maps after full randomisation that still passes.
+PASS_THRESHOLD = 0.5
+
+
+@dataclass
+class SanityResult:
+    """One method's sanity checks (per-sample values, means in :meth:`row`)."""
+
+    method: str
+    layers: list[str]
+    similarity: torch.Tensor  # (B, L), cascading Spearman
+    random_logit: torch.Tensor  # (B,)
+    road_gap: torch.Tensor  # (B,)
+    data_randomization: torch.Tensor | None  # (B,)
+    original: torch.Tensor  # (B, ...)
+    steps: torch.Tensor  # (L, B, ...)
+
+    @property
+    def final_similarity(self) -> float:
+        """Mean |Spearman| to the original maps once every layer is randomised."""
+        return float(self.similarity[:, -1].abs().mean())
+
+    @property
+    def passes(self) -> bool:
+        return self.final_similarity < PASS_THRESHOLD
+
+    def row(self) -> dict[str, Any]:
+        """The table row: means over the samples."""
+        row: dict[str, Any] = {
+            "method": self.method,
+            "mprt_first": float(self.similarity[:, 0].mean()),
+            "mprt_last": float(self.similarity[:, -1].mean()),
+            "random_logit": float(self.random_logit.mean()),
+            "road_gap": float(self.road_gap.mean()),
+            "passes": self.passes,
+            "mprt_curve": [float(v) for v in self.similarity.mean(0)],
+            "layers": self.layers,
+        }
+        if self.data_randomization is not None:
+            row["data_randomization"] = float(self.data_randomization.mean())
+        return row
+
+
+def sanity_check(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    methods: Sequence[str],
+    *,
+    layer: str | None = None,
+    control: nn.Module | None = None,
+    seed: int = 0,
+    road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
+) -> list[SanityResult]:
+    """Run every sanity check for every method (see the module docstring).
+
+    Args:
+        model: the trained network (never modified).
+        inputs: ``(B, C, *S)``; targets: ``(B,)`` the classes explained.
+        methods: registry names.
+        layer: for layer methods (default: their default layer).
+        control: the same architecture trained on permuted labels (data randomisation test).
+    """
+    from camscope.explain import explain
+    from camscope.methods import get_method
+
+    results = []
+    for method in methods:
+        info = get_method(method)
+        where: dict[str, Any] = {"layer": layer} if info.needs_layer else {}
+        test = mprt(
+            model, inputs, method=info.name, targets=targets, seed=seed, keep_maps=True, **where
+        )
+        logit = random_logit(model, inputs, method=info.name, targets=targets, seed=seed, **where)
+        shown = explain(model, inputs, method=info.name, targets=targets, progress=False, **where)
+        shown = shown.reduce_channels() if shown.per_channel else shown.upsample()
+        gap = road(model, inputs, shown, targets, percentages=road_percentages, seed=seed).gap
+        data = None
+        if control is not None:
+            other = explain(
+                control, inputs, method=info.name, targets=targets, progress=False, **where
+            ).reduce_channels()
+            data = map_similarity(test.original, other.maps[:, 0], "spearman")
+        assert test.maps is not None
+        results.append(
+            SanityResult(
+                info.name, test.layers, test.similarity, logit, gap, data, test.original, test.maps
+            )
+        )
+    return results
+
+
+def sanity_table(results: Sequence[SanityResult]) -> str:
+    """The results as a text table, then one line naming the methods that pass and fail."""
+    from camscope.render.text import text_table
+
+    data = any(r.data_randomization is not None for r in results)
+    header = ["method", "MPRT top layer", "MPRT all layers", "random logit", "ROAD gap"]
+    header += ["data rand."] if data else []
+    header += ["sanity"]
+    cells = []
+    for result in results:
+        row = result.row()
+        line = [
+            result.method,
+            f"{row['mprt_first']:.2f}",
+            f"{row['mprt_last']:.2f}",
+            f"{row['random_logit']:.2f}",
+            f"{row['road_gap']:.3f}",
+        ]
+        if data:
+            line.append(f"{row.get('data_randomization', float('nan')):.2f}")
+        line.append("passes" if result.passes else "FAILS")
+        cells.append(line)
+    passing = [r.method for r in results if r.passes]
+    failing = [r.method for r in results if not r.passes]
+    verdict = (
+        f"passes the sanity check on this model: {', '.join(passing) or 'none'}; fails: "
+        f"{', '.join(failing) or 'none'} (|Spearman| to the original maps after randomising "
+        f"every layer < {PASS_THRESHOLD})"
+    )
+    return text_table(header, cells) + "\n" + verdict
+
+
+def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
+    """The Adebayo figure: similarity against randomised depth for every method, and the maps of
+    the first input at each step (rows: methods; columns: original, then each step)."""
+    import numpy as np
+
+    from camscope.render.overlays import show_map
+    from camscope.render.volumes import figure_png, subplots
+
+    figure, axis = subplots(figsize=(7.5, 3.8), constrained_layout=True)
+    for result in results:
+        curve = result.similarity.mean(0).numpy()
+        axis.plot(range(1, len(curve) + 1), curve, marker="o", label=result.method)
+    axis.axhline(PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
+    axis.axhline(-PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
+    names = results[0].layers if results else []
+    axis.set_xticks(range(1, len(names) + 1), [f"+{n}" for n in names], rotation=45, fontsize=7)
+    axis.set_ylabel("Spearman ρ to the original maps")
+    axis.set_xlabel("layers randomised, cumulatively from the top")
+    axis.legend(fontsize=7)
+    curves = figure_png(figure)
+    columns = 1 + max(len(r.layers) for r in results)
+    grid, axes = subplots(
+        len(results),
+        columns,
+        figsize=(1.6 * columns, 1.6 * len(results)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for row, result in enumerate(results):
+        maps = [result.original[0], *result.steps[:, 0]]
+        for column in range(columns):
+            panel = axes[row, column]
+            if column >= len(maps):
+                panel.axis("off")
+                continue
+            plane = maps[column].numpy()
+            if plane.ndim == 3:  # a volume: its middle slice
+                plane = plane[plane.shape[0] // 2]
+            show_map(panel, np.abs(plane), signed=False)
+            if row == 0:
+                panel.set_title(
+                    "original" if column == 0 else f"+{result.layers[column - 1]}", fontsize=7
+                )
+            if column == 0:
+                panel.set_ylabel(result.method, fontsize=7)
+    return [
+        ("MPRT: similarity as layers are randomised", curves),
+        ("maps of the first input as layers are randomised (|map|)", figure_png(grid)),
+    ]
