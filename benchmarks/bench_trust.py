@@ -1,0 +1,170 @@
+"""Side-by-side speed of camscope's trust metrics against Quantus's on the same arrays.
+
+Cases (random weights, eval mode; the same inputs, maps and settings for both):
+
+* ``mprt``: cascading model parameter randomisation on torchvision's ResNet-18 (one input
+  channel: Quantus's ROAD fails on three) at 224², a batch of 8, saliency maps, Spearman similarity: Quantus's ``MPRT`` (its explain function from
+  Captum's ``Saliency``) against ``camscope.metrics.mprt``.
+* ``road``: ROAD with noisy linear imputation on the same network and batch, MoRF at 10
+  percentages, Grad-CAM-like maps given: Quantus's ``ROAD`` against ``camscope.metrics.road``
+  (which also computes LeRF unless told not to; here ``order="morf"`` for like with like).
+* ``mprt_3d`` / ``road_3d``: camscope alone on CNN-2 at 40³ (Quantus takes no volumes).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_trust.py           # full (~10 min on 2 cores)
+    .venv/bin/python benchmarks/bench_trust.py --quick   # tiny sizes (~30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import camscope
+from camscope.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import time_round_robin
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _resnet(size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    # One input channel: Quantus's ROAD indexes a 3-channel input's pixels out of range (it
+    # broadcasts the map over the channels, then imputes flat indices of the whole array).
+    model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    model.eval()
+    x = torch.randn(8, 1, size, size)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def _quantus_saliency(model, inputs, targets, **kwargs):
+    from captum.attr import Saliency
+
+    x = torch.as_tensor(inputs).requires_grad_(True)
+    maps = Saliency(model).attribute(x, target=torch.as_tensor(targets), abs=True)
+    return maps.detach().abs().amax(1, keepdim=True).numpy()
+
+
+def bench(quick: bool) -> dict[str, dict[str, object]]:
+    import quantus
+
+    size = 64 if quick else 224
+    percentages = [10, 50] if quick else list(range(5, 100, 10))
+    model, x, y = _resnet(size)
+    results: dict[str, dict[str, object]] = {}
+
+    def quantus_mprt() -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantus.MPRT(
+                layer_order="top_down",
+                display_progressbar=False,
+                disable_warnings=True,
+                return_last_correlation=False,
+                return_average_correlation=False,
+                similarity_func=quantus.similarity_func.correlation_spearman,
+                normalise=False,
+                abs=False,
+            )(
+                model=model,
+                x_batch=x.numpy(),
+                y_batch=y.numpy(),
+                a_batch=None,
+                explain_func=_quantus_saliency,
+                device="cpu",
+                batch_size=8,
+            )
+
+    def ours_mprt() -> object:
+        return camscope.metrics.mprt(model, x, method="saliency", targets=y)
+
+    maps = camscope.explain(model, x, method="grad_cam", targets=y).upsample().maps[:, 0]
+
+    def quantus_road() -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantus.ROAD(
+                percentages=percentages,
+                noise=0.01,
+                display_progressbar=False,
+                disable_warnings=True,
+                normalise=False,
+                abs=False,
+            )(
+                model=model,
+                x_batch=x.numpy(),
+                y_batch=y.numpy(),
+                a_batch=maps[:, None].detach().numpy(),
+                device="cpu",
+                batch_size=8,
+            )
+
+    def ours_road() -> object:
+        return camscope.metrics.road(
+            model, x, maps, y, percentages=percentages, order="morf", batch_size=8
+        )
+
+    for case, runners in {
+        "mprt": {"quantus": quantus_mprt, "camscope": ours_mprt},
+        "road": {"quantus": quantus_road, "camscope": ours_road},
+    }.items():
+        times = time_round_robin(runners, 1, warmup=False)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        results[case] = {
+            "setting": f"ResNet-18, {size}², batch 8"
+            + (f", {len(percentages)} percentages" if case == "road" else ""),
+            "seconds": medians,
+            "speedup": medians["quantus"] / medians["camscope"],
+        }
+        print(f"{case}: {medians}  speed-up ×{results[case]['speedup']:.2f}", flush=True)
+    volume = 16 if quick else 40
+    net = create_model("cnn2", input_size=volume).eval()
+    v = torch.randn(8, 1, volume, volume, volume)
+    target = torch.zeros(8, dtype=torch.long)
+    cam = camscope.explain(net, v, method="respond_cam", targets=target).upsample().maps[:, 0]
+    runners3d = {
+        "mprt_3d": lambda: camscope.metrics.mprt(net, v, method="respond_cam", targets=target),
+        "road_3d": lambda: camscope.metrics.road(net, v, cam, target, percentages=percentages),
+    }
+    for case, run in runners3d.items():
+        seconds = statistics.median(time_round_robin({case: run}, 1, warmup=False)[case])
+        results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": {"camscope": seconds}}
+        print(f"{case}: camscope {seconds:.2f} s (Quantus: 2D only)", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    arguments = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    results = bench(arguments.quick)
+    payload = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "cases": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    name = "trust_quick.json" if arguments.quick else "trust.json"
+    (RESULTS / name).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
