@@ -359,13 +359,52 @@ def test_model_failure_is_wrapped_with_cause():
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
+def test_dense_outputs_take_class_targets_summed_over_their_predicted_region():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 2, 1)).double()
+    x = _input(2)
+    e = camscope.explain(net, x, method="grad_cam", layer="0")  # default: every class
+    with torch.no_grad():
+        out = net(x)
+    predicted = out.argmax(1)
+    by_hand = torch.stack([(out[:, c] * (predicted == c)).flatten(1).sum(1) for c in (0, 1)], 1)
+    torch.testing.assert_close(e.scores, by_hand)
+    assert e.targets.tolist() == [[0, 1]] * 3
+    one = camscope.explain(net, x, method="saliency", targets=1)
+    torch.testing.assert_close(one.scores[:, 0], by_hand[:, 1])
+    with pytest.raises(TargetError, match="one per\n?.*position|per position"):
+        camscope.explain(net, x, method="grad_cam", layer="0", targets="predicted")
+    region = torch.zeros(16, 16, dtype=torch.bool)
+    region[4:9, 2:7] = True
+    mine = camscope.explain(
+        net, x, method="grad_cam", layer="0", targets=camscope.targets.region_target(1, region)
+    )
+    torch.testing.assert_close(mine.scores[:, 0], (out[:, 1] * region).flatten(1).sum(1))
+    voxel = camscope.explain(
+        net, x, method="saliency", targets=camscope.targets.voxel_target(0, (3, 5))
+    )
+    torch.testing.assert_close(voxel.scores[:, 0], out[:, 0, 3, 5])
+
+
+class _DictOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
 def test_class_targets_need_logits():
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1)).double()
+    net = _DictOutput().double()
     with pytest.raises(TargetError, match="callable target"):
-        camscope.explain(net, _input(2), method="grad_cam", layer="0")
+        camscope.explain(net, _input(2), method="grad_cam", layer="conv")
     # a segmentation-style callable target works
     e = camscope.explain(
-        net, _input(2), method="grad_cam", layer="0", targets=lambda out: out[:, 1].mean((1, 2))
+        net,
+        _input(2),
+        method="grad_cam",
+        layer="conv",
+        targets=lambda out: out["out"][:, 1].mean((1, 2)),
     )
     assert e.maps.shape == (3, 1, 16, 16)
 
@@ -379,3 +418,24 @@ def test_no_warnings_on_normal_use():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         camscope.explain(_net("tiny3d"), _input(3), method="respond_cam", targets="all")
+
+
+@pytest.mark.parametrize("method", camscope.list_methods())
+def test_every_method_takes_dense_class_targets(method):
+    if method == "cam":
+        pytest.skip("CAM needs global average pooling then a linear layer")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 1)).double()
+    x = _input(2)[:, :, :8, :8].contiguous()
+    info = camscope.get_method(method)
+    options: dict = {"layer": "0"} if info.needs_layer else {}
+    if method == "score_cam":
+        options["weighting"] = "score"
+    if method == "kernel_shap":
+        options["n_samples"] = 16
+    e = camscope.explain(net, x, method=method, targets=1, **options)
+    with torch.no_grad():
+        out = net(x)
+    expected = (out[:, 1] * (out.argmax(1) == 1)).flatten(1).sum(1)
+    torch.testing.assert_close(e.scores[:, 0], expected)
+    assert torch.isfinite(e.maps).all()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from camscope import methods, metrics, models
+from camscope import methods, metrics, models, targets
 from camscope.errors import (
     CamscopeError,
     InputError,
@@ -57,5 +57,6 @@ __all__ = [
     "relu",
     "resolve_layer",
     "smooth",
+    "targets",
     "upsample",
 ]

@@ -14,6 +14,12 @@ sequence / 1-D tensor     one class per sample, length ``B``, ``T = 1``
 ``"all"``                 every class, ``T = K``, in class order
 callable                  ``output -> (B,)`` or ``(B, T)`` scores
 ========================  =====================================================
+
+**Dense outputs** (segmentation networks: ``(B, K, *S)``): a class index ``c`` means the sum of
+channel ``c``'s logits over the positions predicted as ``c`` (``argmax`` over channels; the
+convention of Vinogradova et al. 2020 and M3d-CAM), so the forms above all work on them.
+:func:`region_target` (a class and a mask) and :func:`voxel_target` (a class at one position)
+build callables for other questions.
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ import torch
 
 from camscope.errors import TargetError
 
-__all__ = ["TargetScores", "TargetSpec", "check_targets", "select_targets"]
+__all__ = [
+    "TargetScores",
+    "TargetSpec",
+    "check_targets",
+    "dense_class_scores",
+    "region_target",
+    "select_targets",
+    "voxel_target",
+]
 
 TargetSpec = None | int | str | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor]
 
@@ -126,6 +140,8 @@ def select_targets(targets: TargetSpec, output: Any, batch_size: int) -> TargetS
             )
         return TargetScores(scores=scores, classes=None)
 
+    if isinstance(output, torch.Tensor) and output.ndim >= 3 and output.shape[0] == batch_size:
+        return _dense(targets, output, batch_size)
     if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != batch_size:
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise TargetError(
@@ -153,3 +169,60 @@ def select_targets(targets: TargetSpec, output: Any, batch_size: int) -> TargetS
             f"{num_classes} classes (0 to {num_classes - 1})"
         )
     return TargetScores(scores=output.gather(1, classes), classes=classes)
+
+
+def dense_class_scores(output: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Scores ``(B, T)`` of dense outputs ``(B, K, *S)``: for class ``classes[b, t]``, the sum of
+    its channel's logits over the positions predicted as that class."""
+    predicted = output.detach().argmax(dim=1)  # (B, *S)
+    logits = output.gather(
+        1,
+        classes.view(*classes.shape, *([1] * (output.ndim - 2))).expand(-1, -1, *output.shape[2:]),
+    )  # (B, T, *S)
+    chosen = predicted.unsqueeze(1) == classes.view(*classes.shape, *([1] * (output.ndim - 2)))
+    return (logits * chosen).flatten(2).sum(-1)
+
+
+def _dense(targets: TargetSpec, output: torch.Tensor, batch_size: int) -> TargetScores:
+    count = output.shape[1]
+    device = output.device
+    if targets is None or targets == "all":
+        classes = torch.arange(count, device=device).expand(batch_size, count)
+    elif targets == "predicted":
+        raise TargetError(
+            "targets='predicted' names one class per sample; a dense output predicts one per "
+            "position: give class indices (each is summed over its predicted region) or 'all'"
+        )
+    elif isinstance(targets, int):
+        classes = torch.full((batch_size, 1), targets, dtype=torch.long, device=device)
+    else:
+        classes = _as_index_tensor(targets).to(device)
+        if classes.ndim == 1:
+            classes = classes[:, None]
+    bad = (classes < 0) | (classes >= count)
+    if bool(bad.any()):
+        raise TargetError(f"class index out of range: the output has {count} channels")
+    return TargetScores(scores=dense_class_scores(output, classes), classes=classes)
+
+
+def region_target(class_index: int, mask: torch.Tensor) -> Callable[[Any], torch.Tensor]:
+    """A target for dense outputs: the sum of channel ``class_index``'s logits inside ``mask``
+    (``(*S)`` or ``(B, *S)`` booleans, e.g. a lesion's mask)."""
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        region = mask.to(output.device, torch.bool)
+        region = region.expand(output.shape[0], *output.shape[2:])
+        return (output[:, class_index] * region).flatten(1).sum(1)
+
+    return score
+
+
+def voxel_target(class_index: int, position: Sequence[int]) -> Callable[[Any], torch.Tensor]:
+    """A target for dense outputs: channel ``class_index``'s logit at one position."""
+    index = tuple(int(v) for v in position)
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        selector: tuple[slice | int, ...] = (slice(None), class_index, *index)
+        return output[selector]
+
+    return score

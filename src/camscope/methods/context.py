@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from camscope.engine import Capture, call_model, chunked_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
 from camscope.methods.rules import ReluRule, relu_rule
+from camscope.targets import dense_class_scores
 
 __all__ = ["MethodContext", "MethodResult"]
 
@@ -97,6 +98,8 @@ class MethodContext:
     def target_scores(self, output: Any, rows: torch.Tensor) -> torch.Tensor:
         """Scores ``(N, T)`` of output rows, row ``n`` belonging to sample ``rows[n]``."""
         if self.classes is not None:
+            if isinstance(output, torch.Tensor) and output.ndim >= 3:  # dense outputs
+                return dense_class_scores(output, self.classes[rows])
             return output.gather(1, self.classes[rows])
         assert self.target_fn is not None
         scores = self.target_fn(output)
@@ -114,6 +117,11 @@ class MethodContext:
 
     def scores_of_shared(self, output: Any) -> torch.Tensor:
         """Scores ``(R, B, T)`` of ``R`` inputs shared by all samples (e.g. reference inputs)."""
+        if self.classes is not None and isinstance(output, torch.Tensor) and output.ndim >= 3:
+            count = output.shape[0]
+            every = output[:, None].expand(count, self.batch_size, *output.shape[1:])
+            scores = dense_class_scores(every.flatten(0, 1), self.classes.repeat(count, 1))
+            return scores.view(count, self.batch_size, -1)
         if self.classes is not None:
             return output[:, self.classes]
         rows = torch.arange(output.shape[0], device=self.inputs.device)
@@ -124,6 +132,11 @@ class MethodContext:
         if self.classes is None:
             raise MethodError(
                 "class probabilities need class targets; with a callable target use raw scores"
+            )
+        if isinstance(output, torch.Tensor) and output.ndim >= 3:
+            raise MethodError(
+                "class probabilities need (B, K) logits; for a dense output use "
+                "weighting='score' (the summed region logits)"
             )
         return torch.softmax(output, dim=1).gather(1, self.classes[rows])
 
