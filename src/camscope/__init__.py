@@ -26,6 +26,7 @@ from camscope.layers import LayerInfo, default_layer, probe_layers, resolve_laye
 from camscope.methods import get_method, list_methods
 from camscope.postprocess import normalize, relu, upsample
 from camscope.receptive import ReceptiveField, effective_receptive_field
+from camscope.scan import ScanExplanation, explain_scan
 from camscope.smoothing import smooth
 
 try:
@@ -42,11 +43,13 @@ __all__ = [
     "MethodError",
     "ModelError",
     "ReceptiveField",
+    "ScanExplanation",
     "TargetError",
     "__version__",
     "default_layer",
     "effective_receptive_field",
     "explain",
+    "explain_scan",
     "get_method",
     "list_methods",
     "methods",

@@ -1,0 +1,108 @@
+"""explain_scan: windows and blending as MONAI's sliding_window_inference, maps of whole scans."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import camscope
+from camscope.models import create_model
+from camscope.windows import importance_map, plan_windows
+
+
+def _dense(spatial_dims: int) -> nn.Module:
+    conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+    torch.manual_seed(0)
+    return nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), conv(4, 3, 1)).double().eval()
+
+
+@pytest.mark.parametrize(
+    ("size", "roi", "overlap"),
+    [((50, 37), (16, 16), 0.25), ((20, 40, 33), (16, 16, 16), 0.5), ((10, 12), (16, 16), 0.25)],
+)
+def test_windows_are_monai_s(size, roi, overlap):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from monai.data.utils import compute_importance_map, dense_patch_slices
+        from monai.inferers.utils import _get_scan_interval
+    padded = tuple(max(s, r) for s, r in zip(size, roi, strict=True))
+    interval = _get_scan_interval(padded, roi, len(roi), [overlap] * len(roi))
+    plan = plan_windows(size, roi, overlap=overlap)
+    assert [plan.slices(i) for i in range(len(plan))] == list(
+        dense_patch_slices(padded, roi, interval)
+    )
+    reference = compute_importance_map(roi, mode="gaussian", sigma_scale=0.125).double()
+    torch.testing.assert_close(importance_map(roi), reference)
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_blended_output_equals_monai_and_constant_maps_stay_constant(blend, spatial_dims):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from monai.inferers import sliding_window_inference
+    model = _dense(spatial_dims)
+    size = (23, 30) if spatial_dims == 2 else (13, 20, 17)
+    roi = (12,) * spatial_dims
+    scan = torch.randn(1, *size, dtype=torch.float64)
+    result = camscope.explain_scan(
+        model, scan, method="grad_cam", layer="0", roi_size=roi, blend=blend, progress=False
+    )
+    with torch.no_grad():
+        reference = sliding_window_inference(
+            scan[None], roi, 3, model, overlap=0.25, mode=blend, sigma_scale=0.125
+        )
+    torch.testing.assert_close(result.outputs, reference[0])
+    assert result.maps.shape == (3, *size) and result.targets.tolist() == [0, 1, 2]
+    # partition of unity: a model whose maps are constant gives a constant blended map
+    plan = plan_windows(size, roi)
+    weights = importance_map(roi, blend)
+    total = torch.zeros(plan.padded_size, dtype=torch.float64)
+    ones = torch.zeros(plan.padded_size, dtype=torch.float64)
+    for i in range(len(plan)):
+        total[plan.slices(i)] += weights * 5.0
+        ones[plan.slices(i)] += weights
+    torch.testing.assert_close(total / ones, torch.full(plan.padded_size, 5.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_scan_of_one_window_is_explain_upsampled(spatial_dims):
+    model = create_model(f"tiny{spatial_dims}d", num_classes=3, input_size=16).double().eval()
+    scan = torch.randn(1, *(16,) * spatial_dims, dtype=torch.float64)
+    result = camscope.explain_scan(
+        model, scan, method="respond_cam", roi_size=16, targets="all", progress=False
+    )
+    direct = camscope.explain(model, scan[None], method="respond_cam", targets="all")
+    torch.testing.assert_close(result.maps, direct.upsample().maps[0])
+    assert result.scores.shape == (1, 3) and result.outputs is None
+    assert result.windows.tolist() == [[0] * spatial_dims + [16] * spatial_dims]
+
+
+def test_window_classifier_over_a_larger_scan_keeps_window_scores_and_boxes():
+    model = create_model("tiny2d", num_classes=3, input_size=16).double().eval()
+    scan = torch.randn(1, 40, 28, dtype=torch.float64)
+    result = camscope.explain_scan(
+        model, scan, method="grad_cam", roi_size=16, targets=[1], batch_size=3, progress=False
+    )
+    plan = plan_windows((40, 28), (16, 16))
+    assert result.scores.shape == (len(plan), 3) and result.windows.shape == (len(plan), 4)
+    assert result.maps.shape == (1, 40, 28) and torch.isfinite(result.maps).all()
+    first = scan[(slice(None), *plan.slices(0))][None]
+    with torch.no_grad():
+        torch.testing.assert_close(result.scores[0], model(first)[0])
+
+
+def test_input_space_methods_and_bad_scans():
+    model = _dense(2)
+    scan = torch.randn(1, 20, 20, dtype=torch.float64)
+    result = camscope.explain_scan(
+        model, scan, method="saliency", roi_size=12, targets=1, progress=False
+    )
+    assert result.maps.shape == (1, 20, 20)
+    with pytest.raises(camscope.InputError, match="scan must be"):
+        camscope.explain_scan(model, scan[0], method="saliency", roi_size=12)
+    with pytest.raises(camscope.InputError, match="overlap"):
+        camscope.explain_scan(model, scan, method="saliency", roi_size=12, overlap=1.0)
