@@ -3,8 +3,9 @@
 Cases (random weights, eval mode; the same inputs, maps and settings for both):
 
 * ``mprt``: cascading model parameter randomisation on torchvision's ResNet-18 (one input
-  channel: Quantus's ROAD fails on three) at 224², a batch of 8, saliency maps, Spearman similarity: Quantus's ``MPRT`` (its explain function from
-  Captum's ``Saliency``) against ``camscope.metrics.mprt``.
+  channel: Quantus's ROAD fails on three) at 224², a batch of 8, saliency maps, Spearman
+  similarity: Quantus's ``MPRT`` (its explain function from Captum's ``Saliency``) against
+  ``camscope.metrics.mprt``.
 * ``road``: ROAD with noisy linear imputation on the same network and batch, MoRF at 10
   percentages, Grad-CAM-like maps given: Quantus's ``ROAD`` against ``camscope.metrics.road``
   (which also computes LeRF unless told not to; here ``order="morf"`` for like with like).

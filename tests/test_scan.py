@@ -106,3 +106,48 @@ def test_input_space_methods_and_bad_scans():
         camscope.explain_scan(model, scan[0], method="saliency", roi_size=12)
     with pytest.raises(camscope.InputError, match="overlap"):
         camscope.explain_scan(model, scan, method="saliency", roi_size=12, overlap=1.0)
+
+
+def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
+    import nibabel
+    import numpy as np
+    from click.testing import CliRunner
+
+    from camscope.cli.main import cli
+    from camscope.io.checkpoints import save_model
+
+    affine = np.diag([1.5, 2.0, 2.5, 1.0])
+    affine[:3, 3] = (10, -20, 5)
+    volume = np.random.default_rng(0).standard_normal((30, 26, 20)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, affine), tmp_path / "scan.nii.gz")
+    options = {"num_classes": 3, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "scan",
+            str(tmp_path / "net.json"),
+            str(tmp_path / "scan.nii.gz"),
+            "--roi",
+            "16",
+            "--method",
+            "grad-cam",
+            "--targets",
+            "0,2",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    heat = nibabel.load(tmp_path / "o" / "scan.grad_cam.class2.nii.gz")
+    assert heat.shape == (30, 26, 20)
+    np.testing.assert_allclose(heat.affine, affine)
+    import json
+
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    windows = len(plan_windows((30, 26, 20), (16, 16, 16)))
+    assert len(manifest["window_scores"]) == len(manifest["windows"]) == windows == 12
+    assert (tmp_path / "o" / "report.html").exists()

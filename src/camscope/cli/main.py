@@ -13,6 +13,7 @@ from camscope.cli.explain import explain_command, features
 from camscope.cli.inspect import erf, layers, methods
 from camscope.cli.reproduce import demo, reproduce
 from camscope.cli.sanity import sanity
+from camscope.cli.scan import scan
 from camscope.cli.simulate import simulate
 
 __all__ = ["cli", "main"]
@@ -28,6 +29,7 @@ evaluate.add_command(sanity)
 
 for _command in (
     explain_command,
+    scan,
     features,
     methods,
     layers,

@@ -1,0 +1,108 @@
+"""``explain_scan`` against MONAI's ``sliding_window_inference`` (forward only), side by side.
+
+Cases (random weights, eval mode, the same scan and windows for both):
+
+* ``classifier``: CNN-2 (the paper's subtomogram classifier, 23 classes) over a 40-voxel-window
+  tomogram of 80 × 120 × 120, overlap 0.25; camscope: Grad-CAM for all 23 classes.
+* ``unet``: MONAI's 3D ``UNet`` (2 classes) over 96³ with 48³ windows; camscope: Grad-CAM of
+  every class's predicted region (dense targets) at the default layer.
+
+The issue's bars: explaining costs at most 1.5× the forward-only time for the classifier and
+2.5× for the U-Net. Peak memory (the process's maximum resident set) is reported beside.
+
+    .venv/bin/python benchmarks/bench_scan.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+import camscope
+from camscope.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import time_round_robin
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1)
+    quick = parser.parse_args().quick
+    repeats = parser.parse_args().repeats
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from monai.inferers import sliding_window_inference
+        from monai.networks.nets import UNet
+    torch.manual_seed(0)
+    window = 16 if quick else 40
+    classifier = create_model("cnn2", input_size=window).eval()
+    tomogram = torch.randn(1, *((32, 48, 48) if quick else (80, 120, 120)))
+    unet = UNet(
+        spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2)
+    ).eval()
+    edge = 32 if quick else 96
+    volume = torch.randn(1, edge, edge, edge)
+    roi = 16 if quick else 48
+    cases = {
+        "classifier": {
+            "monai forward": lambda: sliding_window_inference(
+                tomogram[None], (window,) * 3, 4, _as_map(classifier), overlap=0.25
+            ),
+            "camscope grad_cam, all classes": lambda: camscope.explain_scan(
+                classifier,
+                tomogram,
+                method="grad_cam",
+                roi_size=window,
+                batch_size=4,
+                progress=False,
+            ),
+        },
+        "unet": {
+            "monai forward": lambda: sliding_window_inference(
+                volume[None], (roi,) * 3, 4, unet, overlap=0.25
+            ),
+            "camscope grad_cam, every class's region": lambda: camscope.explain_scan(
+                unet, volume, method="grad_cam", roi_size=roi, batch_size=4, progress=False
+            ),
+        },
+    }
+    results = {}
+    for case, runners in cases.items():
+        times = time_round_robin(runners, repeats)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        names = list(medians)
+        ratio = medians[names[1]] / medians[names[0]]
+        results[case] = {"seconds": medians, "ratio": ratio}
+        print(f"{case}: {medians}  explain / forward ×{ratio:.2f}", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["peak_rss_mb"] = peak
+    print(f"peak resident memory {peak:.0f} MB")
+    RESULTS.mkdir(exist_ok=True)
+    name = "scan_quick.json" if quick else "scan.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _as_map(model: torch.nn.Module):
+    """MONAI blends what the predictor returns: a classifier's logits as a constant window map."""
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(x)
+        return logits[(..., *([None] * (x.ndim - 2)))].expand(-1, -1, *x.shape[2:]).clone()
+
+    return predict
+
+
+if __name__ == "__main__":
+    main()

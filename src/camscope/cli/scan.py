@@ -1,0 +1,161 @@
+"""``camscope scan``: explain a whole scan file (NIfTI, MRC, DICOM series, TIFF stack) window by
+window, and write heatmaps with the scan's geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from camscope.cli.common import friendly, input_options, load_any_model, model_options
+from camscope.cli.params import NAME_LIST, TARGETS
+
+__all__ = ["scan"]
+
+
+@click.command("scan")
+@click.argument("model_spec_text", metavar="MODEL")
+@click.argument("input_file", metavar="SCAN")
+@click.option("--roi", "roi_size", type=int, required=True, help="Window edge (voxels).")
+@click.option("--method", default="grad-cam", show_default=True)
+@click.option("--layer", default=None)
+@click.option(
+    "--targets",
+    type=TARGETS,
+    default="all",
+    show_default=True,
+    help="'all' or class indices (a dense output: each class's predicted region).",
+)
+@click.option("--overlap", type=float, default=0.25, show_default=True)
+@click.option(
+    "--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True
+)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Windows at once.")
+@click.option(
+    "--format",
+    "formats",
+    type=NAME_LIST,
+    default="nifti",
+    show_default=True,
+    help="Heatmap files: nifti, mrc, tiff, npy, png.",
+)
+@input_options
+@model_options
+@click.option("--out", "out_dir", required=True)
+@click.option("--force", is_flag=True, help="Overwrite outputs in --out.")
+@click.option("--quiet", is_flag=True)
+@friendly
+def scan(
+    model_spec_text: str,
+    input_file: str,
+    roi_size: int,
+    method: str,
+    layer: str | None,
+    targets: str | list[int],
+    overlap: float,
+    blend: str,
+    batch_size: int,
+    formats: tuple[str, ...],
+    intensity: str,
+    dicom_window: str,
+    nifti_volume: int | str | None,
+    architecture: str | None,
+    arch_options: tuple[tuple[str, object], ...],
+    trust_pickle: bool,
+    out_dir: str,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Explain MODEL over the whole SCAN window by window (windows and blending as MONAI's
+    sliding_window_inference): one heatmap per target at scan resolution, with the scan's
+    geometry; the blended segmentation for dense networks, each window's scores for
+    classifiers; report.html with slices of the scan and the maps."""
+    import numpy as np
+
+    from camscope import get_method
+    from camscope.io import prepare_output_dir, read_scan, write_heatmap, write_json
+    from camscope.io.heatmaps import heatmap_suffix
+    from camscope.render.report import ReportEntry, ReportMap, write_report
+    from camscope.scan import explain_scan
+
+    info = get_method(method)
+    for kind in formats:
+        heatmap_suffix(kind)
+    volume = read_scan(
+        input_file,
+        intensity=intensity,  # type: ignore[arg-type]
+        dicom_window=dicom_window,  # type: ignore[arg-type]
+        nifti_volume=nifti_volume,
+    )
+    model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
+    result = explain_scan(
+        model,
+        volume.tensor(),
+        method=info.name,
+        roi_size=roi_size,
+        overlap=overlap,
+        blend=blend,  # type: ignore[arg-type]
+        targets=None if targets == "all" else targets,
+        layer=layer,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    maps = result.maps.numpy().astype(np.float32)
+    labels = (
+        [f"class{int(c)}" for c in result.targets]
+        if result.targets is not None
+        else [f"t{i}" for i in range(len(maps))]
+    )
+    written = []
+    stem = Path(input_file).name.split(".")[0]
+    for kind in formats:
+        for label, heat in zip(labels, maps, strict=True):
+            name = f"{stem}.{info.name}.{label}{heatmap_suffix(kind)}"
+            write_heatmap(
+                folder / name,
+                heat,
+                volume,
+                kind,
+                signed=info.shown_signed,
+                title=f"{info.name} · {label}",
+            )
+            written.append(name)
+    extra: dict[str, object] = {}
+    if result.outputs is not None:
+        segmentation = result.outputs.argmax(0).numpy().astype(np.float32)
+        name = f"{stem}.segmentation{heatmap_suffix(formats[0])}"
+        write_heatmap(folder / name, segmentation, volume, formats[0], signed=False)
+        written.append(name)
+    if result.scores is not None:
+        extra["window_scores"] = result.scores.tolist()
+    write_json(
+        folder / "manifest.json",
+        {
+            "input": volume.record(),
+            "model": record,
+            "method": info.name,
+            "layer": result.layer,
+            "roi_size": roi_size,
+            "overlap": overlap,
+            "blend": blend,
+            "targets": labels,
+            "windows": result.windows.tolist(),
+            "outputs": written,
+            **extra,
+        },
+    )
+    entry = ReportEntry(
+        Path(input_file).name,
+        volume.data,
+        [
+            ReportMap(info.name, label, heat, info.shown_signed)
+            for label, heat in zip(labels[:6], maps[:6], strict=True)
+        ],
+        {"windows": len(result.windows), "intensity": volume.details.get("intensity", "")},
+    )
+    write_report(folder / "report.html", [entry], title=f"camscope scan: {Path(input_file).name}")
+    click.echo(
+        f"explained {len(result.windows)} windows; wrote {len(written)} file(s), "
+        f"manifest.json and report.html to {folder}"
+    )
