@@ -151,3 +151,15 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
     windows = len(plan_windows((30, 26, 20), (16, 16, 16)))
     assert len(manifest["window_scores"]) == len(manifest["windows"]) == windows == 12
     assert (tmp_path / "o" / "report.html").exists()
+
+
+def test_maps_that_would_not_fit_are_refused_before_any_work(monkeypatch):
+    import sys
+
+    scan_module = sys.modules["camscope.scan"]
+    monkeypatch.setattr(scan_module, "_available_bytes", lambda: 1_000_000)
+    model = create_model("tiny2d", num_classes=3, input_size=16)
+    with pytest.raises(camscope.InputError, match="GiB free; explain fewer targets"):
+        camscope.explain_scan(
+            model, torch.randn(1, 200, 200), method="grad_cam", roi_size=16, progress=False
+        )

@@ -130,6 +130,7 @@ def explain_scan(
         if classes is None and e.targets is not None:
             classes = e.targets[0].cpu()
         if maps_sum is None:
+            _check_memory(maps.shape[1], plan)
             maps_sum = torch.zeros((maps.shape[1], *plan.padded_size), dtype=torch.float64)
         dense = _dense_output(e.outputs, plan)
         if dense is not None and outputs_sum is None:
@@ -157,6 +158,30 @@ def explain_scan(
         method=info.name,
         layer=layer_name,
     )
+
+
+def _available_bytes() -> int:
+    import os
+
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: do not guess
+        return 1 << 62
+
+
+def _check_memory(targets: int, plan: WindowPlan) -> None:
+    """Refuse, before any real work, a scan whose blended maps would not fit in memory."""
+    voxels = 1
+    for size in plan.padded_size:
+        voxels *= size
+    needed = (targets + 2) * voxels * 8  # maps and weights, float64, and the result
+    available = _available_bytes()
+    if needed > 0.8 * available:
+        raise InputError(
+            f"the maps of this scan ({targets} target(s) × {voxels:,} voxels) need about "
+            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB free; explain "
+            "fewer targets (targets=[...]) or a region of the scan at a time"
+        )
 
 
 def _for_windows(targets: TargetSpec, count: int) -> TargetSpec:
