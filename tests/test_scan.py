@@ -163,3 +163,71 @@ def test_maps_that_would_not_fit_are_refused_before_any_work(monkeypatch):
         camscope.explain_scan(
             model, torch.randn(1, 200, 200), method="grad_cam", roi_size=16, progress=False
         )
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+def test_streamed_maps_equal_the_in_memory_ones(tmp_path, blend):
+    import mrcfile
+    import numpy as np
+
+    model = create_model("tiny3d", num_classes=3, input_size=16).eval()
+    scan = torch.randn(1, 37, 22, 29)
+    kept = camscope.explain_scan(
+        model, scan, method="grad_cam", roi_size=16, blend=blend, progress=False
+    )
+    streamed = camscope.explain_scan(
+        model,
+        scan,
+        method="grad_cam",
+        roi_size=16,
+        blend=blend,
+        out=tmp_path / "maps.npy",
+        progress=False,
+    )
+    assert streamed.maps is None and streamed.files == [str(tmp_path / "maps.npy")]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "maps.npy"), kept.maps.numpy(), rtol=1e-5, atol=1e-6
+    )
+    volumes = camscope.explain_scan(
+        model,
+        scan,
+        method="grad_cam",
+        roi_size=16,
+        blend=blend,
+        out=tmp_path / "maps.mrc",
+        progress=False,
+    )
+    assert len(volumes.files) == 3
+    with mrcfile.open(tmp_path / "maps.class2.mrc") as mrc:
+        np.testing.assert_allclose(mrc.data, kept.maps[2].numpy(), rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+_PEAK = """
+import resource, sys, tempfile, os, torch, camscope
+from camscope.models import create_model
+model = create_model("tiny3d", num_classes=8, input_size=32).eval()
+scan = torch.randn(1, *[int(sys.argv[1])] * 3)
+with tempfile.TemporaryDirectory() as folder:
+    camscope.explain_scan(model, scan, method="grad_cam", roi_size=32,
+                          out=os.path.join(folder, "maps.npy"), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_streamed_memory_does_not_grow_with_the_scan():
+    import subprocess
+    import sys
+
+    peaks = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", _PEAK, str(edge)], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        / 1024
+        for edge in (64, 192)
+    ]
+    maps_mb = 8 * 192**3 * 4 / 2**20  # the 192³ maps alone: 216 MB
+    assert peaks[1] - peaks[0] < 0.75 * maps_mb, peaks  # measured: about 115 MB

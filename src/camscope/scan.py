@@ -16,8 +16,11 @@ window classifier, that class's logit in every window.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,21 +41,24 @@ class ScanExplanation:
     """Maps of a whole scan.
 
     Attributes:
-        maps: ``(T, *S)`` blended maps at scan resolution, one per target.
+        maps: ``(T, *S)`` blended maps at scan resolution, one per target (``None`` when they
+            were written to ``out``).
         targets: ``(T,)`` the classes explained (``None`` for a callable target).
         outputs: ``(C_out, *S)`` the blended network output (dense outputs), else ``None``.
         scores: ``(W, K)`` each window's output (window classifiers), else ``None``.
         windows: ``(W, 2·d)`` each window's box in the scan, half-open.
         method, layer: what made the maps.
+        files: the files written with ``out``.
     """
 
-    maps: torch.Tensor
+    maps: torch.Tensor | None
     targets: torch.Tensor | None
     outputs: torch.Tensor | None
     scores: torch.Tensor | None
     windows: torch.Tensor
     method: str
     layer: str
+    files: list[str] = field(default_factory=list)
 
 
 def explain_scan(
@@ -67,6 +73,7 @@ def explain_scan(
     targets: TargetSpec = None,
     layer: str | nn.Module | None = None,
     batch_size: int = 4,
+    out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     **options: Any,
 ) -> ScanExplanation:
@@ -83,13 +90,21 @@ def explain_scan(
             window), or a callable (see the module docstring).
         layer: for layer methods; ``None`` chooses on the first window batch.
         batch_size: windows explained together.
+        out: write the maps to this file as the rows they cover are complete, holding only a
+            band of rows in memory: ``.npy`` (one array ``(T, *S)``) or ``.mrc`` (one volume per
+            target, ``<stem>.class<c>.mrc``, with the scan's geometry when ``scan`` is a
+            :class:`~camscope.io.Scan`); the result's ``maps`` is then ``None`` and ``files``
+            lists what was written. Without it the maps are kept in memory (refused, before any
+            work, when they would not fit).
         progress: show a progress bar.
         **options: the method's options.
 
     Raises:
         InputError: a scan that is not ``(C, *S)`` with 2 or 3 spatial axes, or bad windows.
     """
-    data = torch.as_tensor(scan)
+    source = scan
+    data = scan.tensor() if hasattr(scan, "tensor") and hasattr(scan, "spacing") else scan
+    data = torch.as_tensor(data)
     if data.ndim not in (3, 4):
         raise InputError(
             f"scan must be (C, H, W) or (C, D, H, W), got shape {tuple(data.shape)}; add a "
@@ -103,9 +118,8 @@ def explain_scan(
     if targets is None:
         targets = "all"
     info = get_method(method)
-    maps_sum: torch.Tensor | None = None
-    outputs_sum: torch.Tensor | None = None
-    coverage = torch.zeros(plan.padded_size, dtype=torch.float64)
+    maps_blender: _Blender | None = None
+    outputs_blender: _Blender | None = None
     scores: list[torch.Tensor] = []
     classes: torch.Tensor | None = None
     layer_name = "input"
@@ -129,35 +143,208 @@ def explain_scan(
         maps = shown.maps.detach().double().cpu()  # (n, T, *roi)
         if classes is None and e.targets is not None:
             classes = e.targets[0].cpu()
-        if maps_sum is None:
-            _check_memory(maps.shape[1], plan)
-            maps_sum = torch.zeros((maps.shape[1], *plan.padded_size), dtype=torch.float64)
+        if maps_blender is None:
+            sink = _sink(out, maps.shape[1], plan, source, classes)
+            maps_blender = _Blender(maps.shape[1], plan, weights, sink)
         dense = _dense_output(e.outputs, plan)
-        if dense is not None and outputs_sum is None:
-            outputs_sum = torch.zeros((dense.shape[1], *plan.padded_size), dtype=torch.float64)
+        if dense is not None and outputs_blender is None:
+            outputs_blender = _Blender(
+                dense.shape[1], plan, weights, _ArraySink((dense.shape[1], *plan.scan_size))
+            )
         for row, index in enumerate(indices):
-            region = plan.slices(index)
-            maps_sum[(slice(None), *region)] += maps[row] * weights
-            coverage[region] += weights
-            if dense is not None and outputs_sum is not None:
-                outputs_sum[(slice(None), *region)] += dense[row] * weights
+            maps_blender.add(index, maps[row])
+            if dense is not None and outputs_blender is not None:
+                outputs_blender.add(index, dense[row])
         if dense is None and isinstance(e.outputs, torch.Tensor):
             scores.append(e.outputs.detach().cpu())
         bar.update(len(indices))
     bar.close()
-    assert maps_sum is not None
-    crop = tuple(slice(b, b + s) for (b, _), s in zip(plan.padding, plan.scan_size, strict=True))
-    blended = (maps_sum / coverage)[(slice(None), *crop)]
-    outputs = None if outputs_sum is None else (outputs_sum / coverage)[(slice(None), *crop)]
+    assert maps_blender is not None
+    maps_blender.finish()
+    if outputs_blender is not None:
+        outputs_blender.finish()
+    blended = maps_blender.sink
     return ScanExplanation(
-        maps=blended.to(data.dtype),
+        maps=blended.result().to(data.dtype) if isinstance(blended, _ArraySink) else None,
         targets=classes,
-        outputs=None if outputs is None else outputs.to(data.dtype),
+        outputs=None if outputs_blender is None else outputs_blender.sink.result().to(data.dtype),
         scores=torch.cat(scores) if scores else None,
         windows=plan.boxes(),
         method=info.name,
         layer=layer_name,
+        files=blended.files(),
     )
+
+
+class _ArraySink:
+    """Blended rows kept in memory: ``(C, *S)``."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.values = torch.zeros(shape, dtype=torch.float64)
+
+    def write(self, start: int, rows: torch.Tensor) -> None:
+        self.values[:, start : start + rows.shape[1]] = rows
+
+    def result(self) -> torch.Tensor:
+        return self.values
+
+    def close(self) -> None:
+        pass
+
+    def files(self) -> list[str]:
+        return []
+
+
+class _FileSink:
+    """Blended rows written to disk as they are complete: ``.npy`` (one array ``(T, *S)``) or
+    ``.mrc`` (one volume per target, with the scan's voxel size and origin). Rows are written at
+    their offset in the file (not through a memory map, whose written pages would stay resident),
+    each file under a temporary name until the last row is in."""
+
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, ...],
+        source: Any,
+        classes: torch.Tensor | None,
+    ) -> None:
+        import numpy as np
+
+        from camscope.io.atomic import atomic_path
+
+        self.shape = shape
+        self._contexts: list[Any] = []
+        self.handles: list[Any] = []
+        self.offsets: list[int] = []
+        self.names: list[str] = []
+        suffix = path.suffix.lower()
+        plane = int(np.prod(shape[2:])) * 4  # float32 bytes of one row of one target
+        self.row_bytes = plane
+        if suffix == ".npy":
+            final_names = [path]
+            per_target = shape[1] * plane
+        elif suffix == ".mrc":
+            if len(shape) != 4:
+                raise InputError("out=*.mrc needs a 3D scan (MRC holds volumes)")
+            labels = (
+                [f"class{int(c)}" for c in classes]
+                if classes is not None
+                else [f"t{i}" for i in range(shape[0])]
+            )
+            final_names = [path.with_name(f"{path.stem}.{label}.mrc") for label in labels]
+            per_target = 0
+        else:
+            raise InputError(f"out must end in .npy or .mrc, not {path.name!r}")
+        for final in final_names:
+            context = atomic_path(final)
+            temporary = Path(context.__enter__())
+            self._contexts.append(context)
+            if suffix == ".npy":
+                header = np.lib.format.open_memmap(
+                    temporary, mode="w+", dtype=np.float32, shape=shape
+                )
+                offset = header.offset
+                del header  # the file exists at full size; rows are written below
+            else:
+                offset = _new_mrc(temporary, shape[1:], source)
+            self.handles.append(open(temporary, "r+b"))
+            self.offsets.append(offset)
+            self.names.append(str(final))
+        self.per_target = per_target
+
+    def write(self, start: int, rows: torch.Tensor) -> None:
+        values = rows.float().numpy()
+        for target in range(self.shape[0]):
+            handle = self.handles[0 if self.per_target else target]
+            base = self.offsets[0 if self.per_target else target] + target * self.per_target
+            handle.seek(base + start * self.row_bytes)
+            handle.write(values[target].tobytes())
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+        for context in self._contexts:
+            context.__exit__(None, None, None)
+
+    def files(self) -> list[str]:
+        return self.names
+
+
+def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
+    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset."""
+    import mrcfile
+
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        spacing = getattr(source, "spacing", None)
+        if spacing is not None and getattr(source, "format", "") == "mrc":
+            mrc.voxel_size = tuple(reversed(spacing))
+        origin = getattr(source, "origin", None)
+        if origin is not None:
+            mrc.header.origin = origin
+        mrc.header.label[0] = b"written by camscope"
+        mrc.header.nlabl = 1
+        return 1024 + int(mrc.header.nsymbt)
+
+
+def _sink(
+    out: str | os.PathLike[str] | None,
+    targets: int,
+    plan: WindowPlan,
+    source: Any,
+    classes: torch.Tensor | None,
+) -> _ArraySink | _FileSink:
+    shape = (targets, *plan.scan_size)
+    if out is None:
+        _check_memory(targets, plan)
+        return _ArraySink(shape)
+    return _FileSink(Path(out), shape, source, classes)
+
+
+class _Blender:
+    """Weighted sums of window values over a band of ``roi`` rows along the first axis; rows no
+    later window can reach are divided by their weight and handed to the sink, so memory holds
+    one band of rows, not the scan (windows come ordered along the first axis)."""
+
+    def __init__(self, channels: int, plan: WindowPlan, weights: torch.Tensor, sink: Any) -> None:
+        self.plan, self.weights = plan, weights
+        self.sink: Any = sink
+        self.channels = channels
+        self.rest = plan.padded_size[1:]
+        self.values: deque[torch.Tensor] = deque()
+        self.coverage: deque[torch.Tensor] = deque()
+        self.base = 0  # padded row of the band's first row
+        self.crop = tuple(
+            slice(b, b + s) for (b, _), s in zip(plan.padding, plan.scan_size, strict=True)
+        )
+
+    def add(self, index: int, values: torch.Tensor) -> None:
+        region = self.plan.slices(index)
+        first = region[0].start
+        if first > self.base:
+            self._flush(first - self.base)
+        while len(self.values) < self.plan.roi_size[0]:
+            self.values.append(torch.zeros((self.channels, *self.rest), dtype=torch.float64))
+            self.coverage.append(torch.zeros(self.rest, dtype=torch.float64))
+        weighted = values * self.weights
+        for row in range(self.plan.roi_size[0]):
+            self.values[row][(slice(None), *region[1:])] += weighted[:, row]
+            self.coverage[row][region[1:]] += self.weights[row]
+
+    def _flush(self, count: int) -> None:
+        top = self.crop[0]
+        for _ in range(count):
+            if not self.values:
+                self.base += 1
+                continue
+            values, weight = self.values.popleft(), self.coverage.popleft()
+            if top.start <= self.base < top.stop:
+                done = (values / weight)[(slice(None), *self.crop[1:])]
+                self.sink.write(self.base - top.start, done[:, None])
+            self.base += 1
+
+    def finish(self) -> None:
+        self._flush(len(self.values))
+        self.sink.close()
 
 
 def _available_bytes() -> int:

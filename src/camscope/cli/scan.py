@@ -101,6 +101,7 @@ def scan(
         batch_size=batch_size,
         progress=not quiet,
     )
+    assert result.maps is not None  # kept in memory (no out=)
     maps = result.maps.numpy().astype(np.float32)
     labels = (
         [f"class{int(c)}" for c in result.targets]
