@@ -155,19 +155,8 @@ def select_targets(targets: TargetSpec, output: Any, batch_size: int) -> TargetS
     elif isinstance(targets, str):  # "all", checked before
         classes = torch.arange(num_classes, device=device).expand(batch_size, num_classes)
         return TargetScores(scores=output, classes=classes)
-    elif isinstance(targets, int):
-        classes = torch.full((batch_size, 1), targets, dtype=torch.long, device=device)
     else:
-        classes = _as_index_tensor(targets).to(device)
-        if classes.ndim == 1:
-            classes = classes[:, None]
-    bad = (classes < 0) | (classes >= num_classes)
-    if bool(bad.any()):
-        wrong = sorted({int(v) for v in classes[bad].tolist()})
-        raise TargetError(
-            f"class index {wrong[0] if len(wrong) == 1 else wrong} out of range: the model has "
-            f"{num_classes} classes (0 to {num_classes - 1})"
-        )
+        classes = _class_indices(targets, batch_size, num_classes, device)
     return TargetScores(scores=output.gather(1, classes), classes=classes)
 
 
@@ -193,7 +182,17 @@ def _dense(targets: TargetSpec, output: torch.Tensor, batch_size: int) -> Target
             "targets='predicted' names one class per sample; a dense output predicts one per "
             "position: give class indices (each is summed over its predicted region) or 'all'"
         )
-    elif isinstance(targets, int):
+    else:
+        classes = _class_indices(targets, batch_size, count, device)
+    return TargetScores(scores=dense_class_scores(output, classes), classes=classes)
+
+
+def _class_indices(
+    targets: TargetSpec, batch_size: int, count: int, device: torch.device
+) -> torch.Tensor:
+    """Class targets (an int, one per sample, or ``(B, T)``) as ``(B, T)``, checked against
+    the ``count`` classes the output has."""
+    if isinstance(targets, int):
         classes = torch.full((batch_size, 1), targets, dtype=torch.long, device=device)
     else:
         classes = _as_index_tensor(targets).to(device)
@@ -201,8 +200,12 @@ def _dense(targets: TargetSpec, output: torch.Tensor, batch_size: int) -> Target
             classes = classes[:, None]
     bad = (classes < 0) | (classes >= count)
     if bool(bad.any()):
-        raise TargetError(f"class index out of range: the output has {count} channels")
-    return TargetScores(scores=dense_class_scores(output, classes), classes=classes)
+        wrong = sorted({int(v) for v in classes[bad].tolist()})
+        raise TargetError(
+            f"class index {wrong[0] if len(wrong) == 1 else wrong} out of range: the model has "
+            f"{count} classes (0 to {count - 1})"
+        )
+    return classes
 
 
 def region_target(class_index: int, mask: torch.Tensor) -> Callable[[Any], torch.Tensor]:

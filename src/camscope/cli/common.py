@@ -22,6 +22,7 @@ __all__ = [
     "load_any_model",
     "model_options",
     "model_spec",
+    "output_options",
     "show_input_warnings",
 ]
 
@@ -129,6 +130,15 @@ _INPUT_OPTIONS = [
 
 #: ``--architecture``, ``--arch-option`` and ``--trust-pickle``.
 model_options = _add(_MODEL_OPTIONS)
+
+#: ``--out``, ``--force`` and ``--quiet``: where results go.
+output_options = _add(
+    [
+        click.option("--out", "out_dir", required=True, help="Output folder."),
+        click.option("--force", is_flag=True, help="Start afresh in --out."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+)
 
 #: ``--intensity``, ``--dicom-window`` and ``--nifti-volume``: how inputs are read.
 input_options = _add(_INPUT_OPTIONS)

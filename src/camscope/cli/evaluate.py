@@ -17,6 +17,7 @@ from camscope.cli.common import (
     load_any_model,
     model_options,
     model_spec,
+    output_options,
     show_input_warnings,
 )
 from camscope.cli.params import NAME_LIST, SNR
@@ -282,9 +283,7 @@ def evaluate_faces(
 @ALLOW_OUTSIDE
 @backend_options
 @model_options
-@click.option("--out", "out_dir", required=True)
-@click.option("--force", is_flag=True, help="Start afresh in --out.")
-@click.option("--quiet", is_flag=True)
+@output_options
 @friendly
 def evaluate_dataset(
     data: str,

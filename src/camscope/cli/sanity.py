@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from camscope.cli.common import friendly, load_any_model, model_options
+from camscope.cli.common import friendly, load_any_model, model_options, output_options
 from camscope.cli.params import NAME_LIST
 from camscope.errors import CamscopeError
 
@@ -34,9 +34,7 @@ ALL_METHODS = (
 @click.option("--epochs", type=int, default=10, show_default=True, help="shapes: training.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @model_options
-@click.option("--out", "out_dir", required=True)
-@click.option("--force", is_flag=True, help="Overwrite results in --out.")
-@click.option("--quiet", is_flag=True)
+@output_options
 @friendly
 def sanity(
     benchmark: str | None,

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from camscope.cli.common import friendly, input_options, load_any_model, model_options
+from camscope.cli.common import (
+    friendly,
+    input_options,
+    load_any_model,
+    model_options,
+    output_options,
+)
 from camscope.cli.params import NAME_LIST, TARGETS
 
 __all__ = ["scan"]
@@ -41,9 +47,7 @@ __all__ = ["scan"]
 )
 @input_options
 @model_options
-@click.option("--out", "out_dir", required=True)
-@click.option("--force", is_flag=True, help="Overwrite outputs in --out.")
-@click.option("--quiet", is_flag=True)
+@output_options
 @friendly
 def scan(
     model_spec_text: str,

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from camscope.engine import ModelState, call_model
 from camscope.errors import InputError
-from camscope.metrics.faithfulness import _check, _input_maps
+from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
 from camscope.metrics.randomization import Similarity, map_similarity
 
 __all__ = ["faithfulness_correlation", "infidelity", "occlusion_agreement"]
@@ -38,14 +37,8 @@ def _scores(
     softmax: bool,
 ) -> torch.Tensor:
     """Target outputs (logits, or probabilities) of ``inputs``; row ``i`` ↔ ``targets[i]``."""
-    out = []
-    with ModelState(model), torch.no_grad():
-        for start in range(0, len(inputs), batch_size):
-            logits = call_model(model, inputs[start : start + batch_size])
-            values = torch.softmax(logits, dim=1) if softmax else logits
-            rows = targets[start : start + batch_size].to(values.device)
-            out.append(values.gather(1, rows[:, None])[:, 0].double().cpu())
-    return torch.cat(out)
+    values, _ = target_outputs(model, inputs, targets, batch_size=batch_size, softmax=softmax)
+    return values.double()
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

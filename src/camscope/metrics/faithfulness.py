@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from camscope.engine import ModelState
+from camscope.engine import ModelState, call_model
 from camscope.errors import InputError
 from camscope.metrics._shapes import one_map_per_sample
 from camscope.metrics._stats import mean_std
@@ -30,6 +30,7 @@ __all__ = [
     "fidelity",
     "increase_in_confidence",
     "insertion",
+    "target_outputs",
     "target_probabilities",
 ]
 
@@ -42,17 +43,31 @@ def target_probabilities(
     ``inputs`` may hold several variants per target: it has ``len(targets) · r`` rows, row ``j``
     going with ``targets[j % len(targets)]``.
     """
+    return target_outputs(model, inputs, targets, batch_size=batch_size)[0]
+
+
+def target_outputs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    batch_size: int = 32,
+    softmax: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target's output (softmax probability, or the logit) and the predicted class of every
+    input, in batches, eval mode, no grad. Row ``j`` goes with ``targets[j % len(targets)]``
+    (``inputs`` may hold several variants per target)."""
     count = len(targets)
-    out = []
+    values, predicted = [], []
     with ModelState(model, eval_mode=True), torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
             chunk = inputs[start : start + batch_size]
-            probabilities = torch.softmax(model(chunk), dim=1)
+            logits = call_model(model, chunk)
+            scores = torch.softmax(logits, dim=1) if softmax else logits
             rows = torch.arange(start, start + chunk.shape[0]) % count
-            out.append(
-                probabilities.gather(1, targets[rows].to(probabilities.device)[:, None])[:, 0]
-            )
-    return torch.cat(out)
+            values.append(scores.gather(1, targets[rows].to(scores.device)[:, None])[:, 0].cpu())
+            predicted.append(logits.argmax(1).cpu())
+    return torch.cat(values), torch.cat(predicted)
 
 
 def _check(

@@ -30,10 +30,9 @@ from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
-from camscope.engine import ModelState, call_model
 from camscope.errors import InputError
 from camscope.metrics._stats import mean_std
-from camscope.metrics.faithfulness import _check, _input_maps
+from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
 
 __all__ = ["RoadResult", "imputation_stencil", "noisy_linear_imputation", "road"]
 
@@ -247,12 +246,4 @@ def _predict(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target probabilities and predicted classes of ``inputs`` (row ``i`` ↔ ``targets[i]``)."""
-    probabilities, predicted = [], []
-    with ModelState(model), torch.no_grad():
-        for start in range(0, len(inputs), batch_size):
-            logits = call_model(model, inputs[start : start + batch_size])
-            soft = torch.softmax(logits, dim=1)
-            rows = targets[start : start + batch_size].to(soft.device)
-            probabilities.append(soft.gather(1, rows[:, None])[:, 0].cpu())
-            predicted.append(logits.argmax(1).cpu())
-    return torch.cat(probabilities), torch.cat(predicted)
+    return target_outputs(model, inputs, targets, batch_size=batch_size)
