@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -15,13 +16,12 @@ from camscope.errors import CamscopeError
 
 __all__ = [
     "ALLOW_OUTSIDE",
+    "ModelChoice",
     "backend_options",
     "exit_if_failed",
     "friendly",
     "input_options",
-    "load_any_model",
     "model_options",
-    "model_spec",
     "output_options",
     "show_input_warnings",
 ]
@@ -128,8 +128,25 @@ _INPUT_OPTIONS = [
     ),
 ]
 
-#: ``--architecture``, ``--arch-option`` and ``--trust-pickle``.
-model_options = _add(_MODEL_OPTIONS)
+
+def model_options(function: F) -> F:
+    """``--architecture``, ``--arch-option`` and ``--trust-pickle``, handed to the command as one
+    ``weights: ModelChoice``."""
+
+    @functools.wraps(function)
+    def wrapper(
+        *args: Any,
+        architecture: str | None,
+        arch_options: tuple[tuple[str, object], ...],
+        trust_pickle: bool,
+        **kwargs: Any,
+    ) -> Any:
+        return function(
+            *args, weights=ModelChoice(architecture, arch_options, trust_pickle), **kwargs
+        )
+
+    return _add(_MODEL_OPTIONS)(wrapper)  # type: ignore[return-value]
+
 
 #: ``--out``, ``--force`` and ``--quiet``: where results go.
 output_options = _add(
@@ -147,34 +164,34 @@ input_options = _add(_INPUT_OPTIONS)
 backend_options = _add(_BACKEND_OPTIONS)
 
 
-def model_spec(
-    spec: str,
-    architecture: str | None = None,
-    arch_options: tuple[tuple[str, object], ...] = (),
-    trust_pickle: bool = False,
-) -> dict[str, Any]:
-    """Keyword arguments of :func:`camscope.io.load_model_spec` (also what Ray workers load)."""
-    return {
-        "spec": spec,
-        "architecture": architecture,
-        "options": dict(arch_options),
-        "trust_pickle": trust_pickle,
-    }
+@dataclass(frozen=True)
+class ModelChoice:
+    """How MODEL is to be loaded (``--architecture``, ``--arch-option``, ``--trust-pickle``)."""
 
+    architecture: str | None = None
+    options: tuple[tuple[str, object], ...] = ()
+    trust_pickle: bool = False
 
-def load_any_model(
-    spec: str,
-    architecture: str | None = None,
-    arch_options: tuple[tuple[str, object], ...] = (),
-    trust_pickle: bool = False,
-) -> tuple[nn.Module, dict[str, object]]:
-    """Load MODEL as the commands take it; note built-in random weights on stderr."""
-    from camscope.io.models import load_model_spec
+    def spec(self, text: str) -> dict[str, Any]:
+        """Keyword arguments of :func:`camscope.io.load_model_spec` (what Ray workers load)."""
+        return {
+            "spec": text,
+            "architecture": self.architecture,
+            "options": dict(self.options),
+            "trust_pickle": self.trust_pickle,
+        }
 
-    model, record = load_model_spec(**model_spec(spec, architecture, arch_options, trust_pickle))
-    if str(record.get("weights", "")).startswith("random"):
-        click.echo(f"note: {spec} is a built-in architecture with random weights", err=True)
-    return model, record
+    def with_options(self, *extra: tuple[str, object]) -> ModelChoice:
+        return ModelChoice(self.architecture, (*self.options, *extra), self.trust_pickle)
+
+    def load(self, text: str) -> tuple[nn.Module, dict[str, object]]:
+        """Load MODEL; note built-in random weights on stderr."""
+        from camscope.io.models import load_model_spec
+
+        model, record = load_model_spec(**self.spec(text))
+        if str(record.get("weights", "")).startswith("random"):
+            click.echo(f"note: {text} is a built-in architecture with random weights", err=True)
+        return model, record
 
 
 def show_input_warnings(records: list[dict[str, Any]]) -> None:

@@ -10,13 +10,12 @@ import click
 
 from camscope.cli.common import (
     ALLOW_OUTSIDE,
+    ModelChoice,
     backend_options,
     exit_if_failed,
     friendly,
     input_options,
-    load_any_model,
     model_options,
-    model_spec,
     output_options,
     show_input_warnings,
 )
@@ -300,9 +299,7 @@ def evaluate_dataset(
     backend: str,
     ray_address: str | None,
     workers: int,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
     out_dir: str,
     force: bool,
     quiet: bool,
@@ -324,7 +321,7 @@ def evaluate_dataset(
     dataset = resolve_dataset(
         [data], where=conditions, exclude=[out_dir], allow_outside=allow_outside
     )
-    model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    model, record = weights.load(model_spec_text)
     if layer is not None:  # a wrong name is one error now, not one per input later
         from camscope.engine import eager_model
         from camscope.layers import resolve_layer
@@ -352,7 +349,7 @@ def evaluate_dataset(
         force=force,
         progress=not quiet,
         backend=backend,
-        model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
+        model_spec=weights.spec(model_spec_text),
         ray_address=ray_address,
         ray_workers=workers,
         read_options=read_options,

@@ -9,13 +9,12 @@ import click
 
 from camscope.cli.common import (
     ALLOW_OUTSIDE,
+    ModelChoice,
     backend_options,
     exit_if_failed,
     friendly,
     input_options,
-    load_any_model,
     model_options,
-    model_spec,
     show_input_warnings,
 )
 from camscope.cli.params import INT_LIST, KEY_VALUE, NAME_LIST, SIGMA, TARGETS
@@ -105,9 +104,7 @@ def explain_command(
     backend: str,
     ray_address: str | None,
     workers: int,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -141,7 +138,7 @@ def explain_command(
         batch_size=batch_size,
     )
     dataset = resolve_dataset(list(inputs), exclude=[out_dir], allow_outside=allow_outside)
-    model, model_record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    model, model_record = weights.load(model_spec_text)
     if layer is not None:  # a wrong name is one error now, not one per input later
         from camscope.engine import eager_model
         from camscope.layers import resolve_layer
@@ -158,7 +155,7 @@ def explain_command(
         force=force,
         progress=not quiet,
         backend=backend,
-        model_spec=model_spec(model_spec_text, architecture, arch_options, trust_pickle),
+        model_spec=weights.spec(model_spec_text),
         ray_address=ray_address,
         ray_workers=workers,
     )
@@ -202,9 +199,7 @@ def features(
     channels: tuple[int, ...] | None,
     rule: str,
     out_file: str,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
     force: bool,
 ) -> None:
     """Feature visualisation (Zeiler & Fergus): what feature maps of a layer respond to in INPUT,
@@ -220,7 +215,7 @@ def features(
     if out.exists() and not force:
         raise OutputError(f"{out} exists; pass --force to overwrite")
     wanted = None if channels is None else list(channels)
-    model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    model, _ = weights.load(model_spec_text)
     scan = read_scan(input_file)
     maps = feature_visualization(
         model,

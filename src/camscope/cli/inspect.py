@@ -8,7 +8,7 @@ import click
 import torch
 
 import camscope
-from camscope.cli.common import friendly, load_any_model, model_options
+from camscope.cli.common import ModelChoice, friendly, model_options
 from camscope.cli.params import SHAPE
 from camscope.errors import CamscopeError
 
@@ -59,9 +59,7 @@ def layers(
     input_shape: tuple[int, ...] | None,
     input_size: int | None,
     in_channels: int,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
 ) -> None:
     """List a model's layers with their output shapes; * marks the default layer.
 
@@ -73,16 +71,16 @@ def layers(
     from camscope.layers import default_layer, trace_layers
     from camscope.models import list_models
 
-    builtin = model_spec_text.replace("-", "_") in list_models() and architecture is None
+    builtin = model_spec_text.replace("-", "_") in list_models() and weights.architecture is None
     scan = None if input_file is None else read_scan(input_file)
     if builtin and input_size is None and scan is not None:
         input_size = max(scan.spatial_shape)  # a built-in network's head is sized for its input
         in_channels = scan.data.shape[0]
     if builtin and input_size is not None:
-        arch_options = (*arch_options, ("input_size", input_size))
-    if builtin and in_channels != 1 and "in_channels" not in dict(arch_options):
-        arch_options = (*arch_options, ("in_channels", in_channels))
-    model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+        weights = weights.with_options(("input_size", input_size))
+    if builtin and in_channels != 1 and "in_channels" not in dict(weights.options):
+        weights = weights.with_options(("in_channels", in_channels))
+    model, _ = weights.load(model_spec_text)
     model = eager_model(model)
     if scan is not None:
         probe = scan.tensor()[None]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from camscope.cli.common import friendly, load_any_model, model_options, output_options
+from camscope.cli.common import ModelChoice, friendly, model_options, output_options
 from camscope.cli.params import NAME_LIST
 from camscope.errors import CamscopeError
 
@@ -45,9 +45,7 @@ def sanity(
     count: int,
     epochs: int,
     seed: int,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
     out_dir: str,
     force: bool,
     quiet: bool,
@@ -100,7 +98,7 @@ def sanity(
         from camscope.runs.sources import FileSource
 
         dataset = resolve_dataset([data])
-        model, _ = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+        model, _ = weights.load(model_spec_text)
         source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
         inputs = torch.stack([source.read(i).tensor() for i in range(len(source))])
         with torch.no_grad():

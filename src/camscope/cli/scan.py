@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from camscope.cli.common import (
+    ModelChoice,
     friendly,
     input_options,
-    load_any_model,
     model_options,
     output_options,
 )
@@ -63,9 +63,7 @@ def scan(
     intensity: str,
     dicom_window: str,
     nifti_volume: int | str | None,
-    architecture: str | None,
-    arch_options: tuple[tuple[str, object], ...],
-    trust_pickle: bool,
+    weights: ModelChoice,
     out_dir: str,
     force: bool,
     quiet: bool,
@@ -91,7 +89,7 @@ def scan(
         dicom_window=dicom_window,  # type: ignore[arg-type]
         nifti_volume=nifti_volume,
     )
-    model, record = load_any_model(model_spec_text, architecture, arch_options, trust_pickle)
+    model, record = weights.load(model_spec_text)
     folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
     result = explain_scan(
         model,
