@@ -23,6 +23,7 @@ __all__ = [
     "input_options",
     "model_options",
     "output_options",
+    "run_flags",
     "show_input_warnings",
 ]
 
@@ -148,13 +149,17 @@ def model_options(function: F) -> F:
     return _add(_MODEL_OPTIONS)(wrapper)  # type: ignore[return-value]
 
 
-#: ``--out``, ``--force`` and ``--quiet``: where results go.
+_FLAGS = [
+    click.option("--force", is_flag=True, help="Start afresh: replace what is in --out."),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+]
+
+#: ``--force`` and ``--quiet``.
+run_flags = _add(_FLAGS)
+
+#: ``--out`` (required), ``--force`` and ``--quiet``: where results go.
 output_options = _add(
-    [
-        click.option("--out", "out_dir", required=True, help="Output folder."),
-        click.option("--force", is_flag=True, help="Start afresh in --out."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
-    ]
+    [click.option("--out", "out_dir", required=True, help="Output folder."), *_FLAGS]
 )
 
 #: ``--intensity``, ``--dicom-window`` and ``--nifti-volume``: how inputs are read.

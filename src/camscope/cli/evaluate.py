@@ -17,6 +17,7 @@ from camscope.cli.common import (
     input_options,
     model_options,
     output_options,
+    run_flags,
     show_input_warnings,
 )
 from camscope.cli.params import NAME_LIST, SNR
@@ -44,12 +45,10 @@ def _options(out_default: str) -> Callable[[F], F]:
                 "--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True
             ),
             click.option("--out", "out_dir", default=out_default, show_default=True),
-            click.option("--force", is_flag=True, help="Start afresh in --out."),
-            click.option("--quiet", is_flag=True, help="No progress bar."),
         ]
         for option in reversed(options):
             function = option(function)
-        return function
+        return run_flags(function)
 
     return decorate
 

@@ -15,6 +15,7 @@ from camscope.cli.common import (
     friendly,
     input_options,
     model_options,
+    run_flags,
     show_input_warnings,
 )
 from camscope.cli.params import INT_LIST, KEY_VALUE, NAME_LIST, SIGMA, TARGETS
@@ -81,8 +82,7 @@ __all__ = ["explain_command", "features"]
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Inputs per batch.")
 @backend_options
 @model_options
-@click.option("--force", is_flag=True, help="Replace a previous run's outputs in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@run_flags
 @friendly
 def explain_command(
     model_spec_text: str,

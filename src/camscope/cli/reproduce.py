@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from camscope.cli.common import friendly
+from camscope.cli.common import friendly, run_flags
 from camscope.cli.params import SNR
 
 __all__ = ["demo", "reproduce"]
@@ -34,8 +34,7 @@ def reproduce() -> None:
 @click.option("--model", "models", multiple=True, type=click.Choice(["cnn1", "cnn2"]))
 @click.option("--similarity", type=float, default=None, help="Class similarity knob, 0–1.")
 @click.option("--seed", type=int, default=None)
-@click.option("--force", is_flag=True, help="Overwrite results in --out (cached models are kept).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@run_flags  # --force keeps the cached models
 @friendly
 def reproduce_respond_cam(
     out_dir: str,
@@ -83,9 +82,8 @@ def reproduce_respond_cam(
 
 @click.command()
 @click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Output folder.")
-@click.option("--force", is_flag=True, help="Overwrite outputs already in --out.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@run_flags
 @friendly
 def demo(out_dir: str, force: bool, seed: int, quiet: bool) -> None:
     """Train a small 3D network on toy volumes, explain it, print the sum-to-score check."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from camscope.cli.common import friendly
+from camscope.cli.common import friendly, run_flags
 from camscope.cli.params import SNR
 
 __all__ = ["simulate"]
@@ -36,8 +36,7 @@ __all__ = ["simulate"]
     help="PDB/mmCIF file, one class each (repeat); 'packaged' uses those found in installed "
     "packages. Default: the 23 pseudo-structures.",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@run_flags
 @friendly
 def simulate(
     out_dir: str,

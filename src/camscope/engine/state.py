@@ -8,7 +8,6 @@ would change the user's model behind their back.
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -126,12 +125,7 @@ class ModelState:
             self.model.eval()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         for module, training in self._flags:
             module.training = training
         with torch.no_grad():

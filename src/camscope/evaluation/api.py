@@ -65,7 +65,7 @@ def evaluate(
     """
     job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
     source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
-    summary = run(
+    rows: list[EvaluationRow] = run(
         job,
         source,
         out_dir,
@@ -74,8 +74,7 @@ def evaluate(
         force=force,
         progress=progress,
         read_workers=0,
-    )
-    rows: list[EvaluationRow] = summary.manifest["rows"]
+    ).manifest["rows"]
     return rows
 
 
@@ -92,23 +91,17 @@ def evaluate_files(
     root: str | os.PathLike[str] | None = None,
     batch_size: int = 16,
     deletion_steps: int = 20,
-    model_record: dict[str, Any] | None = None,
-    force: bool = False,
-    progress: bool = True,
-    read_workers: int = 2,
-    backend: str = "local",
-    model_spec: dict[str, Any] | None = None,
-    ray_address: str | None = None,
-    ray_workers: int = 2,
     read_options: dict[str, Any] | None = None,
+    **run_options: Any,
 ) -> tuple[list[EvaluationRow], dict[str, Any]]:
     """Score methods on every file; write per-input records and return the table.
 
     Args:
         labels: the class of each input (the maps explain it); ``None``: the predicted class.
         truths: per input, a boolean mask ``(*S)`` or a box ``(2·n,)`` (localisation metrics).
-        backend, model_spec, ray_address, ray_workers: see :func:`camscope.runs.run`.
         read_options: keyword arguments of :func:`camscope.io.read_scan` (``intensity``, ...).
+        **run_options: ``model_record``, ``force``, ``progress``, ``read_workers``, ``backend``,
+            ``model_spec``, ``ray_address``, ``ray_workers``: see :func:`camscope.runs.run`.
 
     Returns:
         The summary rows (as :func:`evaluate` gives) and the manifest.
@@ -126,15 +119,8 @@ def evaluate_files(
         source,
         out_dir,
         model=model,
-        model_record=model_record,
-        model_spec=model_spec,
         batch_size=batch_size,
-        force=force,
-        progress=progress,
-        read_workers=read_workers,
-        backend=backend,
-        ray_address=ray_address,
-        ray_workers=ray_workers,
         made=["results.json", "results.csv", "report.html"],
+        **run_options,
     )
     return summary.manifest["rows"], summary.manifest

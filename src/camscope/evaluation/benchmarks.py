@@ -105,28 +105,28 @@ def shapes(
 
     images, labels, _, _ = shape_arrays(train_per_class)
     test_images, test_labels, _, boxes = shape_arrays(test_per_class, offset=train_per_class)
-    model, accuracy = train_small_2d(
-        folder / "model" / "tiny2d",
-        (images, labels),
-        (test_images, test_labels),
-        classes=len(SHAPE_CLASSES),
-        epochs=epochs,
-        progress=not quiet,
-        data={"benchmark": "shapes2d", "version": 1},
-        log=log,
-    )
-    permuted_model = None
-    if control:
-        permuted = np.random.default_rng(0).permutation(labels)
-        permuted_model, _ = train_small_2d(
-            folder / "model" / "tiny2d-permuted-labels",
-            (images, permuted),
+
+    def train(name: str, truth: Any, data: dict[str, Any], say: Log) -> tuple[nn.Module, float]:
+        return train_small_2d(
+            folder / "model" / name,
+            (images, truth),
             (test_images, test_labels),
             classes=len(SHAPE_CLASSES),
             epochs=epochs,
             progress=not quiet,
-            data={"benchmark": "shapes2d", "version": 1, "labels": "permuted, seed 0"},
-            log=lambda text: log(f"permuted labels: {text}"),
+            data={"benchmark": "shapes2d", "version": 1, **data},
+            log=say,
+        )
+
+    model, accuracy = train("tiny2d", labels, {}, log)
+    permuted_model = None
+    if control:  # the same images, labels permuted (seeded): the data randomisation test
+        permuted = np.random.default_rng(0).permutation(labels)
+        permuted_model, _ = train(
+            "tiny2d-permuted-labels",
+            permuted,
+            {"labels": "permuted, seed 0"},
+            lambda text: log(f"permuted labels: {text}"),
         )
     return Benchmark(
         model,

@@ -288,16 +288,9 @@ def explain_files(
     out_dir: str | os.PathLike[str],
     settings: ExplainSettings,
     *,
-    model_record: dict[str, Any] | None = None,
     root: str | os.PathLike[str] | None = None,
     labels: list[int] | None = None,
-    force: bool = False,
-    progress: bool = True,
-    read_workers: int = 2,
-    backend: str = "local",
-    model_spec: dict[str, Any] | None = None,
-    ray_address: str | None = None,
-    ray_workers: int = 2,
+    **run_options: Any,
 ) -> RunSummary:
     """Explain every file with every method and write the outputs (see the module docstring).
 
@@ -310,9 +303,8 @@ def explain_files(
         model_record: how the model was loaded, for the manifest and the resume check.
         root: name outputs by their path relative to this folder (datasets with subfolders).
         labels: per-input classes (for ``targets="label"``), recorded beside each result.
-        force: start afresh, removing a previous run's outputs.
-        progress, read_workers, backend, model_spec, ray_address, ray_workers: see
-            :func:`camscope.runs.engine.run`.
+        **run_options: ``force``, ``progress``, ``read_workers``, ``backend``, ``model_spec``,
+            ``ray_address``, ``ray_workers``: see :func:`camscope.runs.engine.run`.
 
     Raises:
         OutputError: the folder holds another run's results and ``force`` is not set.
@@ -324,16 +316,9 @@ def explain_files(
         source,
         out_dir,
         model=model,
-        model_record=model_record,
-        model_spec=model_spec,
         batch_size=int(settings.batch_size),
-        force=force,
-        progress=progress,
-        backend=backend,
-        read_workers=read_workers,
-        ray_address=ray_address,
-        ray_workers=ray_workers,
         made=["report.html"],
+        **run_options,
     )
 
 
