@@ -338,3 +338,18 @@ def test_smooth_mprt_compares_smoothgrad_maps():
     expected = camscope.smooth(model, x, method="saliency", noise_samples=4)
     torch.testing.assert_close(result.original, expected.reduce_channels().maps[:, 0])
     assert result.maps is not None and result.maps.shape == (3, 2, 16, 16)
+
+
+def test_3d_imputation_by_conjugate_gradients_equals_the_exact_solve(monkeypatch):
+    import sys
+
+    road_module = sys.modules["camscope.metrics.road"]
+    x = torch.randn(1, 2, 9, 10, 11, dtype=torch.float64)
+    mask = torch.rand(1, 9, 10, 11) < 0.6
+    iterative = metrics.noisy_linear_imputation(x, mask, noise=0)
+    exact_solve = road_module._solve
+    monkeypatch.setattr(
+        road_module, "_solve", lambda system, rhs, dims: exact_solve(system, rhs, 2)
+    )
+    exact = metrics.noisy_linear_imputation(x, mask, noise=0)
+    torch.testing.assert_close(iterative, exact, rtol=1e-7, atol=1e-8)

@@ -4,7 +4,8 @@ and watch the model, in 2D and 3D.
 Removing pixels by setting them to a constant leaks the removal pattern to the model (the
 "class information leakage" of the paper); noisy linear imputation instead fills each removed
 position with the weighted mean of its neighbours, solving one sparse linear system per sample
-for all removed positions and all channels at once, then adds a little noise.
+for all removed positions and all channels at once (LU in 2D; conjugate gradients in 3D), then
+adds a little noise.
 
 Stencil: the neighbours within one step on every axis, weighted in proportion to
 ``1 / distance²`` and normalised to sum 1. In 2D this gives the paper's weights exactly (1/6 for
@@ -26,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.sparse import csc_matrix
-from scipy.sparse.linalg import spsolve
+from scipy.sparse import csc_matrix, diags
+from scipy.sparse.linalg import cg, spsolve
 from torch import nn
 
 from camscope.errors import InputError
@@ -86,9 +87,27 @@ def _impute_one(
         (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
         shape=(count, count),
     )
-    solution = spsolve(system, rhs)
-    out[:, unknown] = np.asarray(solution).reshape(count, -1).T
+    out[:, unknown] = _solve(system, rhs, values.ndim - 1).T
     return out.reshape(values.shape)
+
+
+def _solve(system: csc_matrix, rhs: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """The imputed values ``(n, C)``. In 2D a sparse LU factorisation (exact: the same numbers
+    as the reference implementation); in 3D, where LU fills in badly (a 40³ volume takes
+    seconds), conjugate gradients with a Jacobi preconditioner (the matrix is symmetric positive
+    definite: a weighted graph Laplacian with the known values as boundary) to a relative
+    residual of 1e-10, with LU as the fallback."""
+    if spatial_dims < 3:
+        return np.asarray(spsolve(system, rhs)).reshape(system.shape[0], -1)
+    matrix = system.tocsr()
+    preconditioner = diags(1.0 / matrix.diagonal())
+    columns = []
+    for column in rhs.T:
+        solution, info = cg(matrix, column, rtol=1e-10, M=preconditioner, maxiter=20_000)
+        if info != 0:  # did not converge: solve exactly
+            solution = spsolve(system, column)
+        columns.append(solution)
+    return np.stack(columns, axis=1)
 
 
 def noisy_linear_imputation(
