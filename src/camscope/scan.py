@@ -17,7 +17,6 @@ window classifier, that class's logit in every window.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,49 +300,61 @@ def _sink(
 
 
 class _Blender:
-    """Weighted sums of window values over a band of ``roi`` rows along the first axis; rows no
-    later window can reach are divided by their weight and handed to the sink, so memory holds
-    one band of rows, not the scan (windows come ordered along the first axis)."""
+    """Weighted sums of window values over a band of ``roi`` rows along the first axis, kept in a
+    ring buffer: rows no later window can reach are divided by their weight and handed to the
+    sink, so memory holds one band of rows, not the scan (windows come ordered along the first
+    axis, so every window lies inside the band once the rows before it are handed on)."""
 
     def __init__(self, channels: int, plan: WindowPlan, weights: torch.Tensor, sink: Any) -> None:
         self.plan, self.weights = plan, weights
         self.sink: Any = sink
-        self.channels = channels
-        self.rest = plan.padded_size[1:]
-        self.values: deque[torch.Tensor] = deque()
-        self.coverage: deque[torch.Tensor] = deque()
-        self.base = 0  # padded row of the band's first row
+        self.rows = plan.roi_size[0]
+        rest = plan.padded_size[1:]
+        self.values = torch.zeros((channels, self.rows, *rest), dtype=torch.float64)
+        self.coverage = torch.zeros((self.rows, *rest), dtype=torch.float64)
+        self.base = 0  # the first padded row not yet handed on
         self.crop = tuple(
             slice(b, b + s) for (b, _), s in zip(plan.padding, plan.scan_size, strict=True)
         )
+
+    def _segments(self, start: int, count: int) -> list[tuple[slice, slice]]:
+        """Padded rows ``[start, start + count)`` as (ring slice, local slice) pairs."""
+        position = start % self.rows
+        first = min(count, self.rows - position)
+        pieces = [(slice(position, position + first), slice(0, first))]
+        if count > first:
+            pieces.append((slice(0, count - first), slice(first, count)))
+        return pieces
 
     def add(self, index: int, values: torch.Tensor) -> None:
         region = self.plan.slices(index)
         first = region[0].start
         if first > self.base:
             self._flush(first - self.base)
-        while len(self.values) < self.plan.roi_size[0]:
-            self.values.append(torch.zeros((self.channels, *self.rest), dtype=torch.float64))
-            self.coverage.append(torch.zeros(self.rest, dtype=torch.float64))
         weighted = values * self.weights
-        for row in range(self.plan.roi_size[0]):
-            self.values[row][(slice(None), *region[1:])] += weighted[:, row]
-            self.coverage[row][region[1:]] += self.weights[row]
+        for ring, local in self._segments(first, self.rows):
+            self.values[(slice(None), ring, *region[1:])] += weighted[:, local]
+            self.coverage[(ring, *region[1:])] += self.weights[local]
 
     def _flush(self, count: int) -> None:
         top = self.crop[0]
-        for _ in range(count):
-            if not self.values:
-                self.base += 1
-                continue
-            values, weight = self.values.popleft(), self.coverage.popleft()
-            if top.start <= self.base < top.stop:
-                done = (values / weight)[(slice(None), *self.crop[1:])]
-                self.sink.write(self.base - top.start, done[:, None])
-            self.base += 1
+        for ring, local in self._segments(self.base, min(count, self.rows)):
+            begin = self.base + local.start
+            rows = range(begin, begin + (local.stop - local.start))
+            keep = [r for r in rows if top.start <= r < top.stop]
+            if keep:
+                inside = slice(ring.start + keep[0] - begin, ring.start + keep[-1] - begin + 1)
+                done = self.values[:, inside] / self.coverage[inside]
+                self.sink.write(
+                    keep[0] - top.start, done[(slice(None), slice(None), *self.crop[1:])]
+                )
+            self.values[:, ring] = 0
+            self.coverage[ring] = 0
+        self.base += count
 
     def finish(self) -> None:
-        self._flush(len(self.values))
+        while self.base < self.plan.padded_size[0]:
+            self._flush(min(self.rows, self.plan.padded_size[0] - self.base))
         self.sink.close()
 
 
