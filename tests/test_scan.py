@@ -231,3 +231,15 @@ def test_streamed_memory_does_not_grow_with_the_scan():
     ]
     maps_mb = 8 * 192**3 * 4 / 2**20  # the 192³ maps alone: 216 MB
     assert peaks[1] - peaks[0] < 0.75 * maps_mb, peaks  # measured: about 115 MB
+
+
+def test_scan_mistakes_are_one_clear_error():
+    model = create_model("tiny3d", num_classes=3, input_size=16).eval()
+    with pytest.raises(camscope.InputError, match=r"scan\[None\]"):
+        camscope.explain_scan(model, torch.randn(40, 36, 30), method="grad_cam", roi_size=16)
+    with pytest.raises(camscope.InputError, match="batch_size"):
+        camscope.explain_scan(
+            model, torch.randn(1, 20, 20, 20), method="grad_cam", roi_size=16, batch_size=0
+        )
+    with pytest.raises(camscope.ModelError, match="roi_size must be the input size"):
+        camscope.explain_scan(model, torch.randn(1, 30, 30, 30), method="grad_cam", roi_size=20)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camscope.errors import InputError
+from camscope.errors import InputError, ModelError
 from camscope.explain import explain
 from camscope.methods import get_method
 from camscope.targets import TargetSpec
@@ -109,6 +109,13 @@ def explain_scan(
             f"scan must be (C, H, W) or (C, D, H, W), got shape {tuple(data.shape)}; add a "
             "channel axis with scan[None]"
         )
+    if data.shape[0] > 16:
+        raise InputError(
+            f"scan of shape {tuple(data.shape)} has {data.shape[0]} channels; scans are "
+            "(C, *S): for a volume without a channel axis pass scan[None]"
+        )
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if not data.is_floating_point():
         data = data.float()
     plan = plan_windows(data.shape[1:], roi_size, overlap=overlap)
@@ -122,19 +129,25 @@ def explain_scan(
     scores: list[torch.Tensor] = []
     classes: torch.Tensor | None = None
     layer_name = "input"
-    bar = tqdm(total=len(plan), disable=not progress, desc="windows", unit="window")
+    bar = tqdm(total=len(plan), disable=not progress, desc="windows", unit="window", delay=3.0)
     for start in range(0, len(plan), batch_size):
         indices = range(start, min(start + batch_size, len(plan)))
         windows = torch.stack([padded[(slice(None), *plan.slices(i))] for i in indices])
-        e = explain(
-            model,
-            windows,
-            method=info.name,
-            layer=layer if info.needs_layer else None,
-            targets=_for_windows(targets, len(windows)),
-            progress=False,
-            **options,
-        )
+        try:
+            e = explain(
+                model,
+                windows,
+                method=info.name,
+                layer=layer if info.needs_layer else None,
+                targets=_for_windows(targets, len(windows)),
+                progress=False,
+                **options,
+            )
+        except ModelError as error:
+            raise ModelError(
+                f"{error}; does the model take windows of {plan.roi_size}? (roi_size must be "
+                "the input size the model was made for)"
+            ) from error
         if info.needs_layer and layer is None:
             layer = e.layer  # the same layer for every window
         layer_name = e.layer

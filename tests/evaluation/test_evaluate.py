@@ -426,3 +426,50 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert "MPRT: similarity as layers are randomised" in report
     missing = CliRunner().invoke(cli, ["evaluate", "sanity", "--out", str(tmp_path / "p")])
     assert missing.exit_code == 2 and "--benchmark" in missing.output
+
+
+def test_sanity_command_mistakes_are_one_line(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    np.save(data / "a.npy", np.zeros((16, 16), dtype=np.float32))
+    np.save(data / "b.npy", np.zeros((20, 20), dtype=np.float32))
+    runner = CliRunner()
+    mixed = runner.invoke(
+        cli, ["evaluate", "sanity", str(data), "--model", "tiny2d", "--out", str(tmp_path / "o")]
+    )
+    assert mixed.exit_code == 2 and "different shapes" in mixed.output
+    (data / "b.npy").unlink()
+    wrong = runner.invoke(
+        cli, ["evaluate", "sanity", str(data), "--model", "tiny3d", "--out", str(tmp_path / "p")]
+    )
+    assert wrong.exit_code == 2 and "the model raised" in wrong.output
+    both = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "sanity",
+            str(data),
+            "--model",
+            "tiny2d",
+            "--benchmark",
+            "faces",
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    zero = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "sanity",
+            str(data),
+            "--model",
+            "tiny2d",
+            "--count",
+            "0",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert zero.exit_code == 2 and "Traceback" not in zero.output

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import camscope
 from camscope import metrics
 from camscope.models import create_model
 
@@ -221,9 +222,9 @@ def test_random_logit_and_efficient_mprt():
     torch.manual_seed(0)
     model = create_model("tiny2d", num_classes=4, input_size=16).eval()
     x = torch.randn(3, 1, 16, 16)
-    similar = metrics.random_logit(model, x, method="grad_cam")
+    similar = metrics.random_logit(model, x, method="grad_cam").values
     assert similar.shape == (3,) and torch.all(similar.abs() <= 1)
-    ratio = metrics.efficient_mprt(model, x, method="saliency")
+    ratio = metrics.efficient_mprt(model, x, method="saliency").values
     assert ratio.shape == (3,) and torch.all(ratio > 0)
     with pytest.raises(ValueError, match="similarity 'cosine' unknown"):
         metrics.map_similarity(x[:, 0], x[:, 0], "cosine")  # type: ignore[arg-type]
@@ -243,16 +244,16 @@ def test_correlation_metrics_are_perfect_for_exact_maps_of_a_linear_model(spatia
     # gradient × input summed over channels is exactly each position's share of the logit
     gradients = camscope.explain(model, x, method="saliency", targets=y).maps[:, 0]
     exact = (gradients * x).sum(1)
-    correlation = metrics.faithfulness_correlation(model, x, exact, y, runs=30)
+    correlation = metrics.faithfulness_correlation(model, x, exact, y, runs=30).values
     torch.testing.assert_close(correlation, torch.ones(3, dtype=torch.float64))
-    wrong = metrics.faithfulness_correlation(model, x, -exact, y, runs=30)
+    wrong = metrics.faithfulness_correlation(model, x, -exact, y, runs=30).values
     torch.testing.assert_close(wrong, -torch.ones(3, dtype=torch.float64))
     # infidelity: Σ I ⊙ grad predicts f(x) − f(x − I) exactly when channels share the gradient
     single = x[:, :1]
     one = nn.Sequential(nn.Flatten(), nn.Linear(6**spatial_dims, 3)).double().eval()
     gradient = camscope.explain(one, single, method="saliency", targets=y).maps[:, 0, 0]
-    assert float(metrics.infidelity(one, single, gradient, y).max()) < 1e-20
-    assert float(metrics.infidelity(one, single, -gradient, y).min()) > 1e-3
+    assert float(metrics.infidelity(one, single, gradient, y).values.max()) < 1e-20
+    assert float(metrics.infidelity(one, single, -gradient, y).values.min()) > 1e-3
 
 
 def test_infidelity_equals_captum():
@@ -267,7 +268,7 @@ def test_infidelity_equals_captum():
     x = torch.randn(3, 1, 6, 6, dtype=torch.float64)
     y = torch.tensor([0, 2, 1])
     maps = torch.randn(3, 6, 6, dtype=torch.float64)
-    ours = metrics.infidelity(model, x, maps, y, samples=10, noise_std=0.1, seed=0)
+    ours = metrics.infidelity(model, x, maps, y, samples=10, noise_std=0.1, seed=0).values
     noise = (
         torch.randn(
             (3, 10, 1, 6, 6), generator=torch.Generator().manual_seed(0), dtype=torch.float64
@@ -292,7 +293,7 @@ def test_faithfulness_correlation_agrees_with_quantus_on_a_linear_model():
     x = x[:, :1].contiguous()
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3)).double().eval()
     exact = camscope.explain(model, x, method="saliency", targets=y).maps[:, 0, 0] * x[:, 0]
-    ours = metrics.faithfulness_correlation(model, x, exact, y, subset_size=8, runs=20)
+    ours = metrics.faithfulness_correlation(model, x, exact, y, subset_size=8, runs=20).values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = quantus.FaithfulnessCorrelation(
@@ -322,9 +323,9 @@ def test_occlusion_agreement_is_one_for_the_occlusion_map_itself():
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     y = torch.tensor([0, 1])
     occluded = camscope.explain(model, x, method="occlusion", targets=y, window=4)
-    same = metrics.occlusion_agreement(model, x, occluded, window=4)
+    same = metrics.occlusion_agreement(model, x, occluded, window=4).values
     torch.testing.assert_close(same, torch.ones(2, dtype=torch.float64))
-    other = metrics.occlusion_agreement(model, x, torch.rand(2, 16, 16), y, window=4)
+    other = metrics.occlusion_agreement(model, x, torch.rand(2, 16, 16), y, window=4).values
     assert torch.all(other < 0.9)
 
 
@@ -353,3 +354,42 @@ def test_3d_imputation_by_conjugate_gradients_equals_the_exact_solve(monkeypatch
     )
     exact = metrics.noisy_linear_imputation(x, mask, noise=0)
     torch.testing.assert_close(iterative, exact, rtol=1e-7, atol=1e-8)
+
+
+def test_bad_arguments_of_the_trust_metrics_are_one_clear_error():
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(2, 1, 16, 16)
+    maps = torch.rand(2, 16, 16)
+    y = torch.tensor([0, 1])
+    bad = [
+        (lambda: metrics.road(model, x, maps, torch.tensor([5, 7])), "out of range"),
+        (lambda: metrics.road(model, x, maps, y, percentages=[150]), "0–100"),
+        (lambda: metrics.road(model, x, maps, y, noise=-1), "non-negative"),
+        (lambda: metrics.faithfulness_correlation(model, x, maps, y, runs=1), "at least 2"),
+        (lambda: metrics.faithfulness_correlation(model, x, maps, y, subset_size=0), "1..256"),
+        (lambda: metrics.infidelity(model, x, maps, y, samples=0), "samples must be"),
+        (lambda: metrics.mprt(model, x, method="saliency", noise_samples=-1), "0 \\(plain"),
+    ]
+    for call, message in bad:
+        with pytest.raises(camscope.CamscopeError, match=message):
+            call()
+    assert (
+        "faithfulness_correlation"
+        in metrics.faithfulness_correlation(model, x, maps, y, runs=3).summary()
+    )
+
+
+def test_localisation_metrics_take_explanations_and_float_masks_in_3d():
+    import camscope
+
+    model = create_model("tiny3d", num_classes=3, input_size=16).eval()
+    x = torch.randn(2, 1, 16, 16, 16)
+    e = camscope.explain(model, x, method="grad_cam", targets=[0, 1])
+    masks = torch.zeros(2, 16, 16, 16)
+    masks[:, 4:10, 4:10, 4:10] = 1.0
+    shown = e.upsample().maps[:, 0]
+    expected = metrics.relevance_mass_accuracy(shown, masks.bool()).values
+    torch.testing.assert_close(metrics.relevance_mass_accuracy(e, masks).values, expected)
+    torch.testing.assert_close(
+        metrics.relevance_mass_accuracy(e.upsample().maps, masks).values, expected
+    )

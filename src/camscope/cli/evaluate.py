@@ -237,7 +237,9 @@ def evaluate_chest(
 
 
 @evaluate.command("faces")
-@click.option("--count", type=int, default=24, show_default=True, help="Face crops.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=24, show_default=True, help="Face crops."
+)
 @click.option("--layer", default=None, help="Layer (default: onet.prelu4, 3×3).")
 @_options("runs/evaluate-faces")
 @friendly
@@ -276,7 +278,7 @@ def evaluate_faces(
 @click.option("--layer", default=None)
 @click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True)
 @click.option("--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @input_options
 @ALLOW_OUTSIDE
 @backend_options

@@ -79,7 +79,13 @@ __all__ = ["explain_command", "features"]
 @input_options
 @ALLOW_OUTSIDE
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Inputs per batch.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Inputs per batch.",
+)
 @backend_options
 @model_options
 @run_flags

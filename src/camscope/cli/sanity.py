@@ -30,7 +30,9 @@ ALL_METHODS = (
 @click.option("--model", "model_spec_text", default=None, help="With DATA: your model.")
 @click.option("--methods", type=NAME_LIST, default=ALL_METHODS, show_default=True)
 @click.option("--layer", default=None, help="For layer methods (default: the default layer).")
-@click.option("--count", type=int, default=8, show_default=True, help="Inputs checked.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs checked."
+)
 @click.option("--epochs", type=int, default=10, show_default=True, help="shapes: training.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @model_options
@@ -56,11 +58,14 @@ def sanity(
     saying which methods pass on this model."""
     import torch
 
+    from camscope.engine import ModelState, call_model
     from camscope.evaluation import benchmarks
     from camscope.evaluation.sanity import sanity_check, sanity_figures, sanity_table
     from camscope.io import prepare_output_dir, write_json
     from camscope.render.report import write_report
 
+    if benchmark is not None and (data is not None or model_spec_text is not None):
+        raise CamscopeError("give either --benchmark NAME, or DATA with --model MODEL, not both")
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     control = None
     if benchmark is not None:
@@ -100,9 +105,16 @@ def sanity(
         dataset = resolve_dataset([data])
         model, _ = weights.load(model_spec_text)
         source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
-        inputs = torch.stack([source.read(i).tensor() for i in range(len(source))])
-        with torch.no_grad():
-            predicted = model.eval()(inputs).argmax(1)
+        scans = [source.read(i).tensor() for i in range(len(source))]
+        shapes = sorted({tuple(scan.shape) for scan in scans})
+        if len(shapes) > 1:
+            raise CamscopeError(
+                f"the inputs have different shapes {shapes}; sanity checks take inputs of one "
+                "shape (give a folder of same-sized inputs)"
+            )
+        inputs = torch.stack(scans)
+        with torch.no_grad(), ModelState(model):
+            predicted = call_model(model, inputs).argmax(1)
         labels = torch.tensor(dataset.labels[:count]) if dataset.labels else predicted
         title = f"{len(inputs)} inputs from {Path(dataset.source).name}"
     else:

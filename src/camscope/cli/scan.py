@@ -36,7 +36,13 @@ __all__ = ["scan"]
 @click.option(
     "--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True
 )
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Windows at once.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Windows at once.",
+)
 @click.option(
     "--format",
     "formats",

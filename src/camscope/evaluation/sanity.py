@@ -95,7 +95,9 @@ def sanity_check(
         test = mprt(
             model, inputs, method=info.name, targets=targets, seed=seed, keep_maps=True, **where
         )
-        logit = random_logit(model, inputs, method=info.name, targets=targets, seed=seed, **where)
+        logit = random_logit(
+            model, inputs, method=info.name, targets=targets, seed=seed, **where
+        ).values
         shown = explain(model, inputs, method=info.name, targets=targets, progress=False, **where)
         shown = shown.reduce_channels() if shown.per_channel else shown.upsample()
         gap = road(model, inputs, shown, targets, percentages=road_percentages, seed=seed).gap
@@ -140,8 +142,8 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
     failing = [r.method for r in results if not r.passes]
     verdict = (
         f"passes the sanity check on this model: {', '.join(passing) or 'none'}; fails: "
-        f"{', '.join(failing) or 'none'} (|Spearman| to the original maps after randomising "
-        f"every layer < {PASS_THRESHOLD})"
+        f"{', '.join(failing) or 'none'}. (A method passes when, after every layer is "
+        f"randomised, its maps keep |Spearman ρ| < {PASS_THRESHOLD} with the original ones.)"
     )
     return text_table(header, cells) + "\n" + verdict
 

@@ -25,6 +25,8 @@ def explanation_maps(value: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         return value, None
     if hasattr(value, "maps") and hasattr(value, "reduce_channels"):
         reduced = value.reduce_channels()
+        if tuple(reduced.maps.shape[2:]) != tuple(reduced.input_size):
+            reduced = reduced.upsample()  # the method's own way, as shown
         return reduced.maps, reduced.targets
     raise InputError(f"maps must be a tensor or an Explanation, not {type(value).__name__}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -10,3 +12,18 @@ def mean_std(values: torch.Tensor) -> tuple[float, float]:
     values = values.detach().double().flatten()
     std = float(values.std()) if values.numel() > 1 else 0.0
     return float(values.mean()), std
+
+
+@dataclass(frozen=True)
+class PerSample:
+    """One value per sample ``(B,)`` and its summary (mean ± std over the finite values)."""
+
+    values: torch.Tensor
+    name: str = "value"
+
+    def summary(self) -> dict[str, float]:
+        finite = self.values[torch.isfinite(self.values)]
+        if not len(finite):
+            return {self.name: float("nan"), f"{self.name}_std": float("nan")}
+        mean, std = mean_std(finite)
+        return {self.name: mean, f"{self.name}_std": std}

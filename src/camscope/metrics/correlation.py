@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from camscope.errors import InputError
+from camscope.metrics._stats import PerSample
 from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
 from camscope.metrics.randomization import Similarity, map_similarity
 
@@ -60,8 +61,8 @@ def faithfulness_correlation(
     seed: int = 0,
     batch_size: int = 64,
     softmax: bool = False,
-) -> torch.Tensor:
-    """Faithfulness correlation (Bhatt et al. 2020), per sample ``(B,)`` in [−1, 1].
+) -> PerSample:
+    """Faithfulness correlation (Bhatt et al. 2020), per sample ``(B,)`` in [−1, 1] (``.values``).
 
     Args:
         subset_size: positions set to ``baseline`` per run; default 10 % of the positions.
@@ -71,9 +72,11 @@ def faithfulness_correlation(
     size, maps, targets = _check(inputs, maps, targets)
     values = _input_maps(maps, size).flatten(1)
     batch, positions = values.shape
-    count = subset_size or max(1, positions // 10)
+    count = max(1, positions // 10) if subset_size is None else int(subset_size)
     if not 0 < count <= positions:
         raise InputError(f"subset_size must be in 1..{positions}, got {count}")
+    if int(runs) < 2:
+        raise InputError(f"runs must be at least 2 (a correlation needs two points), got {runs}")
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.rand((batch, runs, positions), generator=generator).argsort(-1)[..., :count]
     masks = torch.zeros((batch, runs, positions), dtype=torch.bool)
@@ -86,7 +89,7 @@ def faithfulness_correlation(
     original = _scores(model, inputs, targets, batch_size=batch_size, softmax=softmax)
     after = _scores(model, perturbed, rows, batch_size=batch_size, softmax=softmax)
     drops = original[:, None] - after.view(batch, runs)
-    return _pearson(totals, drops)
+    return PerSample(_pearson(totals, drops), "faithfulness_correlation")
 
 
 def infidelity(
@@ -100,13 +103,16 @@ def infidelity(
     normalize: bool = False,
     seed: int = 0,
     batch_size: int = 64,
-) -> torch.Tensor:
-    """Infidelity (Yeh et al. 2019; Captum's definition), per sample ``(B,)``; lower is better.
+) -> PerSample:
+    """Infidelity (Yeh et al. 2019; Captum's definition), per sample ``(B,)`` (``.values``);
+    lower is better.
 
     ``E_I[(Σ I ⊙ map − (f(x) − f(x − I)))²]`` with ``I ~ N(0, noise_std²)`` drawn per input
     value (seeded); ``f`` is the target's logit. With ``normalize`` the map is first scaled by
     the least-squares factor ``β = E[Σ I⊙map · Δf] / E[(Σ I⊙map)²]`` (infidelity up to scale).
     """
+    if int(samples) < 1 or noise_std < 0:
+        raise InputError(f"samples must be ≥ 1 and noise_std ≥ 0, got {samples} and {noise_std}")
     size, maps, targets = _check(inputs, maps, targets)
     values = _input_maps(maps, size)
     batch = len(targets)
@@ -125,7 +131,7 @@ def infidelity(
     if normalize:
         beta = (predicted * actual).mean(1) / predicted.square().mean(1).clamp_min(1e-300)
         predicted = predicted * beta[:, None]
-    return (predicted - actual).square().mean(1)
+    return PerSample((predicted - actual).square().mean(1), "infidelity")
 
 
 def occlusion_agreement(
@@ -136,7 +142,7 @@ def occlusion_agreement(
     *,
     similarity: Similarity = "spearman",
     **occlusion_options: Any,
-) -> torch.Tensor:
+) -> PerSample:
     """Rank correlation ``(B,)`` between each map (at input resolution) and the occlusion map of
     the same target (``occlusion_options``: ``window``, ``stride``, ``baseline``, ...)."""
     from camscope.explain import explain
@@ -146,4 +152,6 @@ def occlusion_agreement(
         model, inputs, method="occlusion", targets=targets, progress=False, **occlusion_options
     )
     reference = occluded.reduce_channels().maps[:, 0]
-    return map_similarity(_input_maps(maps, size), reference, similarity)
+    return PerSample(
+        map_similarity(_input_maps(maps, size), reference, similarity), "occlusion_agreement"
+    )

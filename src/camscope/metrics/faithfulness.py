@@ -16,7 +16,7 @@ from scipy import ndimage
 from torch import nn
 
 from camscope.engine import ModelState, call_model
-from camscope.errors import InputError
+from camscope.errors import InputError, TargetError
 from camscope.metrics._shapes import one_map_per_sample
 from camscope.metrics._stats import mean_std
 from camscope.postprocess import normalize, upsample
@@ -63,6 +63,11 @@ def target_outputs(
         for start in range(0, inputs.shape[0], batch_size):
             chunk = inputs[start : start + batch_size]
             logits = call_model(model, chunk)
+            if int(targets.max()) >= logits.shape[1] or int(targets.min()) < 0:
+                raise TargetError(
+                    f"class index out of range: the model has {logits.shape[1]} classes "
+                    f"(0 to {logits.shape[1] - 1}), targets go to {int(targets.max())}"
+                )
             scores = torch.softmax(logits, dim=1) if softmax else logits
             rows = torch.arange(start, start + chunk.shape[0]) % count
             values.append(scores.gather(1, targets[rows].to(scores.device)[:, None])[:, 0].cpu())

@@ -63,9 +63,9 @@ class PointingResult:
 def _as_numpy_maps(saliency: Any, truth: Any) -> np.ndarray:
     """``(B, *S)`` float64 maps from a tensor, ``(B, 1, *S)`` or an Explanation."""
     if isinstance(truth, torch.Tensor) and truth.ndim >= 2:
-        boxes = truth.dtype != torch.bool and truth.ndim == 2 and truth.shape[1] in (4, 6)
-        axes = truth.shape[1] // 2 if boxes else truth.ndim - 1
-        if boxes or truth.dtype == torch.bool:
+        boxes = truth.ndim == 2 and truth.shape[1] in (4, 6) and truth.dtype != torch.bool
+        if boxes or truth.ndim >= 3:  # valid boxes, or masks: their number of axes is known
+            axes = truth.shape[1] // 2 if boxes else truth.ndim - 1
             saliency, _ = one_map_per_sample(saliency, None, spatial_dims=axes)
     if not isinstance(saliency, torch.Tensor) or saliency.ndim not in (3, 4):
         shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency)
@@ -80,6 +80,8 @@ def _truth_masks(truth: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """Boolean ``(B, *S)`` masks from boxes ``(B, 2n)`` or masks."""
     batch, spatial = shape[0], shape[1:]
     axes = len(spatial)
+    if truth.ndim > 2 and truth.dtype != torch.bool:  # a mask given as numbers: non-zero inside
+        truth = truth != 0
     if truth.dtype == torch.bool:
         if tuple(truth.shape) != shape:
             raise InputError(f"masks of shape {tuple(truth.shape)} do not match saliency {shape}")

@@ -31,7 +31,7 @@ from camscope.engine import ModelState, call_model, trace_modules
 from camscope.errors import InputError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
-from camscope.metrics._stats import mean_std
+from camscope.metrics._stats import PerSample, mean_std
 from camscope.smoothing import smooth
 
 __all__ = [
@@ -221,6 +221,8 @@ def mprt(
     """
     if order not in ("cascading", "independent"):
         raise InputError(f"order must be 'cascading' or 'independent', not {order!r}")
+    if int(noise_samples) < 0:
+        raise InputError(f"noise_samples must be 0 (plain MPRT) or more, got {noise_samples}")
     classes = _fixed_targets(model, inputs, targets)
     explain = _explainer(inputs, method, classes, layer, method_options, noise_samples)
     original = explain(model)
@@ -271,7 +273,7 @@ def efficient_mprt(
     bins: int = 100,
     seed: int = 0,
     **method_options: Any,
-) -> torch.Tensor:
+) -> PerSample:
     """eMPRT (Hedström et al. 2023): entropy of the maps of the fully randomised model divided by
     that of the trained model's, per sample ``(B,)``. Above 1: randomising the model made the
     maps more disordered (the method is sensitive to the model); near 1: it is not.
@@ -284,7 +286,7 @@ def efficient_mprt(
     for step, name in enumerate(randomizable_layers(model, inputs)):
         _redraw(modules[name], seed + step)
     after = _entropy(explain(randomized), bins)
-    return after / before.clamp_min(1e-12)
+    return PerSample(after / before.clamp_min(1e-12), "emprt")
 
 
 def random_logit(
@@ -297,10 +299,11 @@ def random_logit(
     similarity: Similarity = "spearman",
     seed: int = 0,
     **method_options: Any,
-) -> torch.Tensor:
+) -> PerSample:
     """Random logit test (Sixt et al. 2020): similarity ``(B,)`` between the map of each sample's
     target class and that of another class drawn at random (seeded). High similarity: the map
-    does not tell classes apart."""
+    does not tell classes apart. With two classes the other class is always the same one, and
+    for a two-class softmax its map is the target's negated: the test says little there."""
     classes = _fixed_targets(model, inputs, targets)
     with torch.no_grad():
         count = int(explain(model, inputs[:1], method="saliency").outputs.shape[1])
@@ -311,4 +314,4 @@ def random_logit(
     others = (classes.cpu() + shift) % count
     own = _explainer(inputs, method, classes, layer, method_options)(model)
     other = _explainer(inputs, method, others, layer, method_options)(model)
-    return map_similarity(own, other, similarity)
+    return PerSample(map_similarity(own, other, similarity), "random_logit")

@@ -222,6 +222,12 @@ def road(
         batch_size: perturbed inputs per forward pass.
         order: compute ``"both"`` curves, or only ``"morf"`` / ``"lerf"`` (the other is NaN).
     """
+    if any(not 0 <= float(p) <= 100 for p in percentages) or not percentages:
+        raise InputError(f"percentages must lie in 0–100, got {list(percentages)}")
+    if noise < 0:
+        raise InputError(f"noise must be non-negative, got {noise}")
+    if order not in ("both", "morf", "lerf"):
+        raise InputError(f"order must be 'both', 'morf' or 'lerf', not {order!r}")
     size, maps, targets = _check(inputs, maps, targets)
     values = _input_maps(maps, size).flatten(1)
     batch = len(targets)
