@@ -96,3 +96,32 @@ def test_lazy_training_set_gives_the_same_results(tmp_path, monkeypatch):
     lazy = respond_cam.run(tmp_path / "b", config, progress=False, log=messages.append)
     assert any("simulated lazily" in m for m in messages)
     assert lazy == in_memory
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_machine_are_identical_and_noisy_rows_start_warm(tmp_path):
+    from camscope.reproduce import respond_cam
+
+    first = respond_cam.run(tmp_path / "a", SCALES["smoke"], progress=False, log=lambda *_: None)
+    second = respond_cam.run(tmp_path / "b", SCALES["smoke"], progress=False, log=lambda *_: None)
+    assert first == second
+    assert [(row["snr"], row["warm_start"]) for row in first] == [("inf", False), (0.1, True)]
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert results["precision"] in ("float32", "bfloat16") and results["cpu"]
+
+
+def test_precision_and_device_are_checked():
+    import torch
+
+    from camscope.reproduce.respond_cam import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) == "float32"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_precision("auto", cpu) == ("bfloat16" if native else "float32")
+    args = ["reproduce", "respond-cam", "--scale", "smoke", "--quiet", "--out"]
+    for device, message in (("tpu9", "is not a device"), ("cuda", "CUDA is not available")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        result = CliRunner().invoke(cli, [*args, "out", "--device", device])
+        assert result.exit_code == 2 and message in result.output, result.output

@@ -203,6 +203,54 @@ def test_streamed_maps_equal_the_in_memory_ones(tmp_path, blend):
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
 
 
+@pytest.mark.parametrize("ending", [".nii.gz", ".nii"])
+def test_streamed_nifti_keeps_the_scans_affine_and_equals_the_in_memory_maps(tmp_path, ending):
+    import nibabel
+    import numpy as np
+
+    from camscope.io import read_scan
+
+    affine = np.array([[0, 0, 1.5, -20], [0, 2.0, 0, 7], [-1.2, 0, 0, 3], [0, 0, 0, 1]])
+    volume = np.random.default_rng(0).standard_normal((23, 19, 26)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, affine), tmp_path / "ct.nii.gz")
+    scan = read_scan(tmp_path / "ct.nii.gz")
+    model = create_model("tiny3d", num_classes=3, input_size=16).eval()
+    kept = camscope.explain_scan(model, scan, method="grad_cam", roi_size=16, progress=False)
+    streamed = camscope.explain_scan(
+        model, scan, method="grad_cam", roi_size=16, out=tmp_path / f"maps{ending}", progress=False
+    )
+    assert streamed.files == [str(tmp_path / f"maps.class{c}{ending}") for c in range(3)]
+    for target, name in enumerate(streamed.files):
+        image = nibabel.load(name)
+        np.testing.assert_allclose(image.affine, affine)
+        np.testing.assert_allclose(
+            np.asarray(image.dataobj), kept.maps[target].numpy(), rtol=1e-5, atol=1e-6
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    first = (tmp_path / f"maps.class0{ending}").read_bytes()
+    camscope.explain_scan(
+        model, scan, method="grad_cam", roi_size=16, out=tmp_path / f"again{ending}", progress=False
+    )
+    assert (tmp_path / f"again.class0{ending}").read_bytes() == first  # the same bytes
+
+
+def test_streamed_nifti_of_a_tensor_and_of_an_image_are_refused_or_plain(tmp_path):
+    import nibabel
+
+    model3d = create_model("tiny3d", num_classes=2, input_size=16).eval()
+    done = camscope.explain_scan(
+        model3d, torch.randn(1, 16, 20, 16), method="grad_cam", roi_size=16,
+        out=tmp_path / "plain.nii", progress=False,
+    )  # fmt: skip
+    assert nibabel.load(done.files[0]).shape == (16, 20, 16)
+    model2d = create_model("tiny2d", num_classes=2, input_size=16)
+    with pytest.raises(camscope.InputError, match="needs a 3D scan"):
+        camscope.explain_scan(
+            model2d, torch.randn(1, 20, 20), method="grad_cam", roi_size=16,
+            out=tmp_path / "flat.nii.gz", progress=False,
+        )  # fmt: skip
+
+
 _PEAK = """
 import resource, sys, tempfile, os, torch, camscope
 from camscope.models import create_model

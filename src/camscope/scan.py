@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,11 @@ def explain_scan(
         layer: for layer methods; ``None`` chooses on the first window batch.
         batch_size: windows explained together.
         out: write the maps to this file as the rows they cover are complete, holding only a
-            band of rows in memory: ``.npy`` (one array ``(T, *S)``) or ``.mrc`` (one volume per
-            target, ``<stem>.class<c>.mrc``, with the scan's geometry when ``scan`` is a
-            :class:`~camscope.io.Scan`); the result's ``maps`` is then ``None`` and ``files``
-            lists what was written. Without it the maps are kept in memory (refused, before any
-            work, when they would not fit).
+            band of rows in memory: ``.npy`` (one array ``(T, *S)``), or ``.mrc``, ``.nii`` or
+            ``.nii.gz`` (one volume per target, ``<stem>.class<c>.mrc``, with the scan's geometry
+            when ``scan`` is a :class:`~camscope.io.Scan`); the result's ``maps`` is then
+            ``None`` and ``files`` lists what was written. Without it the maps are kept in
+            memory (refused, before any work, when they would not fit).
         progress: show a progress bar.
         **options: the method's options.
 
@@ -208,10 +208,13 @@ class _ArraySink:
 
 
 class _FileSink:
-    """Blended rows written to disk as they are complete: ``.npy`` (one array ``(T, *S)``) or
-    ``.mrc`` (one volume per target, with the scan's voxel size and origin). Rows are written at
-    their offset in the file (not through a memory map, whose written pages would stay resident),
-    each file under a temporary name until the last row is in."""
+    """Blended rows written to disk as they are complete: ``.npy`` (one array ``(T, *S)``),
+    ``.mrc`` (one volume per target, with the scan's voxel size and origin) or ``.nii`` /
+    ``.nii.gz`` (one volume per target with the scan's affine). Rows are written at their offset
+    in the file (not through a memory map, whose written pages would stay resident), each file
+    under a temporary name until the last row is in. NIfTI stores its first axis fastest, so a
+    row of the scan is not contiguous there: its rows go to a temporary ``.npy`` first, turned
+    into NIfTI a slice at a time at the end (nibabel reads the memory map slice by slice)."""
 
     def __init__(
         self,
@@ -232,21 +235,30 @@ class _FileSink:
         suffix = path.suffix.lower()
         plane = int(np.prod(shape[2:])) * 4  # float32 bytes of one row of one target
         self.row_bytes = plane
+        self.nifti: list[Path] = []
+        self.source = source
+        labels = (
+            [f"class{int(c)}" for c in classes]
+            if classes is not None
+            else [f"t{i}" for i in range(shape[0])]
+        )
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            if len(shape) != 4:
+                raise InputError("out=*.nii(.gz) needs a 3D scan (NIfTI heatmaps are volumes)")
+            stem = path.name[: -len(".nii.gz")] if path.name.endswith(".gz") else path.stem
+            ending = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+            self.nifti = [path.with_name(f"{stem}.{label}{ending}") for label in labels]
+            path, suffix = path.with_name(f".{stem}.rows.npy"), ".npy"
         if suffix == ".npy":
             final_names = [path]
             per_target = shape[1] * plane
         elif suffix == ".mrc":
             if len(shape) != 4:
                 raise InputError("out=*.mrc needs a 3D scan (MRC holds volumes)")
-            labels = (
-                [f"class{int(c)}" for c in classes]
-                if classes is not None
-                else [f"t{i}" for i in range(shape[0])]
-            )
             final_names = [path.with_name(f"{path.stem}.{label}.mrc") for label in labels]
             per_target = 0
         else:
-            raise InputError(f"out must end in .npy or .mrc, not {path.name!r}")
+            raise InputError(f"out must end in .npy, .mrc, .nii or .nii.gz, not {path.name!r}")
         for final in final_names:
             context = atomic_path(final)
             temporary = Path(context.__enter__())
@@ -277,6 +289,27 @@ class _FileSink:
             handle.close()
         for context in self._contexts:
             context.__exit__(None, None, None)
+        if self.nifti:
+            self._to_nifti(Path(self.names[0]))
+            self.names = [str(name) for name in self.nifti]
+
+    def _to_nifti(self, rows: Path) -> None:
+        import numpy as np
+
+        from camscope.io.heatmaps import write_nifti
+        from camscope.io.scan import Scan
+
+        geometry = self.source if isinstance(self.source, Scan) else None
+        if geometry is None:  # a bare tensor: voxel axes as given, unit voxels
+            geometry = Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy")
+            geometry = replace(geometry, affine=np.eye(4))
+        try:
+            maps = np.load(rows, mmap_mode="r")
+            for target, name in enumerate(self.nifti):
+                write_nifti(name, maps[target], geometry)
+            del maps
+        finally:
+            rows.unlink(missing_ok=True)
 
     def files(self) -> list[str]:
         return self.names

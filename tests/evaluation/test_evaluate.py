@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from camscope.cli.main import cli
+from camscope.errors import CamscopeError
 from camscope.evaluation import evaluate
 from camscope.io.checkpoints import save_model
 from camscope.models import create_model
@@ -473,3 +476,57 @@ def test_sanity_command_mistakes_are_one_line(tmp_path):
         ],
     )
     assert zero.exit_code == 2 and "Traceback" not in zero.output
+
+
+@pytest.mark.slow
+def test_subtomogram_data_randomisation_control_is_trained_like_the_model(tmp_path):
+    from camscope.evaluation import benchmarks
+    from camscope.io.checkpoints import read_checkpoint
+    from camscope.reproduce import respond_cam
+
+    config = dataclasses.replace(respond_cam.SCALES["smoke"], snrs=(math.inf,))
+    respond_cam.run(tmp_path / "rc", config, progress=False, log=lambda *_: None)
+    stem = tmp_path / "rc" / "models" / "cnn2_snr-inf"
+    built = benchmarks.subtomograms(
+        tmp_path / "sanity",
+        log=lambda *_: None,
+        quiet=True,
+        model_path=str(stem),
+        snr=math.inf,
+        per_class=1,
+        offset=1000,
+        control=True,
+    )
+    assert built.control is not None and not built.control.training
+    saved = read_checkpoint(tmp_path / "sanity" / "model" / "cnn2-permuted-labels")
+    original = read_checkpoint(stem)
+    identity, reference = saved.metadata["identity"], original.metadata["identity"]
+    assert identity["labels"] == "permuted, seed 0"
+    assert {k: v for k, v in identity.items() if k != "labels"} == reference
+    different = any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            built.control.state_dict().values(), built.model.state_dict().values(), strict=True
+        )
+    )
+    assert different
+
+
+def test_subtomogram_control_needs_a_reproduction_model(tmp_path):
+    from camscope.evaluation import benchmarks
+
+    options = {"num_classes": 23, "input_size": 16}
+    save_model(
+        tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
+    )
+    with pytest.raises(CamscopeError, match="trained by `camscope reproduce"):
+        benchmarks.subtomograms(
+            tmp_path,
+            log=lambda *_: None,
+            quiet=True,
+            model_path=str(tmp_path / "net"),
+            snr=math.inf,
+            per_class=1,
+            offset=1000,
+            control=True,
+        )

@@ -128,9 +128,9 @@ def _benchmark(
 @click.option(
     "--offset",
     type=int,
-    default=100,
+    default=1000,
     show_default=True,
-    help="First sample index (past the reproduction's training samples).",
+    help="First sample index (past the training and test samples of every reproduction scale).",
 )
 @_options("runs/evaluate-subtomograms")
 @friendly

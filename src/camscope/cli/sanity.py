@@ -92,7 +92,8 @@ def sanity(
                 model_path=None,
                 snr=float("inf"),
                 per_class=1,
-                offset=100,
+                offset=1000,
+                control=True,
             ),
         }
         built = builders[benchmark]()

@@ -55,8 +55,11 @@ def subtomograms(
     snr: float,
     per_class: int,
     offset: int,
+    control: bool = False,
 ) -> Benchmark:
-    """Test subtomograms (past the reproduction's training samples) and the trained CNN-2."""
+    """Test subtomograms (past the reproduction's training samples) and the trained CNN-2; with
+    ``control``, the same network trained the same way on the same subtomograms with permuted
+    labels (cached in ``folder/model``)."""
     from camscope.io.checkpoints import load_model
     from camscope.simulate import SimulationConfig, Simulator
     from camscope.simulate.subtomogram import snr_label
@@ -85,7 +88,56 @@ def subtomograms(
         masks,
         title=f"{len(items)} subtomograms, SNR {label}",
         extra={"model": str(path), "snr": label, "n": len(items)},
+        control=_permuted_subtomogram_model(folder, saved, snr, log=log, quiet=quiet)
+        if control
+        else None,
     )
+
+
+def _permuted_subtomogram_model(
+    folder: Path, saved: Any, snr: float, *, log: Log, quiet: bool
+) -> nn.Module:
+    """The data randomisation control: the saved model's architecture, trained from scratch
+    with its own settings on its own training subtomograms (rebuilt from the checkpoint's
+    identity) whose labels are permuted (seeded)."""
+    from dataclasses import fields
+
+    from torch.utils.data import TensorDataset
+
+    from camscope.models import create_model
+    from camscope.models.training import TrainingConfig, train_classifier
+    from camscope.simulate import SimulationConfig, Simulator
+    from camscope.simulate.subtomogram import simulate_arrays
+
+    identity = saved.metadata.get("identity") or {}
+    if "simulation" not in identity or "training" not in identity:
+        raise CamscopeError(
+            "the data randomisation test needs a model trained by `camscope reproduce "
+            "respond-cam` (its checkpoint says how it was trained); this one does not say"
+        )
+    names = {f.name for f in fields(SimulationConfig)}
+    simulation = SimulationConfig(**{k: v for k, v in identity["simulation"].items() if k in names})
+    training = TrainingConfig(**identity["training"])
+    simulator = Simulator(simulation)
+    per_class = int(identity["n_train"]) // simulation.n_classes
+    log(f"permuted labels: simulating {per_class} training subtomograms per class")
+    volumes, labels = simulate_arrays(simulator, per_class, (snr,), progress=not quiet)
+    permuted = np.random.default_rng(0).permutation(labels)
+    torch.manual_seed(training.seed)
+    model = create_model(saved.architecture, **saved.options)
+    train_classifier(
+        model,
+        TensorDataset(torch.from_numpy(volumes[snr]), torch.from_numpy(permuted)),
+        config=training,
+        progress=not quiet,
+        checkpoint=folder / "model" / f"{saved.architecture}-permuted-labels",
+        architecture=saved.architecture,
+        options=saved.options,
+        replace_mismatched=True,
+        identity={**identity, "labels": "permuted, seed 0"},
+        description="permuted labels",
+    )
+    return model.eval()
 
 
 def shapes(

@@ -29,7 +29,7 @@ from camscope.io.atomic import atomic_write
 from camscope.io.inputs import Scan
 from camscope.io.volumes import write_mrc
 
-__all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "write_heatmap"]
+__all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "write_heatmap", "write_nifti"]
 
 HEATMAP_FORMATS = ("nifti", "mrc", "tiff", "png", "npy")
 _SUFFIX = {"nifti": ".nii.gz", "mrc": ".mrc", "tiff": ".tif", "png": ".png", "npy": ".npy"}
@@ -72,6 +72,35 @@ def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
     return affine, True
 
 
+def write_nifti(path: str | os.PathLike[str], values: np.ndarray, scan: Scan) -> Path:
+    """One heatmap ``(*S)`` as NIfTI (gzipped when the name ends in ``.gz``) with the scan's
+    geometry: its own affine, qform/sform codes and units for a NIfTI input, else its spacing and
+    origin (axes reversed: camscope's volumes from MRC/DICOM/TIFF are ``(z, y, x)``).
+
+    ``values`` may be a memory map: nibabel writes it a slice at a time, so a map larger than
+    memory can be written (:func:`camscope.explain_scan` with ``out=*.nii.gz``). The bytes are
+    the same on every run (no time or name in the gzip header).
+    """
+    import nibabel
+
+    affine, transpose = _nifti_affine(scan)
+    image = nibabel.Nifti1Image(values.T if transpose else values, affine)
+    codes = scan.details.get("nifti_codes")
+    if codes is not None:  # the input's own: a scanner (1) or aligned (2+) space, kept
+        qform = np.asarray(scan.details.get("nifti_qform", affine), dtype=np.float64)
+        image.set_sform(affine, code=int(codes["sform"]))
+        image.set_qform(qform, code=int(codes["qform"]))
+    image.header.set_xyzt_units(_nifti_unit(scan))
+    final = Path(path)
+    with atomic_write(final) as handle:
+        if final.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", fileobj=handle, mode="wb", mtime=0) as zipped:
+                image.to_stream(zipped)
+        else:
+            image.to_stream(handle)  # type: ignore[arg-type]
+    return final
+
+
 def write_heatmap(
     path: str | os.PathLike[str],
     heatmap: np.ndarray,
@@ -106,22 +135,7 @@ def write_heatmap(
         with atomic_write(final) as handle:
             np.save(handle, values)
     elif kind == "nifti":
-        import nibabel
-
-        affine, transpose = _nifti_affine(scan)
-        data = values.T if transpose else values
-        image = nibabel.Nifti1Image(data, affine)
-        codes = scan.details.get("nifti_codes")
-        if codes is not None:  # the input's own: a scanner (1) or aligned (2+) space, kept
-            qform = np.asarray(scan.details.get("nifti_qform", affine), dtype=np.float64)
-            image.set_sform(affine, code=int(codes["sform"]))
-            image.set_qform(qform, code=int(codes["qform"]))
-        image.header.set_xyzt_units(_nifti_unit(scan))
-        payload = image.to_bytes()
-        if final.name.endswith(".gz"):
-            payload = gzip.compress(payload, mtime=0)
-        with atomic_write(final) as handle:
-            handle.write(payload)
+        write_nifti(final, values, scan)
     elif kind == "mrc":
         volume = values if values.ndim == 3 else values[None]
         if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)

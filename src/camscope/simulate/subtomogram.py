@@ -119,14 +119,29 @@ def snr_label(snr: float) -> str:
     return "inf" if math.isinf(snr) else f"{snr:g}"
 
 
-def fourier_frequencies(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(k_z, k_y, k_x)`` in cycles/voxel on the ``rfftn`` grid, broadcastable."""
-    full = np.fft.fftfreq(size)
-    half = np.fft.rfftfreq(size)
-    return full[:, None, None], full[None, :, None], half[None, None, :]
+Shape = int | tuple[int, int, int]
 
 
-def missing_wedge_mask(size: int, tilt_degrees: float = 60.0) -> np.ndarray:
+def _shape(size: Shape) -> tuple[int, int, int]:
+    """A cube's edge, or a ``(z, y, x)`` shape."""
+    if isinstance(size, int):
+        return (size, size, size)
+    depth, height, width = (int(v) for v in size)
+    return (depth, height, width)
+
+
+def fourier_frequencies(size: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(k_z, k_y, k_x)`` in cycles/voxel on the ``rfftn`` grid of a cube of edge ``size`` or of
+    a ``(z, y, x)`` shape, broadcastable."""
+    depth, height, width = _shape(size)
+    return (
+        np.fft.fftfreq(depth)[:, None, None],
+        np.fft.fftfreq(height)[None, :, None],
+        np.fft.rfftfreq(width)[None, None, :],
+    )
+
+
+def missing_wedge_mask(size: Shape, tilt_degrees: float = 60.0) -> np.ndarray:
     """1 where tilts within ±``tilt_degrees`` about y sample Fourier space (beam z), else 0.
 
     On the ``rfftn`` grid, restricted to the Nyquist sphere.
@@ -138,7 +153,7 @@ def missing_wedge_mask(size: int, tilt_degrees: float = 60.0) -> np.ndarray:
     return (kept & (radius <= 0.5)).astype(np.float64)
 
 
-def band_limit(size: int, cutoff: float, edge: float) -> np.ndarray:
+def band_limit(size: Shape, cutoff: float, edge: float) -> np.ndarray:
     """1 inside ``|k| ≤ cutoff`` (cycles/voxel), Gaussian fall-off of width ``edge`` outside."""
     kz, ky, kx = fourier_frequencies(size)
     radius = np.sqrt(kz**2 + ky**2 + kx**2)
@@ -146,7 +161,7 @@ def band_limit(size: int, cutoff: float, edge: float) -> np.ndarray:
 
 
 def ctf(
-    size: int, *, defocus_um: float, voltage_kv: float, cs_mm: float, voxel_nm: float = 1.0
+    size: Shape, *, defocus_um: float, voltage_kv: float, cs_mm: float, voxel_nm: float = 1.0
 ) -> np.ndarray:
     """Phase-contrast transfer function with the spec's envelope, on the ``rfftn`` grid."""
     volts = voltage_kv * 1e3
@@ -160,11 +175,13 @@ def ctf(
     return np.sin(phase) * np.exp(-((k / (0.4 * nyquist)) ** 2))
 
 
-def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
-    """Spread weighted points (voxel coordinates ``(N, 3)``) onto a grid with trilinear weights.
+def splat(points: np.ndarray, weights: np.ndarray, size: Shape) -> np.ndarray:
+    """Spread weighted points (voxel coordinates ``(N, 3)``) onto a grid (a cube of edge
+    ``size`` or a ``(z, y, x)`` shape) with trilinear weights.
 
     One ``np.bincount`` over the 8 corners of every point (far faster than ``np.add.at``).
     """
+    shape = _shape(size)
     base = np.floor(points).astype(np.int64)
     frac = points - base
     flat_indices = []
@@ -173,13 +190,15 @@ def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
         offset = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
         index = base + offset
         weight = weights * np.prod(np.where(offset == 1, frac, 1 - frac), axis=1)
-        inside = np.all((index >= 0) & (index < size), axis=1)
-        flat_indices.append(np.ravel_multi_index(index[inside].T, (size, size, size)))
+        inside = np.all((index >= 0) & (index < np.asarray(shape)), axis=1)
+        flat_indices.append(np.ravel_multi_index(index[inside].T, shape))
         flat_weights.append(weight[inside])
     counts = np.bincount(
-        np.concatenate(flat_indices), weights=np.concatenate(flat_weights), minlength=size**3
+        np.concatenate(flat_indices),
+        weights=np.concatenate(flat_weights),
+        minlength=int(np.prod(shape)),
     )
-    return counts.reshape(size, size, size)
+    return counts.reshape(shape)
 
 
 class Simulator:
