@@ -65,12 +65,45 @@ def test_labels_mark_each_particle_around_its_position(clean):
     assert clean.volume[labels > 0].mean() < clean.volume[labels == 0].mean() - 0.5
 
 
-def test_missing_wedge_and_band_limit_hold_for_signal_and_noise(clean, noisy):
+def test_whole_volume_imaging_keeps_the_missing_wedge_for_signal_and_noise():
     wedge = missing_wedge_mask(SMALL.shape, SMALL.simulation.tilt_degrees)
-    for tomogram in (clean, noisy):
+    for snr in (math.inf, 0.5):
+        tomogram = simulate_tomogram(replace(SMALL, imaging="tomogram", snr=snr), progress=False)
         power = np.abs(np.fft.rfftn(tomogram.volume.astype(np.float64))) ** 2
         power[0, 0, 0] = 0.0  # the mean
         assert power[wedge == 0].sum() < 1e-8 * power.sum()
+    particle_imaged = simulate_tomogram(SMALL, progress=False)
+    power = np.abs(np.fft.rfftn(particle_imaged.volume.astype(np.float64))) ** 2
+    power[0, 0, 0] = 0.0
+    assert power[wedge == 0].sum() > 1e-6 * power.sum()  # streaks cut at the boxes' edges
+
+
+def test_a_particle_imaged_in_its_box_is_a_training_subtomogram():
+    from camscope.simulate import Pose
+
+    config = replace(SMALL, shape=(56, 60, 64), particles=1, classes=(5,))
+    tomogram = simulate_tomogram(config, progress=False)
+    particle = tomogram.particles[0]
+    simulator = Simulator(config.simulation)
+    size = config.simulation.size
+    start = np.round(np.asarray(particle.position)).astype(int) - size // 2
+    shift = np.asarray(particle.position) - start - size / 2
+    pose = Pose(rotation=np.asarray(particle.rotation), shift=shift)
+    expected = np.fft.irfftn(
+        np.fft.rfftn(simulator.density(5, pose)) * simulator.signal_filter,
+        s=(size,) * 3,
+        axes=(0, 1, 2),
+    )
+    raw = -(tomogram.volume.astype(np.float64) * tomogram.scale + tomogram.offset)
+    inside, crop = [], []
+    for begin, extent in zip(start, config.shape, strict=True):
+        low, high = max(begin, 0), min(begin + size, extent)
+        inside.append(slice(low, high))
+        crop.append(slice(low - begin, high - begin))
+    np.testing.assert_allclose(raw[tuple(inside)], expected[tuple(crop)], atol=1e-4)
+    wedge = missing_wedge_mask(size, config.simulation.tilt_degrees)
+    power = np.abs(np.fft.rfftn(expected)) ** 2
+    assert power[wedge == 0].sum() < 1e-20 * power.sum() + 1e-20
 
 
 def test_snr_is_signal_variance_in_a_particle_box_over_noise_variance(clean, noisy):
@@ -118,4 +151,6 @@ def test_seeded_and_refuses_what_cannot_be_made():
         simulate_tomogram(replace(SMALL, classes=(30,)), progress=False)
     with pytest.raises(CamscopeError, match="SNR must be positive"):
         simulate_tomogram(replace(SMALL, snr=0.0), progress=False)
+    with pytest.raises(CamscopeError, match="imaging must be"):
+        simulate_tomogram(replace(SMALL, imaging="film"), progress=False)  # type: ignore[arg-type]
     assert math.isinf(TomogramConfig().snr) and TomogramConfig().shape == (200, 400, 400)

@@ -14,6 +14,7 @@ from camscope.cli.inspect import erf, layers, methods
 from camscope.cli.reproduce import demo, reproduce
 from camscope.cli.sanity import sanity
 from camscope.cli.scan import scan
+from camscope.cli.showcase import showcase
 from camscope.cli.simulate import simulate
 
 __all__ = ["cli", "main"]
@@ -38,6 +39,7 @@ for _command in (
     simulate,
     evaluate,
     reproduce,
+    showcase,
 ):
     cli.add_command(_command)
 

@@ -100,8 +100,6 @@ def _permuted_subtomogram_model(
     """The data randomisation control: the saved model's architecture, trained from scratch
     with its own settings on its own training subtomograms (rebuilt from the checkpoint's
     identity) whose labels are permuted (seeded)."""
-    from dataclasses import fields
-
     from torch.utils.data import TensorDataset
 
     from camscope.models import create_model
@@ -115,8 +113,7 @@ def _permuted_subtomogram_model(
             "the data randomisation test needs a model trained by `camscope reproduce "
             "respond-cam` (its checkpoint says how it was trained); this one does not say"
         )
-    names = {f.name for f in fields(SimulationConfig)}
-    simulation = SimulationConfig(**{k: v for k, v in identity["simulation"].items() if k in names})
+    simulation = SimulationConfig.from_record(identity["simulation"])
     training = TrainingConfig(**identity["training"])
     simulator = Simulator(simulation)
     per_class = int(identity["n_train"]) // simulation.n_classes

@@ -90,6 +90,15 @@ class SimulationConfig:
         """Voxel size in nm."""
         return self.voxel_nm if self.voxel_nm is not None else 40.0 / self.size
 
+    @classmethod
+    def from_record(cls, record: dict[str, object]) -> SimulationConfig:
+        """The settings as ``dataclasses.asdict`` recorded them (e.g. in a trained model's
+        checkpoint); keys this version does not know are left out."""
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)} - {"structures"}
+        return cls(**{k: v for k, v in record.items() if k in names})  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class Pose:

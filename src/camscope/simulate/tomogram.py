@@ -7,14 +7,22 @@ Recipe, per tomogram of shape ``(z, y, x)``:
    about equally often), at a uniform random position whose bounding sphere (the class's radius
    plus two blur widths) lies inside the volume and keeps ``gap`` voxels from every other
    particle's, with a uniform random rotation. Drawn from ``SeedSequence([seed, "tomogram"])``.
-2. **Density**: every particle's beads are splatted into the volume (trilinear, mass-weighted).
-3. **Imaging**, in one Fourier transform of the whole volume: the resolution blur, the band limit,
-   the ±``tilt`` missing wedge (tilt axis y, beam z) and, optionally, the CTF: the same filters as
-   a subtomogram's, on the tomogram's grid.
-4. **Noise**: white noise through the same wedge and band limit, scaled so that the signal
+2. **Imaging**: the resolution blur, the band limit, the ±``tilt`` missing wedge (tilt axis y,
+   beam z) and, optionally, the CTF, the subtomograms' filters, applied in one of two ways:
+
+   * ``imaging="particle"`` (default): each particle is splatted and filtered in its own
+     subtomogram-sized box, exactly as :meth:`Simulator.signal` makes a subtomogram, and the box
+     is added into the tomogram at the particle's place. A box around an isolated particle is
+     then the very signal the subtomogram classifiers were trained on; the wedge's streaks
+     stop at the box's edge (the subtomogram simulator's periodic model).
+   * ``imaging="tomogram"``: every particle's beads splatted into the whole volume, filtered in
+     one Fourier transform of it: the streaks run on through the volume as in a real
+     tomogram, which the subtomogram classifiers never saw (a trained CNN-2 recognises an
+     isolated particle's box far less often this way).
+3. **Noise**: white noise through the same wedge and band limit, scaled so that the signal
    variance in a subtomogram-sized box around a particle (averaged over the particles) over the
    noise variance is the SNR; ``inf``: none.
-5. **Contrast**: particles dark (negated), then shifted and scaled so that a subtomogram-sized
+4. **Contrast**: particles dark (negated), then shifted and scaled so that a subtomogram-sized
    box around a particle has, on average, zero mean and unit variance: what the subtomogram
    classifiers were trained on (they z-score each subtomogram).
 
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -59,6 +67,7 @@ class TomogramConfig:
         seed: placement, poses and noise.
         gap: voxels kept free between particles' bounding spheres.
         level: the ground-truth mask's threshold, relative to each particle's maximum.
+        imaging: ``"particle"`` or ``"tomogram"`` (see the module docstring).
         simulation: voxel size, resolution, wedge, band limit, CTF and the classes' structures,
             shared with the subtomograms (``simulation.size`` is the box used for the SNR and
             the contrast, the classifiers' input size).
@@ -71,6 +80,7 @@ class TomogramConfig:
     seed: int = 0
     gap: float = 2.0
     level: float = 0.1
+    imaging: Literal["particle", "tomogram"] = "particle"
     simulation: SimulationConfig = field(default_factory=lambda: SimulationConfig(similarity=0.0))
 
 
@@ -208,13 +218,36 @@ def _masks(
             + np.asarray(particle.position)
             - corner
         )
-        box = tuple(r.stop - r.start for r in region)
+        view = labels[region]  # a view, clipped where the volume is smaller than the box
         density = splat(points, structure.masses, (size, size, size))
         density = np.fft.irfftn(np.fft.rfftn(density) * blur, s=(size,) * 3, axes=(0, 1, 2))
-        inside = density[: box[0], : box[1], : box[2]] > level * density.max()
-        view = labels[region]
+        depth, height, width = view.shape
+        inside = density[:depth, :height, :width] > level * density.max()
         view[inside & (view == 0)] = particle.index + 1
     return labels
+
+
+def _add_particle(signal: np.ndarray, particle: Particle, simulator: Simulator) -> None:
+    """Image ``particle`` in its own subtomogram box (as :meth:`Simulator.signal` does) and add
+    the box into ``signal`` at the particle's place (clipped at the volume's edges)."""
+    size = simulator.config.size
+    structure = simulator.structures[particle.class_id]
+    start = np.round(np.asarray(particle.position)).astype(np.int64) - size // 2
+    points = (
+        structure.coordinates / simulator.config.voxel @ np.asarray(particle.rotation).T
+        + np.asarray(particle.position)
+        - start
+    )
+    density = splat(points, structure.masses, size)
+    box = np.fft.irfftn(
+        np.fft.rfftn(density) * simulator.signal_filter, s=(size,) * 3, axes=(0, 1, 2)
+    )
+    target, source = [], []
+    for begin, extent in zip(start, signal.shape, strict=True):
+        low, high = max(int(begin), 0), min(int(begin) + size, extent)
+        target.append(slice(low, high))
+        source.append(slice(low - int(begin), high - int(begin)))
+    signal[tuple(target)] += box[tuple(source)]
 
 
 def simulate_tomogram(config: TomogramConfig | None = None, *, progress: bool = True) -> Tomogram:
@@ -238,34 +271,40 @@ def simulate_tomogram(config: TomogramConfig | None = None, *, progress: bool = 
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7_000_001]))
     particles = _place(config, simulator, rng)
     steps = tqdm(total=4, desc="tomogram", disable=not progress, leave=False)
-    points, masses = [], []
-    for particle in particles:
-        structure = simulator.structures[particle.class_id]
-        points.append(
-            structure.coordinates / sim.voxel @ np.asarray(particle.rotation).T
-            + np.asarray(particle.position)
-        )
-        masses.append(structure.masses)
-    density = splat(np.concatenate(points), np.concatenate(masses), shape)
-    steps.update()
-    sigma = sim.resolution_nm / (2 * math.sqrt(3)) / sim.voxel
     kz, ky, kx = fourier_frequencies(shape)
-    blur = np.exp(-2 * math.pi**2 * sigma**2 * (kz**2 + ky**2 + kx**2))
     noise_filter = missing_wedge_mask(shape, sim.tilt_degrees) * band_limit(
         shape, sim.voxel / sim.band_limit_nm, sim.band_edge * sim.voxel
     )
-    signal_filter = noise_filter * blur
-    if sim.use_ctf:
-        signal_filter = signal_filter * ctf(
-            shape,
-            defocus_um=sim.defocus_um,
-            voltage_kv=sim.voltage_kv,
-            cs_mm=sim.cs_mm,
-            voxel_nm=sim.voxel,
-        )
-    signal = np.fft.irfftn(np.fft.rfftn(density) * signal_filter, s=shape, axes=(0, 1, 2))
-    del density
-    steps.update()
+    if config.imaging == "particle":
+        signal = np.zeros(shape)
+        for particle in particles:
+            _add_particle(signal, particle, simulator)
+    elif config.imaging == "tomogram":
+        points, masses = [], []
+        for particle in particles:
+            structure = simulator.structures[particle.class_id]
+            points.append(
+                structure.coordinates / sim.voxel @ np.asarray(particle.rotation).T
+                + np.asarray(particle.position)
+            )
+            masses.append(structure.masses)
+        density = splat(np.concatenate(points), np.concatenate(masses), shape)
+        sigma = sim.resolution_nm / (2 * math.sqrt(3)) / sim.voxel
+        blur = np.exp(-2 * math.pi**2 * sigma**2 * (kz**2 + ky**2 + kx**2))
+        signal_filter = noise_filter * blur
+        if sim.use_ctf:
+            signal_filter = signal_filter * ctf(
+                shape,
+                defocus_um=sim.defocus_um,
+                voltage_kv=sim.voltage_kv,
+                cs_mm=sim.cs_mm,
+                voxel_nm=sim.voxel,
+            )
+        signal = np.fft.irfftn(np.fft.rfftn(density) * signal_filter, s=shape, axes=(0, 1, 2))
+        del density
+    else:
+        raise CamscopeError(f"imaging must be 'particle' or 'tomogram', not {config.imaging!r}")
+    steps.update(2)
     boxes = [_box(p.position, sim.size, shape) for p in particles]
     box_variance = float(np.mean([signal[b].var() for b in boxes]))
     noise_std = 0.0

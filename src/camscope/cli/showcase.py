@@ -1,0 +1,90 @@
+"""``camscope showcase``: camscope end to end on a whole problem."""
+
+from __future__ import annotations
+
+import click
+
+from camscope.cli.common import friendly, run_flags
+from camscope.cli.params import NAME_LIST, SNR
+
+__all__ = ["showcase"]
+
+
+@click.group()
+def showcase() -> None:
+    """camscope end to end on a whole problem."""
+
+
+@showcase.command("tomogram")
+@click.option("--out", "out_dir", default="runs/tomogram", show_default=True)
+@click.option(
+    "--model",
+    "model_path",
+    default="runs/respond-cam/models/cnn2_snr-inf",
+    show_default=True,
+    help="A subtomogram classifier trained by `camscope reproduce respond-cam`.",
+)
+@click.option(
+    "--shape",
+    nargs=3,
+    type=click.IntRange(min=8),
+    default=(100, 200, 200),
+    show_default=True,
+    help="Tomogram size z y x (voxels).",
+)
+@click.option("--particles", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option(
+    "--gap",
+    type=click.FloatRange(min=0),
+    default=8.0,
+    show_default=True,
+    help="Voxels kept free between particles.",
+)
+@click.option("--snr", type=SNR, default="inf", show_default=True)
+@click.option("--methods", type=NAME_LIST, default="respond-cam,grad-cam", show_default=True)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Window overlap (MONAI's); the classifier was trained on centred particles, so "
+    "denser windows find more of them.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@run_flags
+@friendly
+def tomogram(
+    out_dir: str,
+    model_path: str,
+    shape: tuple[int, int, int],
+    particles: int,
+    gap: float,
+    snr: float,
+    methods: tuple[str, ...],
+    overlap: float,
+    batch_size: int,
+    seed: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """A simulated tomogram explained window by window with a subtomogram classifier: does each
+    particle's true-class evidence peak inside it (pointing game), and beat the other classes'
+    (detection)? Per method, with figures and a report."""
+    from camscope.showcases import tomogram as showcase_tomogram
+
+    showcase_tomogram.run(
+        out_dir,
+        model_path=model_path,
+        shape=shape,
+        particles=particles,
+        gap=gap,
+        snr=snr,
+        methods=tuple(m.replace("-", "_") for m in methods),
+        overlap=overlap,
+        batch_size=batch_size,
+        seed=seed,
+        force=force,
+        progress=not quiet,
+        log=click.echo,
+    )

@@ -1,0 +1,333 @@
+"""The Respond-CAM paper's question asked of a whole tomogram.
+
+A simulated tomogram (:func:`camscope.simulate.simulate_tomogram`: particles of the 23 classes at
+known positions and poses, the subtomograms' imaging) is explained window by window
+(:func:`camscope.explain_scan`, MONAI's window layout) with the reproduction's trained CNN-2 as a
+window classifier, for every class, with each method. Then, per particle:
+
+* **pointing game**: does the evidence map of the particle's true class, within the
+  subtomogram-sized box around the particle, peak inside the particle? (Chance: the particle's
+  share of the box.)
+* **detection**: over the particle's voxels, does its true class have more evidence (mean map
+  value) than every other class? (Chance: one in the number of classes.)
+* **window classification**: does the window nearest the particle (by centre) predict its
+  class? (The same for every method: the network's own reading.)
+
+Maps are streamed to ``OUT/maps/<method>.npy`` (``(classes, z, y, x)`` float32) so memory does
+not grow with the tomogram; the tomogram and its labels are written as MRC files with their
+voxel size, the particle table as CSV, the figures as PNG and one HTML page.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import camscope
+from camscope.errors import CamscopeError
+from camscope.io import prepare_output_dir, write_json
+from camscope.io.atomic import atomic_write
+from camscope.io.checkpoints import load_model
+from camscope.io.volumes import write_mrc
+from camscope.render import data_uri, figure_png, render_page, slice_image, subplots
+from camscope.render.text import text_table
+from camscope.simulate import (
+    SimulationConfig,
+    Simulator,
+    Tomogram,
+    TomogramConfig,
+    simulate_tomogram,
+)
+from camscope.simulate.subtomogram import snr_label
+
+__all__ = ["particle_scores", "run"]
+
+DEFAULT_MODEL = "runs/respond-cam/models/cnn2_snr-inf"
+
+
+def _box(position: tuple[float, ...], size: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    starts = [
+        int(min(max(round(p - size / 2), 0), max(s - size, 0)))
+        for p, s in zip(position, shape, strict=True)
+    ]
+    return tuple(slice(b, b + size) for b in starts)
+
+
+def particle_scores(maps: np.ndarray, tomogram: Tomogram, *, box: int) -> list[dict[str, Any]]:
+    """Per particle: pointing-game hit, detection hit, the true class's rank by mean evidence
+    inside the particle, and the chance level of the pointing game.
+
+    Args:
+        maps: ``(K, z, y, x)`` evidence of every class (a memory map is fine: only each
+            particle's box is read).
+        tomogram: the ground truth.
+        box: edge of the box around each particle that the pointing game searches.
+    """
+    rows = []
+    for particle in tomogram.particles:
+        region = _box(particle.position, box, tomogram.volume.shape)
+        inside = tomogram.labels[region] == particle.index + 1
+        block = np.asarray(maps[(slice(None), *region)], dtype=np.float64)  # (K, *box)
+        own = block[particle.class_id]
+        peak = np.unravel_index(int(np.argmax(own)), own.shape)
+        evidence = block[:, inside].mean(axis=1)
+        rank = int((evidence > evidence[particle.class_id]).sum()) + 1
+        rows.append(
+            {
+                "particle": particle.index,
+                "class_id": particle.class_id,
+                "pointing": bool(inside[peak]),
+                "pointing_chance": float(inside.mean()),
+                "detected": rank == 1,
+                "rank": rank,
+            }
+        )
+    return rows
+
+
+def _nearest_window_hits(
+    scores: torch.Tensor, windows: torch.Tensor, tomogram: Tomogram
+) -> list[bool]:
+    spatial = windows.shape[1] // 2
+    centres = (windows[:, :spatial] + windows[:, spatial:]).double() / 2 - 0.5
+    hits = []
+    for particle in tomogram.particles:
+        distance = (centres - torch.tensor(particle.position, dtype=torch.float64)).norm(dim=1)
+        nearest = int(distance.argmin())
+        hits.append(int(scores[nearest].argmax()) == particle.class_id)
+    return hits
+
+
+def _figure_slices(
+    tomogram: Tomogram, maps: dict[str, np.ndarray], names: list[str], picks: list[int]
+) -> bytes:
+    """Rows: particles; columns: the tomogram slice through the particle's centre with every
+    particle's outline, then each method's evidence of that particle's class."""
+    figure, axes = subplots(
+        len(picks), 1 + len(maps), figsize=(3.2 * (1 + len(maps)), 3.0 * len(picks))
+    )
+    axes = np.asarray(axes).reshape(len(picks), 1 + len(maps))
+    half = 48
+    for row, index in enumerate(picks):
+        particle = tomogram.particles[index]
+        z, y, x = (round(v) for v in particle.position)
+        rows = slice(max(y - half, 0), y + half)
+        columns = slice(max(x - half, 0), x + half)
+        background = tomogram.volume[z, rows, columns]
+        labels = tomogram.labels[z, rows, columns]
+        panels: list[tuple[str, np.ndarray | None]] = [("tomogram", None)]
+        panels += [(method, values) for method, values in maps.items()]
+        for column, (title, values) in enumerate(panels):
+            axis = axes[row, column]
+            if values is None:
+                slice_image(axis, -background, signed=False)
+            else:
+                own = np.asarray(values[particle.class_id, z, rows, columns], dtype=np.float64)
+                slice_image(axis, own, signed=True, background=-background)
+            axis.contour(labels == index + 1, levels=[0.5], colors="lime", linewidths=1.2)
+            others = (labels > 0) & (labels != index + 1)
+            if others.any():
+                axis.contour(others, levels=[0.5], colors="white", linewidths=0.6)
+            if row == 0:
+                axis.set_title(title, fontsize=9)
+        axes[row, 0].set_ylabel(f"{names[particle.class_id]} (z={z})", fontsize=8)
+    figure.suptitle(
+        "slices through particles: green outline = this particle, white = others; "
+        "maps = evidence of this particle's class (red +, blue −)",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    return figure_png(figure, dpi=70)
+
+
+def _figure_bars(summary: dict[str, dict[str, float]]) -> bytes:
+    figure, axis = subplots(1, 1, figsize=(6.0, 3.2))
+    methods = list(summary)
+    positions = np.arange(len(methods))
+    for offset, (key, label) in enumerate(
+        (("pointing", "pointing game"), ("detection", "detection (top-1)"))
+    ):
+        axis.bar(positions + 0.38 * offset, [summary[m][key] for m in methods], 0.36, label=label)
+        axis.hlines(
+            [summary[m][f"{key}_chance"] for m in methods],
+            positions + 0.38 * offset - 0.18,
+            positions + 0.38 * offset + 0.18,
+            colors="black",
+            linestyles="dotted",
+        )
+    axis.set_xticks(positions + 0.19, methods)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("share of particles")
+    axis.legend(fontsize=8)
+    axis.set_title("per particle (dotted: chance)", fontsize=9)
+    figure.tight_layout()
+    return figure_png(figure, dpi=80)
+
+
+def run(
+    out_dir: str | Path,
+    *,
+    model_path: str | Path = DEFAULT_MODEL,
+    shape: tuple[int, int, int] = (100, 200, 200),
+    particles: int = 40,
+    snr: float = math.inf,
+    methods: tuple[str, ...] = ("respond_cam", "grad_cam"),
+    overlap: float = 0.5,
+    gap: float = 8.0,
+    batch_size: int = 16,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Simulate, explain and score a tomogram; see the module docstring. Returns the summary.
+
+    Raises:
+        CamscopeError: no trained model at ``model_path`` (run the reproduction first).
+    """
+    stem = Path(str(model_path).removesuffix(".json"))
+    if not stem.with_name(stem.name + ".json").exists():
+        raise CamscopeError(
+            f"no trained model at {stem}.json: run `camscope reproduce respond-cam` first, or "
+            "give --model"
+        )
+    folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
+    started = time.perf_counter()
+    model, saved = load_model(stem)
+    identity = saved.metadata.get("identity") or {}
+    simulation = (
+        SimulationConfig.from_record(identity["simulation"])
+        if "simulation" in identity
+        else SimulationConfig(size=int(saved.options.get("input_size", 40)), similarity=0.0)
+    )
+    roi = int(saved.options.get("input_size", simulation.size))
+    config = TomogramConfig(
+        shape=shape, particles=particles, snr=snr, seed=seed, gap=gap, simulation=simulation
+    )
+    log(f"simulating a {'×'.join(map(str, shape))} tomogram with {particles} particles, "
+        f"SNR {snr_label(snr)}")  # fmt: skip
+    tomogram = simulate_tomogram(config, progress=progress)
+    voxel_angstrom = simulation.voxel * 10
+    write_mrc(folder / "tomogram.mrc", tomogram.volume, voxel_size_angstrom=voxel_angstrom)
+    write_mrc(
+        folder / "labels.mrc",
+        tomogram.labels.astype(np.float32),
+        voxel_size_angstrom=voxel_angstrom,
+    )
+    with atomic_write(folder / "particles.csv", mode="w") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["index", "class_id", "name", "z", "y", "x", "radius", "rotation"]
+        )
+        writer.writeheader()
+        for particle in tomogram.particles:
+            writer.writerow(particle.row())
+    names = [s.name for s in Simulator(simulation).structures]
+    maps: dict[str, np.ndarray] = {}
+    per_method: dict[str, list[dict[str, Any]]] = {}
+    window_hits: list[bool] = []
+    seconds: dict[str, float] = {}
+    for method in methods:
+        log(f"explaining every window for all {len(names)} classes with {method}")
+        begin = time.perf_counter()
+        result = camscope.explain_scan(
+            model,
+            torch.from_numpy(tomogram.volume)[None],
+            method=method,
+            roi_size=roi,
+            overlap=overlap,
+            targets=None,
+            batch_size=batch_size,
+            out=folder / "maps" / f"{method}.npy",
+            progress=progress,
+        )
+        seconds[method] = time.perf_counter() - begin
+        maps[method] = np.load(folder / "maps" / f"{method}.npy", mmap_mode="r")
+        per_method[method] = particle_scores(maps[method], tomogram, box=roi)
+        if not window_hits and result.scores is not None:
+            window_hits = _nearest_window_hits(result.scores, result.windows, tomogram)
+    summary = {
+        method: {
+            "pointing": float(np.mean([r["pointing"] for r in rows])),
+            "pointing_chance": float(np.mean([r["pointing_chance"] for r in rows])),
+            "detection": float(np.mean([r["detected"] for r in rows])),
+            "detection_chance": 1.0 / len(names),
+            "mean_rank": float(np.mean([r["rank"] for r in rows])),
+            "seconds": seconds[method],
+        }
+        for method, rows in per_method.items()
+    }
+    window_accuracy = float(np.mean(window_hits)) if window_hits else float("nan")
+    header = ["method", "pointing", "chance", "detection", "chance", "mean rank", "seconds"]
+    table = text_table(
+        header,
+        [
+            [
+                method,
+                f"{s['pointing']:.3f}",
+                f"{s['pointing_chance']:.3f}",
+                f"{s['detection']:.3f}",
+                f"{s['detection_chance']:.3f}",
+                f"{s['mean_rank']:.2f}",
+                f"{s['seconds']:.0f}",
+            ]
+            for method, s in summary.items()
+        ],
+    )
+    picks = sorted(
+        range(len(tomogram.particles)),
+        key=lambda i: -tomogram.particles[i].radius,
+    )[:3]
+    slices = _figure_slices(tomogram, maps, names, picks)
+    figures = [
+        ("Slices through three particles", "slices.png", slices),
+        ("Pointing game and detection per method", "scores.png", _figure_bars(summary)),
+    ]
+    for _, name, png in figures:
+        with atomic_write(folder / "figures" / name, mode="wb") as handle:
+            handle.write(png)
+    elapsed = time.perf_counter() - started
+    results = {
+        "camscope": camscope.__version__,
+        "model": str(stem),
+        "tomogram": {
+            "shape": list(shape),
+            "particles": particles,
+            "snr": snr_label(snr),
+            "seed": seed,
+            "voxel_nm": simulation.voxel,
+        },
+        "window_accuracy": window_accuracy,
+        "summary": summary,
+        "particles": {method: rows for method, rows in per_method.items()},
+        "seconds": elapsed,
+    }
+    write_json(folder / "results.json", results)
+    page = render_page(
+        "figures.html.j2",
+        title="Explaining a whole tomogram window by window",
+        paragraphs=[
+            f"{particles} particles of {len(names)} classes in a "
+            f"{'×'.join(map(str, shape))} tomogram (SNR {snr_label(snr)}), explained window by "
+            f"window ({roi}³ windows, overlap {overlap}) with {stem.name}. Pointing: the true "
+            "class's map peaks inside the particle within its box; detection: the true class "
+            "has the most evidence over the particle's voxels. The window nearest each "
+            f"particle predicts its class for {window_accuracy:.1%} of the particles."
+        ],
+        table=table,
+        settings={},
+        metrics=None,
+        note=f"{elapsed / 60:.1f} min on this machine; camscope {camscope.__version__}.",
+        figures=[{"title": title, "src": data_uri(png)} for title, _, png in figures],
+    )
+    with atomic_write(folder / "report.html", mode="w") as handle:
+        handle.write(page)
+    log(table)
+    log(f"window classification (nearest window): {window_accuracy:.3f}")
+    log(f"wrote {folder}/results.json, report.html, tomogram.mrc, maps/ ({elapsed / 60:.1f} min)")
+    return results
