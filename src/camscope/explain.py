@@ -17,6 +17,7 @@ from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
 from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.methods.registry import check_option
+from camscope.methods.rules import relu_rule
 from camscope.targets import TargetSpec, check_targets, select_targets
 
 __all__ = ["explain"]
@@ -129,9 +130,18 @@ def explain(
         if info.kind == "cam":
             assert layer_name is not None and layer_module is not None
             return _cam_method(info, model, x, layer_name, layer_module, targets, chunk_size)
-        with torch.no_grad():
-            output = call_model(model, x)
-            selected = select_targets(targets, output, batch_size)
+        graph = None
+        if info.gradient_rule is not None:  # one forward pass, kept for the method's backward
+            x_grad = x.detach().requires_grad_(True)
+            with torch.enable_grad(), relu_rule(info.gradient_rule):  # type: ignore[arg-type]
+                output = call_model(model, x_grad)
+            with torch.no_grad():
+                selected = select_targets(targets, _detached(output), batch_size)
+            graph = (info.gradient_rule, x_grad, output)
+        else:
+            with torch.no_grad():
+                output = call_model(model, x)
+                selected = select_targets(targets, output, batch_size)
         context = MethodContext(
             model=model,
             inputs=x,
@@ -143,8 +153,10 @@ def explain(
             layer=layer_module,
             chunk_size=chunk_size,
             progress=progress,
+            graph=graph,
         )
         result = info.function(context, **options)
+        context.graph = None
     return Explanation(
         maps=result.maps,
         scores=context.scores,

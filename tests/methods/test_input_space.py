@@ -560,3 +560,42 @@ def test_kernel_shap_with_one_segment_gives_the_whole_difference():
     total = e.extras["shapley_values"][0][0]  # (T,): the one segment's value per target
     expected = e.scores[0] - e.extras["base_scores"][0]
     torch.testing.assert_close(total, expected)
+
+
+@pytest.mark.parametrize("method", ["saliency", "deconvnet", "guided_backprop"])
+@pytest.mark.parametrize("targets", [None, "all", [1, 0], lambda out: out[:, 2] - out[:, 0]])
+def test_gradient_methods_run_the_model_once_and_equal_a_fresh_pass(method, targets):
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)
+            )
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return F.relu(self.net(x)) - 0.5 * self.net(x)
+
+    torch.manual_seed(3)
+    model = Counting().eval()
+    x = torch.randn(2, 2, 6, 6)
+    e = camscope.explain(model, x, method=method, targets=targets)
+    assert model.calls == 1  # no separate pass to fix the targets
+    # the same maps as a fresh forward-and-backward under the method's rule
+    from camscope.methods.rules import relu_rule
+
+    rule = {"saliency": "gradient", "deconvnet": "deconvnet", "guided_backprop": "guided"}[method]
+    for t in range(e.targets.shape[1] if e.targets is not None else 1):
+        x_grad = x.clone().requires_grad_(True)
+        with relu_rule(rule):
+            out = model(x_grad)
+        if callable(targets):
+            score = targets(out).sum()
+        else:
+            score = out.gather(1, e.targets[:, t : t + 1]).sum()
+        (expected,) = torch.autograd.grad(score, x_grad)
+        torch.testing.assert_close(e.maps[:, t], expected, atol=1e-6, rtol=1e-5)
+        score_rows = targets(out) if callable(targets) else out.gather(1, e.targets[:, t : t + 1])
+        torch.testing.assert_close(e.scores[:, t], score_rows.reshape(-1), atol=1e-6, rtol=1e-5)
+    assert not e.outputs.requires_grad

@@ -80,6 +80,9 @@ class MethodContext:
     chunk_size: int | None = None
     progress: bool = True
     _channels_last: bool | None = field(default=None, repr=False)
+    #: ``(rule, inputs requiring grad, output with its graph)`` of ``explain()``'s own forward
+    #: pass, used once by :meth:`input_gradients` on the unperturbed batch under that rule.
+    graph: tuple[str, torch.Tensor, Any] | None = field(default=None, repr=False)
 
     @property
     def batch_size(self) -> int:
@@ -214,10 +217,16 @@ class MethodContext:
         One forward pass and one batched backward pass for all targets (in chunks of targets
         when ``chunk_size`` says so), under the given ReLU backward rule.
         """
-        x = inputs.detach().requires_grad_(True)
-        with torch.enable_grad(), relu_rule(rule):
-            output = call_model(self.model, x)
-            scores = self.target_scores(output, rows)
+        if self.graph is not None and self.graph[0] == rule and inputs is self.inputs:
+            _, x, output = self.graph
+            self.graph = None  # its buffers are freed by the backward pass below
+            with torch.enable_grad():
+                scores = self.target_scores(output, rows)
+        else:
+            x = inputs.detach().requires_grad_(True)
+            with torch.enable_grad(), relu_rule(rule):
+                output = call_model(self.model, x)
+                scores = self.target_scores(output, rows)
         pieces = [
             grads
             for _, _, grads in chunked_vjp(

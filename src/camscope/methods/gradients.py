@@ -67,6 +67,7 @@ def _plain(context: MethodContext, rule: str) -> MethodResult:
     kind="input",
     summary="vanilla gradient ∂y/∂x per input channel",
     channel_reduction="max_abs",
+    gradient_rule="gradient",
 )
 def saliency(context: MethodContext) -> MethodResult:
     """Vanilla gradient ``∂y/∂x`` (Simonyan et al. 2014), signed, per input channel."""
@@ -77,6 +78,7 @@ def saliency(context: MethodContext) -> MethodResult:
     kind="input",
     summary="Deconvnet: ReLUs pass positive gradients backwards",
     channel_reduction="max_abs",
+    gradient_rule="deconvnet",
 )
 def deconvnet(context: MethodContext) -> MethodResult:
     """Deconvnet (Zeiler & Fergus 2014): every ReLU passes ``max(grad_out, 0)`` backwards."""
@@ -87,6 +89,7 @@ def deconvnet(context: MethodContext) -> MethodResult:
     kind="input",
     summary="guided backpropagation: positive gradients through active ReLUs",
     channel_reduction="max_abs",
+    gradient_rule="guided",
 )
 def guided_backprop(context: MethodContext) -> MethodResult:
     """Guided backpropagation (Springenberg et al. 2015): ``grad_out · 1[x>0] · 1[grad_out>0]``."""

@@ -46,6 +46,11 @@ class MethodInfo:
             ``"max_abs"`` (gradient magnitudes) or ``"sum"`` (attributions, keeps their total).
         upsampling: the default way layer maps reach input resolution.
         options: keyword options and their defaults (empty for the CAM family).
+        gradient_rule: for methods that are one backward pass of the unperturbed batch under a
+            ReLU rule (vanilla gradients, Deconvnet, guided backpropagation): the rule.
+            ``explain()`` then runs the one forward pass with gradients and under that rule,
+            picks the targets from it and hands its graph to the method, instead of a separate
+            no-grad pass to fix the targets first (one forward pass instead of two).
     """
 
     name: str
@@ -57,6 +62,7 @@ class MethodInfo:
     channel_reduction: ChannelReduction = "sum"
     upsampling: Upsampling = "linear"
     options: Mapping[str, Any] = field(default_factory=dict)
+    gradient_rule: str | None = None
 
     @property
     def shown_signed(self) -> bool:
@@ -139,6 +145,7 @@ def method(
     channel_reduction: ChannelReduction = "sum",
     upsampling: Upsampling = "linear",
     name: str | None = None,
+    gradient_rule: str | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated function as a method (its name by default).
 
@@ -160,6 +167,7 @@ def method(
             channel_reduction=channel_reduction,
             upsampling=upsampling,
             options=_options(function, kind),
+            gradient_rule=gradient_rule,
         )
         return function
 
