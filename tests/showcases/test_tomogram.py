@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from camscope.cli.main import cli
-from camscope.showcases.tomogram import _box, particle_scores
+from camscope.showcases.tomogram import particle_scores
 from camscope.simulate import SimulationConfig, TomogramConfig, simulate_tomogram
+from camscope.simulate.tomogram import particle_box
 
 
 def test_particle_scores_by_hand():
@@ -32,7 +33,7 @@ def test_particle_scores_by_hand():
     wrong = np.zeros_like(maps)
     for particle in tomogram.particles:
         inside = tomogram.labels == particle.index + 1
-        region = _box(particle.position, 40, config.shape)
+        region = particle_box(particle.position, 40, config.shape)
         outside = np.argwhere(tomogram.labels[region] == 0)
         peak = outside[len(outside) // 2] + [r.start for r in region]  # in the box, not inside
         wrong[particle.class_id][tuple(peak)] = 5.0

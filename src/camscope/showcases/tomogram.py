@@ -45,18 +45,11 @@ from camscope.simulate import (
     simulate_tomogram,
 )
 from camscope.simulate.subtomogram import snr_label
+from camscope.simulate.tomogram import particle_box
 
 __all__ = ["particle_scores", "run"]
 
 DEFAULT_MODEL = "runs/respond-cam/models/cnn2_snr-inf"
-
-
-def _box(position: tuple[float, ...], size: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    starts = [
-        int(min(max(round(p - size / 2), 0), max(s - size, 0)))
-        for p, s in zip(position, shape, strict=True)
-    ]
-    return tuple(slice(b, b + size) for b in starts)
 
 
 def particle_scores(maps: np.ndarray, tomogram: Tomogram, *, box: int) -> list[dict[str, Any]]:
@@ -71,7 +64,7 @@ def particle_scores(maps: np.ndarray, tomogram: Tomogram, *, box: int) -> list[d
     """
     rows = []
     for particle in tomogram.particles:
-        region = _box(particle.position, box, tomogram.volume.shape)
+        region = particle_box(particle.position, box, tomogram.volume.shape)
         inside = tomogram.labels[region] == particle.index + 1
         block = np.asarray(maps[(slice(None), *region)], dtype=np.float64)  # (K, *box)
         own = block[particle.class_id]

@@ -52,7 +52,7 @@ from camscope.simulate.subtomogram import (
     splat,
 )
 
-__all__ = ["Particle", "Tomogram", "TomogramConfig", "simulate_tomogram"]
+__all__ = ["Particle", "Tomogram", "TomogramConfig", "particle_box", "simulate_tomogram"]
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,11 @@ def _place(
     return placed
 
 
-def _box(position: tuple[float, ...], size: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """A ``size``-voxel box around ``position``, moved inside the volume where it would leave it."""
+def particle_box(
+    position: tuple[float, ...], size: int, shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    """A ``size``-voxel box around ``position``, moved inside the volume where it would leave it
+    (clipped where the volume is smaller than the box)."""
     starts = [
         int(min(max(round(p - size / 2), 0), max(s - size, 0)))
         for p, s in zip(position, shape, strict=True)
@@ -210,7 +213,7 @@ def _masks(
     blur = np.exp(-2 * math.pi**2 * sigma**2 * sum(k**2 for k in fourier_frequencies(size)))
     labels = np.zeros(shape, dtype=np.int32)
     for particle in particles:
-        region = _box(particle.position, size, shape)
+        region = particle_box(particle.position, size, shape)
         corner = np.array([r.start for r in region], dtype=np.float64)
         structure = simulator.structures[particle.class_id]
         points = (
@@ -305,7 +308,7 @@ def simulate_tomogram(config: TomogramConfig | None = None, *, progress: bool = 
     else:
         raise CamscopeError(f"imaging must be 'particle' or 'tomogram', not {config.imaging!r}")
     steps.update(2)
-    boxes = [_box(p.position, sim.size, shape) for p in particles]
+    boxes = [particle_box(p.position, sim.size, shape) for p in particles]
     box_variance = float(np.mean([signal[b].var() for b in boxes]))
     noise_std = 0.0
     if not math.isinf(config.snr):
