@@ -120,7 +120,7 @@ def test_precision_and_device_are_checked():
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve_precision("auto", cpu) == ("bfloat16" if native else "float32")
     args = ["reproduce", "respond-cam", "--scale", "smoke", "--quiet", "--out"]
-    for device, message in (("tpu9", "is not a device"), ("cuda", "CUDA is not available")):
+    for device, message in (("tpu9", "use cpu or cuda"), ("cuda", "CUDA is not available")):
         if device == "cuda" and torch.cuda.is_available():
             continue
         result = CliRunner().invoke(cli, [*args, "out", "--device", device])

@@ -243,12 +243,27 @@ def test_streamed_nifti_of_a_tensor_and_of_an_image_are_refused_or_plain(tmp_pat
         out=tmp_path / "plain.nii", progress=False,
     )  # fmt: skip
     assert nibabel.load(done.files[0]).shape == (16, 20, 16)
-    model2d = create_model("tiny2d", num_classes=2, input_size=16)
-    with pytest.raises(camscope.InputError, match="needs a 3D scan"):
-        camscope.explain_scan(
-            model2d, torch.randn(1, 20, 20), method="grad_cam", roi_size=16,
-            out=tmp_path / "flat.nii.gz", progress=False,
-        )  # fmt: skip
+    upper = camscope.explain_scan(
+        model3d, torch.randn(1, 16, 20, 16), method="grad_cam", roi_size=16,
+        out=tmp_path / "UP.NII.GZ", progress=False,
+    )  # fmt: skip
+    assert [p.rsplit("/", 1)[1] for p in upper.files] == ["UP.class0.nii.gz", "UP.class1.nii.gz"]
+    assert (tmp_path / "UP.class0.nii.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzipped
+
+    class Refusing(torch.nn.Module):  # the check must come before any window is explained
+        def forward(self, x):
+            raise AssertionError("the model was run")
+
+    for scan, out, message in (
+        (torch.randn(1, 20, 20), "flat.nii.gz", "needs a 3D scan .NIfTI"),
+        (torch.randn(1, 20, 20), "flat.mrc", "needs a 3D scan .MRC"),
+        (torch.randn(1, 16, 16, 16), "maps.zarr", "must end in .npy, .mrc, .nii or .nii.gz"),
+    ):
+        with pytest.raises(camscope.InputError, match=message):
+            camscope.explain_scan(
+                Refusing(), scan, method="saliency", roi_size=16, out=tmp_path / out,
+                progress=False,
+            )  # fmt: skip
 
 
 _PEAK = """

@@ -118,6 +118,8 @@ def explain_scan(
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if not data.is_floating_point():
         data = data.float()
+    if out is not None:
+        _check_out(Path(out), data.ndim - 1)
     plan = plan_windows(data.shape[1:], roi_size, overlap=overlap)
     padded = _pad(data, plan)
     weights = importance_map(plan.roi_size, blend, sigma_scale=sigma_scale)
@@ -233,6 +235,7 @@ class _FileSink:
         self.offsets: list[int] = []
         self.names: list[str] = []
         suffix = path.suffix.lower()
+        lowered = path.name.lower()
         plane = int(np.prod(shape[2:])) * 4  # float32 bytes of one row of one target
         self.row_bytes = plane
         self.nifti: list[Path] = []
@@ -242,11 +245,10 @@ class _FileSink:
             if classes is not None
             else [f"t{i}" for i in range(shape[0])]
         )
-        if path.name.lower().endswith((".nii", ".nii.gz")):
-            if len(shape) != 4:
-                raise InputError("out=*.nii(.gz) needs a 3D scan (NIfTI heatmaps are volumes)")
-            stem = path.name[: -len(".nii.gz")] if path.name.endswith(".gz") else path.stem
-            ending = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+        if lowered.endswith((".nii", ".nii.gz")):
+            compressed = lowered.endswith(".gz")
+            stem = path.name[: -len(".nii.gz")] if compressed else path.stem
+            ending = ".nii.gz" if compressed else ".nii"
             self.nifti = [path.with_name(f"{stem}.{label}{ending}") for label in labels]
             path, suffix = path.with_name(f".{stem}.rows.npy"), ".npy"
         if suffix == ".npy":
@@ -329,6 +331,18 @@ def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
         mrc.header.label[0] = b"written by camscope"
         mrc.header.nlabl = 1
         return 1024 + int(mrc.header.nsymbt)
+
+
+def _check_out(path: Path, spatial_dims: int) -> None:
+    """Refuse, before any work, an output path whose format cannot hold the maps."""
+    name = path.name.lower()
+    if not name.endswith((".npy", ".mrc", ".nii", ".nii.gz")):
+        raise InputError(f"out must end in .npy, .mrc, .nii or .nii.gz, not {path.name!r}")
+    if spatial_dims != 3 and name.endswith((".mrc", ".nii", ".nii.gz")):
+        kind = "MRC" if name.endswith(".mrc") else "NIfTI"
+        raise InputError(
+            f"out={path.name} needs a 3D scan ({kind} heatmaps are volumes); use .npy for 2D"
+        )
 
 
 def _sink(

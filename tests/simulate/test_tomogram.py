@@ -153,4 +153,13 @@ def test_seeded_and_refuses_what_cannot_be_made():
         simulate_tomogram(replace(SMALL, snr=0.0), progress=False)
     with pytest.raises(CamscopeError, match="imaging must be"):
         simulate_tomogram(replace(SMALL, imaging="film"), progress=False)  # type: ignore[arg-type]
+    for change, message in (
+        ({"shape": (48.0, 96, 96)}, "shape must be 3 integers"),
+        ({"particles": 2.5}, "particles must be a positive integer"),
+        ({"classes": (1.5,)}, "classes must be integers"),
+        ({"gap": -50}, "gap must be 0 or more"),
+        ({"level": 2.0}, "level must lie between 0 and 1"),
+    ):
+        with pytest.raises(CamscopeError, match=message):
+            simulate_tomogram(replace(SMALL, **change), progress=False)
     assert math.isinf(TomogramConfig().snr) and TomogramConfig().shape == (200, 400, 400)

@@ -127,7 +127,7 @@ def _benchmark(
 @click.option("--per-class", type=int, default=4, show_default=True, help="Test samples per class.")
 @click.option(
     "--offset",
-    type=int,
+    type=click.IntRange(min=0),
     default=1000,
     show_default=True,
     help="First sample index (past the training and test samples of every reproduction scale).",

@@ -103,9 +103,9 @@ def _device(name: str) -> str:
 
     try:
         device = torch.device(name)
-    except RuntimeError as error:
+    except RuntimeError:
         raise click.BadParameter(
-            f"{name!r} is not a device ({error})", param_hint="--device"
+            f"{name!r} is not a device: use cpu or cuda[:N]", param_hint="--device"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter(

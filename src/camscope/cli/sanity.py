@@ -53,8 +53,9 @@ def sanity(
     quiet: bool,
 ) -> None:
     """Sanity checks for every method: the cascading model parameter randomisation test (the
-    Adebayo figure), the random logit test, the data randomisation test (shapes: a network
-    trained on permuted labels) and ROAD; a table, results.json and report.html, and one line
+    Adebayo figure), the random logit test, the data randomisation test (shapes and
+    subtomograms: the same network trained on permuted labels, minutes for subtomograms) and
+    ROAD; a table, results.json and report.html, and one line
     saying which methods pass on this model."""
     import torch
 

@@ -20,9 +20,9 @@ def showcase() -> None:
 @click.option(
     "--model",
     "model_path",
-    default="runs/respond-cam/models/cnn2_snr-inf",
-    show_default=True,
-    help="A subtomogram classifier trained by `camscope reproduce respond-cam`.",
+    default=None,
+    help="A subtomogram classifier trained by `camscope reproduce respond-cam` (default: its "
+    "CNN-2 of the same SNR, runs/respond-cam/models/cnn2_snr-<SNR>).",
 )
 @click.option(
     "--shape",
@@ -56,7 +56,7 @@ def showcase() -> None:
 @friendly
 def tomogram(
     out_dir: str,
-    model_path: str,
+    model_path: str | None,
     shape: tuple[int, int, int],
     particles: int,
     gap: float,
@@ -72,6 +72,10 @@ def tomogram(
     particle's true-class evidence peak inside it (pointing game), and beat the other classes'
     (detection)? Per method, with figures and a report."""
     from camscope.showcases import tomogram as showcase_tomogram
+    from camscope.simulate.subtomogram import snr_label
+
+    if model_path is None:
+        model_path = f"runs/respond-cam/models/cnn2_snr-{snr_label(snr)}"
 
     showcase_tomogram.run(
         out_dir,

@@ -402,12 +402,12 @@ def run(
                 precision=precision,  # type: ignore[arg-type]
                 channels_last=config.channels_last,
             )
-            origin = (
-                f"from the SNR {snr_label(max(config.snrs))} network" if warm else "from scratch"
+            warm_note = (
+                f", starting from the SNR {snr_label(max(config.snrs))} network" if warm else ""
             )
             log(
-                f"{spec.label}, SNR {snr_label(snr)}: training {origin} on {count} subtomograms "
-                f"({epochs} epochs; cached in {stem.relative_to(folder)})"
+                f"{spec.label}, SNR {snr_label(snr)}: {count} training subtomograms, {epochs} "
+                f"epochs{warm_note} (cached in {stem.relative_to(folder)})"
             )
             result = train_classifier(
                 model,

@@ -35,6 +35,7 @@ from camscope.io import prepare_output_dir, write_json
 from camscope.io.atomic import atomic_write
 from camscope.io.checkpoints import load_model
 from camscope.io.volumes import write_mrc
+from camscope.methods import get_method
 from camscope.render import data_uri, figure_png, render_page, slice_image, subplots
 from camscope.render.text import text_table
 from camscope.simulate import (
@@ -131,7 +132,8 @@ def _figure_slices(
                 axis.set_title(title, fontsize=9)
         axes[row, 0].set_ylabel(f"{names[particle.class_id]} (z={z})", fontsize=8)
     figure.suptitle(
-        "slices through particles: green outline = this particle, white = others; "
+        "slices through particles (density shown bright): green outline = this particle, "
+        "white = others; "
         "maps = evidence of this particle's class (red +, blue −)",
         fontsize=9,
     )
@@ -184,7 +186,9 @@ def run(
     Raises:
         CamscopeError: no trained model at ``model_path`` (run the reproduction first).
     """
-    stem = Path(str(model_path).removesuffix(".json"))
+    stem = Path(str(model_path).removesuffix(".json").removesuffix(".safetensors"))
+    for method in methods:  # a misspelt method is refused before any work
+        get_method(method)
     if not stem.with_name(stem.name + ".json").exists():
         raise CamscopeError(
             f"no trained model at {stem}.json: run `camscope reproduce respond-cam` first, or "
@@ -322,5 +326,8 @@ def run(
         handle.write(page)
     log(table)
     log(f"window classification (nearest window): {window_accuracy:.3f}")
-    log(f"wrote {folder}/results.json, report.html, tomogram.mrc, maps/ ({elapsed / 60:.1f} min)")
+    log(
+        f"wrote {folder}: results.json, report.html, tomogram.mrc, labels.mrc, particles.csv, "
+        f"maps/, figures/ ({elapsed / 60:.1f} min)"
+    )
     return results

@@ -6,7 +6,8 @@ Recipe, per tomogram of shape ``(z, y, x)``:
 1. **Placement**: particle ``i`` is class ``classes[i % len(classes)]`` (so every class appears
    about equally often), at a uniform random position whose bounding sphere (the class's radius
    plus two blur widths) lies inside the volume and keeps ``gap`` voxels from every other
-   particle's, with a uniform random rotation. Drawn from ``SeedSequence([seed, "tomogram"])``.
+   particle's, with a uniform random rotation. Drawn from ``SeedSequence([seed, 7000001])``
+   (the noise from ``[seed, 7000002]``).
 2. **Imaging**: the resolution blur, the band limit, the ±``tilt`` missing wedge (tilt axis y,
    beam z) and, optionally, the CTF, the subtomograms' filters, applied in one of two ways:
 
@@ -253,6 +254,27 @@ def _add_particle(signal: np.ndarray, particle: Particle, simulator: Simulator) 
     signal[tuple(target)] += box[tuple(source)]
 
 
+def _check(config: TomogramConfig) -> None:
+    """Refuse settings that cannot make a tomogram, before any work."""
+    shape = config.shape
+    if len(shape) != 3 or not all(isinstance(v, int) and v >= 8 for v in shape):
+        raise CamscopeError(f"shape must be 3 integers (z, y, x) of at least 8, not {shape}")
+    if not isinstance(config.particles, int) or config.particles < 1:
+        raise CamscopeError(f"particles must be a positive integer, got {config.particles!r}")
+    if config.classes is not None and not all(isinstance(c, int) for c in config.classes):
+        raise CamscopeError(f"classes must be integers, got {config.classes!r}")
+    if not config.gap >= 0:
+        raise CamscopeError(f"gap must be 0 or more voxels, got {config.gap}")
+    if not 0 < config.level < 1:
+        raise CamscopeError(
+            f"level must lie between 0 and 1 (of each particle's maximum), got {config.level}"
+        )
+    if config.imaging not in ("particle", "tomogram"):
+        raise CamscopeError(f"imaging must be 'particle' or 'tomogram', not {config.imaging!r}")
+    if not config.snr > 0:
+        raise CamscopeError(f"SNR must be positive (or inf), got {config.snr}")
+
+
 def simulate_tomogram(config: TomogramConfig | None = None, *, progress: bool = True) -> Tomogram:
     """Simulate one tomogram and its ground truth (see the module docstring).
 
@@ -260,14 +282,7 @@ def simulate_tomogram(config: TomogramConfig | None = None, *, progress: bool = 
         CamscopeError: a bad shape or SNR, unknown classes, or more particles than fit.
     """
     config = config or TomogramConfig()
-    if len(config.shape) != 3 or min(config.shape) < 8:
-        raise CamscopeError(
-            f"shape must be (z, y, x) of at least 8 voxels each, not {config.shape}"
-        )
-    if not config.snr > 0:
-        raise CamscopeError(f"SNR must be positive (or inf), got {config.snr}")
-    if config.particles < 1:
-        raise CamscopeError(f"particles must be at least 1, got {config.particles}")
+    _check(config)
     shape = config.shape
     simulator = Simulator(config.simulation)
     sim = simulator.config
