@@ -62,7 +62,7 @@ def _quantus_saliency(model, inputs, targets, **kwargs):
     return maps.detach().abs().amax(1, keepdim=True).numpy()
 
 
-def bench(quick: bool) -> dict[str, dict[str, object]]:
+def bench(quick: bool, cases: set[str]) -> dict[str, dict[str, object]]:
     import quantus
 
     size = 64 if quick else 224
@@ -125,6 +125,8 @@ def bench(quick: bool) -> dict[str, dict[str, object]]:
         "mprt": {"quantus": quantus_mprt, "camscope": ours_mprt},
         "road": {"quantus": quantus_road, "camscope": ours_road},
     }.items():
+        if case not in cases:
+            continue
         times = time_round_robin(runners, 1, warmup=False)
         medians = {name: statistics.median(t) for name, t in times.items()}
         results[case] = {
@@ -144,6 +146,8 @@ def bench(quick: bool) -> dict[str, dict[str, object]]:
         "road_3d": lambda: camscope.metrics.road(net, v, cam, target, percentages=percentages),
     }
     for case, run in runners3d.items():
+        if case not in cases:
+            continue
         seconds = statistics.median(time_round_robin({case: run}, 1, warmup=False)[case])
         results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": {"camscope": seconds}}
         print(f"{case}: camscope {seconds:.2f} s (Quantus: 2D only)", flush=True)
@@ -153,18 +157,22 @@ def bench(quick: bool) -> dict[str, dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--cases", default="mprt,road,mprt_3d,road_3d", help="comma-separated subset to run"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    results = bench(arguments.quick)
+    results = bench(arguments.quick, set(arguments.cases.split(",")))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("trust_quick.json" if arguments.quick else "trust.json")
+    earlier = json.loads(path.read_text())["cases"] if path.exists() else {}
     payload = {
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "numpy": np.__version__,
-        "cases": results,
+        "cases": {**earlier, **results},  # cases not run this time keep their last measurement
     }
-    RESULTS.mkdir(exist_ok=True)
-    name = "trust_quick.json" if arguments.quick else "trust.json"
-    (RESULTS / name).write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -132,9 +132,8 @@ def _figure_slices(
                 axis.set_title(title, fontsize=9)
         axes[row, 0].set_ylabel(f"{names[particle.class_id]} (z={z})", fontsize=8)
     figure.suptitle(
-        "slices through particles (density shown bright): green outline = this particle, "
-        "white = others; "
-        "maps = evidence of this particle's class (red +, blue −)",
+        "slices through particles (density shown bright); outlines: green = this particle, "
+        "white = others\nmaps: the evidence of this particle's class (red +, blue −)",
         fontsize=9,
     )
     figure.tight_layout()
