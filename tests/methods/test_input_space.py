@@ -473,8 +473,11 @@ def test_progress_bar_only_for_long_runs(capsys, monkeypatch):
 
     model = create_model("tiny2d", num_classes=3, input_size=8).double()
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    # a run shorter than the delay shows no bar (a delay no run reaches, so that a busy machine
+    # cannot make this run "long")
+    monkeypatch.setattr(method_context, "PROGRESS_DELAY", 1e6)
     camscope.explain(model, x, method="occlusion", targets="all", window=1, batch_size=4)
-    assert "occlusion" not in capsys.readouterr().err  # fast: no bar
+    assert "occlusion" not in capsys.readouterr().err
     monkeypatch.setattr(method_context, "PROGRESS_DELAY", 0.0)
     camscope.explain(model, x, method="occlusion", targets="all", window=1, batch_size=4)
     assert "occlusion" in capsys.readouterr().err

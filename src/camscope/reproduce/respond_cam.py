@@ -119,7 +119,7 @@ SCALES: dict[str, ReproduceConfig] = {
             ),
         ),
     ),
-    # Both networks in the paper's form (CNN-1: 32/64 channels, 33 M parameters): ~1 hour here.
+    # Both networks in the paper's form (CNN-1: 32/64 channels, 33 M parameters): ~35 min here.
     "full": ReproduceConfig(
         scale="full",
         models=(
