@@ -25,7 +25,8 @@ def reproduce() -> None:
     default="default",
     show_default=True,
     help="default: ~13 min on 2 CPU cores (CNN-1 reduced to 8/16 channels); full: both networks "
-    "in the paper's form (~35 min on an idle 2-core machine); paper: the paper's sizes (meant for a GPU).",
+    "in the paper's form (~35 min on an idle 2-core machine); paper: the paper's sizes (meant "
+    "for a GPU).",
 )
 @click.option(
     "--device",
