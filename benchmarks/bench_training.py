@@ -121,8 +121,12 @@ def main() -> None:
     if not args.no_accuracy:
         results["accuracy"] = accuracy(args.quick)
     RESULTS.mkdir(exist_ok=True)
-    name = "training_quick.json" if args.quick else "training.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    path = RESULTS / ("training_quick.json" if args.quick else "training.json")
+    if args.no_accuracy and path.exists():  # keep the last accuracy measurement
+        earlier = json.loads(path.read_text())
+        if "accuracy" in earlier:
+            results["accuracy"] = earlier["accuracy"]
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -253,8 +253,9 @@ def _read_nifti(file: Path, volume: int | str | None) -> Scan:
         if volume is None:
             raise InputError(
                 f"{file} is a 4D NIfTI {array.shape} (x, y, z and {count} volumes); choose one "
-                f"volume with --nifti-volume N (0 to {count - 1}), or --nifti-volume channels to "
-                "give the model all of them as input channels"
+                f"volume with --nifti-volume N (0 to {count - 1}; in Python read_scan(..., "
+                "nifti_volume=N)), or --nifti-volume channels to give the model all of them as "
+                "input channels"
             )
         if volume == "channels":
             array = np.moveaxis(array, -1, 0)  # (C, X, Y, Z)
