@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -254,13 +254,9 @@ class _FileSink:
         if suffix == ".npy":
             final_names = [path]
             per_target = shape[1] * plane
-        elif suffix == ".mrc":
-            if len(shape) != 4:
-                raise InputError("out=*.mrc needs a 3D scan (MRC holds volumes)")
+        else:  # .mrc; explain_scan checked the ending and the dimensions (_check_out)
             final_names = [path.with_name(f"{path.stem}.{label}.mrc") for label in labels]
             per_target = 0
-        else:
-            raise InputError(f"out must end in .npy, .mrc, .nii or .nii.gz, not {path.name!r}")
         for final in final_names:
             context = atomic_path(final)
             temporary = Path(context.__enter__())
@@ -301,10 +297,11 @@ class _FileSink:
         from camscope.io.heatmaps import write_nifti
         from camscope.io.scan import Scan
 
-        geometry = self.source if isinstance(self.source, Scan) else None
-        if geometry is None:  # a bare tensor: voxel axes as given, unit voxels
-            geometry = Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy")
-            geometry = replace(geometry, affine=np.eye(4))
+        geometry = (
+            self.source
+            if isinstance(self.source, Scan)  # a bare tensor: voxel axes as given, unit voxels
+            else Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy", affine=np.eye(4))
+        )
         try:
             maps = np.load(rows, mmap_mode="r")
             for target, name in enumerate(self.nifti):

@@ -72,10 +72,6 @@ def tomogram(
     particle's true-class evidence peak inside it (pointing game), and beat the other classes'
     (detection)? Per method, with figures and a report."""
     from camscope.showcases import tomogram as showcase_tomogram
-    from camscope.simulate.subtomogram import snr_label
-
-    if model_path is None:
-        model_path = f"runs/respond-cam/models/cnn2_snr-{snr_label(snr)}"
 
     showcase_tomogram.run(
         out_dir,

@@ -61,17 +61,13 @@ def subtomograms(
     ``control``, the same network trained the same way on the same subtomograms with permuted
     labels (cached in ``folder/model``)."""
     from camscope.io.checkpoints import load_model
+    from camscope.reproduce import trained_model
     from camscope.simulate import SimulationConfig, Simulator
     from camscope.simulate.subtomogram import snr_label
 
     label = snr_label(snr)
-    path = Path(model_path or f"runs/respond-cam/models/cnn2_snr-{label}")
-    if model_path is None and not Path(f"{path}.json").exists():
-        raise CamscopeError(
-            f"no trained model at {path}.json: run `camscope reproduce respond-cam` first, or "
-            "pass --model"
-        )
-    model, saved = load_model(path.with_name(path.name.removesuffix(".json")))
+    path = trained_model(model_path, snr)
+    model, saved = load_model(path)
     size = int(saved.options.get("input_size", 40))
     simulator = Simulator(SimulationConfig(size=size, similarity=0.0))
     classes = simulator.config.n_classes

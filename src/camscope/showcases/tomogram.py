@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 import camscope
-from camscope.errors import CamscopeError
 from camscope.io import prepare_output_dir, write_json
 from camscope.io.atomic import atomic_write
 from camscope.io.checkpoints import load_model
@@ -38,6 +37,7 @@ from camscope.io.volumes import write_mrc
 from camscope.methods import get_method
 from camscope.render import data_uri, figure_png, render_page, slice_image, subplots
 from camscope.render.text import text_table
+from camscope.reproduce import trained_model
 from camscope.simulate import (
     SimulationConfig,
     Simulator,
@@ -49,8 +49,6 @@ from camscope.simulate.subtomogram import snr_label
 from camscope.simulate.tomogram import particle_box
 
 __all__ = ["particle_scores", "run"]
-
-DEFAULT_MODEL = "runs/respond-cam/models/cnn2_snr-inf"
 
 
 def particle_scores(maps: np.ndarray, tomogram: Tomogram, *, box: int) -> list[dict[str, Any]]:
@@ -167,7 +165,7 @@ def _figure_bars(summary: dict[str, dict[str, float]]) -> bytes:
 def run(
     out_dir: str | Path,
     *,
-    model_path: str | Path = DEFAULT_MODEL,
+    model_path: str | Path | None = None,
     shape: tuple[int, int, int] = (100, 200, 200),
     particles: int = 40,
     snr: float = math.inf,
@@ -183,16 +181,12 @@ def run(
     """Simulate, explain and score a tomogram; see the module docstring. Returns the summary.
 
     Raises:
-        CamscopeError: no trained model at ``model_path`` (run the reproduction first).
+        CamscopeError: no trained model at ``model_path`` (default: the reproduction's CNN-2
+            of the same SNR; run the reproduction first).
     """
-    stem = Path(str(model_path).removesuffix(".json").removesuffix(".safetensors"))
+    stem = trained_model(model_path, snr)
     for method in methods:  # a misspelt method is refused before any work
         get_method(method)
-    if not stem.with_name(stem.name + ".json").exists():
-        raise CamscopeError(
-            f"no trained model at {stem}.json: run `camscope reproduce respond-cam` first, or "
-            "give --model"
-        )
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     started = time.perf_counter()
     model, saved = load_model(stem)
