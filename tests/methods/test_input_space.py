@@ -565,14 +565,17 @@ def test_kernel_shap_with_one_segment_gives_the_whole_difference():
     torch.testing.assert_close(total, expected)
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("method", ["saliency", "deconvnet", "guided_backprop"])
 @pytest.mark.parametrize("targets", [None, "all", [1, 0], lambda out: out[:, 2] - out[:, 0]])
-def test_gradient_methods_run_the_model_once_and_equal_a_fresh_pass(method, targets):
+def test_gradient_methods_run_the_model_once_and_equal_a_fresh_pass(method, targets, spatial_dims):
+    conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+
     class Counting(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = nn.Sequential(
-                nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)
+                conv(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6**spatial_dims, 3)
             )
             self.calls = 0
 
@@ -582,7 +585,7 @@ def test_gradient_methods_run_the_model_once_and_equal_a_fresh_pass(method, targ
 
     torch.manual_seed(3)
     model = Counting().eval()
-    x = torch.randn(2, 2, 6, 6)
+    x = torch.randn(2, 2, *(6,) * spatial_dims)
     e = camscope.explain(model, x, method=method, targets=targets)
     assert model.calls == 1  # no separate pass to fix the targets
     # the same maps as a fresh forward-and-backward under the method's rule
