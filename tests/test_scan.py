@@ -184,7 +184,9 @@ def test_streamed_maps_equal_the_in_memory_ones(tmp_path, blend):
         out=tmp_path / "maps.npy",
         progress=False,
     )
-    assert streamed.maps is None and streamed.files == [str(tmp_path / "maps.npy")]
+    assert streamed.maps is None
+    assert streamed.files == [str(tmp_path / "maps.npy"), str(tmp_path / "maps.scores.npy")]
+    np.testing.assert_array_equal(np.load(tmp_path / "maps.scores.npy"), kept.scores.numpy())
     np.testing.assert_allclose(
         np.load(tmp_path / "maps.npy"), kept.maps.numpy(), rtol=1e-5, atol=1e-6
     )
@@ -197,7 +199,7 @@ def test_streamed_maps_equal_the_in_memory_ones(tmp_path, blend):
         out=tmp_path / "maps.mrc",
         progress=False,
     )
-    assert len(volumes.files) == 3
+    assert len(volumes.files) == 4  # three targets and the window scores
     with mrcfile.open(tmp_path / "maps.class2.mrc") as mrc:
         np.testing.assert_allclose(mrc.data, kept.maps[2].numpy(), rtol=1e-5, atol=1e-6)
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
@@ -219,8 +221,8 @@ def test_streamed_nifti_keeps_the_scans_affine_and_equals_the_in_memory_maps(tmp
     streamed = camscope.explain_scan(
         model, scan, method="grad_cam", roi_size=16, out=tmp_path / f"maps{ending}", progress=False
     )
-    assert streamed.files == [str(tmp_path / f"maps.class{c}{ending}") for c in range(3)]
-    for target, name in enumerate(streamed.files):
+    assert streamed.files[:3] == [str(tmp_path / f"maps.class{c}{ending}") for c in range(3)]
+    for target, name in enumerate(streamed.files[:3]):
         image = nibabel.load(name)
         np.testing.assert_allclose(image.affine, affine)
         np.testing.assert_allclose(
@@ -247,7 +249,11 @@ def test_streamed_nifti_of_a_tensor_and_of_an_image_are_refused_or_plain(tmp_pat
         model3d, torch.randn(1, 16, 20, 16), method="grad_cam", roi_size=16,
         out=tmp_path / "UP.NII.GZ", progress=False,
     )  # fmt: skip
-    assert [p.rsplit("/", 1)[1] for p in upper.files] == ["UP.class0.nii.gz", "UP.class1.nii.gz"]
+    assert [p.rsplit("/", 1)[1] for p in upper.files] == [
+        "UP.class0.nii.gz",
+        "UP.class1.nii.gz",
+        "UP.scores.npy",
+    ]
     assert (tmp_path / "UP.class0.nii.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzipped
 
     class Refusing(torch.nn.Module):  # the check must come before any window is explained
@@ -257,7 +263,7 @@ def test_streamed_nifti_of_a_tensor_and_of_an_image_are_refused_or_plain(tmp_pat
     for scan, out, message in (
         (torch.randn(1, 20, 20), "flat.nii.gz", "needs a 3D scan .NIfTI"),
         (torch.randn(1, 20, 20), "flat.mrc", "needs a 3D scan .MRC"),
-        (torch.randn(1, 16, 16, 16), "maps.zarr", "must end in .npy, .mrc, .nii or .nii.gz"),
+        (torch.randn(1, 16, 16, 16), "maps.tif", r"must end in .npy, .mrc, .nii, .nii.gz or .zarr"),
     ):
         with pytest.raises(camscope.InputError, match=message):
             camscope.explain_scan(

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 
 from camscope.errors import InputError
 
-__all__ = ["gaussian_upsampling_matrix", "normalize", "relu", "separable_apply", "upsample"]
+__all__ = [
+    "gaussian_upsampling_matrix",
+    "linear_upsampling_matrix",
+    "normalize",
+    "relu",
+    "separable_apply",
+    "upsample",
+]
 
 NormalizeKind = Literal["minmax", "maxabs", "none"]
 UpsampleMode = Literal["nearest", "linear", "gaussian"]
@@ -88,6 +95,28 @@ def gaussian_upsampling_matrix(
     matrix = torch.exp(-((pixels[:, None] - centres[None, :]) ** 2) / (2.0 * float(sigma) ** 2))
     if mass_preserving:
         matrix = matrix / matrix.sum(dim=0, keepdim=True)
+    return matrix.to(dtype=dtype, device=device)
+
+
+def linear_upsampling_matrix(
+    grid_size: int,
+    output_size: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """One axis of linear interpolation with ``align_corners=False``, as ``F.interpolate`` does it
+    for a given output size: the ``(output_size, grid_size)`` matrix. Output pixel ``p`` reads the
+    grid at ``max((p + 0.5) · s / S - 0.5, 0)``, between its two neighbours (the last clamped)."""
+    position = (torch.arange(output_size, dtype=torch.float64) + 0.5) * grid_size / output_size
+    position = (position - 0.5).clamp(min=0)
+    low = position.floor().long().clamp(max=grid_size - 1)
+    high = (low + 1).clamp(max=grid_size - 1)
+    fraction = position - low
+    matrix = torch.zeros(output_size, grid_size, dtype=torch.float64)
+    rows = torch.arange(output_size)
+    matrix.index_put_((rows, low), 1 - fraction, accumulate=True)
+    matrix.index_put_((rows, high), fraction, accumulate=True)
     return matrix.to(dtype=dtype, device=device)
 
 

@@ -16,21 +16,33 @@ window classifier, that class's logit in every window.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
+from camscope.io.streamed import ScanFiles, check_scan_out
 from camscope.methods import get_method
+from camscope.postprocess import linear_upsampling_matrix, separable_apply
 from camscope.targets import TargetSpec
-from camscope.windows import Blend, WindowPlan, importance_map, plan_windows
+from camscope.windows import (
+    Blend,
+    Blender,
+    WindowPlan,
+    first_window_after,
+    importance_map,
+    plan_windows,
+)
 
 __all__ = ["ScanExplanation", "explain_scan"]
 
@@ -73,6 +85,7 @@ def explain_scan(
     layer: str | nn.Module | None = None,
     batch_size: int = 4,
     out: str | os.PathLike[str] | None = None,
+    resume: bool = True,
     progress: bool = True,
     **options: Any,
 ) -> ScanExplanation:
@@ -81,7 +94,8 @@ def explain_scan(
     Args:
         model: a network taking windows ``(B, C, *roi)``: a classifier, or a dense network whose
             output has the window's size.
-        scan: ``(C, *S)`` tensor or array, 2D or 3D.
+        scan: ``(C, *S)`` tensor or array, 2D or 3D, or a :class:`~camscope.io.Scan` (whose
+            geometry the files written with ``out`` keep).
         method: any camscope method.
         roi_size: the window's size (an int for every axis).
         overlap, blend, sigma_scale: as MONAI's ``sliding_window_inference``.
@@ -89,17 +103,23 @@ def explain_scan(
             window), or a callable (see the module docstring).
         layer: for layer methods; ``None`` chooses on the first window batch.
         batch_size: windows explained together.
-        out: write the maps to this file as the rows they cover are complete, holding only a
-            band of rows in memory: ``.npy`` (one array ``(T, *S)``), or ``.mrc``, ``.nii`` or
-            ``.nii.gz`` (one volume per target, ``<stem>.class<c>.mrc``, with the scan's geometry
-            when ``scan`` is a :class:`~camscope.io.Scan`); the result's ``maps`` is then
-            ``None`` and ``files`` lists what was written. Without it the maps are kept in
-            memory (refused, before any work, when they would not fit).
-        progress: show a progress bar.
+        out: write the maps to disk as the rows they cover are complete, holding only a band of
+            rows in memory (see :mod:`camscope.io.streamed`): ``.npy`` (one array ``(T, *S)``),
+            ``.mrc``, ``.nii`` or ``.nii.gz`` (one volume per target, ``<stem>.class<c>.mrc``)
+            or ``.zarr`` (an OME-Zarr image ``(T, *S)``), with the scan's geometry; dense
+            outputs go to ``<stem>.outputs.npy`` and window scores to ``<stem>.scores.npy``. The
+            result's ``maps`` is then ``None``, ``outputs`` a memory map of the file, and
+            ``files`` lists what was written. Without it everything is kept in memory (refused,
+            before any work, when the maps would not fit).
+        resume: with ``out``, go on from where an interrupted run of the same job stopped (same
+            scan, model, method and settings; checked), writing the same files an uninterrupted
+            run writes. ``False`` starts over.
+        progress: show a progress bar (and say when a run resumes or starts over).
         **options: the method's options.
 
     Raises:
-        InputError: a scan that is not ``(C, *S)`` with 2 or 3 spatial axes, or bad windows.
+        InputError: a scan that is not ``(C, *S)`` with 2 or 3 spatial axes, bad windows, or an
+            ``out`` that cannot hold the maps.
     """
     source = scan
     data = scan.tensor() if hasattr(scan, "tensor") and hasattr(scan, "spacing") else scan
@@ -118,301 +138,302 @@ def explain_scan(
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if not data.is_floating_point():
         data = data.float()
+    dtype = data.dtype  # blending in the scan's precision, as MONAI blends
     if out is not None:
-        _check_out(Path(out), data.ndim - 1)
+        check_scan_out(Path(out), data.ndim - 1)
     plan = plan_windows(data.shape[1:], roi_size, overlap=overlap)
-    padded = _pad(data, plan)
-    weights = importance_map(plan.roi_size, blend, sigma_scale=sigma_scale)
-    if targets is None:
-        targets = "all"
+    weights = importance_map(plan.roi_size, blend, sigma_scale=sigma_scale).to(dtype)
     info = get_method(method)
-    maps_blender: _Blender | None = None
-    outputs_blender: _Blender | None = None
-    scores: list[torch.Tensor] = []
-    classes: torch.Tensor | None = None
-    layer_name = "input"
-    bar = tqdm(total=len(plan), disable=not progress, desc="windows", unit="window", delay=3.0)
-    for start in range(0, len(plan), batch_size):
-        indices = range(start, min(start + batch_size, len(plan)))
-        windows = torch.stack([padded[(slice(None), *plan.slices(i))] for i in indices])
-        try:
-            e = explain(
-                model,
-                windows,
-                method=info.name,
-                layer=layer if info.needs_layer else None,
-                targets=_for_windows(targets, len(windows)),
-                progress=False,
-                **options,
-            )
-        except ModelError as error:
-            raise ModelError(
-                f"{error}; does the model take windows of {plan.roi_size}? (roi_size must be "
-                "the input size the model was made for)"
-            ) from error
-        if info.needs_layer and layer is None:
-            layer = e.layer  # the same layer for every window
-        layer_name = e.layer
-        shown = e.reduce_channels() if e.per_channel else e.upsample(plan.roi_size)
-        maps = shown.maps.detach().double().cpu()  # (n, T, *roi)
-        if classes is None and e.targets is not None:
-            classes = e.targets[0].cpu()
-        if maps_blender is None:
-            sink = _sink(out, maps.shape[1], plan, source, classes)
-            maps_blender = _Blender(maps.shape[1], plan, weights, sink)
-        dense = _dense_output(e.outputs, plan)
-        if dense is not None and outputs_blender is None:
-            outputs_blender = _Blender(
-                dense.shape[1], plan, weights, _ArraySink((dense.shape[1], *plan.scan_size))
-            )
-        for row, index in enumerate(indices):
-            maps_blender.add(index, maps[row])
-            if dense is not None and outputs_blender is not None:
-                outputs_blender.add(index, dense[row])
-        if dense is None and isinstance(e.outputs, torch.Tensor):
-            scores.append(e.outputs.detach().cpu())
-        bar.update(len(indices))
-    bar.close()
-    assert maps_blender is not None
-    maps_blender.finish()
-    if outputs_blender is not None:
-        outputs_blender.finish()
-    blended = maps_blender.sink
-    return ScanExplanation(
-        maps=blended.result().to(data.dtype) if isinstance(blended, _ArraySink) else None,
-        targets=classes,
-        outputs=None if outputs_blender is None else outputs_blender.sink.result().to(data.dtype),
-        scores=torch.cat(scores) if scores else None,
-        windows=plan.boxes(),
-        method=info.name,
-        layer=layer_name,
-        files=blended.files(),
+    run = _Run(plan, weights, dtype, source)
+    first = 0
+    if out is not None:
+        identity = _identity(
+            model, data, info.name, layer, targets, options, plan, blend, sigma_scale, batch_size
+        )
+        run.files = ScanFiles(Path(out), plan.scan_size, len(plan), source, identity)
+        first = run.resume_point(batch_size, resume=resume, say=progress)
+    padded = _pad(data, plan)
+    explain_targets = "all" if targets is None else targets
+    bar = tqdm(
+        total=len(plan),
+        initial=first,
+        disable=not progress,
+        desc="windows",
+        unit="window",
+        delay=3.0,
     )
+    try:
+        for start in range(first, len(plan), batch_size):
+            indices = range(start, min(start + batch_size, len(plan)))
+            windows = torch.stack([padded[(slice(None), *plan.slices(i))] for i in indices])
+            try:
+                e = explain(
+                    model,
+                    windows,
+                    method=info.name,
+                    layer=layer if info.needs_layer else None,
+                    targets=_for_windows(explain_targets, len(windows)),
+                    progress=False,
+                    **options,
+                )
+            except ModelError as error:
+                raise ModelError(
+                    f"{error}; does the model take windows of {plan.roi_size}? (roi_size must "
+                    "be the input size the model was made for)"
+                ) from error
+            if info.needs_layer and layer is None:
+                layer = e.layer  # the same layer for every window
+            run.layer = e.layer
+            maps = _at_window_resolution(e, info.upsampling, plan.roi_size).to(dtype)
+            run.add(indices, maps, e)
+            bar.update(len(indices))
+        run.finish()
+    except BaseException as error:
+        run.stop(error)
+        raise
+    finally:
+        bar.close()
+    return run.result(info.name)
 
 
-class _ArraySink:
-    """Blended rows kept in memory: ``(C, *S)``."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.values = torch.zeros(shape, dtype=torch.float64)
-
-    def write(self, start: int, rows: torch.Tensor) -> None:
-        self.values[:, start : start + rows.shape[1]] = rows
-
-    def result(self) -> torch.Tensor:
-        return self.values
-
-    def close(self) -> None:
-        pass
-
-    def files(self) -> list[str]:
-        return []
-
-
-class _FileSink:
-    """Blended rows written to disk as they are complete: ``.npy`` (one array ``(T, *S)``),
-    ``.mrc`` (one volume per target, with the scan's voxel size and origin) or ``.nii`` /
-    ``.nii.gz`` (one volume per target with the scan's affine). Rows are written at their offset
-    in the file (not through a memory map, whose written pages would stay resident), each file
-    under a temporary name until the last row is in. NIfTI stores its first axis fastest, so a
-    row of the scan is not contiguous there: its rows go to a temporary ``.npy`` first, turned
-    into NIfTI a slice at a time at the end (nibabel reads the memory map slice by slice)."""
+class _Run:
+    """The state of one scan's explanation: the blenders, the sinks they hand rows to, the
+    window scores, and (with ``out``) the files and their progress record."""
 
     def __init__(
-        self,
-        path: Path,
-        shape: tuple[int, ...],
-        source: Any,
-        classes: torch.Tensor | None,
+        self, plan: WindowPlan, weights: torch.Tensor, dtype: torch.dtype, source: Any
     ) -> None:
-        import numpy as np
+        self.plan, self.weights, self.dtype, self.source = plan, weights, dtype, source
+        self.files: ScanFiles | None = None
+        self.maps: Blender | None = None
+        self.outputs: Blender | None = None
+        self.kept: dict[str, torch.Tensor] = {}  # in memory: "maps", "outputs"
+        self.scores: list[torch.Tensor] = []
+        self.classes: torch.Tensor | None = None
+        self.layer = "input"
+        self.record: dict[str, Any] | None = None  # the interrupted run's, when resuming
+        self.skip_before = 0  # windows whose every row a resumed run has written
+        self.windows_done = 0
 
-        from camscope.io.atomic import atomic_path
-
-        self.shape = shape
-        self._contexts: list[Any] = []
-        self.handles: list[Any] = []
-        self.offsets: list[int] = []
-        self.names: list[str] = []
-        suffix = path.suffix.lower()
-        lowered = path.name.lower()
-        plane = int(np.prod(shape[2:])) * 4  # float32 bytes of one row of one target
-        self.row_bytes = plane
-        self.nifti: list[Path] = []
-        self.source = source
-        labels = (
-            [f"class{int(c)}" for c in classes]
-            if classes is not None
-            else [f"t{i}" for i in range(shape[0])]
-        )
-        if lowered.endswith((".nii", ".nii.gz")):
-            compressed = lowered.endswith(".gz")
-            stem = path.name[: -len(".nii.gz")] if compressed else path.stem
-            ending = ".nii.gz" if compressed else ".nii"
-            self.nifti = [path.with_name(f"{stem}.{label}{ending}") for label in labels]
-            path, suffix = path.with_name(f".{stem}.rows.npy"), ".npy"
-        if suffix == ".npy":
-            final_names = [path]
-            per_target = shape[1] * plane
-        else:  # .mrc; explain_scan checked the ending and the dimensions (_check_out)
-            final_names = [path.with_name(f"{path.stem}.{label}.mrc") for label in labels]
-            per_target = 0
-        for final in final_names:
-            context = atomic_path(final)
-            temporary = Path(context.__enter__())
-            self._contexts.append(context)
-            if suffix == ".npy":
-                header = np.lib.format.open_memmap(
-                    temporary, mode="w+", dtype=np.float32, shape=shape
+    def resume_point(self, batch_size: int, *, resume: bool, say: bool) -> int:
+        """The first window to explain: 0, or where an interrupted run of this job must go on
+        (the start of the batch holding the first window that reaches an unwritten row, so
+        every batch is the one the interrupted run explained)."""
+        assert self.files is not None
+        record, why_not = self.files.previous() if resume else (None, None)
+        if record is None:
+            if why_not is not None and say:
+                tqdm.write(
+                    f"camscope: not resuming from {self.files.work}: {why_not}; starting over",
+                    file=sys.stderr,
                 )
-                offset = header.offset
-                del header  # the file exists at full size; rows are written below
+            return 0
+        self.record = record
+        self.skip_before = first_window_after(self.plan, int(record["rows_done"]))
+        first = self.skip_before // batch_size * batch_size
+        labels = record["layout"]["labels"]
+        self.classes = (
+            torch.tensor(record["layout"]["targets"]) if record["layout"]["targets"] else None
+        )
+        self.layer = record.get("layer", self.layer)
+        self._open(len(labels), record["layout"].get("outputs"), resume=True)
+        if say:
+            tqdm.write(
+                f"camscope: resuming from {self.files.work}: {first} of {len(self.plan)} windows "
+                "were done",
+                file=sys.stderr,
+            )
+        return first
+
+    def _open(self, targets: int, outputs: int | None, *, resume: bool) -> None:
+        base = int(self.record["rows_done"]) if resume and self.record else 0
+        plan, weights = self.plan, self.weights
+        if self.files is None:
+            _check_memory(targets, plan)
+            maps = torch.zeros((targets, *plan.scan_size), dtype=self.dtype)
+            self.kept["maps"] = maps
+            self.maps = Blender(targets, plan, weights, _into(maps))
+            if outputs:
+                dense = torch.zeros((outputs, *plan.scan_size), dtype=self.dtype)
+                self.kept["outputs"] = dense
+                self.outputs = Blender(outputs, plan, weights, _into(dense))
+            return
+        files = self.files
+        self.maps = Blender(
+            targets, plan, weights, lambda i, rows: files.write_maps(i, rows.numpy()), base=base
+        )
+        if outputs:
+            self.outputs = Blender(
+                outputs,
+                plan,
+                weights,
+                lambda i, rows: files.write_outputs(i, rows.numpy()),
+                base=base,
+            )
+        if resume and self.record is not None:
+            files.open(self.record["layout"], resume=True)
+
+    def add(self, indices: range, maps: torch.Tensor, e: Any) -> None:
+        dense = _dense_output(e.outputs, self.plan, self.dtype)
+        scores = (
+            None
+            if dense is not None or not isinstance(e.outputs, torch.Tensor)
+            else (e.outputs.detach().cpu().to(self.dtype))
+        )
+        if self.maps is None:  # the first batch says what there is to keep
+            if e.targets is not None:
+                self.classes = e.targets[0].cpu()
+            labels = (
+                [f"class{int(c)}" for c in self.classes]
+                if self.classes is not None
+                else [f"t{i}" for i in range(maps.shape[1])]
+            )
+            outputs = None if dense is None else int(dense.shape[1])
+            if self.files is not None:
+                self.files.open(
+                    {
+                        "labels": labels,
+                        "targets": None if self.classes is None else self.classes.tolist(),
+                        "outputs": outputs,
+                        "scores": None if scores is None else int(scores.shape[1]),
+                        "dtype": str(self.dtype).removeprefix("torch."),
+                    },
+                    resume=False,
+                )
+            self._open(maps.shape[1], outputs, resume=False)
+        assert self.maps is not None
+        for row, index in enumerate(indices):
+            if index < self.skip_before:
+                continue
+            self.maps.add(index, maps[row])
+            if dense is not None and self.outputs is not None:
+                self.outputs.add(index, dense[row])
+        if scores is not None:
+            if self.files is not None:
+                self.files.write_scores(indices[0], scores.numpy())
             else:
-                offset = _new_mrc(temporary, shape[1:], source)
-            self.handles.append(open(temporary, "r+b"))
-            self.offsets.append(offset)
-            self.names.append(str(final))
-        self.per_target = per_target
+                self.scores.append(scores)
+        self.windows_done = indices[-1] + 1
+        self._checkpoint()
 
-    def write(self, start: int, rows: torch.Tensor) -> None:
-        values = rows.float().numpy()
-        for target in range(self.shape[0]):
-            handle = self.handles[0 if self.per_target else target]
-            base = self.offsets[0 if self.per_target else target] + target * self.per_target
-            handle.seek(base + start * self.row_bytes)
-            handle.write(values[target].tobytes())
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.close()
-        for context in self._contexts:
-            context.__exit__(None, None, None)
-        if self.nifti:
-            self._to_nifti(Path(self.names[0]))
-            self.names = [str(name) for name in self.nifti]
-
-    def _to_nifti(self, rows: Path) -> None:
-        import numpy as np
-
-        from camscope.io.heatmaps import write_nifti
-        from camscope.io.scan import Scan
-
-        geometry = (
-            self.source
-            if isinstance(self.source, Scan)  # a bare tensor: voxel axes as given, unit voxels
-            else Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy", affine=np.eye(4))
-        )
-        try:
-            maps = np.load(rows, mmap_mode="r")
-            for target, name in enumerate(self.nifti):
-                write_nifti(name, maps[target], geometry)
-            del maps
-        finally:
-            rows.unlink(missing_ok=True)
-
-    def files(self) -> list[str]:
-        return self.names
-
-
-def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
-    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset."""
-    import mrcfile
-
-    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
-        spacing = getattr(source, "spacing", None)
-        if spacing is not None and getattr(source, "format", "") == "mrc":
-            mrc.voxel_size = tuple(reversed(spacing))
-        origin = getattr(source, "origin", None)
-        if origin is not None:
-            mrc.header.origin = origin
-        mrc.header.label[0] = b"written by camscope"
-        mrc.header.nlabl = 1
-        return 1024 + int(mrc.header.nsymbt)
-
-
-def _check_out(path: Path, spatial_dims: int) -> None:
-    """Refuse, before any work, an output path whose format cannot hold the maps."""
-    name = path.name.lower()
-    if not name.endswith((".npy", ".mrc", ".nii", ".nii.gz")):
-        raise InputError(f"out must end in .npy, .mrc, .nii or .nii.gz, not {path.name!r}")
-    if spatial_dims != 3 and name.endswith((".mrc", ".nii", ".nii.gz")):
-        kind = "MRC" if name.endswith(".mrc") else "NIfTI"
-        raise InputError(
-            f"out={path.name} needs a 3D scan ({kind} heatmaps are volumes); use .npy for 2D"
-        )
-
-
-def _sink(
-    out: str | os.PathLike[str] | None,
-    targets: int,
-    plan: WindowPlan,
-    source: Any,
-    classes: torch.Tensor | None,
-) -> _ArraySink | _FileSink:
-    shape = (targets, *plan.scan_size)
-    if out is None:
-        _check_memory(targets, plan)
-        return _ArraySink(shape)
-    return _FileSink(Path(out), shape, source, classes)
-
-
-class _Blender:
-    """Weighted sums of window values over a band of ``roi`` rows along the first axis, kept in a
-    ring buffer: rows no later window can reach are divided by their weight and handed to the
-    sink, so memory holds one band of rows, not the scan (windows come ordered along the first
-    axis, so every window lies inside the band once the rows before it are handed on)."""
-
-    def __init__(self, channels: int, plan: WindowPlan, weights: torch.Tensor, sink: Any) -> None:
-        self.plan, self.weights = plan, weights
-        self.sink: Any = sink
-        self.rows = plan.roi_size[0]
-        rest = plan.padded_size[1:]
-        self.values = torch.zeros((channels, self.rows, *rest), dtype=torch.float64)
-        self.coverage = torch.zeros((self.rows, *rest), dtype=torch.float64)
-        self.base = 0  # the first padded row not yet handed on
-        self.crop = tuple(
-            slice(b, b + s) for (b, _), s in zip(plan.padding, plan.scan_size, strict=True)
-        )
-
-    def _segments(self, start: int, count: int) -> list[tuple[slice, slice]]:
-        """Padded rows ``[start, start + count)`` as (ring slice, local slice) pairs."""
-        position = start % self.rows
-        first = min(count, self.rows - position)
-        pieces = [(slice(position, position + first), slice(0, first))]
-        if count > first:
-            pieces.append((slice(0, count - first), slice(first, count)))
-        return pieces
-
-    def add(self, index: int, values: torch.Tensor) -> None:
-        region = self.plan.slices(index)
-        first = region[0].start
-        if first > self.base:
-            self._flush(first - self.base)
-        weighted = values * self.weights
-        for ring, local in self._segments(first, self.rows):
-            self.values[(slice(None), ring, *region[1:])] += weighted[:, local]
-            self.coverage[(ring, *region[1:])] += self.weights[local]
-
-    def _flush(self, count: int) -> None:
-        top = self.crop[0]
-        for ring, local in self._segments(self.base, min(count, self.rows)):
-            begin = self.base + local.start
-            rows = range(begin, begin + (local.stop - local.start))
-            keep = [r for r in rows if top.start <= r < top.stop]
-            if keep:
-                inside = slice(ring.start + keep[0] - begin, ring.start + keep[-1] - begin + 1)
-                done = self.values[:, inside] / self.coverage[inside]
-                self.sink.write(
-                    keep[0] - top.start, done[(slice(None), slice(None), *self.crop[1:])]
-                )
-            self.values[:, ring] = 0
-            self.coverage[ring] = 0
-        self.base += count
+    def _checkpoint(self) -> None:
+        if self.files is not None and self.maps is not None:
+            self.files.checkpoint(
+                {
+                    "rows_done": self.maps.rows_done,
+                    "windows_done": self.windows_done,
+                    "layer": self.layer,
+                }
+            )
 
     def finish(self) -> None:
-        while self.base < self.plan.padded_size[0]:
-            self._flush(min(self.rows, self.plan.padded_size[0] - self.base))
-        self.sink.close()
+        assert self.maps is not None
+        self.maps.finish()
+        if self.outputs is not None:
+            self.outputs.finish()
+        self._checkpoint()
+
+    def stop(self, error: BaseException) -> None:
+        """Close the files; keep the work folder when a resumed run could use it."""
+        if self.files is None:
+            return
+        self.files.close()
+        if self.windows_done or self.record is not None:
+            error.add_note(
+                f"camscope: the work done so far is kept in {self.files.work}; the same call "
+                "(the same command) goes on from there"
+            )
+        else:
+            self.files.discard()
+
+    def result(self, method: str) -> ScanExplanation:
+        files: list[str] = []
+        outputs = self.kept.get("outputs")
+        scores = torch.cat(self.scores) if self.scores else None
+        if self.files is not None:
+            files = self.files.finish()
+            stem = self.files.out.parent / self.files.stem
+            if Path(f"{stem}.outputs.npy").exists() and self.files.layout.get("outputs"):
+                outputs = torch.from_numpy(np.load(f"{stem}.outputs.npy", mmap_mode="c"))
+            if self.files.layout.get("scores"):
+                scores = torch.from_numpy(np.load(f"{stem}.scores.npy"))
+        return ScanExplanation(
+            maps=self.kept.get("maps"),
+            targets=self.classes,
+            outputs=outputs,
+            scores=scores,
+            windows=self.plan.boxes(),
+            method=method,
+            layer=self.layer,
+            files=files,
+        )
+
+
+def _into(array: torch.Tensor) -> Any:
+    def write(start: int, rows: torch.Tensor) -> None:
+        array[:, start : start + rows.shape[1]] = rows
+
+    return write
+
+
+def _identity(
+    model: nn.Module,
+    data: torch.Tensor,
+    method: str,
+    layer: Any,
+    targets: TargetSpec,
+    options: dict[str, Any],
+    plan: WindowPlan,
+    blend: str,
+    sigma_scale: float,
+    batch_size: int,
+) -> dict[str, Any] | None:
+    """What an interrupted run must share with this one to be resumed: the scan's values, the
+    model (its class and weights), the method and every setting; ``None`` for a callable target
+    (which cannot be recognised again)."""
+    if callable(targets) and not isinstance(targets, torch.Tensor):
+        return None
+    import hashlib
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    from camscope.engine import weights_digest
+
+    try:
+        camscope_version = version("camscope")
+    except PackageNotFoundError:  # a source tree without installation
+        camscope_version = "0.0.0"
+
+    scan_digest = hashlib.sha256(str((tuple(data.shape), str(data.dtype))).encode())
+    flat = data.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+    step = 1 << 26
+    for begin in range(0, len(flat), step):
+        scan_digest.update(flat[begin : begin + step].data)
+    if isinstance(targets, torch.Tensor):
+        targets = targets.tolist()
+    return {
+        "scan": scan_digest.hexdigest()[:16],
+        "model": f"{type(model).__qualname__}:{weights_digest(model)}",
+        "method": method,
+        "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
+        "targets": json.loads(json.dumps(targets, default=str)),
+        "options": _describe(options),
+        "windows": [list(plan.roi_size), len(plan), blend, sigma_scale, int(batch_size)],
+        "versions": [camscope_version, torch.__version__],
+    }
+
+
+def _describe(options: dict[str, Any]) -> str:
+    """Method options as text, tensors by a digest of their values."""
+    import hashlib
+
+    def value(item: Any) -> Any:
+        if isinstance(item, torch.Tensor):
+            raw = item.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+            return f"tensor{tuple(item.shape)}:{hashlib.sha256(raw).hexdigest()[:16]}"
+        return repr(item)
+
+    return json.dumps({key: value(item) for key, item in sorted(options.items())})
 
 
 def _available_bytes() -> int:
@@ -429,7 +450,7 @@ def _check_memory(targets: int, plan: WindowPlan) -> None:
     voxels = 1
     for size in plan.padded_size:
         voxels *= size
-    needed = (targets + 2) * voxels * 8  # maps and weights, float64, and the result
+    needed = (targets + 2) * voxels * 8  # maps and weights, and the result
     available = _available_bytes()
     if needed > 0.8 * available:
         raise InputError(
@@ -460,8 +481,24 @@ def _pad(data: torch.Tensor, plan: WindowPlan) -> torch.Tensor:
     return torch.nn.functional.pad(data, pads)
 
 
-def _dense_output(outputs: Any, plan: WindowPlan) -> torch.Tensor | None:
+def _dense_output(outputs: Any, plan: WindowPlan, dtype: torch.dtype) -> torch.Tensor | None:
     """The windows' outputs ``(n, C, *roi)`` when the network's output has the window's size."""
     if isinstance(outputs, torch.Tensor) and tuple(outputs.shape[2:]) == plan.roi_size:
-        return outputs.detach().double().cpu()
+        return outputs.detach().cpu().to(dtype)
     return None
+
+
+def _at_window_resolution(e: Any, upsampling: str, roi: tuple[int, ...]) -> torch.Tensor:
+    """A window batch's maps ``(n, T, *roi)`` on the CPU: input-space maps reduced over
+    channels, layer maps upsampled the method's way (linear upsampling as separable matrix
+    products, equal to ``F.interpolate``'s and several times faster for many targets)."""
+    if e.per_channel:
+        return e.reduce_channels().maps.detach().cpu()
+    maps = e.maps.detach().cpu()
+    if upsampling != "linear" or tuple(maps.shape[2:]) == roi:
+        return e.upsample(roi).maps.detach().cpu() if tuple(maps.shape[2:]) != roi else maps
+    matrices = [
+        linear_upsampling_matrix(grid, size, dtype=maps.dtype)
+        for grid, size in zip(maps.shape[2:], roi, strict=True)
+    ]
+    return separable_apply(maps, matrices)

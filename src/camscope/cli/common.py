@@ -39,12 +39,20 @@ def friendly(function: F) -> F:
             return function(*args, **kwargs)
         except CamscopeError as error:
             click.echo(f"camscope: error: {error}", err=True)
+            _notes(error)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             click.echo("camscope: interrupted; outputs already written are complete", err=True)
+            _notes(interrupt)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _notes(error: BaseException) -> None:
+    """What camscope added to an error on its way up (e.g. where a resumable run's work is)."""
+    for note in getattr(error, "__notes__", []):
+        click.echo(note, err=True)
 
 
 _MODEL_OPTIONS = [

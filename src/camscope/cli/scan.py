@@ -77,7 +77,12 @@ def scan(
     """Explain MODEL over the whole SCAN window by window (windows and blending as MONAI's
     sliding_window_inference): one heatmap per target at scan resolution, with the scan's
     geometry; the blended segmentation for dense networks, each window's scores for
-    classifiers; report.html with slices of the scan and the maps."""
+    classifiers; report.html with slices of the scan and the maps.
+
+    Maps are written as the windows covering them complete (<scan>.<method>.npy, all targets),
+    so memory does not grow with the scan. An interrupted run (Ctrl-C, a killed job) goes on
+    where it stopped when the same command is run again, and writes the same files; --force
+    starts over."""
     import numpy as np
 
     from camscope import get_method
@@ -97,9 +102,11 @@ def scan(
     )
     model, record = weights.load(model_spec_text)
     folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
+    stem = Path(input_file).name.split(".")[0]
+    streamed = folder / f"{stem}.{info.name}.npy"  # (T, *S), resumable; formats come from it
     result = explain_scan(
         model,
-        volume.tensor(),
+        volume,
         method=info.name,
         roi_size=roi_size,
         overlap=overlap,
@@ -107,19 +114,19 @@ def scan(
         targets=None if targets == "all" else targets,
         layer=layer,
         batch_size=batch_size,
+        out=streamed,
+        resume=not force,
         progress=not quiet,
     )
-    assert result.maps is not None  # kept in memory (no out=)
-    maps = result.maps.numpy().astype(np.float32)
+    maps = np.load(streamed, mmap_mode="r")
     labels = (
         [f"class{int(c)}" for c in result.targets]
         if result.targets is not None
         else [f"t{i}" for i in range(len(maps))]
     )
-    written = []
-    stem = Path(input_file).name.split(".")[0]
+    written = [Path(name).name for name in result.files]
     for kind in formats:
-        for label, heat in zip(labels, maps, strict=True):
+        for label, heat in zip(labels, maps, strict=True):  # one target in memory at a time
             name = f"{stem}.{info.name}.{label}{heatmap_suffix(kind)}"
             write_heatmap(
                 folder / name,
@@ -132,7 +139,7 @@ def scan(
             written.append(name)
     extra: dict[str, object] = {}
     if result.outputs is not None:
-        segmentation = result.outputs.argmax(0).numpy().astype(np.float32)
+        segmentation = result.outputs.max(0).indices.numpy().astype(np.float32)
         name = f"{stem}.segmentation{heatmap_suffix(formats[0])}"
         write_heatmap(folder / name, segmentation, volume, formats[0], signed=False)
         written.append(name)

@@ -49,14 +49,14 @@ _UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm"}
 _ANGSTROM = {"Å": 1.0, "A": 1.0, "nm": 10.0, "µm": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10}
 
 
-def _unit(scan: Scan) -> str | None:
+def spacing_unit(scan: Scan) -> str | None:
     """The length unit of the scan's spacing, or ``None`` when the file does not say."""
     unit = scan.details.get("unit", _UNITS.get(scan.format))
     return None if unit is None else str(unit)
 
 
 def _nifti_unit(scan: Scan) -> str:
-    return {"µm": "micron", "mm": "mm", "m": "meter"}.get(_unit(scan) or "", "unknown")
+    return {"µm": "micron", "mm": "mm", "m": "meter"}.get(spacing_unit(scan) or "", "unknown")
 
 
 def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
@@ -141,7 +141,7 @@ def write_heatmap(
         if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)
             volume = volume.T
         xyz = None
-        factor = _ANGSTROM.get(_unit(scan) or "")
+        factor = _ANGSTROM.get(spacing_unit(scan) or "")
         if scan.spacing is not None and factor is not None:  # unknown units: left unset (0)
             spacing = tuple(v * factor for v in scan.spacing)
             xyz = spacing if scan.format == "nifti" else spacing[::-1]
@@ -163,7 +163,7 @@ def write_heatmap(
             options["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
             if values.ndim == 3:
                 metadata["spacing"] = float(spacing[0])
-            unit = _unit(scan) or "pixel"
+            unit = spacing_unit(scan) or "pixel"
             # ImageJ's metadata is ASCII: micrometres as "micron", ångström as "A"
             metadata["unit"] = {"µm": "micron", "Å": "A"}.get(unit, unit)
         with atomic_write(final) as handle:

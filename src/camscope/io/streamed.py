@@ -1,0 +1,389 @@
+"""The files of a streamed, resumable :func:`camscope.explain_scan` run (``out=``).
+
+Everything is written in a hidden work folder beside ``out`` (``.<name>.partial/``) and moved into
+place only once the last row is in, so a final name never holds a partial file:
+
+============  ================================================  ======================
+``out``       heatmaps                                          library
+============  ================================================  ======================
+``.npy``      one array ``(T, *S)``                             NumPy
+``.mrc``      ``<stem>.<target>.mrc`` per target, voxel size    mrcfile
+              and origin of an MRC scan
+``.nii[.gz]`` ``<stem>.<target>.nii[.gz]`` per target, the      nibabel
+              scan's affine, codes and units
+``.zarr``     an OME-Zarr image ``(T, *S)`` (array ``0``),      zarr (v3 format)
+              the scan's spacing and MRC origin; the full
+              affine and the targets in ``camscope`` attributes
+============  ================================================  ======================
+
+Beside them, ``<stem>.outputs.npy`` holds the blended output of a dense network and
+``<stem>.scores.npy`` each window's scores of a classifier.
+
+Rows are written at their place in the file as soon as no later window can reach them (MRC and
+NumPy files at their byte offset, not through a memory map whose written pages would stay
+resident; Zarr chunk by chunk, each chunk file replaced whole). NIfTI stores its first axis
+fastest, so its rows go to a NumPy file first, turned into NIfTI a slice at a time at the end.
+
+After every window batch the work folder's ``progress.json`` records how many rows are complete,
+with the run's identity (the scan's content, the model's weights, the method and every setting).
+A run that stops (an error, Ctrl-C, a killed process) keeps the work folder; the same call again
+finds the record, checks the identity and goes on from the first window that reaches an unwritten
+row, so the files are the same as an uninterrupted run's, byte for byte. A record of another job
+(the scan, the model or a setting differ) is never resumed: the run starts over and says why.
+Records are flushed to the operating system after each batch, not synced to the disk: they
+survive a killed process, not a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camscope.errors import InputError
+from camscope.io.atomic import write_json
+
+__all__ = ["ScanFiles", "check_scan_out", "out_kind", "out_stem"]
+
+_ENDINGS = (".npy", ".mrc", ".nii", ".nii.gz", ".zarr")
+
+
+def out_kind(path: Path) -> str:
+    """``npy``, ``mrc``, ``nifti`` or ``zarr``, from the name's ending."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    return {".npy": "npy", ".mrc": "mrc", ".zarr": "zarr"}[Path(name).suffix]
+
+
+def out_stem(path: Path) -> str:
+    """The name without its ending (``maps.nii.gz`` → ``maps``)."""
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def check_scan_out(path: Path, spatial_dims: int) -> None:
+    """Refuse, before any work, an output path whose format cannot hold the maps.
+
+    Raises:
+        InputError: an unknown ending, a 2D scan into a volume format, a folder named ``.zarr``
+            that is not camscope's output, or Zarr output without the zarr package.
+    """
+    name = path.name.lower()
+    if not name.endswith(_ENDINGS):
+        raise InputError(f"out must end in .npy, .mrc, .nii, .nii.gz or .zarr, not {path.name!r}")
+    if spatial_dims != 3 and name.endswith((".mrc", ".nii", ".nii.gz")):
+        kind = "MRC" if name.endswith(".mrc") else "NIfTI"
+        raise InputError(
+            f"out={path.name} needs a 3D scan ({kind} heatmaps are volumes); use .npy or .zarr "
+            "for 2D"
+        )
+    if name.endswith(".zarr") and path.exists() and not (path / "zarr.json").exists():
+        raise InputError(
+            f"out={path} exists and is not a Zarr store; camscope replaces only its own output"
+        )
+    if name.endswith(".zarr"):
+        try:
+            import zarr  # noqa: F401
+        except ImportError as error:
+            raise InputError(
+                "out=*.zarr needs the zarr package: pip install 'zarr>=3,<4'"
+            ) from error
+
+
+class _RowFile:
+    """A raw float array ``(C, N, *rest)`` in a file at ``offset``: rows written in place."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, np.dtype(dtype)
+        self.row_bytes = int(np.prod(shape[2:], dtype=np.int64)) * self.dtype.itemsize
+        self.handle = open(path, "r+b")
+
+    def write(self, channel: int, start: int, rows: np.ndarray) -> None:
+        self.handle.seek(self.offset + (channel * self.shape[1] + start) * self.row_bytes)
+        self.handle.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _new_npy(path: Path, shape: tuple[int, ...], dtype: Any) -> int:
+    """A ``.npy`` file of ``shape`` zeros (sparse on disk); its data's offset."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    offset = int(array.offset)
+    del array
+    return offset
+
+
+def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
+    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset."""
+    import mrcfile
+
+    with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        spacing = getattr(source, "spacing", None)
+        if spacing is not None and getattr(source, "format", "") == "mrc":
+            mrc.voxel_size = tuple(reversed(spacing))
+        origin = getattr(source, "origin", None)
+        if origin is not None:
+            mrc.header.origin = origin
+        mrc.header.label[0] = b"written by camscope"
+        mrc.header.nlabl = 1
+        return 1024 + int(mrc.header.nsymbt)
+
+
+class ScanFiles:
+    """The files of one ``explain_scan(out=...)`` run: created (or reopened to resume) once the
+    first window batch says how many targets, output channels and classes there are; moved into
+    place by :meth:`finish`.
+
+    Args:
+        out: the path the user gave (checked by :func:`check_scan_out`).
+        scan_size: the scan's spatial size ``S``.
+        windows: the number of windows.
+        source: the :class:`~camscope.io.Scan` whose geometry the files keep, or ``None``.
+        identity: what must match for a run to resume; ``None`` never resumes.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        scan_size: tuple[int, ...],
+        windows: int,
+        source: Any,
+        identity: dict[str, Any] | None,
+    ) -> None:
+        self.out, self.scan_size, self.windows = out, scan_size, windows
+        self.source, self.identity = source, identity
+        self.kind = out_kind(out)
+        self.stem = out_stem(out)
+        self.work = out.parent / f".{out.name}.partial"
+        self.layout: dict[str, Any] = {}
+        self._maps: list[_RowFile] = []
+        self._zarr: Any = None
+        self._outputs: _RowFile | None = None
+        self._scores: _RowFile | None = None
+        self.files: list[str] = []
+
+    # -- resuming ---------------------------------------------------------------------------
+
+    def previous(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The progress record of an interrupted run of this job, or ``None`` and why not (a
+        different job's record, or no record)."""
+        record_path = self.work / "progress.json"
+        if not record_path.exists():
+            return None, None
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None, f"its progress record {record_path} cannot be read"
+        if self.identity is None:
+            return None, "a callable target cannot be recognised again"
+        theirs = record.get("identity", {})
+        differ = sorted(
+            key for key in {*theirs, *self.identity} if theirs.get(key) != self.identity.get(key)
+        )
+        if differ:
+            return None, f"it was made with a different {', '.join(differ)}"
+        return record, None
+
+    def discard(self) -> None:
+        """Remove the work folder (a new run starts from nothing)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def open(self, layout: dict[str, Any], *, resume: bool) -> None:
+        """Create the work files for ``layout`` (labels, output channels, score classes and the
+        dtype), or reopen them to resume."""
+        self.layout = layout
+        labels: list[str] = layout["labels"]
+        dtype = np.dtype(layout["dtype"])
+        shape = (len(labels), *self.scan_size)
+        if not resume:
+            self.discard()
+            self.work.mkdir(parents=True)
+            offsets: dict[str, int] = {}
+            if self.kind in ("npy", "nifti"):
+                offsets["maps"] = _new_npy(self.work / "maps.npy", shape, np.float32)
+            elif self.kind == "mrc":
+                for label in labels:
+                    offsets[label] = _new_mrc(self.work / f"{label}.mrc", shape[1:], self.source)
+            else:
+                self._new_zarr(shape)
+            if layout.get("outputs"):
+                size = (layout["outputs"], *self.scan_size)
+                offsets["outputs"] = _new_npy(self.work / "outputs.npy", size, dtype)
+            if layout.get("scores"):
+                size = (1, self.windows, layout["scores"])
+                offsets["scores"] = _new_npy(self.work / "scores.npy", size[1:], dtype)
+            layout["offsets"] = offsets
+        offsets = layout["offsets"]
+        if self.kind in ("npy", "nifti"):
+            self._maps = [_RowFile(self.work / "maps.npy", offsets["maps"], shape, np.float32)]
+        elif self.kind == "mrc":
+            self._maps = [
+                _RowFile(self.work / f"{label}.mrc", offsets[label], (1, *shape[1:]), np.float32)
+                for label in labels
+            ]
+        else:
+            import zarr
+
+            self._zarr = zarr.open_group(self.work / "maps.zarr", mode="r+")["0"]
+        if layout.get("outputs"):
+            size = (layout["outputs"], *self.scan_size)
+            self._outputs = _RowFile(self.work / "outputs.npy", offsets["outputs"], size, dtype)
+        if layout.get("scores"):
+            size = (1, self.windows, layout["scores"])
+            self._scores = _RowFile(self.work / "scores.npy", offsets["scores"], size, dtype)
+
+    def _new_zarr(self, shape: tuple[int, ...]) -> None:
+        import zarr
+
+        rest = tuple(min(size, 256) for size in shape[2:])
+        group = zarr.open_group(self.work / "maps.zarr", mode="w", zarr_format=3)
+        group.create_array(
+            "0",
+            shape=shape,
+            chunks=(1, min(shape[1], 32 if len(shape) == 4 else 256), *rest),
+            dtype="float32",
+            fill_value=0.0,
+        )
+        group.attrs.update(_ome_attributes(self.source, len(shape) - 1, self.layout))
+
+    def write_maps(self, start: int, rows: np.ndarray) -> None:
+        """Rows ``[start, start + n)`` of every target: ``(T, n, *rest)``."""
+        if self._zarr is not None:
+            self._zarr[:, start : start + rows.shape[1]] = rows.astype(np.float32)
+        elif len(self._maps) == 1:
+            for target in range(rows.shape[0]):
+                self._maps[0].write(target, start, rows[target])
+        else:
+            for target, handle in enumerate(self._maps):
+                handle.write(0, start, rows[target])
+
+    def write_outputs(self, start: int, rows: np.ndarray) -> None:
+        assert self._outputs is not None
+        for channel in range(rows.shape[0]):
+            self._outputs.write(channel, start, rows[channel])
+
+    def write_scores(self, first: int, scores: np.ndarray) -> None:
+        assert self._scores is not None
+        self._scores.write(0, first, scores)
+
+    def checkpoint(self, progress: dict[str, Any]) -> None:
+        """Hand written rows to the operating system, then record how far the run got."""
+        for handle in [*self._maps, self._outputs, self._scores]:
+            if handle is not None:
+                handle.flush()
+        write_json(
+            self.work / "progress.json",
+            {"identity": self.identity, "layout": self.layout, **progress},
+        )
+
+    def close(self) -> None:
+        for handle in [*self._maps, self._outputs, self._scores]:
+            if handle is not None:
+                handle.close()
+        self._maps, self._outputs, self._scores, self._zarr = [], None, None, None
+
+    def finish(self) -> list[str]:
+        """Move the complete files into place (NIfTI: written from the rows), remove the work
+        folder, and list what was written."""
+        self.close()
+        labels: list[str] = self.layout["labels"]
+        folder = self.out.parent
+        files: list[Path] = []
+        if self.kind == "npy":
+            os.replace(self.work / "maps.npy", self.out)
+            files.append(self.out)
+        elif self.kind == "mrc":
+            for label in labels:
+                final = folder / f"{self.stem}.{label}.mrc"
+                os.replace(self.work / f"{label}.mrc", final)
+                files.append(final)
+        elif self.kind == "nifti":
+            files += self._to_nifti(labels)
+        else:
+            if self.out.exists():  # an earlier output of camscope's (checked before the run)
+                shutil.rmtree(self.out)
+            os.replace(self.work / "maps.zarr", self.out)
+            files.append(self.out)
+        for part in ("outputs", "scores"):
+            if (self.work / f"{part}.npy").exists():
+                final = folder / f"{self.stem}.{part}.npy"
+                os.replace(self.work / f"{part}.npy", final)
+                files.append(final)
+        self.discard()
+        self.files = [str(path) for path in files]
+        return self.files
+
+    def _to_nifti(self, labels: list[str]) -> list[Path]:
+        from camscope.io.heatmaps import write_nifti
+        from camscope.io.inputs import Scan
+
+        geometry = (
+            self.source
+            if isinstance(self.source, Scan)  # a bare tensor: voxel axes as given, unit voxels
+            else Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy", affine=np.eye(4))
+        )
+        ending = ".nii.gz" if self.out.name.lower().endswith(".gz") else ".nii"
+        maps = np.load(self.work / "maps.npy", mmap_mode="r")
+        written = []
+        for target, label in enumerate(labels):
+            final = self.out.parent / f"{self.stem}.{label}{ending}"
+            write_nifti(final, maps[target], geometry)
+            written.append(final)
+        del maps
+        return written
+
+
+def _ome_attributes(source: Any, spatial_dims: int, layout: dict[str, Any]) -> dict[str, Any]:
+    """OME-NGFF 0.5 image metadata (axes, voxel size, MRC origin) and camscope's own."""
+    from camscope.io.heatmaps import spacing_unit
+
+    names = ["z", "y", "x"][-spatial_dims:]
+    spacing = list(getattr(source, "spacing", None) or (1.0,) * spatial_dims)
+    unit = spacing_unit(source) if source is not None and hasattr(source, "details") else None
+    ome_unit = {
+        "Å": "angstrom",
+        "A": "angstrom",
+        "nm": "nanometer",
+        "µm": "micrometer",
+        "mm": "millimeter",
+    }.get(unit or "")
+    axes: list[dict[str, Any]] = [{"name": "c", "type": "channel"}]
+    for name in names:
+        axis: dict[str, Any] = {"name": name, "type": "space"}
+        if ome_unit is not None:
+            axis["unit"] = ome_unit
+        axes.append(axis)
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [1.0, *map(float, spacing)]}]
+    origin = getattr(source, "origin", None)
+    if origin is not None and getattr(source, "format", "") == "mrc":
+        transforms.append(
+            {"type": "translation", "translation": [0.0, *map(float, reversed(origin))]}
+        )
+    camscope: dict[str, Any] = {"targets": layout.get("labels", [])}
+    affine = getattr(source, "affine", None)
+    if affine is not None:
+        camscope["affine"] = np.asarray(affine).tolist()
+    return {
+        "ome": {
+            "version": "0.5",
+            "multiscales": [
+                {
+                    "name": "camscope heatmaps",
+                    "axes": axes,
+                    "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+                }
+            ],
+        },
+        "camscope": camscope,
+    }

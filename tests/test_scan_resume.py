@@ -1,0 +1,296 @@
+"""explain_scan(out=...): interrupted runs resume to the same bytes; Zarr output; other jobs'
+work is never resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import camscope
+from camscope.models import create_model
+
+
+def _classifier() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("tiny3d", num_classes=3, input_size=16).eval()
+
+
+def _dense() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 1)).eval()
+
+
+def _scan() -> torch.Tensor:
+    return torch.randn(1, 80, 23, 30, generator=torch.Generator().manual_seed(1))
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (Zarr stores are folders) with its bytes."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+class _Interrupt:
+    """Stands in for camscope.scan.explain: the real one, until call ``after`` is reached."""
+
+    def __init__(self, after: int) -> None:
+        from camscope.explain import explain  # the real one, whatever camscope.scan holds now
+
+        self.real, self.after, self.calls = explain, after, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("ending", "model", "method"),
+    [
+        (".npy", _classifier, "grad_cam"),
+        (".mrc", _classifier, "respond_cam"),
+        (".nii.gz", _dense, "grad_cam"),
+        (".zarr", _dense, "saliency"),
+    ],
+)
+def test_an_interrupted_scan_resumes_to_the_same_bytes(
+    tmp_path, monkeypatch, ending, model, method
+):
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "resumed").mkdir()
+    settings = dict(method=method, roi_size=16, overlap=0.5, batch_size=3, progress=False)
+    layer = {"layer": "0"} if model is _dense and method != "saliency" else {}
+    whole = camscope.explain_scan(
+        model(), _scan(), out=tmp_path / "whole" / f"maps{ending}", **settings, **layer
+    )
+    interrupt = _Interrupt(after=8)
+    monkeypatch.setattr("camscope.scan.explain", interrupt)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        camscope.explain_scan(
+            model(), _scan(), out=tmp_path / "resumed" / f"maps{ending}", **settings, **layer
+        )
+    assert "goes on from there" in "".join(stopped.value.__notes__)
+    work = tmp_path / "resumed" / f".maps{ending}.partial"
+    record = json.loads((work / "progress.json").read_text())
+    assert record["windows_done"] == 24 and 0 < record["rows_done"] < 80
+    assert [p.name for p in (tmp_path / "resumed").iterdir()] == [work.name]  # nothing final yet
+
+    counting = _Interrupt(after=10**6)
+    monkeypatch.setattr("camscope.scan.explain", counting)
+    resumed = camscope.explain_scan(
+        model(), _scan(), out=tmp_path / "resumed" / f"maps{ending}", **settings, **layer
+    )
+    batches = -(-len(whole.windows) // 3)
+    assert 0 < counting.calls < batches  # it went on, it did not start over
+    assert _tree(tmp_path / "resumed") == _tree(tmp_path / "whole")
+    assert [Path(f).name for f in resumed.files] == [Path(f).name for f in whole.files]
+    if whole.outputs is not None:
+        torch.testing.assert_close(resumed.outputs, whole.outputs, rtol=0, atol=0)
+    if whole.scores is not None:
+        torch.testing.assert_close(resumed.scores, whole.scores, rtol=0, atol=0)
+
+
+def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch, capsys):
+    settings = dict(method="grad_cam", roi_size=16, batch_size=2)
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=3))
+    with pytest.raises(KeyboardInterrupt):
+        camscope.explain_scan(
+            _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
+        )
+    monkeypatch.undo()
+    other = _scan() + 1  # the same shape, different values: a different scan
+    done = camscope.explain_scan(
+        _classifier(), other, out=tmp_path / "maps.npy", progress=True, **settings
+    )
+    said = capsys.readouterr().err
+    assert "not resuming" in said and "different scan" in said, said
+    fresh = camscope.explain_scan(_classifier(), other, progress=False, **settings)
+    np.testing.assert_array_equal(np.load(done.files[0]), fresh.maps.numpy())
+    assert not (tmp_path / ".maps.npy.partial").exists()
+
+
+def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatch, capsys):
+    settings = dict(method="grad_cam", roi_size=16, batch_size=2)
+    for change, expected in (
+        ({"model": lambda: create_model("tiny3d", num_classes=3, input_size=16)}, "model"),
+        ({"overlap": 0.5}, "windows"),
+        ({"targets": [1]}, "targets"),
+    ):
+        monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=2))
+        with pytest.raises(KeyboardInterrupt):
+            camscope.explain_scan(
+                _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
+            )
+        monkeypatch.undo()
+        capsys.readouterr()
+        factory = change.pop("model", _classifier)
+        camscope.explain_scan(
+            factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **settings, **change
+        )
+        said = capsys.readouterr().err
+        assert "not resuming" in said and f"different {expected}" in said, said
+
+
+def test_resume_false_starts_over_and_an_early_failure_leaves_nothing(tmp_path, monkeypatch):
+    settings = dict(method="grad_cam", roi_size=16, batch_size=2, progress=False)
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=2))
+    with pytest.raises(KeyboardInterrupt):
+        camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "maps.npy", **settings)
+    counting = _Interrupt(after=10**6)
+    monkeypatch.setattr("camscope.scan.explain", counting)
+    done = camscope.explain_scan(
+        _classifier(), _scan(), out=tmp_path / "maps.npy", resume=False, **settings
+    )
+    assert counting.calls == -(-len(done.windows) // 2)  # every batch again
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=0))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "other.npy", **settings)
+    assert not getattr(stopped.value, "__notes__", [])  # nothing was done: nothing kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.npy", "maps.scores.npy"]
+
+
+_KILLED = """
+import sys, time, torch, camscope
+import camscope.scan as scan_module
+from camscope.models import create_model
+real = scan_module.explain
+def slow(*args, **kwargs):
+    time.sleep(0.3)
+    return real(*args, **kwargs)
+scan_module.explain = slow
+torch.manual_seed(0)
+model = create_model("tiny3d", num_classes=3, input_size=16).eval()
+scan = torch.randn(1, 80, 23, 30, generator=torch.Generator().manual_seed(1))
+camscope.explain_scan(model, scan, method="grad_cam", roi_size=16, overlap=0.5, batch_size=3,
+                      out=sys.argv[1], progress=False)
+"""
+
+
+def test_a_killed_process_resumes_to_the_same_bytes(tmp_path):
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "killed").mkdir()
+    settings = dict(method="grad_cam", roi_size=16, overlap=0.5, batch_size=3, progress=False)
+    camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "whole" / "maps.mrc", **settings)
+    out = tmp_path / "killed" / "maps.mrc"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED, str(out)])
+    record = tmp_path / "killed" / ".maps.mrc.partial" / "progress.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if record.exists() and json.loads(record.read_text())["windows_done"] >= 24:
+            break
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # no handler runs: the files are as the kill left them
+    process.wait()
+    assert not list((tmp_path / "killed").glob("maps*"))
+    camscope.explain_scan(_classifier(), _scan(), out=out, **settings)
+    assert _tree(tmp_path / "killed") == _tree(tmp_path / "whole")
+
+
+def test_zarr_output_is_an_ome_zarr_image_with_the_scans_geometry(tmp_path):
+    import mrcfile
+    import zarr
+
+    from camscope.io import read_scan
+
+    volume = np.random.default_rng(0).standard_normal((20, 24, 18)).astype(np.float32)
+    with mrcfile.new(tmp_path / "tomo.mrc") as mrc:
+        mrc.set_data(volume)
+        mrc.voxel_size = (2.5, 3.0, 4.0)  # x, y, z in Å
+        mrc.header.origin = (10.0, 20.0, 30.0)
+    scan = read_scan(tmp_path / "tomo.mrc")
+    kept = camscope.explain_scan(
+        _classifier(), scan, method="grad_cam", roi_size=16, progress=False
+    )
+    done = camscope.explain_scan(
+        _classifier(), scan, method="grad_cam", roi_size=16, out=tmp_path / "maps.zarr",
+        progress=False,
+    )  # fmt: skip
+    group = zarr.open_group(tmp_path / "maps.zarr", mode="r")
+    np.testing.assert_array_equal(group["0"][:], kept.maps.numpy())
+    image = group.attrs["ome"]["multiscales"][0]
+    assert [axis["name"] for axis in image["axes"]] == ["c", "z", "y", "x"]
+    assert image["axes"][1]["unit"] == "angstrom"
+    transforms = image["datasets"][0]["coordinateTransformations"]
+    assert transforms[0]["scale"] == [1.0, 4.0, 3.0, 2.5]
+    assert transforms[1]["translation"] == [0.0, 30.0, 20.0, 10.0]
+    assert group.attrs["camscope"]["targets"] == ["class0", "class1", "class2"]
+    assert done.files[0] == str(tmp_path / "maps.zarr")
+    again = camscope.explain_scan(  # camscope replaces its own earlier output
+        _classifier(), scan, method="grad_cam", roi_size=16, targets=[2],
+        out=tmp_path / "maps.zarr", progress=False,
+    )  # fmt: skip
+    assert zarr.open_group(again.files[0], mode="r")["0"].shape == (1, 20, 24, 18)
+    (tmp_path / "mine.zarr").mkdir()
+    with pytest.raises(camscope.InputError, match="not a Zarr store"):
+        camscope.explain_scan(
+            _classifier(), scan, method="grad_cam", roi_size=16, out=tmp_path / "mine.zarr"
+        )
+
+
+def test_a_2d_scan_streams_to_zarr():
+    import tempfile
+
+    import zarr
+
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=2, input_size=16).eval()
+    image = torch.randn(1, 50, 37)
+    kept = camscope.explain_scan(model, image, method="grad_cam", roi_size=16, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "maps.zarr"
+        camscope.explain_scan(model, image, method="grad_cam", roi_size=16, out=out, progress=False)
+        group = zarr.open_group(out, mode="r")
+        np.testing.assert_array_equal(group["0"][:], kept.maps.numpy())
+        assert [a["name"] for a in group.attrs["ome"]["multiscales"][0]["axes"]] == ["c", "y", "x"]
+
+
+def test_the_scan_command_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    import nibabel
+    from click.testing import CliRunner
+
+    from camscope.cli.main import cli
+    from camscope.io.checkpoints import save_model
+
+    volume = np.random.default_rng(0).standard_normal((70, 20, 20)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.diag([2.0, 1, 1, 1])), tmp_path / "ct.nii.gz")
+    options = {"num_classes": 3, "input_size": 16}
+    save_model(tmp_path / "net", _classifier(), architecture="tiny3d", options=options)
+
+    def command(folder: str) -> list[str]:
+        return [
+            "scan", str(tmp_path / "net.json"), str(tmp_path / "ct.nii.gz"), "--roi", "16",
+            "--batch-size", "2", "--format", "nifti,npy", "--out", str(tmp_path / folder),
+        ]  # fmt: skip
+
+    assert CliRunner().invoke(cli, [*command("whole"), "--quiet"]).exit_code == 0
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=5))
+    stopped = CliRunner().invoke(cli, command("resumed"))
+    assert stopped.exit_code == 130, stopped.output
+    assert "the same call (the same command) goes on from there" in stopped.output
+    monkeypatch.undo()
+    again = CliRunner().invoke(cli, command("resumed"))
+    assert again.exit_code == 0, again.output
+    assert "camscope: resuming from" in again.output
+    whole, resumed = _tree(tmp_path / "whole"), _tree(tmp_path / "resumed")
+    assert sorted(whole) == sorted(resumed)
+    for name in whole:
+        if name.endswith((".nii.gz", ".npy")):
+            assert whole[name] == resumed[name], name
+    manifest = json.loads(resumed["manifest.json"])
+    assert "ct.grad_cam.npy" in manifest["outputs"]
+    assert np.load(tmp_path / "resumed" / "ct.grad_cam.npy").shape == (3, 70, 20, 20)
