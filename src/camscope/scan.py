@@ -34,7 +34,7 @@ from camscope.explain import explain
 from camscope.io.streamed import ScanFiles, check_scan_out
 from camscope.methods import get_method
 from camscope.postprocess import linear_upsampling_matrix, separable_apply
-from camscope.targets import TargetSpec
+from camscope.targets import RegionTarget, TargetSpec
 from camscope.windows import (
     Blend,
     Blender,
@@ -44,7 +44,11 @@ from camscope.windows import (
     plan_windows,
 )
 
-__all__ = ["ScanExplanation", "explain_scan"]
+__all__ = ["ScanExplanation", "ScanTargets", "explain_scan"]
+
+#: What ``explain_scan`` explains: any :data:`~camscope.targets.TargetSpec`, or region targets
+#: over the whole scan (one map per region).
+ScanTargets = TargetSpec | RegionTarget | Sequence[RegionTarget]
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def explain_scan(
     overlap: float = 0.25,
     blend: Blend = "gaussian",
     sigma_scale: float = 0.125,
-    targets: TargetSpec = None,
+    targets: ScanTargets = None,
     layer: str | nn.Module | None = None,
     batch_size: int = 4,
     out: str | os.PathLike[str] | None = None,
@@ -153,6 +157,9 @@ def explain_scan(
         run.files = ScanFiles(Path(out), plan.scan_size, len(plan), source, identity)
         first = run.resume_point(batch_size, resume=resume, say=progress)
     padded = _pad(data, plan)
+    regions = _regions(targets, plan)
+    if regions is not None:
+        run.names = [f"region{i}" for i in range(len(regions[0]))]
     explain_targets = "all" if targets is None else targets
     bar = tqdm(
         total=len(plan),
@@ -172,7 +179,11 @@ def explain_scan(
                     windows,
                     method=info.name,
                     layer=layer if info.needs_layer else None,
-                    targets=_for_windows(explain_targets, len(windows)),
+                    targets=(
+                        _for_windows(explain_targets, len(windows))
+                        if regions is None
+                        else _region_scores(regions, plan, indices)
+                    ),
                     progress=False,
                     **options,
                 )
@@ -211,6 +222,7 @@ class _Run:
         self.scores: list[torch.Tensor] = []
         self.classes: torch.Tensor | None = None
         self.layer = "input"
+        self.names: list[str] | None = None  # what the maps are called when not classes
         self.record: dict[str, Any] | None = None  # the interrupted run's, when resuming
         self.skip_before = 0  # windows whose every row a resumed run has written
         self.windows_done = 0
@@ -283,7 +295,7 @@ class _Run:
         if self.maps is None:  # the first batch says what there is to keep
             if e.targets is not None:
                 self.classes = e.targets[0].cpu()
-            labels = (
+            labels = self.names or (
                 [f"class{int(c)}" for c in self.classes]
                 if self.classes is not None
                 else [f"t{i}" for i in range(maps.shape[1])]
@@ -381,7 +393,7 @@ def _identity(
     data: torch.Tensor,
     method: str,
     layer: Any,
-    targets: TargetSpec,
+    targets: ScanTargets,
     options: dict[str, Any],
     plan: WindowPlan,
     blend: str,
@@ -391,10 +403,9 @@ def _identity(
     """What an interrupted run must share with this one to be resumed: the scan's values, the
     model (its class and weights), the method and every setting; ``None`` for a callable target
     (which cannot be recognised again)."""
-    if callable(targets) and not isinstance(targets, torch.Tensor):
+    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget):
         return None
     import hashlib
-
     from importlib.metadata import PackageNotFoundError, version
 
     from camscope.engine import weights_digest
@@ -409,28 +420,37 @@ def _identity(
     step = 1 << 26
     for begin in range(0, len(flat), step):
         scan_digest.update(flat[begin : begin + step].data)
-    if isinstance(targets, torch.Tensor):
-        targets = targets.tolist()
+    described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
+    if isinstance(targets, RegionTarget):
+        targets = [targets]
+    if isinstance(targets, list | tuple) and targets and isinstance(targets[0], RegionTarget):
+        described = [f"region{t.class_index}:{_digest(t.mask)}" for t in targets]
     return {
         "scan": scan_digest.hexdigest()[:16],
         "model": f"{type(model).__qualname__}:{weights_digest(model)}",
         "method": method,
         "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
-        "targets": json.loads(json.dumps(targets, default=str)),
+        "targets": json.loads(json.dumps(described, default=str)),
         "options": _describe(options),
         "windows": [list(plan.roi_size), len(plan), blend, sigma_scale, int(batch_size)],
         "versions": [camscope_version, torch.__version__],
     }
 
 
+def _digest(tensor: torch.Tensor) -> str:
+    import hashlib
+
+    flat = tensor.detach().cpu().contiguous().view(-1)
+    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8)
+    return f"{tuple(tensor.shape)}:{hashlib.sha256(raw.numpy().tobytes()).hexdigest()[:16]}"
+
+
 def _describe(options: dict[str, Any]) -> str:
     """Method options as text, tensors by a digest of their values."""
-    import hashlib
 
     def value(item: Any) -> Any:
         if isinstance(item, torch.Tensor):
-            raw = item.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-            return f"tensor{tuple(item.shape)}:{hashlib.sha256(raw).hexdigest()[:16]}"
+            return f"tensor{_digest(item)}"
         return repr(item)
 
     return json.dumps({key: value(item) for key, item in sorted(options.items())})
@@ -460,7 +480,7 @@ def _check_memory(targets: int, plan: WindowPlan) -> None:
         )
 
 
-def _for_windows(targets: TargetSpec, count: int) -> TargetSpec:
+def _for_windows(targets: Any, count: int) -> TargetSpec:
     """Class lists name the classes explained in every window: ``(count, T)``."""
     if isinstance(targets, list | tuple) or (
         isinstance(targets, torch.Tensor) and targets.ndim == 1
@@ -470,6 +490,47 @@ def _for_windows(targets: TargetSpec, count: int) -> TargetSpec:
         )
         return classes[None].expand(count, -1)
     return targets
+
+
+def _regions(targets: ScanTargets, plan: WindowPlan) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Region targets over the whole scan: their classes ``(T,)`` and padded masks ``(T, *P)``;
+    ``None`` for other targets."""
+    if isinstance(targets, RegionTarget):
+        targets = [targets]
+    if not (isinstance(targets, list | tuple) and targets):
+        return None
+    if not all(isinstance(t, RegionTarget) for t in targets):
+        if any(isinstance(t, RegionTarget) for t in targets):
+            raise InputError("targets: give either class indices or region targets, not both")
+        return None
+    masks = [torch.as_tensor(t.mask).bool() for t in targets]
+    for mask in masks:
+        if tuple(mask.shape) != plan.scan_size:
+            raise InputError(
+                f"a region target's mask has shape {tuple(mask.shape)}; over a scan it must "
+                f"have the scan's spatial shape {plan.scan_size}"
+            )
+    classes = torch.tensor([t.class_index for t in targets])
+    return classes, _pad(torch.stack(masks), plan)
+
+
+def _region_scores(
+    regions: tuple[torch.Tensor, torch.Tensor], plan: WindowPlan, indices: range
+) -> Any:
+    """The windows' scores ``(n, T)``: each region's class logits summed over the part of the
+    region inside the window (zero where the window does not reach it)."""
+    classes, masks = regions
+    crops = torch.stack([masks[(slice(None), *plan.slices(i))] for i in indices])  # (n, T, *roi)
+
+    def scores(output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim != crops.ndim:
+            raise InputError("region targets need a dense output (B, K, *roi)")
+        chosen = output[:, classes.to(output.device)]  # (n, T, *roi)
+        mine = crops if rows is None else crops[rows.cpu()]  # perturbed rows: their window's
+        return (chosen * mine.to(output.device, output.dtype)).flatten(2).sum(-1)
+
+    scores.takes_rows = True  # type: ignore[attr-defined]
+    return scores
 
 
 def _pad(data: torch.Tensor, plan: WindowPlan) -> torch.Tensor:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from camscope.errors import TargetError
 
 __all__ = [
+    "RegionTarget",
     "TargetScores",
     "TargetSpec",
     "check_targets",
@@ -210,16 +211,46 @@ def _class_indices(
     return classes
 
 
-def region_target(class_index: int, mask: torch.Tensor) -> Callable[[Any], torch.Tensor]:
+@dataclass(frozen=True, eq=False)
+class RegionTarget:
     """A target for dense outputs: the sum of channel ``class_index``'s logits inside ``mask``
-    (``(*S)`` or ``(B, *S)`` booleans, e.g. a lesion's mask)."""
+    (``(*S)`` or ``(B, *S)`` booleans, e.g. a lesion's mask). Called on an output ``(B, K, *S)``
+    it gives ``(B,)`` scores. :func:`camscope.explain_scan` takes one (or a list: one map per
+    region) with a mask of the whole scan, and crops it to every window."""
 
-    def score(output: torch.Tensor) -> torch.Tensor:
-        region = mask.to(output.device, torch.bool)
+    class_index: int
+    mask: torch.Tensor
+    #: Input-space methods score perturbed copies of the samples; ``rows[n]`` names the sample
+    #: of output row ``n`` (so a per-sample mask follows its sample).
+    takes_rows: ClassVar[bool] = True
+
+    def __call__(self, output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim < 3:
+            raise TargetError(
+                "a region target needs a dense output (B, K, *S); got "
+                f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)}"
+            )
+        if not 0 <= self.class_index < output.shape[1]:
+            raise TargetError(
+                f"region target class {self.class_index} out of range: the output has "
+                f"{output.shape[1]} channels"
+            )
+        region = torch.as_tensor(self.mask).to(output.device, torch.bool)
+        if tuple(region.shape[-(output.ndim - 2) :]) != tuple(output.shape[2:]):
+            raise TargetError(
+                f"region mask of shape {tuple(region.shape)} does not match the output's "
+                f"spatial shape {tuple(output.shape[2:])}"
+            )
+        if region.ndim == output.ndim - 1 and rows is not None:  # (B, *S): one per sample
+            region = region[rows.to(region.device)]
         region = region.expand(output.shape[0], *output.shape[2:])
-        return (output[:, class_index] * region).flatten(1).sum(1)
+        return (output[:, self.class_index] * region).flatten(1).sum(1)
 
-    return score
+
+def region_target(class_index: int, mask: Any) -> RegionTarget:
+    """A target for dense outputs: the sum of channel ``class_index``'s logits inside ``mask``
+    (``(*S)`` or ``(B, *S)`` booleans, e.g. a lesion's mask; a tensor or an array)."""
+    return RegionTarget(int(class_index), torch.as_tensor(mask).bool())
 
 
 def voxel_target(class_index: int, position: Sequence[int]) -> Callable[[Any], torch.Tensor]:

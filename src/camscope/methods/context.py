@@ -105,7 +105,10 @@ class MethodContext:
                 return dense_class_scores(output, self.classes[rows])
             return output.gather(1, self.classes[rows])
         assert self.target_fn is not None
-        scores = self.target_fn(output)
+        if getattr(self.target_fn, "takes_rows", False):  # a target with a mask per sample
+            scores = self.target_fn(output, rows)  # type: ignore[call-arg]
+        else:
+            scores = self.target_fn(output)
         if not isinstance(scores, torch.Tensor):
             raise TargetError("the target callable must return a tensor")
         if scores.ndim == 1:
