@@ -369,3 +369,44 @@ def test_region_targets_follow_their_window_in_input_space_methods(method):
             targets=[camscope.targets.region_target(1, mask[rows])], **options,
         )  # fmt: skip
         torch.testing.assert_close(both.maps[:, rows], alone.maps)
+
+
+def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
+    import nibabel
+    import numpy as np
+    from click.testing import CliRunner
+
+    from camscope.cli.main import cli
+
+    affine = np.diag([1.5, 2.0, 2.5, 1.0])
+    volume = np.random.default_rng(0).standard_normal((30, 20, 20)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, affine), tmp_path / "ct.nii.gz")
+    lesion = np.zeros((30, 20, 20), np.uint8)
+    lesion[3:7, 4:9, 5:10] = 1
+    nibabel.save(nibabel.Nifti1Image(lesion, affine), tmp_path / "lesion.nii.gz")
+    np.save(tmp_path / "wrong.npy", np.ones((8, 8, 8), np.uint8))
+    model = _dense(3).float()
+    torch.save(model, tmp_path / "net.pt")
+
+    def run(*extra: str) -> object:
+        return CliRunner().invoke(
+            cli,
+            ["scan", str(tmp_path / "net.pt"), str(tmp_path / "ct.nii.gz"), "--roi", "16",
+             "--method", "saliency", "--trust-pickle", "--quiet", *extra],
+        )  # fmt: skip
+
+    done = run("--region", f"{tmp_path / 'lesion.nii.gz'}:2", "--voxel", "20,10,10",
+               "--out", str(tmp_path / "o"))  # fmt: skip
+    assert done.exit_code == 0, done.output
+    maps = np.load(tmp_path / "o" / "ct.saliency.npy")
+    reference = camscope.explain_scan(
+        model, torch.from_numpy(volume)[None], method="saliency", roi_size=16, progress=False,
+        targets=[camscope.targets.region_target(2, torch.from_numpy(lesion > 0))],
+    )  # fmt: skip
+    assert maps.shape == (2, 30, 20, 20)
+    np.testing.assert_allclose(maps[0], reference.maps[0].numpy(), rtol=1e-5, atol=1e-7)
+    assert nibabel.load(tmp_path / "o" / "ct.saliency.region1.nii.gz").shape == (30, 20, 20)
+    bad = run("--region", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "p"))
+    assert bad.exit_code == 2 and "mask of shape (8, 8, 8), the scan is (30, 20, 20)" in bad.output
+    outside = run("--voxel", "40,1,1", "--out", str(tmp_path / "q"))
+    assert outside.exit_code == 2 and "3 comma-separated indices inside the scan" in outside.output

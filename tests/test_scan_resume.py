@@ -127,7 +127,8 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     for change, expected in (
         ({"model": lambda: create_model("tiny3d", num_classes=3, input_size=16)}, "model"),
-        ({"overlap": 0.5}, "windows"),
+        ({"overlap": 0.5}, "overlap"),
+        ({"batch_size": 3}, "batch_size"),
         ({"targets": [1]}, "targets"),
     ):
         monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=2))
@@ -139,7 +140,7 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
         capsys.readouterr()
         factory = change.pop("model", _classifier)
         camscope.explain_scan(
-            factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **settings, **change
+            factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **{**settings, **change}
         )
         said = capsys.readouterr().err
         assert "not resuming" in said and f"different {expected}" in said, said
@@ -294,3 +295,88 @@ def test_the_scan_command_resumes_an_interrupted_run(tmp_path, monkeypatch):
     manifest = json.loads(resumed["manifest.json"])
     assert "ct.grad_cam.npy" in manifest["outputs"]
     assert np.load(tmp_path / "resumed" / "ct.grad_cam.npy").shape == (3, 70, 20, 20)
+
+
+def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
+    settings = dict(method="grad_cam", roi_size=16, batch_size=2)
+    whole = camscope.explain_scan(_classifier(), _scan(), progress=False, **settings)
+    for damage, said in (
+        (lambda work: (work / "class1.mrc").unlink(), "is missing"),
+        (lambda work: os.truncate(work / "class1.mrc", 5000), "bytes, not"),
+    ):
+        monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=6))
+        with pytest.raises(KeyboardInterrupt):
+            camscope.explain_scan(
+                _classifier(), _scan(), out=tmp_path / "maps.mrc", progress=False, **settings
+            )
+        monkeypatch.undo()
+        damage(tmp_path / ".maps.mrc.partial")
+        capsys.readouterr()
+        done = camscope.explain_scan(
+            _classifier(), _scan(), out=tmp_path / "maps.mrc", progress=True, **settings
+        )
+        assert said in capsys.readouterr().err
+        import mrcfile
+
+        with mrcfile.open(done.files[1]) as mrc:
+            np.testing.assert_allclose(mrc.data, whole.maps[1].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_resume_message_says_where_it_goes_on(tmp_path, monkeypatch, capsys):
+    settings = dict(method="grad_cam", roi_size=16, overlap=0.5, batch_size=3)
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=8))
+    with pytest.raises(KeyboardInterrupt):
+        camscope.explain_scan(
+            _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
+        )
+    monkeypatch.undo()
+    capsys.readouterr()
+    camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "maps.npy", **settings)
+    # 24 windows explained; rows 0-23 written; window 13 (start row 16) is the first reaching
+    # row 24, and its batch starts at window 13 (index 12)
+    assert "going on from window 13 of 54 (24 of 80 rows written)" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):
+    import zarr
+
+    class Refusing(nn.Module):
+        def forward(self, x):
+            raise AssertionError("the model was run")
+
+    foreign = zarr.open_group(tmp_path / "theirs.zarr", mode="w", zarr_format=3)
+    foreign.create_array("data", shape=(4,), dtype="float32")
+    (tmp_path / "folder.npy").mkdir()
+    (tmp_path / "afile").write_text("")
+    for out, message in (
+        ("theirs.zarr", "not a Zarr store camscope wrote"),
+        ("folder.npy", "is a folder"),
+        ("afile/maps.npy", "is a file, not a folder"),
+    ):
+        with pytest.raises(camscope.InputError, match=message):
+            camscope.explain_scan(
+                Refusing(), _scan(), method="saliency", roi_size=16, out=tmp_path / out
+            )
+    assert (tmp_path / "theirs.zarr" / "data").exists()  # someone else's store is kept
+    with pytest.raises(camscope.InputError, match="empty along a spatial axis"):
+        camscope.explain_scan(Refusing(), torch.zeros(1, 0, 20, 20), method="saliency", roi_size=16)
+
+
+def test_a_model_error_after_the_first_batch_is_not_blamed_on_the_window_size(monkeypatch):
+    from camscope.errors import ModelError
+
+    calls = {"n": 0}
+    real = _Interrupt(after=10**6)
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ModelError("the model ran out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("camscope.scan.explain", failing)
+    with pytest.raises(ModelError) as raised:
+        camscope.explain_scan(
+            _classifier(), _scan(), method="grad_cam", roi_size=16, progress=False
+        )
+    assert "roi_size" not in str(raised.value)

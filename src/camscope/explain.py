@@ -17,7 +17,7 @@ from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
 from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.methods.registry import check_option
-from camscope.methods.rules import relu_rule
+from camscope.methods.rules import check_rule_applied, relu_rule
 from camscope.targets import TargetSpec, check_targets, select_targets
 
 __all__ = ["explain"]
@@ -133,8 +133,9 @@ def explain(
         graph = None
         if info.gradient_rule is not None:  # one forward pass, kept for the method's backward
             x_grad = x.detach().requires_grad_(True)
-            with torch.enable_grad(), relu_rule(info.gradient_rule):  # type: ignore[arg-type]
+            with torch.enable_grad(), relu_rule(info.gradient_rule) as mode:  # type: ignore[arg-type]
                 output = call_model(model, x_grad)
+            check_rule_applied(mode, info.gradient_rule, model)
             with torch.no_grad():
                 selected = select_targets(targets, _detached(output), batch_size)
             graph = (info.gradient_rule, x_grad, output)

@@ -64,6 +64,8 @@ class ScanExplanation:
         windows: ``(W, 2·d)`` each window's box in the scan, half-open.
         method, layer: what made the maps.
         files: the files written with ``out``.
+        labels: each map's name (``class3``, ``region0``, ``t0`` for a callable), as in the
+            files' names.
     """
 
     maps: torch.Tensor | None
@@ -74,6 +76,7 @@ class ScanExplanation:
     method: str
     layer: str
     files: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
 
 def explain_scan(
@@ -138,6 +141,8 @@ def explain_scan(
             f"scan of shape {tuple(data.shape)} has {data.shape[0]} channels; scans are "
             "(C, *S): for a volume without a channel axis pass scan[None]"
         )
+    if min(data.shape[1:]) < 1:
+        raise InputError(f"scan of shape {tuple(data.shape)} is empty along a spatial axis")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if not data.is_floating_point():
@@ -152,7 +157,17 @@ def explain_scan(
     first = 0
     if out is not None:
         identity = _identity(
-            model, data, info.name, layer, targets, options, plan, blend, sigma_scale, batch_size
+            model,
+            data,
+            info.name,
+            layer,
+            targets,
+            options,
+            plan,
+            overlap,
+            blend,
+            sigma_scale,
+            batch_size,
         )
         run.files = ScanFiles(Path(out), plan.scan_size, len(plan), source, identity)
         first = run.resume_point(batch_size, resume=resume, say=progress)
@@ -188,6 +203,8 @@ def explain_scan(
                     **options,
                 )
             except ModelError as error:
+                if start != first:  # later batches: the windows were fine for the first
+                    raise
                 raise ModelError(
                     f"{error}; does the model take windows of {plan.roi_size}? (roi_size must "
                     "be the input size the model was made for)"
@@ -199,12 +216,13 @@ def explain_scan(
             run.add(indices, maps, e)
             bar.update(len(indices))
         run.finish()
+        files = run.files.finish() if run.files is not None else []
     except BaseException as error:
         run.stop(error)
         raise
     finally:
         bar.close()
-    return run.result(info.name)
+    return run.result(info.name, files)
 
 
 class _Run:
@@ -223,6 +241,7 @@ class _Run:
         self.classes: torch.Tensor | None = None
         self.layer = "input"
         self.names: list[str] | None = None  # what the maps are called when not classes
+        self.labels: list[str] = []
         self.record: dict[str, Any] | None = None  # the interrupted run's, when resuming
         self.skip_before = 0  # windows whose every row a resumed run has written
         self.windows_done = 0
@@ -244,15 +263,17 @@ class _Run:
         self.skip_before = first_window_after(self.plan, int(record["rows_done"]))
         first = self.skip_before // batch_size * batch_size
         labels = record["layout"]["labels"]
+        self.labels = list(labels)
         self.classes = (
             torch.tensor(record["layout"]["targets"]) if record["layout"]["targets"] else None
         )
         self.layer = record.get("layer", self.layer)
         self._open(len(labels), record["layout"].get("outputs"), resume=True)
         if say:
+            rows = int(record["rows_done"]) - self.plan.padding[0][0]
             tqdm.write(
-                f"camscope: resuming from {self.files.work}: {first} of {len(self.plan)} windows "
-                "were done",
+                f"camscope: resuming from {self.files.work}: going on from window {first + 1} of "
+                f"{len(self.plan)} ({max(rows, 0)} of {self.plan.scan_size[0]} rows written)",
                 file=sys.stderr,
             )
         return first
@@ -301,6 +322,7 @@ class _Run:
                 else [f"t{i}" for i in range(maps.shape[1])]
             )
             outputs = None if dense is None else int(dense.shape[1])
+            self.labels = labels
             if self.files is not None:
                 self.files.open(
                     {
@@ -358,12 +380,10 @@ class _Run:
         else:
             self.files.discard()
 
-    def result(self, method: str) -> ScanExplanation:
-        files: list[str] = []
+    def result(self, method: str, files: list[str]) -> ScanExplanation:
         outputs = self.kept.get("outputs")
         scores = torch.cat(self.scores) if self.scores else None
         if self.files is not None:
-            files = self.files.finish()
             stem = self.files.out.parent / self.files.stem
             if Path(f"{stem}.outputs.npy").exists() and self.files.layout.get("outputs"):
                 outputs = torch.from_numpy(np.load(f"{stem}.outputs.npy", mmap_mode="c"))
@@ -378,6 +398,7 @@ class _Run:
             method=method,
             layer=self.layer,
             files=files,
+            labels=self.labels,
         )
 
 
@@ -396,6 +417,7 @@ def _identity(
     targets: ScanTargets,
     options: dict[str, Any],
     plan: WindowPlan,
+    overlap: float,
     blend: str,
     sigma_scale: float,
     batch_size: int,
@@ -432,7 +454,10 @@ def _identity(
         "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
         "targets": json.loads(json.dumps(described, default=str)),
         "options": _describe(options),
-        "windows": [list(plan.roi_size), len(plan), blend, sigma_scale, int(batch_size)],
+        "roi_size": list(plan.roi_size),
+        "overlap": overlap,
+        "blend": [blend, sigma_scale],
+        "batch_size": int(batch_size),
         "versions": [camscope_version, torch.__version__],
     }
 

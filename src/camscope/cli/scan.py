@@ -4,6 +4,7 @@ window, and write heatmaps with the scan's geometry."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,23 @@ __all__ = ["scan"]
     default="all",
     show_default=True,
     help="'all' or class indices (a dense output: each class's predicted region).",
+)
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    metavar="MASK[:CLASS]",
+    help="A region target (repeat for more, one map each): the class's logits (default 1) "
+    "summed over the non-zero voxels of MASK, a file of the scan's shape (NIfTI, MRC, NumPy, "
+    "TIFF), e.g. a lesion's mask. Replaces --targets.",
+)
+@click.option(
+    "--voxel",
+    "voxels",
+    multiple=True,
+    metavar="Z,Y,X[:CLASS]",
+    help="A single-voxel target (repeat for more): the class's logit (default 1) at that voxel "
+    "(axes as the scan is held). Replaces --targets.",
 )
 @click.option("--overlap", type=float, default=0.25, show_default=True)
 @click.option(
@@ -62,6 +80,8 @@ def scan(
     method: str,
     layer: str | None,
     targets: str | list[int],
+    regions: tuple[str, ...],
+    voxels: tuple[str, ...],
     overlap: float,
     blend: str,
     batch_size: int,
@@ -100,6 +120,7 @@ def scan(
         dicom_window=dicom_window,  # type: ignore[arg-type]
         nifti_volume=nifti_volume,
     )
+    chosen = _region_targets(regions, voxels, volume.spatial_shape)
     model, record = weights.load(model_spec_text)
     folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
     stem = Path(input_file).name.split(".")[0]
@@ -111,7 +132,7 @@ def scan(
         roi_size=roi_size,
         overlap=overlap,
         blend=blend,  # type: ignore[arg-type]
-        targets=None if targets == "all" else targets,
+        targets=chosen or (None if targets == "all" else targets),
         layer=layer,
         batch_size=batch_size,
         out=streamed,
@@ -119,11 +140,7 @@ def scan(
         progress=not quiet,
     )
     maps = np.load(streamed, mmap_mode="r")
-    labels = (
-        [f"class{int(c)}" for c in result.targets]
-        if result.targets is not None
-        else [f"t{i}" for i in range(len(maps))]
-    )
+    labels = result.labels
     written = [Path(name).name for name in result.files]
     for kind in formats:
         for label, heat in zip(labels, maps, strict=True):  # one target in memory at a time
@@ -145,6 +162,17 @@ def scan(
         written.append(name)
     if result.scores is not None:
         extra["window_scores"] = result.scores.tolist()
+    entry = ReportEntry(
+        Path(input_file).name,
+        volume.data,
+        [
+            ReportMap(info.name, label, heat, info.shown_signed)
+            for label, heat in zip(labels[:6], maps[:6], strict=True)
+        ],
+        {"windows": len(result.windows), "intensity": volume.details.get("intensity", "")},
+    )
+    write_report(folder / "report.html", [entry], title=f"camscope scan: {Path(input_file).name}")
+    # the manifest last: it marks the folder complete (a re-run then needs --force)
     write_json(
         folder / "manifest.json",
         {
@@ -161,17 +189,55 @@ def scan(
             **extra,
         },
     )
-    entry = ReportEntry(
-        Path(input_file).name,
-        volume.data,
-        [
-            ReportMap(info.name, label, heat, info.shown_signed)
-            for label, heat in zip(labels[:6], maps[:6], strict=True)
-        ],
-        {"windows": len(result.windows), "intensity": volume.details.get("intensity", "")},
-    )
-    write_report(folder / "report.html", [entry], title=f"camscope scan: {Path(input_file).name}")
     click.echo(
         f"explained {len(result.windows)} windows; wrote {len(written)} file(s), "
         f"manifest.json and report.html to {folder}"
     )
+
+
+def _region_targets(
+    regions: tuple[str, ...], voxels: tuple[str, ...], shape: tuple[int, ...]
+) -> list[Any]:
+    """``--region`` and ``--voxel`` as region targets over the scan (a voxel: a one-voxel
+    region)."""
+    import numpy as np
+
+    from camscope.errors import InputError
+    from camscope.io import read_scan
+    from camscope.targets import region_target
+
+    def split(text: str) -> tuple[str, int]:
+        head, _, tail = text.rpartition(":")
+        if head and tail.strip().lstrip("-").isdigit():
+            return head, int(tail)
+        return text, 1
+
+    chosen = []
+    for text in regions:
+        path, class_index = split(text)
+        stored = read_scan(path, intensity="stored").data
+        mask = (stored != 0).any(0)
+        if tuple(mask.shape) != tuple(shape):
+            raise InputError(
+                f"--region {path}: mask of shape {tuple(mask.shape)}, the scan is {tuple(shape)}"
+            )
+        if not mask.any():
+            raise InputError(f"--region {path}: the mask has no non-zero voxel")
+        chosen.append(region_target(class_index, mask))
+    for text in voxels:
+        where, class_index = split(text)
+        try:
+            position = tuple(int(v) for v in where.split(","))
+        except ValueError:
+            position = ()
+        if len(position) != len(shape) or not all(
+            0 <= p < s for p, s in zip(position, shape, strict=True)
+        ):
+            raise InputError(
+                f"--voxel {text}: give {len(shape)} comma-separated indices inside the scan "
+                f"{tuple(shape)}, then optionally :CLASS"
+            )
+        mask = np.zeros(shape, dtype=bool)
+        mask[position] = True
+        chosen.append(region_target(class_index, mask))
+    return chosen

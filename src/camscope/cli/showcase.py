@@ -95,9 +95,11 @@ def tomogram(
 @click.option(
     "--methods",
     type=NAME_LIST,
-    default="grad-cam,grad-cam-pp,layer-cam,saliency,guided-backprop,integrated-gradients",
+    default="grad-cam,grad-cam-pp,layer-cam,saliency,integrated-gradients",
     show_default=True,
+    help="MONAI's UNet uses PReLU, so guided backpropagation and Deconvnet do not apply.",
 )
+@click.option("--layer", default=None, help="Layer of the CAM methods (default: camscope's).")
 @click.option("--lesions", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
     "--train-volumes",
@@ -106,7 +108,7 @@ def tomogram(
     show_default=True,
     help="Lesioned copies of the template to train on (8 lesions each).",
 )
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--roi", type=click.IntRange(min=16), default=32, show_default=True)
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.25)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -115,6 +117,7 @@ def tomogram(
 def lesions(
     out_dir: str,
     methods: tuple[str, ...],
+    layer: str | None,
     lesions: int,
     train_volumes: int,
     steps: int,
@@ -132,6 +135,7 @@ def lesions(
     showcase_lesions.run(
         out_dir,
         methods=tuple(m.replace("-", "_") for m in methods),
+        layer=layer,
         lesions=lesions,
         train_volumes=train_volumes,
         steps=steps,

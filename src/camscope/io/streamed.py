@@ -17,7 +17,8 @@ place only once the last row is in, so a final name never holds a partial file:
 ============  ================================================  ======================
 
 Beside them, ``<stem>.outputs.npy`` holds the blended output of a dense network and
-``<stem>.scores.npy`` each window's scores of a classifier.
+``<stem>.scores.npy`` each window's scores of a classifier. Heatmaps are float32 in every format
+(what viewers open); outputs and scores keep the scan's precision.
 
 Rows are written at their place in the file as soon as no later window can reach them (MRC and
 NumPy files at their byte offset, not through a memory map whose written pages would stay
@@ -82,10 +83,16 @@ def check_scan_out(path: Path, spatial_dims: int) -> None:
             f"out={path.name} needs a 3D scan ({kind} heatmaps are volumes); use .npy or .zarr "
             "for 2D"
         )
-    if name.endswith(".zarr") and path.exists() and not (path / "zarr.json").exists():
+    if name.endswith(".zarr") and path.exists() and not _written_by_camscope(path):
         raise InputError(
-            f"out={path} exists and is not a Zarr store; camscope replaces only its own output"
+            f"out={path} exists and is not a Zarr store camscope wrote; camscope replaces only "
+            "its own output: choose another name or remove it"
         )
+    if not name.endswith(".zarr") and path.is_dir():
+        raise InputError(f"out={path} is a folder; give a file name (e.g. {path / 'maps.npy'})")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"out={path}: {parent} is a file, not a folder")
     if name.endswith(".zarr"):
         try:
             import zarr  # noqa: F401
@@ -93,6 +100,15 @@ def check_scan_out(path: Path, spatial_dims: int) -> None:
             raise InputError(
                 "out=*.zarr needs the zarr package: pip install 'zarr>=3,<4'"
             ) from error
+
+
+def _written_by_camscope(path: Path) -> bool:
+    """A Zarr store whose metadata carries camscope's attributes."""
+    try:
+        metadata = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return "camscope" in metadata.get("attributes", {})
 
 
 class _RowFile:
@@ -191,7 +207,23 @@ class ScanFiles:
         )
         if differ:
             return None, f"it was made with a different {', '.join(differ)}"
+        missing = self._damaged(record.get("layout", {}))
+        if missing:
+            return None, missing
         return record, None
+
+    def _damaged(self, layout: dict[str, Any]) -> str | None:
+        """Why the work files cannot be resumed (missing, or not the size they were made at)."""
+        sizes: dict[str, int] = layout.get("sizes", {})
+        if not sizes:
+            return "its record does not list its files"
+        for name, size in sizes.items():
+            path = self.work / name
+            if not path.exists():
+                return f"its file {path} is missing"
+            if size >= 0 and path.stat().st_size != size:
+                return f"its file {path} is {path.stat().st_size} bytes, not {size}"
+        return None
 
     def discard(self) -> None:
         """Remove the work folder (a new run starts from nothing)."""
@@ -224,6 +256,10 @@ class ScanFiles:
                 size = (1, self.windows, layout["scores"])
                 offsets["scores"] = _new_npy(self.work / "scores.npy", size[1:], dtype)
             layout["offsets"] = offsets
+            layout["sizes"] = {  # checked before a resume: a damaged file is never trusted
+                path.name: (path.stat().st_size if path.is_file() else -1)
+                for path in sorted(self.work.iterdir())
+            }
         offsets = layout["offsets"]
         if self.kind in ("npy", "nifti"):
             self._maps = [_RowFile(self.work / "maps.npy", offsets["maps"], shape, np.float32)]
@@ -348,7 +384,9 @@ def _ome_attributes(source: Any, spatial_dims: int, layout: dict[str, Any]) -> d
     """OME-NGFF 0.5 image metadata (axes, voxel size, MRC origin) and camscope's own."""
     from camscope.io.heatmaps import spacing_unit
 
-    names = ["z", "y", "x"][-spatial_dims:]
+    # camscope holds MRC/DICOM/TIFF volumes as (z, y, x); NIfTI as stored, (i, j, k) ≈ (x, y, z)
+    nifti = getattr(source, "format", "") == "nifti"
+    names = ["x", "y", "z"][:spatial_dims] if nifti else ["z", "y", "x"][-spatial_dims:]
     spacing = list(getattr(source, "spacing", None) or (1.0,) * spatial_dims)
     unit = spacing_unit(source) if source is not None and hasattr(source, "details") else None
     ome_unit = {

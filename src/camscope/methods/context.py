@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from camscope.engine import Capture, call_model, chunked_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
-from camscope.methods.rules import ReluRule, relu_rule
+from camscope.methods.rules import ReluRule, check_rule_applied, relu_rule
 from camscope.targets import dense_class_scores
 
 __all__ = ["MethodContext", "MethodResult"]
@@ -227,8 +227,10 @@ class MethodContext:
                 scores = self.target_scores(output, rows)
         else:
             x = inputs.detach().requires_grad_(True)
-            with torch.enable_grad(), relu_rule(rule):
+            with torch.enable_grad(), relu_rule(rule) as mode:
                 output = call_model(self.model, x)
+            check_rule_applied(mode, rule, self.model)
+            with torch.enable_grad():
                 scores = self.target_scores(output, rows)
         pieces = [
             grads

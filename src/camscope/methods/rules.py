@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["ReluRule", "relu_rule"]
+__all__ = ["ReluRule", "check_rule_applied", "relu_rule"]
 
 ReluRule = Literal["gradient", "guided", "deconvnet"]
 
@@ -125,3 +125,25 @@ def relu_rule(rule: ReluRule) -> Iterator[_ReluMode | None]:
         raise ValueError(f"unknown ReLU rule {rule!r}; use one of {', '.join(RULES)}")
     with _ReluMode(functions[rule]) as mode:
         yield mode
+
+
+def check_rule_applied(mode: _ReluMode | None, rule: str, model: torch.nn.Module) -> None:
+    """Refuse a guided/deconvnet result from a forward pass that met no ReLU: the rule changes
+    nothing there, and the map would silently be the plain gradient.
+
+    Raises:
+        MethodError: no ReLU ran (the model's other activations are named).
+    """
+    if mode is None or mode.calls:
+        return
+    from camscope.errors import MethodError
+
+    names = ("PReLU", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Softplus",
+             "Tanh", "Sigmoid", "Hardswish", "ReLU6", "RReLU")  # fmt: skip
+    found = sorted({type(m).__name__ for m in model.modules() if type(m).__name__ in names})
+    what = f" (its activations: {', '.join(found)})" if found else ""
+    raise MethodError(
+        f"the {rule} rule changes the backward pass of ReLUs, and this model ran none{what}: "
+        "the map would be the plain gradient. Use saliency (or integrated_gradients) for this "
+        "model, or build it with ReLU activations"
+    )

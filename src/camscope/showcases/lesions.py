@@ -196,7 +196,8 @@ def _scores(maps: np.ndarray, lesions: Lesions) -> list[dict[str, float]]:
     """Per lesion: positive mass inside it, rank accuracy, peak inside, chance."""
     masks = torch.from_numpy(np.stack(lesions.masks))
     positive = torch.from_numpy(np.maximum(maps, 0))
-    mass = relevance_mass_accuracy(positive, masks).values.tolist()
+    # no positive evidence anywhere: none of it in the lesion (the metric itself says NaN)
+    mass = torch.nan_to_num(relevance_mass_accuracy(positive, masks).values, nan=0.0).tolist()
     rank = relevance_rank_accuracy(positive, masks).values.tolist()
     rows = []
     for index, mask in enumerate(lesions.masks):
@@ -221,12 +222,12 @@ def run(
         "grad_cam_pp",
         "layer_cam",
         "saliency",
-        "guided_backprop",
         "integrated_gradients",
     ),
+    layer: str | None = None,
     lesions: int = 5,
     train_volumes: int = 6,
-    steps: int = 300,
+    steps: int = 600,
     roi: int = 32,
     overlap: float = 0.25,
     batch_size: int = 8,
@@ -257,6 +258,7 @@ def run(
     per_method: dict[str, list[dict[str, float]]] = {}
     maps: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
+    layers: dict[str, str] = {}
     segmentation: np.ndarray | None = None
     for method in methods:
         log(f"explaining the {lesions} lesions window by window with {method}")
@@ -270,10 +272,12 @@ def run(
             overlap=overlap,
             targets=targets,
             batch_size=batch_size,
+            layer=layer if get_method(method).needs_layer else None,
             progress=progress,
             **options,
         )
         seconds[method] = time.perf_counter() - begin
+        layers[method] = result.layer
         assert result.maps is not None and result.outputs is not None
         maps[method] = result.maps.numpy()
         per_method[method] = _scores(maps[method], test)
@@ -286,21 +290,31 @@ def run(
     write_nifti(folder / "segmentation.nii.gz", segmentation.astype(np.float32), tested)
     for method, values in maps.items():
         write_nifti(folder / "maps" / f"{method}.nii.gz", np.moveaxis(values, 0, -1), tested)
-    summary = {
+    summary: dict[str, dict[str, Any]] = {
         method: {
             "mass": float(np.mean([r["mass"] for r in rows])),
             "rank": float(np.mean([r["rank"] for r in rows])),
             "peak_inside": float(np.mean([r["peak_inside"] for r in rows])),
             "chance": float(np.mean([r["chance"] for r in rows])),
+            "layer": layers[method],
             "seconds": seconds[method],
         }
         for method, rows in per_method.items()
     }
     table = text_table(
-        ["method", "mass in lesion", "rank accuracy", "peak in lesion", "chance", "seconds"],
+        [
+            "method",
+            "layer",
+            "mass in lesion",
+            "rank accuracy",
+            "peak in lesion",
+            "chance",
+            "seconds",
+        ],
         [
             [
                 method,
+                str(s["layer"]),
                 f"{s['mass']:.3f}",
                 f"{s['rank']:.3f}",
                 f"{s['peak_inside']:.2f}",
