@@ -81,16 +81,49 @@ def main() -> None:
     for case, runners in cases.items():
         times = time_round_robin(runners, repeats)
         medians = {name: statistics.median(t) for name, t in times.items()}
+        memory = {name: _peak_above_start(run) for name, run in runners.items()}
         names = list(medians)
         ratio = medians[names[1]] / medians[names[0]]
-        results[case] = {"seconds": medians, "ratio": ratio}
-        print(f"{case}: {medians}  explain / forward ×{ratio:.2f}", flush=True)
+        results[case] = {"seconds": medians, "ratio": ratio, "peak_mb_above_start": memory}
+        print(f"{case}: {medians}  explain / forward ×{ratio:.2f}; peak MB {memory}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["peak_rss_mb"] = peak
     print(f"peak resident memory {peak:.0f} MB")
     RESULTS.mkdir(exist_ok=True)
     name = "scan_quick.json" if quick else "scan.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _peak_above_start(run) -> float:
+    """The most resident memory (MB) the process held above its level at the start of ``run``,
+    sampled every 2 ms from /proc (the high-water mark of getrusage cannot be reset)."""
+    import gc
+    import os
+    import threading
+    import time
+
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def resident() -> float:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * page
+
+    gc.collect()
+    start = resident()
+    peak = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], resident())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    run()
+    done.set()
+    sampler.join()
+    return round(max(peak[0], resident()) - start, 1)
 
 
 def _as_map(model: torch.nn.Module):

@@ -283,11 +283,12 @@ class _Run:
         plan, weights = self.plan, self.weights
         if self.files is None:
             _check_memory(targets, plan)
-            maps = torch.zeros((targets, *plan.scan_size), dtype=self.dtype)
+            # every row is written exactly once by the blender: no need to zero it first
+            maps = torch.empty((targets, *plan.scan_size), dtype=self.dtype)
             self.kept["maps"] = maps
             self.maps = Blender(targets, plan, weights, _into(maps))
             if outputs:
-                dense = torch.zeros((outputs, *plan.scan_size), dtype=self.dtype)
+                dense = torch.empty((outputs, *plan.scan_size), dtype=self.dtype)
                 self.kept["outputs"] = dense
                 self.outputs = Blender(outputs, plan, weights, _into(dense))
             return

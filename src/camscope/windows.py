@@ -175,8 +175,9 @@ class Blender:
             keep = [r for r in rows if top.start <= r < top.stop]
             if keep:
                 inside = slice(ring.start + keep[0] - begin, ring.start + keep[-1] - begin + 1)
-                done = self.values[:, inside] / self.coverage[inside]
-                self.write(keep[0] - top.start, done[(slice(None), slice(None), *self.crop[1:])])
+                rest = self.crop[1:]
+                done = self.values[(slice(None), inside, *rest)] / self.coverage[(inside, *rest)]
+                self.write(keep[0] - top.start, done)
             self.values[:, ring] = 0
             self.coverage[ring] = 0
         self.base += count

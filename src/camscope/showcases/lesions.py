@@ -375,31 +375,40 @@ def run(
 
 
 def _figure_slices(
-    lesions: Lesions, segmentation: np.ndarray, maps: dict[str, np.ndarray]
+    lesions: Lesions, segmentation: np.ndarray, maps: dict[str, np.ndarray], *, half: int = 16
 ) -> bytes:
+    """Axial slices through up to three lesions, cropped to ``2·half`` voxels around each."""
     shown = min(len(lesions.masks), 3)
     columns = 1 + len(maps)
     figure, axes = subplots(shown, columns, squeeze=False, figsize=(1.9 * columns, 2.0 * shown))
     for row in range(shown):
-        z = lesions.centres[row][2]
-        background = lesions.volume[:, :, z].T[::-1]
-        truth = lesions.masks[row][:, :, z].T[::-1]
-        predicted = segmentation[:, :, z].T[::-1]
+        x, y, z = lesions.centres[row]
+        box = (slice(max(x - half, 0), x + half), slice(max(y - half, 0), y + half), z)
+
+        def axial(values: np.ndarray, box: tuple = box) -> np.ndarray:
+            return np.asarray(values[box]).T[::-1]  # anterior up, as radiologists look
+
+        background = axial(lesions.volume)
+        truth = axial(lesions.masks[row])
+        predicted = axial(segmentation)
         for column, (title, values) in enumerate([("T1 + lesions", None), *maps.items()]):
             axis = axes[row, column]
             if values is None:
-                slice_image(axis, background, signed=False)
-                axis.contour(predicted, levels=[0.5], colors="yellow", linewidths=0.6)
+                axis.imshow(background, cmap="gray")
+                axis.set_xticks([])
+                axis.set_yticks([])
+                if predicted.any():
+                    axis.contour(predicted, levels=[0.5], colors="yellow", linewidths=0.8)
             else:
-                slice_image(axis, values[row][:, :, z].T[::-1], signed=True, background=background)
+                slice_image(axis, axial(values[row]), signed=True, background=background)
             axis.contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
             if row == 0:
                 axis.set_title(title, fontsize=8)
         axes[row, 0].set_ylabel(f"lesion {row} (z={z})", fontsize=8)
     figure.suptitle(
-        "axial slices; green: the lesion explained, yellow: the network's segmentation; maps: "
-        "evidence for the lesion's region target (red +, blue −)",
+        "axial slices around each lesion; green: the lesion explained, yellow: the network's "
+        "segmentation\nmaps: evidence for the lesion's region target (red +, blue −)",
         fontsize=8,
     )
     figure.tight_layout()
-    return figure_png(figure, dpi=70)
+    return figure_png(figure, dpi=80)
