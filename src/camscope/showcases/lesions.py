@@ -34,12 +34,12 @@ import torch
 import camscope
 from camscope.errors import CamscopeError
 from camscope.io import Scan, prepare_output_dir, write_json
-from camscope.io.atomic import atomic_write
 from camscope.io.heatmaps import write_nifti
 from camscope.methods import get_method
 from camscope.metrics import relevance_mass_accuracy, relevance_rank_accuracy
-from camscope.render import data_uri, figure_png, render_page, slice_image, subplots
+from camscope.render import figure_png, slice_image, subplots
 from camscope.render.text import text_table
+from camscope.showcases.pages import write_figures_and_page
 from camscope.targets import region_target
 
 __all__ = ["Lesions", "brain_volume", "paste_lesions", "run", "train_unet"]
@@ -326,9 +326,6 @@ def run(
     )
     slices = _figure_slices(test, segmentation, maps)
     figures = [("Axial slices through the lesions", "slices.png", slices)]
-    for _, name, png in figures:
-        with atomic_write(folder / "figures" / name, mode="wb") as handle:
-            handle.write(png)
     elapsed = time.perf_counter() - started
     results = {
         "camscope": camscope.__version__,
@@ -349,24 +346,20 @@ def run(
         "seconds": elapsed,
     }
     write_json(folder / "results.json", results)
-    page = render_page(
-        "figures.html.j2",
+    write_figures_and_page(
+        folder,
         title="A segmentation network on a real brain volume, explained window by window",
-        paragraphs=[
+        paragraph=(
             f"A MONAI UNet trained here to segment synthetic lesions in the MNI152 T1 template "
             f"(2 mm), applied window by window ({roi}³ windows, overlap {overlap}) to a copy with "
             f"{lesions} new lesions (Dice {dice:.3f}). Each lesion is a region target; the table "
             "gives, per method, the share of the map's positive mass inside the lesion, the "
             "rank accuracy and how often the map peaks inside, averaged over the lesions."
-        ],
+        ),
         table=table,
-        settings={},
-        metrics=None,
-        note=f"{elapsed / 60:.1f} min on this machine; camscope {camscope.__version__}.",
-        figures=[{"title": title, "src": data_uri(png)} for title, _, png in figures],
+        figures=figures,
+        seconds=elapsed,
     )
-    with atomic_write(folder / "report.html", mode="w") as handle:
-        handle.write(page)
     log(table)
     log(f"segmentation Dice on the new lesions: {dice:.3f}")
     log(f"wrote {folder}: results.json, report.html, *.nii.gz, maps/, figures/ "

@@ -35,9 +35,10 @@ from camscope.io.atomic import atomic_write
 from camscope.io.checkpoints import load_model
 from camscope.io.volumes import write_mrc
 from camscope.methods import get_method
-from camscope.render import data_uri, figure_png, render_page, slice_image, subplots
+from camscope.render import figure_png, slice_image, subplots
 from camscope.render.text import text_table
 from camscope.reproduce import trained_model
+from camscope.showcases.pages import write_figures_and_page
 from camscope.simulate import (
     SimulationConfig,
     Simulator,
@@ -278,9 +279,6 @@ def run(
         ("Slices through three particles", "slices.png", slices),
         ("Pointing game and detection per method", "scores.png", _figure_bars(summary)),
     ]
-    for _, name, png in figures:
-        with atomic_write(folder / "figures" / name, mode="wb") as handle:
-            handle.write(png)
     elapsed = time.perf_counter() - started
     results = {
         "camscope": camscope.__version__,
@@ -298,25 +296,21 @@ def run(
         "seconds": elapsed,
     }
     write_json(folder / "results.json", results)
-    page = render_page(
-        "figures.html.j2",
+    write_figures_and_page(
+        folder,
         title="Explaining a whole tomogram window by window",
-        paragraphs=[
+        paragraph=(
             f"{particles} particles of {len(names)} classes in a "
             f"{'×'.join(map(str, shape))} tomogram (SNR {snr_label(snr)}), explained window by "
             f"window ({roi}³ windows, overlap {overlap}) with {stem.name}. Pointing: the true "
             "class's map peaks inside the particle within its box; detection: the true class "
             "has the most evidence over the particle's voxels. The window nearest each "
             f"particle predicts its class for {window_accuracy:.1%} of the particles."
-        ],
+        ),
         table=table,
-        settings={},
-        metrics=None,
-        note=f"{elapsed / 60:.1f} min on this machine; camscope {camscope.__version__}.",
-        figures=[{"title": title, "src": data_uri(png)} for title, _, png in figures],
+        figures=figures,
+        seconds=elapsed,
     )
-    with atomic_write(folder / "report.html", mode="w") as handle:
-        handle.write(page)
     log(table)
     log(f"window classification (nearest window): {window_accuracy:.3f}")
     log(
