@@ -150,7 +150,14 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     windows = len(plan_windows((30, 26, 20), (16, 16, 16)))
     assert len(manifest["window_scores"]) == len(manifest["windows"]) == windows == 12
-    assert (tmp_path / "o" / "report.html").exists()
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "window scores" in page  # the classifier's own reading, as a coarse map
+    from camscope.cli.scan import _window_score_map
+
+    coarse = _window_score_map(
+        torch.tensor([1.0, 3.0]), torch.tensor([[0, 0, 4, 4], [2, 0, 6, 4]]), (6, 4)
+    )
+    np.testing.assert_allclose(coarse[:, 0], [1, 1, 2, 2, 3, 3])  # the mean where windows overlap
 
 
 def test_maps_that_would_not_fit_are_refused_before_any_work(monkeypatch):
@@ -406,6 +413,7 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
     assert maps.shape == (2, 30, 20, 20)
     np.testing.assert_allclose(maps[0], reference.maps[0].numpy(), rtol=1e-5, atol=1e-7)
     assert nibabel.load(tmp_path / "o" / "ct.saliency.region1.nii.gz").shape == (30, 20, 20)
+    assert "segmentation" in (tmp_path / "o" / "report.html").read_text()
     bad = run("--region", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "p"))
     assert bad.exit_code == 2 and "mask of shape (8, 8, 8), the scan is (30, 20, 20)" in bad.output
     outside = run("--voxel", "40,1,1", "--out", str(tmp_path / "q"))

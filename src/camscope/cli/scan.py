@@ -155,20 +155,25 @@ def scan(
             )
             written.append(name)
     extra: dict[str, object] = {}
+    shown = [
+        ReportMap(info.name, label, heat, info.shown_signed)
+        for label, heat in zip(labels[:6], maps[:6], strict=True)
+    ]
     if result.outputs is not None:
         segmentation = result.outputs.max(0).indices.numpy().astype(np.float32)
         name = f"{stem}.segmentation{heatmap_suffix(formats[0])}"
         write_heatmap(folder / name, segmentation, volume, formats[0], signed=False)
         written.append(name)
+        shown.insert(0, ReportMap("network", "segmentation", segmentation, False))
     if result.scores is not None:
         extra["window_scores"] = result.scores.tolist()
+        best = int(result.scores.mean(0).argmax())
+        coarse = _window_score_map(result.scores[:, best], result.windows, volume.spatial_shape)
+        shown.insert(0, ReportMap("window scores", f"class{best}", coarse, True))
     entry = ReportEntry(
         Path(input_file).name,
         volume.data,
-        [
-            ReportMap(info.name, label, heat, info.shown_signed)
-            for label, heat in zip(labels[:6], maps[:6], strict=True)
-        ],
+        shown,
         {"windows": len(result.windows), "intensity": volume.details.get("intensity", "")},
     )
     write_report(folder / "report.html", [entry], title=f"camscope scan: {Path(input_file).name}")
@@ -241,3 +246,18 @@ def _region_targets(
         mask[position] = True
         chosen.append(region_target(class_index, mask))
     return chosen
+
+
+def _window_score_map(scores: Any, boxes: Any, shape: tuple[int, ...]) -> Any:
+    """A class's window scores as a coarse map: each voxel the mean score of the windows that
+    cover it (the classifier's own reading of the scan, beside the explanations)."""
+    import numpy as np
+
+    total = np.zeros(shape, dtype=np.float32)
+    count = np.zeros(shape, dtype=np.float32)
+    half = len(shape)
+    for score, box in zip(scores.tolist(), boxes.tolist(), strict=True):
+        region = tuple(slice(a, b) for a, b in zip(box[:half], box[half:], strict=True))
+        total[region] += score
+        count[region] += 1
+    return total / np.maximum(count, 1)
