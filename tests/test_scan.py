@@ -418,3 +418,21 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
     assert bad.exit_code == 2 and "mask of shape (8, 8, 8), the scan is (30, 20, 20)" in bad.output
     outside = run("--voxel", "40,1,1", "--out", str(tmp_path / "q"))
     assert outside.exit_code == 2 and "3 comma-separated indices inside the scan" in outside.output
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+@pytest.mark.parametrize("overlap", [0.25, 0.6])
+def test_a_map_constant_in_every_window_stays_constant_when_blended(blend, overlap):
+    """Saliency of a network that averages c·x over its window is c / N at every voxel of every
+    window: blended over any layout, the scan's map must be c / N everywhere (the weights of the
+    windows covering a voxel sum to one, padding included)."""
+    conv = nn.Conv3d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(3.0)
+    model = nn.Sequential(conv, nn.AdaptiveAvgPool3d(1), nn.Flatten()).double().eval()
+    scan = torch.randn(1, 23, 9, 30, dtype=torch.float64)  # smaller than a window along one axis
+    result = camscope.explain_scan(
+        model, scan, method="saliency", roi_size=12, overlap=overlap, blend=blend, targets=0,
+        progress=False,
+    )  # fmt: skip
+    torch.testing.assert_close(result.maps, torch.full_like(result.maps, 3.0 / 12**3))
