@@ -379,6 +379,8 @@ def test_region_targets_follow_their_window_in_input_space_methods(method):
 
 
 def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
+    import json
+
     import nibabel
     import numpy as np
     from click.testing import CliRunner
@@ -412,12 +414,20 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
     )  # fmt: skip
     assert maps.shape == (2, 30, 20, 20)
     np.testing.assert_allclose(maps[0], reference.maps[0].numpy(), rtol=1e-5, atol=1e-7)
-    assert nibabel.load(tmp_path / "o" / "ct.saliency.region1.nii.gz").shape == (30, 20, 20)
+    assert nibabel.load(tmp_path / "o" / "ct.saliency.voxel1.nii.gz").shape == (30, 20, 20)
+    details = json.loads((tmp_path / "o" / "manifest.json").read_text())["target_details"]
+    assert details == {"region0": f"{tmp_path / 'lesion.nii.gz'}:2", "voxel1": "20,10,10"}
     assert "segmentation" in (tmp_path / "o" / "report.html").read_text()
     bad = run("--region", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "p"))
     assert bad.exit_code == 2 and "mask of shape (8, 8, 8), the scan is (30, 20, 20)" in bad.output
     outside = run("--voxel", "40,1,1", "--out", str(tmp_path / "q"))
     assert outside.exit_code == 2 and "3 comma-separated indices inside the scan" in outside.output
+    too_high = run("--region", f"{tmp_path / 'lesion.nii.gz'}:5", "--out", str(tmp_path / "r"))
+    assert too_high.exit_code == 2 and "class 5 out of range: the output has 3 channels" in (
+        too_high.output
+    )
+    negative = run("--voxel", "1,1,1:-1", "--out", str(tmp_path / "s"))
+    assert negative.exit_code == 2 and "must be 0 or more" in negative.output
 
 
 @pytest.mark.parametrize("blend", ["gaussian", "constant"])
@@ -436,3 +446,33 @@ def test_a_map_constant_in_every_window_stays_constant_when_blended(blend, overl
         progress=False,
     )  # fmt: skip
     torch.testing.assert_close(result.maps, torch.full_like(result.maps, 3.0 / 12**3))
+
+
+def test_voxel_targets_over_a_scan_are_at_scan_positions():
+    """A voxel target names a voxel of the scan: the windows that contain it explain that
+    voxel's logit; the others nothing. It equals a region target of that one voxel."""
+    model = _dense(3)
+    scan = torch.randn(1, 40, 16, 16, dtype=torch.float64)
+    voxel = camscope.targets.voxel_target(2, (30, 5, 6))
+    one = torch.zeros(40, 16, 16, dtype=torch.bool)
+    one[30, 5, 6] = True
+    settings = dict(method="saliency", roi_size=16, overlap=0.25, progress=False)
+    alone = camscope.explain_scan(model, scan, targets=voxel, **settings)
+    listed = camscope.explain_scan(
+        model, scan, targets=[voxel, camscope.targets.region_target(2, one)], **settings
+    )
+    assert alone.labels == ["voxel0"] and listed.labels == ["voxel0", "region1"]
+    torch.testing.assert_close(listed.maps[0], listed.maps[1])
+    torch.testing.assert_close(alone.maps[0], listed.maps[0])
+    support = alone.maps[0].abs() > 0
+    assert support.any() and not support[:27].any()  # a 3×3×3 network: the voxel's neighbours
+    with pytest.raises(camscope.TargetError, match="class 7 out of range"):
+        camscope.explain_scan(
+            model, scan, targets=[camscope.targets.voxel_target(7, (1, 1, 1))], **settings
+        )
+    with pytest.raises(camscope.InputError, match="outside the scan"):
+        camscope.explain_scan(
+            model, scan, targets=[camscope.targets.voxel_target(1, (41, 1, 1))], **settings
+        )
+    with pytest.raises(camscope.TargetError, match="0 or more"):
+        camscope.targets.region_target(-1, one)

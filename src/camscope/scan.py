@@ -29,12 +29,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camscope.errors import InputError, ModelError
+from camscope.errors import InputError, ModelError, TargetError
 from camscope.explain import explain
 from camscope.io.streamed import ScanFiles, check_scan_out
 from camscope.methods import get_method
 from camscope.postprocess import linear_upsampling_matrix, separable_apply
-from camscope.targets import RegionTarget, TargetSpec
+from camscope.targets import RegionTarget, TargetSpec, VoxelTarget
 from camscope.windows import (
     Blend,
     Blender,
@@ -48,7 +48,7 @@ __all__ = ["ScanExplanation", "ScanTargets", "explain_scan"]
 
 #: What ``explain_scan`` explains: any :data:`~camscope.targets.TargetSpec`, or region targets
 #: over the whole scan (one map per region).
-ScanTargets = TargetSpec | RegionTarget | Sequence[RegionTarget]
+ScanTargets = TargetSpec | RegionTarget | VoxelTarget | Sequence[RegionTarget | VoxelTarget]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def explain_scan(
     padded = _pad(data, plan)
     regions = _regions(targets, plan)
     if regions is not None:
-        run.names = [f"region{i}" for i in range(len(regions[0]))]
+        run.names = regions[2]
     explain_targets = "all" if targets is None else targets
     bar = tqdm(
         total=len(plan),
@@ -426,7 +426,7 @@ def _identity(
     """What an interrupted run must share with this one to be resumed: the scan's values, the
     model (its class and weights), the method and every setting; ``None`` for a callable target
     (which cannot be recognised again)."""
-    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget):
+    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
         return None
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
@@ -444,10 +444,17 @@ def _identity(
     for begin in range(0, len(flat), step):
         scan_digest.update(flat[begin : begin + step].data)
     described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
-    if isinstance(targets, RegionTarget):
+    if isinstance(targets, RegionTarget | VoxelTarget):
         targets = [targets]
-    if isinstance(targets, list | tuple) and targets and isinstance(targets[0], RegionTarget):
-        described = [f"region{t.class_index}:{_digest(t.mask)}" for t in targets]
+    if isinstance(targets, list | tuple) and any(
+        isinstance(t, RegionTarget | VoxelTarget) for t in targets
+    ):
+        described = [
+            f"region{t.class_index}:{_digest(t.mask)}"
+            if isinstance(t, RegionTarget)
+            else f"voxel{t.class_index}:{t.position}"
+            for t in targets
+        ]
     return {
         "scan": scan_digest.hexdigest()[:16],
         "model": f"{type(model).__qualname__}:{weights_digest(model)}",
@@ -518,39 +525,61 @@ def _for_windows(targets: Any, count: int) -> TargetSpec:
     return targets
 
 
-def _regions(targets: ScanTargets, plan: WindowPlan) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Region targets over the whole scan: their classes ``(T,)`` and padded masks ``(T, *P)``;
-    ``None`` for other targets."""
-    if isinstance(targets, RegionTarget):
+def _regions(
+    targets: ScanTargets, plan: WindowPlan
+) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """Region and voxel targets over the whole scan: their classes ``(T,)``, padded masks
+    ``(T, *P)`` and names (a voxel is a region of one voxel); ``None`` for other targets."""
+    if isinstance(targets, RegionTarget | VoxelTarget):
         targets = [targets]
     if not (isinstance(targets, list | tuple) and targets):
         return None
-    if not all(isinstance(t, RegionTarget) for t in targets):
-        if any(isinstance(t, RegionTarget) for t in targets):
-            raise InputError("targets: give either class indices or region targets, not both")
+    spatial = (RegionTarget, VoxelTarget)
+    if not all(isinstance(t, spatial) for t in targets):
+        if any(isinstance(t, spatial) for t in targets):
+            raise InputError("targets: give either class indices or region/voxel targets, not both")
         return None
-    masks = [torch.as_tensor(t.mask).bool() for t in targets]
-    for mask in masks:
-        if tuple(mask.shape) != plan.scan_size:
-            raise InputError(
-                f"a region target's mask has shape {tuple(mask.shape)}; over a scan it must "
-                f"have the scan's spatial shape {plan.scan_size}"
-            )
+    masks, names = [], []
+    for index, target in enumerate(targets):
+        if isinstance(target, VoxelTarget):
+            position = target.position
+            if len(position) != len(plan.scan_size) or not all(
+                0 <= p < s for p, s in zip(position, plan.scan_size, strict=True)
+            ):
+                raise InputError(f"voxel target at {position} is outside the scan {plan.scan_size}")
+            mask = torch.zeros(plan.scan_size, dtype=torch.bool)
+            mask[position] = True
+            names.append(f"voxel{index}")
+        else:
+            assert isinstance(target, RegionTarget)
+            mask = torch.as_tensor(target.mask).bool()
+            if tuple(mask.shape) != plan.scan_size:
+                raise InputError(
+                    f"a region target's mask has shape {tuple(mask.shape)}; over a scan it "
+                    f"must have the scan's spatial shape {plan.scan_size}"
+                )
+            names.append(f"region{index}")
+        masks.append(mask)
     classes = torch.tensor([t.class_index for t in targets])
-    return classes, _pad(torch.stack(masks), plan)
+    return classes, _pad(torch.stack(masks), plan), names
 
 
 def _region_scores(
-    regions: tuple[torch.Tensor, torch.Tensor], plan: WindowPlan, indices: range
+    regions: tuple[torch.Tensor, torch.Tensor, list[str]], plan: WindowPlan, indices: range
 ) -> Any:
     """The windows' scores ``(n, T)``: each region's class logits summed over the part of the
     region inside the window (zero where the window does not reach it)."""
-    classes, masks = regions
+    classes, masks, _ = regions
     crops = torch.stack([masks[(slice(None), *plan.slices(i))] for i in indices])  # (n, T, *roi)
 
     def scores(output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.ndim != crops.ndim:
-            raise InputError("region targets need a dense output (B, K, *roi)")
+            raise TargetError("region and voxel targets need a dense output (B, K, *roi)")
+        if int(classes.max()) >= output.shape[1]:
+            raise TargetError(
+                f"region/voxel target class {int(classes.max())} out of range: the output has "
+                f"{output.shape[1]} channels (0 to {output.shape[1] - 1})"
+            )
         chosen = output[:, classes.to(output.device)]  # (n, T, *roi)
         mine = crops if rows is None else crops[rows.cpu()]  # perturbed rows: their window's
         return (chosen * mine.to(output.device, output.dtype)).flatten(2).sum(-1)

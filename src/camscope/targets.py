@@ -36,6 +36,7 @@ __all__ = [
     "RegionTarget",
     "TargetScores",
     "TargetSpec",
+    "VoxelTarget",
     "check_targets",
     "dense_class_scores",
     "region_target",
@@ -250,15 +251,36 @@ class RegionTarget:
 def region_target(class_index: int, mask: Any) -> RegionTarget:
     """A target for dense outputs: the sum of channel ``class_index``'s logits inside ``mask``
     (``(*S)`` or ``(B, *S)`` booleans, e.g. a lesion's mask; a tensor or an array)."""
+    if int(class_index) < 0:
+        raise TargetError(f"region target class must be 0 or more, got {class_index}")
     return RegionTarget(int(class_index), torch.as_tensor(mask).bool())
 
 
-def voxel_target(class_index: int, position: Sequence[int]) -> Callable[[Any], torch.Tensor]:
-    """A target for dense outputs: channel ``class_index``'s logit at one position."""
-    index = tuple(int(v) for v in position)
+@dataclass(frozen=True)
+class VoxelTarget:
+    """A target for dense outputs: channel ``class_index``'s logit at one ``position``. Over a
+    whole scan (:func:`camscope.explain_scan`) the position is in the scan's coordinates."""
 
-    def score(output: torch.Tensor) -> torch.Tensor:
-        selector: tuple[slice | int, ...] = (slice(None), class_index, *index)
+    class_index: int
+    position: tuple[int, ...]
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim != 2 + len(self.position):
+            raise TargetError(
+                f"a voxel target at {self.position} needs a dense output (B, K, *S) with "
+                f"{len(self.position)} spatial axes"
+            )
+        if not 0 <= self.class_index < output.shape[1]:
+            raise TargetError(
+                f"voxel target class {self.class_index} out of range: the output has "
+                f"{output.shape[1]} channels"
+            )
+        selector: tuple[slice | int, ...] = (slice(None), self.class_index, *self.position)
         return output[selector]
 
-    return score
+
+def voxel_target(class_index: int, position: Sequence[int]) -> VoxelTarget:
+    """A target for dense outputs: channel ``class_index``'s logit at one position."""
+    if int(class_index) < 0:
+        raise TargetError(f"voxel target class must be 0 or more, got {class_index}")
+    return VoxelTarget(int(class_index), tuple(int(v) for v in position))

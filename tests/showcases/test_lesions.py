@@ -78,3 +78,17 @@ def test_showcase_command_end_to_end(tmp_path):
     np.testing.assert_allclose(maps.affine, volume.affine)
     assert (tmp_path / "les" / "report.html").exists()
     assert (tmp_path / "les" / "figures" / "slices.png").exists()
+
+
+def test_a_method_that_cannot_work_on_the_unet_is_refused_before_training(tmp_path):
+    from click.testing import CliRunner
+
+    from camscope.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["showcase", "lesions", "--out", str(tmp_path / "les"), "--methods", "guided-backprop"],
+    )
+    assert result.exit_code == 2
+    assert "--methods guided_backprop" in result.output and "PReLU" in result.output
+    assert "training" not in result.output and not (tmp_path / "les").exists()

@@ -161,15 +161,18 @@ def scan(
     ]
     if result.outputs is not None:
         segmentation = result.outputs.max(0).indices.numpy().astype(np.float32)
-        name = f"{stem}.segmentation{heatmap_suffix(formats[0])}"
-        write_heatmap(folder / name, segmentation, volume, formats[0], signed=False)
-        written.append(name)
-        shown.insert(0, ReportMap("network", "segmentation", segmentation, False))
+        for kind in formats:
+            name = f"{stem}.segmentation{heatmap_suffix(kind)}"
+            write_heatmap(folder / name, segmentation, volume, kind, signed=False)
+            written.append(name)
+        shown.append(ReportMap("network", "segmentation", segmentation, False))
+    if regions or voxels:  # which file or voxel, and which class, each map is about
+        extra["target_details"] = dict(zip(labels, [*regions, *voxels], strict=True))
     if result.scores is not None:
         extra["window_scores"] = result.scores.tolist()
         best = int(result.scores.mean(0).argmax())
         coarse = _window_score_map(result.scores[:, best], result.windows, volume.spatial_shape)
-        shown.insert(0, ReportMap("window scores", f"class{best}", coarse, True))
+        shown.append(ReportMap("window scores", f"class{best}", coarse, True))
     entry = ReportEntry(
         Path(input_file).name,
         volume.data,
@@ -203,23 +206,24 @@ def scan(
 def _region_targets(
     regions: tuple[str, ...], voxels: tuple[str, ...], shape: tuple[int, ...]
 ) -> list[Any]:
-    """``--region`` and ``--voxel`` as region targets over the scan (a voxel: a one-voxel
-    region)."""
-    import numpy as np
-
+    """``--region`` and ``--voxel`` as region and voxel targets over the scan."""
     from camscope.errors import InputError
     from camscope.io import read_scan
-    from camscope.targets import region_target
+    from camscope.targets import region_target, voxel_target
 
     def split(text: str) -> tuple[str, int]:
         head, _, tail = text.rpartition(":")
         if head and tail.strip().lstrip("-").isdigit():
+            if int(tail) < 0:
+                raise InputError(f"{text}: the class after ':' must be 0 or more")
             return head, int(tail)
         return text, 1
 
-    chosen = []
+    chosen: list[Any] = []
     for text in regions:
         path, class_index = split(text)
+        if not Path(path).exists():
+            raise InputError(f"--region {path}: no such file")
         stored = read_scan(path, intensity="stored").data
         mask = (stored != 0).any(0)
         if tuple(mask.shape) != tuple(shape):
@@ -242,9 +246,7 @@ def _region_targets(
                 f"--voxel {text}: give {len(shape)} comma-separated indices inside the scan "
                 f"{tuple(shape)}, then optionally :CLASS"
             )
-        mask = np.zeros(shape, dtype=bool)
-        mask[position] = True
-        chosen.append(region_target(class_index, mask))
+        chosen.append(voxel_target(class_index, position))
     return chosen
 
 

@@ -110,7 +110,9 @@ def tomogram(
 )
 @click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--roi", type=click.IntRange(min=16), default=32, show_default=True)
-@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.25)
+@click.option(
+    "--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @run_flags
 @friendly

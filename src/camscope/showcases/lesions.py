@@ -187,6 +187,31 @@ def train_unet(
     return model.eval()
 
 
+def _check_methods(methods: tuple[str, ...], roi: int) -> None:
+    """Explain one window of zeros with an untrained network of the same architecture, so a
+    method that cannot work on it (guided rules on PReLU, CAM without global pooling) is refused
+    before the training."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from monai.networks.nets import UNet
+
+    model = UNet(
+        spatial_dims=3, in_channels=1, out_channels=2, channels=(16, 32, 64), strides=(2, 2),
+        num_res_units=1,
+    ).eval()  # fmt: skip
+    window = torch.zeros(1, 1, roi, roi, roi)
+    mask = torch.zeros(roi, roi, roi, dtype=torch.bool)
+    mask[roi // 2, roi // 2, roi // 2] = True
+    for method in methods:
+        options: dict[str, Any] = {"steps": 2} if method == "integrated_gradients" else {}
+        try:
+            camscope.explain(
+                model, window, method=method, targets=region_target(1, mask), **options
+            )
+        except CamscopeError as error:
+            raise CamscopeError(f"--methods {method}: {error}") from error
+
+
 def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     total = predicted.sum() + truth.sum()
     return float(2 * (predicted & truth).sum() / total) if total else 1.0
@@ -239,6 +264,7 @@ def run(
     """Train, explain and score; see the module docstring. Returns the results."""
     for method in methods:  # a misspelt method is refused before any work
         get_method(method)
+    _check_methods(methods, roi)  # before minutes of training, and before any folder is made
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     started = time.perf_counter()
     scan, white = brain_volume()
