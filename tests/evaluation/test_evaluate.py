@@ -530,3 +530,20 @@ def test_subtomogram_control_needs_a_reproduction_model(tmp_path):
             offset=1000,
             control=True,
         )
+
+
+@pytest.mark.slow
+def test_evaluate_shapes_with_a_sanity_section(tmp_path):
+    out = tmp_path / "shapes"
+    args = ["evaluate", "shapes", "--train-per-class", "8", "--test-per-class", "2", "--epochs",
+            "1", "--methods", "grad-cam,grad-cam-pp", "--upsample", "linear", "--sanity",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    sanity = saved.get("sanity") or saved.get("extra", {}).get("sanity")
+    assert [row["method"] for row in sanity] == ["grad_cam", "grad_cam_pp"]
+    assert all("data_randomization" in row for row in sanity)  # the control was trained
+    assert list((out / "plots").glob("sanity_*.png"))
+    page = (out / "report.html").read_text()
+    assert "sanity verdict" in page and "pass" in page

@@ -45,6 +45,13 @@ def _options(out_default: str) -> Callable[[F], F]:
                 "--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True
             ),
             click.option("--out", "out_dir", default=out_default, show_default=True),
+            click.option(
+                "--sanity",
+                is_flag=True,
+                help="Also run the sanity checks (MPRT, random logit, ROAD, and data "
+                "randomisation where the benchmark can train a permuted-label network) on 8 of "
+                "the inputs, as a section of the report (as `camscope evaluate sanity`).",
+            ),
         ]
         for option in reversed(options):
             function = option(function)
@@ -81,14 +88,20 @@ def _benchmark(
     modes: tuple[str, ...],
     force: bool,
     quiet: bool,
+    sanity: bool = False,
     **settings: Any,
 ) -> None:
-    """Build a benchmark (:mod:`camscope.evaluation.benchmarks`), evaluate it, report."""
+    """Build a benchmark (:mod:`camscope.evaluation.benchmarks`), evaluate it, report (with
+    ``sanity``, the sanity checks as a section of the report)."""
+    import inspect
+
     from camscope.evaluation import evaluate as run_evaluation
     from camscope.evaluation.examples import example_entries
     from camscope.io import prepare_output_dir
 
     folder = prepare_output_dir(out_dir, RESULTS, force=force)
+    if sanity and "control" in inspect.signature(build).parameters:
+        settings["control"] = True  # the data randomisation test's permuted-label network
     benchmark = build(folder, log=click.echo, quiet=quiet, **settings)
     rows = run_evaluation(
         benchmark.model,
@@ -106,14 +119,42 @@ def _benchmark(
     examples = example_entries(
         benchmark.model, benchmark.inputs, benchmark.labels, methods, layer=benchmark.layer
     )
+    extra = dict(benchmark.extra)
+    if sanity:
+        extra.update(_sanity_section(folder, benchmark, methods))
     _report(
         folder,
         rows,
         title=benchmark.title,
-        extra=benchmark.extra,
+        extra=extra,
         reference=True,
         examples=examples,
     )
+
+
+def _sanity_section(folder: Path, benchmark: Any, methods: tuple[str, ...]) -> dict[str, Any]:
+    """Run the sanity checks on 8 of the benchmark's inputs; their figures go to ``plots/``
+    (the report shows every plot there), their rows and verdict to the results."""
+    from camscope.evaluation.sanity import sanity_check, sanity_figures, sanity_table
+    from camscope.io.atomic import atomic_write
+
+    control = getattr(benchmark, "control", None)
+    results = sanity_check(
+        benchmark.model,
+        benchmark.inputs[:8],
+        benchmark.labels[:8],
+        [m.replace("-", "_") for m in methods],
+        layer=benchmark.layer,
+        control=None if control is None else control.eval(),
+        seed=0,
+    )
+    table = sanity_table(results)
+    click.echo(table)
+    for number, (caption, png) in enumerate(sanity_figures(results)):
+        slug = "".join(c if c.isalnum() else "_" for c in caption.lower()).strip("_")[:40]
+        with atomic_write(folder / "plots" / f"sanity_{number}_{slug}.png", mode="wb") as handle:
+            handle.write(png)
+    return {"sanity": [r.row() for r in results], "sanity verdict": table.splitlines()[-1]}
 
 
 @evaluate.command("subtomograms")
@@ -144,6 +185,7 @@ def evaluate_subtomograms(
     out_dir: str,
     force: bool,
     quiet: bool,
+    sanity: bool,
 ) -> None:
     """Simulated subtomograms whose particle mask is known from the pose: every metric, every
     method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
@@ -156,6 +198,7 @@ def evaluate_subtomograms(
         modes,
         force,
         quiet,
+        sanity,
         model_path=model_path,
         snr=snr,
         per_class=per_class,
@@ -178,6 +221,7 @@ def evaluate_shapes(
     out_dir: str,
     force: bool,
     quiet: bool,
+    sanity: bool,
 ) -> None:
     """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
     small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
@@ -190,6 +234,7 @@ def evaluate_shapes(
         modes,
         force,
         quiet,
+        sanity,
         train_per_class=train_per_class,
         test_per_class=test_per_class,
         epochs=epochs,
@@ -218,6 +263,7 @@ def evaluate_chest(
     out_dir: str,
     force: bool,
     quiet: bool,
+    sanity: bool,
 ) -> None:
     """A real chest radiograph (pydicom-data's RG1_UNCR.dcm) with lesions pasted at known places:
     a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
@@ -230,6 +276,7 @@ def evaluate_chest(
         modes,
         force,
         quiet,
+        sanity,
         train_count=train_count,
         test_count=test_count,
         epochs=epochs,
@@ -251,12 +298,15 @@ def evaluate_faces(
     out_dir: str,
     force: bool,
     quiet: bool,
+    sanity: bool,
 ) -> None:
     """A real trained CNN (MTCNN's ONet, facenet-pytorch) on crops of a real photograph
     (scikit-image's astronaut) whose face box is known: every metric for every method."""
     from camscope.evaluation import benchmarks
 
-    _benchmark(benchmarks.faces, out_dir, methods, modes, force, quiet, count=count, layer=layer)
+    _benchmark(
+        benchmarks.faces, out_dir, methods, modes, force, quiet, sanity, count=count, layer=layer
+    )
 
 
 @evaluate.command("dataset")
