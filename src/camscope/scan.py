@@ -16,7 +16,6 @@ window classifier, that class's logit in every window.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -29,9 +28,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camscope.errors import InputError, ModelError, TargetError
+from camscope.errors import InputError, ModelError
 from camscope.explain import explain
-from camscope.io.streamed import ScanFiles, check_scan_out
+from camscope.io.streamed import ScanFiles, check_scan_out, job_identity
 from camscope.methods import get_method
 from camscope.postprocess import linear_upsampling_matrix, separable_apply
 from camscope.targets import RegionTarget, TargetSpec, VoxelTarget
@@ -39,9 +38,13 @@ from camscope.windows import (
     Blend,
     Blender,
     WindowPlan,
+    classes_for_windows,
     first_window_after,
     importance_map,
+    pad_to_plan,
     plan_windows,
+    region_scores_for_windows,
+    scan_regions,
 )
 
 __all__ = ["ScanExplanation", "ScanTargets", "explain_scan"]
@@ -154,9 +157,12 @@ def explain_scan(
     weights = importance_map(plan.roi_size, blend, sigma_scale=sigma_scale).to(dtype)
     info = get_method(method)
     run = _Run(plan, weights, dtype, source)
+    regions = scan_regions(targets, plan)  # checked before any file is opened
+    if regions is not None:
+        run.names = regions[2]
     first = 0
     if out is not None:
-        identity = _identity(
+        identity = job_identity(
             model,
             data,
             info.name,
@@ -171,10 +177,7 @@ def explain_scan(
         )
         run.files = ScanFiles(Path(out), plan.scan_size, len(plan), source, identity)
         first = run.resume_point(batch_size, resume=resume, say=progress)
-    padded = _pad(data, plan)
-    regions = _regions(targets, plan)
-    if regions is not None:
-        run.names = regions[2]
+    padded = pad_to_plan(data, plan)
     explain_targets = "all" if targets is None else targets
     bar = tqdm(
         total=len(plan),
@@ -195,9 +198,9 @@ def explain_scan(
                     method=info.name,
                     layer=layer if info.needs_layer else None,
                     targets=(
-                        _for_windows(explain_targets, len(windows))
+                        classes_for_windows(explain_targets, len(windows))
                         if regions is None
-                        else _region_scores(regions, plan, indices)
+                        else region_scores_for_windows(regions, plan, indices)
                     ),
                     progress=False,
                     **options,
@@ -410,85 +413,6 @@ def _into(array: torch.Tensor) -> Any:
     return write
 
 
-def _identity(
-    model: nn.Module,
-    data: torch.Tensor,
-    method: str,
-    layer: Any,
-    targets: ScanTargets,
-    options: dict[str, Any],
-    plan: WindowPlan,
-    overlap: float,
-    blend: str,
-    sigma_scale: float,
-    batch_size: int,
-) -> dict[str, Any] | None:
-    """What an interrupted run must share with this one to be resumed: the scan's values, the
-    model (its class and weights), the method and every setting; ``None`` for a callable target
-    (which cannot be recognised again)."""
-    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
-        return None
-    import hashlib
-    from importlib.metadata import PackageNotFoundError, version
-
-    from camscope.engine import weights_digest
-
-    try:
-        camscope_version = version("camscope")
-    except PackageNotFoundError:  # a source tree without installation
-        camscope_version = "0.0.0"
-
-    scan_digest = hashlib.sha256(str((tuple(data.shape), str(data.dtype))).encode())
-    flat = data.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
-    step = 1 << 26
-    for begin in range(0, len(flat), step):
-        scan_digest.update(flat[begin : begin + step].data)
-    described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
-    if isinstance(targets, RegionTarget | VoxelTarget):
-        targets = [targets]
-    if isinstance(targets, list | tuple) and any(
-        isinstance(t, RegionTarget | VoxelTarget) for t in targets
-    ):
-        described = [
-            f"region{t.class_index}:{_digest(t.mask)}"
-            if isinstance(t, RegionTarget)
-            else f"voxel{t.class_index}:{t.position}"
-            for t in targets
-        ]
-    return {
-        "scan": scan_digest.hexdigest()[:16],
-        "model": f"{type(model).__qualname__}:{weights_digest(model)}",
-        "method": method,
-        "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
-        "targets": json.loads(json.dumps(described, default=str)),
-        "options": _describe(options),
-        "roi_size": list(plan.roi_size),
-        "overlap": overlap,
-        "blend": [blend, sigma_scale],
-        "batch_size": int(batch_size),
-        "versions": [camscope_version, torch.__version__],
-    }
-
-
-def _digest(tensor: torch.Tensor) -> str:
-    import hashlib
-
-    flat = tensor.detach().cpu().contiguous().view(-1)
-    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8)
-    return f"{tuple(tensor.shape)}:{hashlib.sha256(raw.numpy().tobytes()).hexdigest()[:16]}"
-
-
-def _describe(options: dict[str, Any]) -> str:
-    """Method options as text, tensors by a digest of their values."""
-
-    def value(item: Any) -> Any:
-        if isinstance(item, torch.Tensor):
-            return f"tensor{_digest(item)}"
-        return repr(item)
-
-    return json.dumps({key: value(item) for key, item in sorted(options.items())})
-
-
 def _available_bytes() -> int:
     import os
 
@@ -511,90 +435,6 @@ def _check_memory(targets: int, plan: WindowPlan) -> None:
             f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB free; explain "
             "fewer targets (targets=[...]) or a region of the scan at a time"
         )
-
-
-def _for_windows(targets: Any, count: int) -> TargetSpec:
-    """Class lists name the classes explained in every window: ``(count, T)``."""
-    if isinstance(targets, list | tuple) or (
-        isinstance(targets, torch.Tensor) and targets.ndim == 1
-    ):
-        classes = torch.as_tensor(
-            list(targets) if not isinstance(targets, torch.Tensor) else targets, dtype=torch.long
-        )
-        return classes[None].expand(count, -1)
-    return targets
-
-
-def _regions(
-    targets: ScanTargets, plan: WindowPlan
-) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """Region and voxel targets over the whole scan: their classes ``(T,)``, padded masks
-    ``(T, *P)`` and names (a voxel is a region of one voxel); ``None`` for other targets."""
-    if isinstance(targets, RegionTarget | VoxelTarget):
-        targets = [targets]
-    if not (isinstance(targets, list | tuple) and targets):
-        return None
-    spatial = (RegionTarget, VoxelTarget)
-    if not all(isinstance(t, spatial) for t in targets):
-        if any(isinstance(t, spatial) for t in targets):
-            raise InputError("targets: give either class indices or region/voxel targets, not both")
-        return None
-    masks, names = [], []
-    for index, target in enumerate(targets):
-        if isinstance(target, VoxelTarget):
-            position = target.position
-            if len(position) != len(plan.scan_size) or not all(
-                0 <= p < s for p, s in zip(position, plan.scan_size, strict=True)
-            ):
-                raise InputError(f"voxel target at {position} is outside the scan {plan.scan_size}")
-            mask = torch.zeros(plan.scan_size, dtype=torch.bool)
-            mask[position] = True
-            names.append(f"voxel{index}")
-        else:
-            assert isinstance(target, RegionTarget)
-            mask = torch.as_tensor(target.mask).bool()
-            if tuple(mask.shape) != plan.scan_size:
-                raise InputError(
-                    f"a region target's mask has shape {tuple(mask.shape)}; over a scan it "
-                    f"must have the scan's spatial shape {plan.scan_size}"
-                )
-            names.append(f"region{index}")
-        masks.append(mask)
-    classes = torch.tensor([t.class_index for t in targets])
-    return classes, _pad(torch.stack(masks), plan), names
-
-
-def _region_scores(
-    regions: tuple[torch.Tensor, torch.Tensor, list[str]], plan: WindowPlan, indices: range
-) -> Any:
-    """The windows' scores ``(n, T)``: each region's class logits summed over the part of the
-    region inside the window (zero where the window does not reach it)."""
-    classes, masks, _ = regions
-    crops = torch.stack([masks[(slice(None), *plan.slices(i))] for i in indices])  # (n, T, *roi)
-
-    def scores(output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor) or output.ndim != crops.ndim:
-            raise TargetError("region and voxel targets need a dense output (B, K, *roi)")
-        if int(classes.max()) >= output.shape[1]:
-            raise TargetError(
-                f"region/voxel target class {int(classes.max())} out of range: the output has "
-                f"{output.shape[1]} channels (0 to {output.shape[1] - 1})"
-            )
-        chosen = output[:, classes.to(output.device)]  # (n, T, *roi)
-        mine = crops if rows is None else crops[rows.cpu()]  # perturbed rows: their window's
-        return (chosen * mine.to(output.device, output.dtype)).flatten(2).sum(-1)
-
-    scores.takes_rows = True  # type: ignore[attr-defined]
-    return scores
-
-
-def _pad(data: torch.Tensor, plan: WindowPlan) -> torch.Tensor:
-    if not any(b or a for b, a in plan.padding):
-        return data
-    pads: list[int] = []
-    for before, after in reversed(plan.padding):
-        pads += [before, after]
-    return torch.nn.functional.pad(data, pads)
 
 
 def _dense_output(outputs: Any, plan: WindowPlan, dtype: torch.dtype) -> torch.Tensor | None:

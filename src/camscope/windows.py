@@ -8,6 +8,10 @@ predictions of users who run MONAI.
 * ``"gaussian"`` blending weights each window by a separable Gaussian centred on it with
   ``σ = sigma_scale · roi`` per axis, clamped below at ``max(min, 1e-3)``; ``"constant"`` by 1.
   Blended values are ``Σ w · value / Σ w``: the weights of the windows covering a voxel sum to 1.
+
+Also here: :class:`Blender` (the band of rows that blends window values and hands complete rows
+on), and targets per window: class lists for every window, and region/voxel targets over the
+whole scan cropped to each window (:func:`scan_regions`, :func:`region_scores_for_windows`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from camscope.errors import InputError
+from camscope.errors import InputError, TargetError
+from camscope.targets import RegionTarget, TargetSpec, VoxelTarget
 
-__all__ = ["Blender", "WindowPlan", "first_window_after", "importance_map", "plan_windows"]
+__all__ = [
+    "Blender",
+    "WindowPlan",
+    "classes_for_windows",
+    "first_window_after",
+    "importance_map",
+    "pad_to_plan",
+    "plan_windows",
+    "region_scores_for_windows",
+    "scan_regions",
+]
 
 Blend = Literal["gaussian", "constant"]
 
@@ -199,3 +214,88 @@ def first_window_after(plan: WindowPlan, row: int) -> int:
     stops = plan.starts[:, 0] + plan.roi_size[0]
     later = torch.nonzero(stops > row)
     return int(later[0, 0]) if len(later) else len(plan)
+
+
+def pad_to_plan(data: torch.Tensor, plan: WindowPlan) -> torch.Tensor:
+    """``(C, *S)`` zero-padded to the plan's padded size (as MONAI pads a small scan)."""
+    if not any(b or a for b, a in plan.padding):
+        return data
+    pads: list[int] = []
+    for before, after in reversed(plan.padding):
+        pads += [before, after]
+    return torch.nn.functional.pad(data, pads)
+
+
+def classes_for_windows(targets: Any, count: int) -> TargetSpec:
+    """Class lists name the classes explained in every window: ``(count, T)``."""
+    if isinstance(targets, list | tuple) or (
+        isinstance(targets, torch.Tensor) and targets.ndim == 1
+    ):
+        classes = torch.as_tensor(
+            list(targets) if not isinstance(targets, torch.Tensor) else targets, dtype=torch.long
+        )
+        return classes[None].expand(count, -1)
+    return targets
+
+
+def scan_regions(
+    targets: Any, plan: WindowPlan
+) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """Region and voxel targets over the whole scan: their classes ``(T,)``, padded masks
+    ``(T, *P)`` and names (a voxel is a region of one voxel); ``None`` for other targets."""
+    if isinstance(targets, RegionTarget | VoxelTarget):
+        targets = [targets]
+    if not (isinstance(targets, list | tuple) and targets):
+        return None
+    spatial = (RegionTarget, VoxelTarget)
+    if not all(isinstance(t, spatial) for t in targets):
+        if any(isinstance(t, spatial) for t in targets):
+            raise InputError("targets: give either class indices or region/voxel targets, not both")
+        return None
+    masks, names = [], []
+    for index, target in enumerate(targets):
+        if isinstance(target, VoxelTarget):
+            position = target.position
+            if len(position) != len(plan.scan_size) or not all(
+                0 <= p < s for p, s in zip(position, plan.scan_size, strict=True)
+            ):
+                raise InputError(f"voxel target at {position} is outside the scan {plan.scan_size}")
+            mask = torch.zeros(plan.scan_size, dtype=torch.bool)
+            mask[position] = True
+            names.append(f"voxel{index}")
+        else:
+            assert isinstance(target, RegionTarget)
+            mask = torch.as_tensor(target.mask).bool()
+            if tuple(mask.shape) != plan.scan_size:
+                raise InputError(
+                    f"a region target's mask has shape {tuple(mask.shape)}; over a scan it "
+                    f"must have the scan's spatial shape {plan.scan_size}"
+                )
+            names.append(f"region{index}")
+        masks.append(mask)
+    classes = torch.tensor([t.class_index for t in targets])
+    return classes, pad_to_plan(torch.stack(masks), plan), names
+
+
+def region_scores_for_windows(
+    regions: tuple[torch.Tensor, torch.Tensor, list[str]], plan: WindowPlan, indices: range
+) -> Any:
+    """The windows' scores ``(n, T)``: each region's class logits summed over the part of the
+    region inside the window (zero where the window does not reach it)."""
+    classes, masks, _ = regions
+    crops = torch.stack([masks[(slice(None), *plan.slices(i))] for i in indices])  # (n, T, *roi)
+
+    def scores(output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim != crops.ndim:
+            raise TargetError("region and voxel targets need a dense output (B, K, *roi)")
+        if int(classes.max()) >= output.shape[1]:
+            raise TargetError(
+                f"region/voxel target class {int(classes.max())} out of range: the output has "
+                f"{output.shape[1]} channels (0 to {output.shape[1] - 1})"
+            )
+        chosen = output[:, classes.to(output.device)]  # (n, T, *roi)
+        mine = crops if rows is None else crops[rows.cpu()]  # perturbed rows: their window's
+        return (chosen * mine.to(output.device, output.dtype)).flatten(2).sum(-1)
+
+    scores.takes_rows = True  # type: ignore[attr-defined]
+    return scores

@@ -121,7 +121,9 @@ def _benchmark(
     )
     extra = dict(benchmark.extra)
     if sanity:
-        extra.update(_sanity_section(folder, benchmark, methods))
+        from camscope.evaluation.sanity import sanity_section
+
+        extra.update(sanity_section(folder, benchmark, methods, log=click.echo))
     _report(
         folder,
         rows,
@@ -130,31 +132,6 @@ def _benchmark(
         reference=True,
         examples=examples,
     )
-
-
-def _sanity_section(folder: Path, benchmark: Any, methods: tuple[str, ...]) -> dict[str, Any]:
-    """Run the sanity checks on 8 of the benchmark's inputs; their figures go to ``plots/``
-    (the report shows every plot there), their rows and verdict to the results."""
-    from camscope.evaluation.sanity import sanity_check, sanity_figures, sanity_table
-    from camscope.io.atomic import atomic_write
-
-    control = getattr(benchmark, "control", None)
-    results = sanity_check(
-        benchmark.model,
-        benchmark.inputs[:8],
-        benchmark.labels[:8],
-        [m.replace("-", "_") for m in methods],
-        layer=benchmark.layer,
-        control=None if control is None else control.eval(),
-        seed=0,
-    )
-    table = sanity_table(results)
-    click.echo(table)
-    for number, (caption, png) in enumerate(sanity_figures(results)):
-        slug = "".join(c if c.isalnum() else "_" for c in caption.lower()).strip("_")[:40]
-        with atomic_write(folder / "plots" / f"sanity_{number}_{slug}.png", mode="wb") as handle:
-            handle.write(png)
-    return {"sanity": [r.row() for r in results], "sanity verdict": table.splitlines()[-1]}
 
 
 @evaluate.command("subtomograms")

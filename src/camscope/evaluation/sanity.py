@@ -11,8 +11,9 @@ maps keep a mean absolute Spearman correlation with the original maps below
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +21,14 @@ from torch import nn
 
 from camscope.metrics import map_similarity, mprt, random_logit, road
 
-__all__ = ["PASS_THRESHOLD", "SanityResult", "sanity_check", "sanity_figures", "sanity_table"]
+__all__ = [
+    "PASS_THRESHOLD",
+    "SanityResult",
+    "sanity_check",
+    "sanity_figures",
+    "sanity_section",
+    "sanity_table",
+]
 
 #: Largest mean |Spearman| to the original maps after full randomisation that still passes.
 PASS_THRESHOLD = 0.5
@@ -197,3 +205,29 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
         ("MPRT: similarity as layers are randomised", curves),
         ("maps of the first input as layers are randomised (|map|)", figure_png(grid)),
     ]
+
+
+def sanity_section(
+    folder: Path, benchmark: Any, methods: Sequence[str], *, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the sanity checks on 8 of the benchmark's inputs; their figures go to ``plots/``
+    (the report shows every plot there), their rows and verdict to the results."""
+    from camscope.io.atomic import atomic_write
+
+    control = getattr(benchmark, "control", None)
+    results = sanity_check(
+        benchmark.model,
+        benchmark.inputs[:8],
+        benchmark.labels[:8],
+        [m.replace("-", "_") for m in methods],
+        layer=benchmark.layer,
+        control=None if control is None else control.eval(),
+        seed=0,
+    )
+    table = sanity_table(results)
+    log(table)
+    for number, (caption, png) in enumerate(sanity_figures(results)):
+        slug = "".join(c if c.isalnum() else "_" for c in caption.lower()).strip("_")[:40]
+        with atomic_write(folder / "plots" / f"sanity_{number}_{slug}.png", mode="wb") as handle:
+            handle.write(png)
+    return {"sanity": [r.row() for r in results], "sanity verdict": table.splitlines()[-1]}

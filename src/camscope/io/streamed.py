@@ -44,11 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from camscope.errors import InputError
 from camscope.io.atomic import write_json
+from camscope.targets import RegionTarget, VoxelTarget
 
-__all__ = ["ScanFiles", "check_scan_out", "out_kind", "out_stem"]
+__all__ = ["ScanFiles", "check_scan_out", "job_identity", "out_kind", "out_stem"]
 
 _ENDINGS = (".npy", ".mrc", ".nii", ".nii.gz", ".zarr")
 
@@ -425,3 +428,82 @@ def _ome_attributes(source: Any, spatial_dims: int, layout: dict[str, Any]) -> d
         },
         "camscope": camscope,
     }
+
+
+def job_identity(
+    model: nn.Module,
+    data: torch.Tensor,
+    method: str,
+    layer: Any,
+    targets: Any,
+    options: dict[str, Any],
+    plan: Any,
+    overlap: float,
+    blend: str,
+    sigma_scale: float,
+    batch_size: int,
+) -> dict[str, Any] | None:
+    """What an interrupted run must share with this one to be resumed: the scan's values, the
+    model (its class and weights), the method and every setting; ``None`` for a callable target
+    (which cannot be recognised again)."""
+    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
+        return None
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from camscope.engine import weights_digest
+
+    try:
+        camscope_version = version("camscope")
+    except PackageNotFoundError:  # a source tree without installation
+        camscope_version = "0.0.0"
+
+    scan_digest = hashlib.sha256(str((tuple(data.shape), str(data.dtype))).encode())
+    flat = data.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+    step = 1 << 26
+    for begin in range(0, len(flat), step):
+        scan_digest.update(flat[begin : begin + step].data)
+    described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
+    if isinstance(targets, RegionTarget | VoxelTarget):
+        targets = [targets]
+    if isinstance(targets, list | tuple) and any(
+        isinstance(t, RegionTarget | VoxelTarget) for t in targets
+    ):
+        described = [
+            f"region{t.class_index}:{_digest(t.mask)}"
+            if isinstance(t, RegionTarget)
+            else f"voxel{t.class_index}:{t.position}"
+            for t in targets
+        ]
+    return {
+        "scan": scan_digest.hexdigest()[:16],
+        "model": f"{type(model).__qualname__}:{weights_digest(model)}",
+        "method": method,
+        "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
+        "targets": json.loads(json.dumps(described, default=str)),
+        "options": _describe(options),
+        "roi_size": list(plan.roi_size),
+        "overlap": overlap,
+        "blend": [blend, sigma_scale],
+        "batch_size": int(batch_size),
+        "versions": [camscope_version, torch.__version__],
+    }
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    import hashlib
+
+    flat = tensor.detach().cpu().contiguous().view(-1)
+    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8)
+    return f"{tuple(tensor.shape)}:{hashlib.sha256(raw.numpy().tobytes()).hexdigest()[:16]}"
+
+
+def _describe(options: dict[str, Any]) -> str:
+    """Method options as text, tensors by a digest of their values."""
+
+    def value(item: Any) -> Any:
+        if isinstance(item, torch.Tensor):
+            return f"tensor{_digest(item)}"
+        return repr(item)
+
+    return json.dumps({key: value(item) for key, item in sorted(options.items())})
