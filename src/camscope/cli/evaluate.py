@@ -123,7 +123,7 @@ def _benchmark(
     if sanity:
         from camscope.evaluation.sanity import sanity_section
 
-        extra.update(sanity_section(folder, benchmark, methods, log=click.echo))
+        extra.update(sanity_section(folder, benchmark, methods, log=click.echo, progress=not quiet))
     _report(
         folder,
         rows,

@@ -130,6 +130,7 @@ def sanity(
         layer=layer,
         control=None if control is None else control.eval(),
         seed=seed,
+        progress=not quiet,
     )
     table = sanity_table(results)
     click.echo(table)

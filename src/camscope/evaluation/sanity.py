@@ -83,6 +83,7 @@ def sanity_check(
     control: nn.Module | None = None,
     seed: int = 0,
     road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
+    progress: bool = True,
 ) -> list[SanityResult]:
     """Run every sanity check for every method (see the module docstring).
 
@@ -92,13 +93,18 @@ def sanity_check(
         methods: registry names.
         layer: for layer methods (default: their default layer).
         control: the same architecture trained on permuted labels (data randomisation test).
+        progress: a bar over the methods (each takes one MPRT, one ROAD and a few explanations).
     """
+    from tqdm.auto import tqdm
+
     from camscope.explain import explain
     from camscope.methods import get_method
 
     results = []
-    for method in methods:
+    bar = tqdm(methods, desc="sanity checks", unit="method", disable=not progress)
+    for method in bar:
         info = get_method(method)
+        bar.set_postfix_str(info.name)
         where: dict[str, Any] = {"layer": layer} if info.needs_layer else {}
         test = mprt(
             model, inputs, method=info.name, targets=targets, seed=seed, keep_maps=True, **where
@@ -208,7 +214,12 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
 
 
 def sanity_section(
-    folder: Path, benchmark: Any, methods: Sequence[str], *, log: Callable[[str], None] = print
+    folder: Path,
+    benchmark: Any,
+    methods: Sequence[str],
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run the sanity checks on 8 of the benchmark's inputs; their figures go to ``plots/``
     (the report shows every plot there), their rows and verdict to the results."""
@@ -223,6 +234,7 @@ def sanity_section(
         layer=benchmark.layer,
         control=None if control is None else control.eval(),
         seed=0,
+        progress=progress,
     )
     table = sanity_table(results)
     log(table)
