@@ -135,7 +135,9 @@ def sanity(
     table = sanity_table(results)
     click.echo(table)
     rows = [result.row() for result in results]
-    write_json(folder / "results.json", {"title": title, "rows": rows})
+    write_json(
+        folder / "results.json", {"title": title, "rows": rows, "does_not_apply": results.skipped}
+    )
     write_report(
         folder / "report.html",
         [],

@@ -24,6 +24,7 @@ from camscope.metrics import map_similarity, mprt, random_logit, road
 __all__ = [
     "PASS_THRESHOLD",
     "SanityResult",
+    "SanityResults",
     "sanity_check",
     "sanity_figures",
     "sanity_section",
@@ -84,8 +85,10 @@ def sanity_check(
     seed: int = 0,
     road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
     progress: bool = True,
-) -> list[SanityResult]:
-    """Run every sanity check for every method (see the module docstring).
+) -> SanityResults:
+    """Run every sanity check for every method (see the module docstring). A method that does
+    not apply to the model (a ReLU rule on a network without ReLU) is skipped and named in the
+    result's ``skipped``.
 
     Args:
         model: the trained network (never modified).
@@ -100,11 +103,16 @@ def sanity_check(
     from camscope.explain import explain
     from camscope.methods import get_method
 
-    results = []
+    results = SanityResults()
     bar = tqdm(methods, desc="sanity checks", unit="method", disable=not progress)
     for method in bar:
         info = get_method(method)
         bar.set_postfix_str(info.name)
+        if info.gradient_rule not in (None, "gradient") or info.name == "guided_grad_cam":
+            reason = _rule_does_not_apply(model, inputs[:1], info.name, targets[:1], layer)
+            if reason is not None:
+                results.skipped[info.name] = reason
+                continue
         where: dict[str, Any] = {"layer": layer} if info.needs_layer else {}
         test = mprt(
             model, inputs, method=info.name, targets=targets, seed=seed, keep_maps=True, **where
@@ -128,6 +136,33 @@ def sanity_check(
             )
         )
     return results
+
+
+class SanityResults(list[SanityResult]):
+    """The results, with ``skipped``: the methods that do not apply to this model and why
+    (guided backpropagation and Deconvnet on a network without ReLU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: dict[str, str] = {}
+
+
+def _rule_does_not_apply(
+    model: nn.Module, inputs: torch.Tensor, method: str, targets: torch.Tensor, layer: Any
+) -> str | None:
+    """Why a ReLU-rule method cannot explain this model (camscope refuses it), or ``None``."""
+    from camscope.errors import MethodError
+    from camscope.explain import explain
+    from camscope.methods import get_method
+
+    where: dict[str, Any] = {"layer": layer} if get_method(method).needs_layer else {}
+    try:
+        explain(model, inputs, method=method, targets=targets, progress=False, **where)
+    except MethodError as error:
+        if "rule changes the backward pass of ReLUs" in str(error):
+            return str(error)
+        raise
+    return None
 
 
 def sanity_table(results: Sequence[SanityResult]) -> str:
@@ -159,6 +194,9 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
         f"{', '.join(failing) or 'none'}. (A method passes when, after every layer is "
         f"randomised, its maps keep |Spearman ρ| < {PASS_THRESHOLD} with the original ones.)"
     )
+    skipped = getattr(results, "skipped", {})
+    if skipped:
+        verdict += f" Does not apply to this model (no ReLU ran): {', '.join(skipped)}."
     return text_table(header, cells) + "\n" + verdict
 
 
@@ -242,4 +280,8 @@ def sanity_section(
         slug = "".join(c if c.isalnum() else "_" for c in caption.lower()).strip("_")[:40]
         with atomic_write(folder / "plots" / f"sanity_{number}_{slug}.png", mode="wb") as handle:
             handle.write(png)
-    return {"sanity": [r.row() for r in results], "sanity verdict": table.splitlines()[-1]}
+    return {
+        "sanity": [r.row() for r in results],
+        "sanity verdict": table.splitlines()[-1],
+        "sanity does not apply": results.skipped,
+    }
