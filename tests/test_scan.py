@@ -405,7 +405,7 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
         )  # fmt: skip
 
     done = run("--region", f"{tmp_path / 'lesion.nii.gz'}:2", "--voxel", "20,10,10",
-               "--out", str(tmp_path / "o"))  # fmt: skip
+               "--format", "nifti,zarr", "--out", str(tmp_path / "o"))  # fmt: skip
     assert done.exit_code == 0, done.output
     maps = np.load(tmp_path / "o" / "ct.saliency.npy")
     reference = camscope.explain_scan(
@@ -418,6 +418,14 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
     details = json.loads((tmp_path / "o" / "manifest.json").read_text())["target_details"]
     assert details == {"region0": f"{tmp_path / 'lesion.nii.gz'}:2", "voxel1": "20,10,10"}
     assert "segmentation" in (tmp_path / "o" / "report.html").read_text()
+    import zarr
+
+    image = zarr.open_group(tmp_path / "o" / "ct.saliency.zarr", mode="r")
+    np.testing.assert_array_equal(image["0"][:], maps)
+    assert image.attrs["camscope"]["targets"] == ["region0", "voxel1"]
+    assert image.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0][
+        "scale"
+    ] == [1.0, 1.5, 2.0, 2.5]
     bad = run("--region", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "p"))
     assert bad.exit_code == 2 and "mask of shape (8, 8, 8), the scan is (30, 20, 20)" in bad.output
     outside = run("--voxel", "40,1,1", "--out", str(tmp_path / "q"))
@@ -426,6 +434,7 @@ def test_scan_command_takes_region_and_voxel_targets_from_files(tmp_path):
     assert too_high.exit_code == 2 and "class 5 out of range: the output has 3 channels" in (
         too_high.output
     )
+    assert not (tmp_path / "r").exists()  # a run that did nothing leaves no empty folder
     negative = run("--voxel", "1,1,1:-1", "--out", str(tmp_path / "s"))
     assert negative.exit_code == 2 and "must be 0 or more" in negative.output
 

@@ -67,7 +67,8 @@ __all__ = ["scan"]
     type=NAME_LIST,
     default="nifti",
     show_default=True,
-    help="Heatmap files: nifti, mrc, tiff, npy, png.",
+    help="Heatmap files: nifti, mrc, tiff, npy, png (one per target), zarr (one OME-Zarr image "
+    "of every target).",
 )
 @input_options
 @model_options
@@ -108,12 +109,14 @@ def scan(
     from camscope import get_method
     from camscope.io import prepare_output_dir, read_scan, write_heatmap, write_json
     from camscope.io.heatmaps import heatmap_suffix
+    from camscope.io.streamed import out_stem, write_zarr
     from camscope.render.report import ReportEntry, ReportMap, write_report
     from camscope.scan import explain_scan
 
     info = get_method(method)
     for kind in formats:
-        heatmap_suffix(kind)
+        if kind != "zarr":
+            heatmap_suffix(kind)
     volume = read_scan(
         input_file,
         intensity=intensity,  # type: ignore[arg-type]
@@ -122,27 +125,38 @@ def scan(
     )
     chosen = _region_targets(regions, voxels, volume.spatial_shape)
     model, record = weights.load(model_spec_text)
+    new_folder = not Path(out_dir).exists()
     folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
-    stem = Path(input_file).name.split(".")[0]
+    stem = out_stem(Path(input_file))  # ct.v2.nii.gz → ct.v2
     streamed = folder / f"{stem}.{info.name}.npy"  # (T, *S), resumable; formats come from it
-    result = explain_scan(
-        model,
-        volume,
-        method=info.name,
-        roi_size=roi_size,
-        overlap=overlap,
-        blend=blend,  # type: ignore[arg-type]
-        targets=chosen or (None if targets == "all" else targets),
-        layer=layer,
-        batch_size=batch_size,
-        out=streamed,
-        resume=not force,
-        progress=not quiet,
-    )
+    try:
+        result = explain_scan(
+            model,
+            volume,
+            method=info.name,
+            roi_size=roi_size,
+            overlap=overlap,
+            blend=blend,  # type: ignore[arg-type]
+            targets=chosen or (None if targets == "all" else targets),
+            layer=layer,
+            batch_size=batch_size,
+            out=streamed,
+            resume=not force,
+            progress=not quiet,
+        )
+    except BaseException:
+        if new_folder and not any(folder.iterdir()):  # nothing done: no empty folder left
+            folder.rmdir()
+        raise
     maps = np.load(streamed, mmap_mode="r")
     labels = result.labels
     written = [Path(name).name for name in result.files]
     for kind in formats:
+        if kind == "zarr":  # one OME-Zarr image of every target
+            name = f"{stem}.{info.name}.zarr"
+            write_zarr(folder / name, maps, volume, labels)
+            written.append(name)
+            continue
         for label, heat in zip(labels, maps, strict=True):  # one target in memory at a time
             name = f"{stem}.{info.name}.{label}{heatmap_suffix(kind)}"
             write_heatmap(
@@ -161,7 +175,7 @@ def scan(
     ]
     if result.outputs is not None:
         segmentation = result.outputs.max(0).indices.numpy().astype(np.float32)
-        for kind in formats:
+        for kind in [k for k in formats if k != "zarr"] or ["npy"]:
             name = f"{stem}.segmentation{heatmap_suffix(kind)}"
             write_heatmap(folder / name, segmentation, volume, kind, signed=False)
             written.append(name)

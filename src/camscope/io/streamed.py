@@ -51,7 +51,14 @@ from camscope.errors import InputError
 from camscope.io.atomic import write_json
 from camscope.targets import RegionTarget, VoxelTarget
 
-__all__ = ["ScanFiles", "check_scan_out", "job_identity", "out_kind", "out_stem"]
+__all__ = [
+    "ScanFiles",
+    "check_scan_out",
+    "job_identity",
+    "out_kind",
+    "out_stem",
+    "write_zarr",
+]
 
 _ENDINGS = (".npy", ".mrc", ".nii", ".nii.gz", ".zarr")
 
@@ -283,18 +290,7 @@ class ScanFiles:
             self._scores = _RowFile(self.work / "scores.npy", offsets["scores"], size, dtype)
 
     def _new_zarr(self, shape: tuple[int, ...]) -> None:
-        import zarr
-
-        rest = tuple(min(size, 256) for size in shape[2:])
-        group = zarr.open_group(self.work / "maps.zarr", mode="w", zarr_format=3)
-        group.create_array(
-            "0",
-            shape=shape,
-            chunks=(1, min(shape[1], 32 if len(shape) == 4 else 256), *rest),
-            dtype="float32",
-            fill_value=0.0,
-        )
-        group.attrs.update(_ome_attributes(self.source, len(shape) - 1, self.layout))
+        _new_zarr_image(self.work / "maps.zarr", shape, self.source, self.layout["labels"])
 
     def write_maps(self, start: int, rows: np.ndarray) -> None:
         """Rows ``[start, start + n)`` of every target: ``(T, n, *rest)``."""
@@ -381,6 +377,39 @@ class ScanFiles:
             written.append(final)
         del maps
         return written
+
+
+def _new_zarr_image(path: Path, shape: tuple[int, ...], source: Any, labels: list[str]) -> Any:
+    """An empty OME-Zarr image ``(T, *S)`` float32 at ``path`` (array ``0``); the array."""
+    import zarr
+
+    rest = tuple(min(size, 256) for size in shape[2:])
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    array = group.create_array(
+        "0",
+        shape=shape,
+        chunks=(1, min(shape[1], 32 if len(shape) == 4 else 256), *rest),
+        dtype="float32",
+        fill_value=0.0,
+    )
+    group.attrs.update(_ome_attributes(source, len(shape) - 1, {"labels": labels}))
+    return array
+
+
+def write_zarr(path: Path, maps: np.ndarray, source: Any, labels: list[str]) -> Path:
+    """Maps ``(T, *S)`` (a memory map is fine: one target is read at a time) as an OME-Zarr image
+    with the scan's geometry, written beside ``path`` and moved onto it when complete
+    (replacing only a store camscope wrote, as :func:`check_scan_out` checks)."""
+    check_scan_out(path, maps.ndim - 1)
+    temporary = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    array = _new_zarr_image(temporary, tuple(maps.shape), source, labels)
+    for target in range(maps.shape[0]):
+        array[target] = np.asarray(maps[target], dtype=np.float32)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(temporary, path)
+    return path
 
 
 def _ome_attributes(source: Any, spatial_dims: int, layout: dict[str, Any]) -> dict[str, Any]:
