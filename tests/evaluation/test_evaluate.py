@@ -544,6 +544,10 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
     sanity = saved.get("sanity") or saved.get("extra", {}).get("sanity")
     assert [row["method"] for row in sanity] == ["grad_cam", "grad_cam_pp"]
     assert all("data_randomization" in row for row in sanity)  # the control was trained
-    assert list((out / "plots").glob("sanity_*.png"))
+    assert sorted(p.name for p in (out / "plots").glob("sanity_*.png")) == [
+        "sanity_mprt_curves.png",
+        "sanity_mprt_maps.png",
+    ]
     page = (out / "report.html").read_text()
-    assert "sanity verdict" in page and "pass" in page
+    assert "<h2>Sanity checks</h2>" in page and "mprt_first" in page  # a table of its own
+    assert "passes the sanity check on this model" in page

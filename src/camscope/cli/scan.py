@@ -225,17 +225,17 @@ def _region_targets(
     from camscope.io import read_scan
     from camscope.targets import region_target, voxel_target
 
-    def split(text: str) -> tuple[str, int]:
+    def split(text: str, option: str) -> tuple[str, int]:
         head, _, tail = text.rpartition(":")
         if head and tail.strip().lstrip("-").isdigit():
             if int(tail) < 0:
-                raise InputError(f"{text}: the class after ':' must be 0 or more")
+                raise InputError(f"{option} {text}: the class after ':' must be 0 or more")
             return head, int(tail)
         return text, 1
 
     chosen: list[Any] = []
     for text in regions:
-        path, class_index = split(text)
+        path, class_index = split(text, "--region")
         if not Path(path).exists():
             raise InputError(f"--region {path}: no such file")
         stored = read_scan(path, intensity="stored").data
@@ -248,7 +248,7 @@ def _region_targets(
             raise InputError(f"--region {path}: the mask has no non-zero voxel")
         chosen.append(region_target(class_index, mask))
     for text in voxels:
-        where, class_index = split(text)
+        where, class_index = split(text, "--voxel")
         try:
             position = tuple(int(v) for v in where.split(","))
         except ValueError:

@@ -196,7 +196,15 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
     )
     skipped = getattr(results, "skipped", {})
     if skipped:
-        verdict += f" Does not apply to this model (no ReLU ran): {', '.join(skipped)}."
+        import re
+
+        kinds = {
+            m.group(1) for r in skipped.values() if (m := re.search(r"activations: ([^)]*)", r))
+        }
+        why = (
+            f"no ReLU ran; its activations: {', '.join(sorted(kinds))}" if kinds else "no ReLU ran"
+        )
+        verdict += f" Does not apply to this model ({why}): {', '.join(skipped)}."
     return text_table(header, cells) + "\n" + verdict
 
 
@@ -276,12 +284,12 @@ def sanity_section(
     )
     table = sanity_table(results)
     log(table)
-    for number, (caption, png) in enumerate(sanity_figures(results)):
-        slug = "".join(c if c.isalnum() else "_" for c in caption.lower()).strip("_")[:40]
-        with atomic_write(folder / "plots" / f"sanity_{number}_{slug}.png", mode="wb") as handle:
+    names = ("sanity_mprt_curves", "sanity_mprt_maps")  # the report's headings, from the names
+    for name, (_, png) in zip(names, sanity_figures(results), strict=True):
+        with atomic_write(folder / "plots" / f"{name}.png", mode="wb") as handle:
             handle.write(png)
     return {
         "sanity": [r.row() for r in results],
-        "sanity verdict": table.splitlines()[-1],
-        "sanity does not apply": results.skipped,
+        "sanity_verdict": table.splitlines()[-1],
+        "sanity_does_not_apply": results.skipped,
     }

@@ -150,6 +150,7 @@ def write_report(
     metrics: Sequence[dict[str, Any]] | None = None,
     figures: Sequence[tuple[str, bytes]] = (),
     failures: Sequence[dict[str, str]] = (),
+    sections: Sequence[tuple[str, str, Sequence[dict[str, Any]]]] = (),
 ) -> Path:
     """Write the report atomically and return its path.
 
@@ -161,6 +162,7 @@ def write_report(
         metrics: rows of a metrics table (dicts with the same keys), if any.
         figures: ``(title, PNG bytes)`` pictures shown after the table (plots).
         failures: inputs that failed, ``{path, error}``, listed after the settings.
+        sections: more tables after the metrics, ``(title, note, rows)`` (e.g. sanity checks).
     """
     slices: dict[str, Any] = {}
     shown = []
@@ -190,6 +192,11 @@ def write_report(
         figures=[{"title": name, "src": data_uri(png)} for name, png in figures],
         entries=shown,
         failures=list(failures),
+        sections=[
+            {"title": heading, "note": note, "table": metrics_table(rows)}
+            for heading, note, rows in sections
+            if rows
+        ],
         slices=json.dumps(slices).replace("</", "<\\/") if slices else "",
     )
     final = Path(path)
@@ -206,7 +213,8 @@ def write_evaluation_report(
     settings: dict[str, Any],
     entries: Sequence[ReportEntry] = (),
 ) -> Path:
-    """``report.html`` of an evaluation: its settings, the table, every plot in ``folder/plots``
+    """``report.html`` of an evaluation: its settings, the table, the sanity checks' table when
+    ``settings`` holds them (``sanity``, ``sanity_verdict``), every plot in ``folder/plots``
     (the curves first) and, when given, a few inputs with every method's map."""
     plots = sorted(Path(folder, "plots").glob("*.png"), key=lambda p: (p.stem != "curves", p.stem))
     return write_report(
@@ -216,4 +224,7 @@ def write_evaluation_report(
         settings={k: v for k, v in settings.items() if not isinstance(v, dict | list)},
         metrics=list(rows),
         figures=[(plot.stem.replace("_", " "), plot.read_bytes()) for plot in plots],
+        sections=[("Sanity checks", str(settings.get("sanity_verdict", "")), settings["sanity"])]
+        if settings.get("sanity")
+        else [],
     )
