@@ -380,3 +380,31 @@ def test_a_model_error_after_the_first_batch_is_not_blamed_on_the_window_size(mo
             _classifier(), _scan(), method="grad_cam", roi_size=16, progress=False
         )
     assert "roi_size" not in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["scripted", "exported", "compiled"])
+def test_scripted_exported_and_compiled_models_stream_and_resume(tmp_path, monkeypatch, kind):
+    """Every kind of model camscope explains has a weights digest, so its scans stream to disk
+    and resume; the maps equal the eager module's."""
+    model = _dense()
+    if kind == "scripted":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+            wrapped = torch.jit.script(model)
+    elif kind == "exported":
+        batch = torch.export.Dim("batch", min=1, max=64)
+        example = (torch.randn(2, 1, 16, 16, 16),)
+        wrapped = torch.export.export(model, example, dynamic_shapes=({0: batch},))
+    else:
+        wrapped = torch.compile(model)
+    settings = dict(method="saliency", roi_size=16, batch_size=3, progress=False)
+    eager = camscope.explain_scan(model, _scan(), **settings)
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=8))
+    with pytest.raises(KeyboardInterrupt):
+        camscope.explain_scan(wrapped, _scan(), out=tmp_path / "maps.npy", **settings)
+    monkeypatch.setattr("camscope.scan.explain", counting := _Interrupt(after=10**6))
+    done = camscope.explain_scan(wrapped, _scan(), out=tmp_path / "maps.npy", **settings)
+    assert counting.calls < -(-len(done.windows) // 3)  # resumed, not started over
+    np.testing.assert_allclose(np.load(done.files[0]), eager.maps.numpy(), rtol=1e-5, atol=1e-6)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from camscope.engine import eager_model
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
 from camscope.io.streamed import ScanFiles, check_scan_out, job_identity
@@ -131,6 +132,7 @@ def explain_scan(
         InputError: a scan that is not ``(C, *S)`` with 2 or 3 spatial axes, bad windows, or an
             ``out`` that cannot hold the maps.
     """
+    model = eager_model(model)  # a compiled or exported model: converted once, not per batch
     source = scan
     data = scan.tensor() if hasattr(scan, "tensor") and hasattr(scan, "spacing") else scan
     data = torch.as_tensor(data)

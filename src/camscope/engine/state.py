@@ -138,14 +138,20 @@ class ModelState:
             self._owner = False
 
 
-def weights_digest(model: nn.Module) -> str:
+def weights_digest(model: Any) -> str:
     """A SHA-256 digest (16 hex digits) of every parameter and buffer, with their names: two
-    models with the same digest compute the same function (a resumed run checks it)."""
+    models with the same digest compute the same function (a resumed run checks it). Takes every
+    model camscope explains: modules, TorchScript, ``torch.compile`` and ``torch.export``."""
     import hashlib
 
+    state = (
+        model.state_dict  # an ExportedProgram holds its weights as a plain dict
+        if isinstance(model, torch.export.ExportedProgram)
+        else eager_model(model).state_dict()
+    )
     digest = hashlib.sha256()
     with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
+        for name, tensor in sorted(state.items()):
             if not isinstance(tensor, torch.Tensor):
                 continue
             digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
