@@ -391,7 +391,7 @@ class _Run:
         scores = torch.cat(self.scores) if self.scores else None
         if self.files is not None:
             stem = self.files.out.parent / self.files.stem
-            if Path(f"{stem}.outputs.npy").exists() and self.files.layout.get("outputs"):
+            if self.files.layout.get("outputs"):
                 outputs = torch.from_numpy(np.load(f"{stem}.outputs.npy", mmap_mode="c"))
             if self.files.layout.get("scores"):
                 scores = torch.from_numpy(np.load(f"{stem}.scores.npy"))

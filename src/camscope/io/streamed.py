@@ -263,8 +263,8 @@ class ScanFiles:
                 size = (layout["outputs"], *self.scan_size)
                 offsets["outputs"] = _new_npy(self.work / "outputs.npy", size, dtype)
             if layout.get("scores"):
-                size = (1, self.windows, layout["scores"])
-                offsets["scores"] = _new_npy(self.work / "scores.npy", size[1:], dtype)
+                size = (self.windows, layout["scores"])
+                offsets["scores"] = _new_npy(self.work / "scores.npy", size, dtype)
             layout["offsets"] = offsets
             layout["sizes"] = {  # checked before a resume: a damaged file is never trusted
                 path.name: (path.stat().st_size if path.is_file() else -1)
@@ -285,7 +285,7 @@ class ScanFiles:
         if layout.get("outputs"):
             size = (layout["outputs"], *self.scan_size)
             self._outputs = _RowFile(self.work / "outputs.npy", offsets["outputs"], size, dtype)
-        if layout.get("scores"):
+        if layout.get("scores"):  # one "channel" of window rows
             size = (1, self.windows, layout["scores"])
             self._scores = _RowFile(self.work / "scores.npy", offsets["scores"], size, dtype)
 
@@ -477,7 +477,6 @@ def job_identity(
     (which cannot be recognised again)."""
     if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
         return None
-    import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     from camscope.engine import weights_digest
@@ -487,11 +486,6 @@ def job_identity(
     except PackageNotFoundError:  # a source tree without installation
         camscope_version = "0.0.0"
 
-    scan_digest = hashlib.sha256(str((tuple(data.shape), str(data.dtype))).encode())
-    flat = data.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
-    step = 1 << 26
-    for begin in range(0, len(flat), step):
-        scan_digest.update(flat[begin : begin + step].data)
     described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
     if isinstance(targets, RegionTarget | VoxelTarget):
         targets = [targets]
@@ -505,7 +499,7 @@ def job_identity(
             for t in targets
         ]
     return {
-        "scan": scan_digest.hexdigest()[:16],
+        "scan": _digest(data),
         "model": f"{type(model).__qualname__}:{weights_digest(model)}",
         "method": method,
         "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
@@ -520,11 +514,16 @@ def job_identity(
 
 
 def _digest(tensor: torch.Tensor) -> str:
+    """Shape, dtype and a SHA-256 of the values, read in 64 MB pieces (a whole scan is never
+    copied to bytes)."""
     import hashlib
 
     flat = tensor.detach().cpu().contiguous().view(-1)
-    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8)
-    return f"{tuple(tensor.shape)}:{hashlib.sha256(raw.numpy().tobytes()).hexdigest()[:16]}"
+    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8).numpy()
+    digest = hashlib.sha256()
+    for begin in range(0, len(raw), 1 << 26):
+        digest.update(raw[begin : begin + (1 << 26)].data)
+    return f"{tuple(tensor.shape)}:{tensor.dtype}:{digest.hexdigest()[:16]}"
 
 
 def _describe(options: dict[str, Any]) -> str:

@@ -146,18 +146,10 @@ def train_unet(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from monai.losses import DiceCELoss
-        from monai.networks.nets import UNet
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = UNet(
-        spatial_dims=3,
-        in_channels=1,
-        out_channels=2,
-        channels=(16, 32, 64),
-        strides=(2, 2),
-        num_res_units=1,
-    )
+    model = _unet()
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     half = patch // 2
@@ -187,18 +179,27 @@ def train_unet(
     return model.eval()
 
 
-def _check_methods(methods: tuple[str, ...], roi: int) -> None:
-    """Explain one window of zeros with an untrained network of the same architecture, so a
-    method that cannot work on it (guided rules on PReLU, CAM without global pooling) is refused
-    before the training."""
+def _unet() -> torch.nn.Module:
+    """The showcase's network: MONAI's ``UNet``, 16/32/64 channels, residual units, 2 classes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from monai.networks.nets import UNet
 
-    model = UNet(
-        spatial_dims=3, in_channels=1, out_channels=2, channels=(16, 32, 64), strides=(2, 2),
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        channels=(16, 32, 64),
+        strides=(2, 2),
         num_res_units=1,
-    ).eval()  # fmt: skip
+    )
+
+
+def _check_methods(methods: tuple[str, ...], roi: int) -> None:
+    """Explain one window of zeros with an untrained network of the same architecture, so a
+    method that cannot work on it (guided rules on PReLU, CAM without global pooling) is refused
+    before the training."""
+    model = _unet().eval()
     window = torch.zeros(1, 1, roi, roi, roi)
     mask = torch.zeros(roi, roi, roi, dtype=torch.bool)
     mask[roi // 2, roi // 2, roi // 2] = True
