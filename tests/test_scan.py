@@ -485,3 +485,27 @@ def test_voxel_targets_over_a_scan_are_at_scan_positions():
         )
     with pytest.raises(camscope.TargetError, match="0 or more"):
         camscope.targets.region_target(-1, one)
+
+
+def test_region_and_voxel_targets_over_a_2d_scan():
+    """The same cropping in 2D: a one-window scan equals explain() with the region; a voxel
+    target equals a region of that one pixel; windows away from it explain nothing."""
+    model = _dense(2)
+    image = torch.randn(1, 16, 16, dtype=torch.float64)
+    region = torch.zeros(16, 16, dtype=torch.bool)
+    region[3:7, 5:11] = True
+    target = camscope.targets.region_target(1, region)
+    one = camscope.explain_scan(
+        model, image, method="grad_cam", layer="0", roi_size=16, targets=[target], progress=False
+    )
+    direct = camscope.explain(model, image[None], method="grad_cam", layer="0", targets=target)
+    torch.testing.assert_close(one.maps, direct.upsample().maps[0])
+    long = torch.randn(1, 60, 16, dtype=torch.float64)
+    pixel = torch.zeros(60, 16, dtype=torch.bool)
+    pixel[50, 7] = True
+    targets = [camscope.targets.voxel_target(2, (50, 7)), camscope.targets.region_target(2, pixel)]
+    both = camscope.explain_scan(
+        model, long, method="saliency", roi_size=16, overlap=0.0, progress=False, targets=targets
+    )
+    torch.testing.assert_close(both.maps[0], both.maps[1])
+    assert both.maps[0, :44].abs().max() == 0 and both.maps[0, 44:].abs().max() > 0

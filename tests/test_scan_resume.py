@@ -408,3 +408,19 @@ def test_scripted_exported_and_compiled_models_stream_and_resume(tmp_path, monke
     done = camscope.explain_scan(wrapped, _scan(), out=tmp_path / "maps.npy", **settings)
     assert counting.calls < -(-len(done.windows) // 3)  # resumed, not started over
     np.testing.assert_allclose(np.load(done.files[0]), eager.maps.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_2d_scan_resumes_to_the_same_bytes(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    image = torch.randn(1, 90, 37, generator=torch.Generator().manual_seed(2))
+    settings = dict(method="grad_cam", roi_size=16, batch_size=2, progress=False)
+    (tmp_path / "whole").mkdir()
+    camscope.explain_scan(model, image, out=tmp_path / "whole" / "maps.zarr", **settings)
+    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=9))
+    with pytest.raises(KeyboardInterrupt):
+        camscope.explain_scan(model, image, out=tmp_path / "maps.zarr", **settings)
+    monkeypatch.setattr("camscope.scan.explain", counting := _Interrupt(after=10**6))
+    done = camscope.explain_scan(model, image, out=tmp_path / "maps.zarr", **settings)
+    assert 0 < counting.calls < -(-len(done.windows) // 2)
+    assert _tree(tmp_path / "maps.zarr") == _tree(tmp_path / "whole" / "maps.zarr")
