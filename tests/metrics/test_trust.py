@@ -200,6 +200,38 @@ def test_mprt_leaves_the_model_alone_and_separates_methods(spatial_dims):
     assert independent.summary().keys() >= {"last", "average"}
 
 
+def test_mprt_by_blocks_redraws_every_layer_of_a_block():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    blocks = metrics.randomizable_blocks(model, x)
+    assert blocks == ["fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    assert len(metrics.randomizable_layers(model, x)) == 41  # 20 convolutions, 20 norms, fc
+    wrapped = nn.Sequential(model)  # a lone wrapper is looked through
+    assert metrics.randomizable_blocks(wrapped, x) == [f"0.{name}" for name in blocks]
+    # a block named in ``layers`` is re-drawn whole (a container has no parameters of its own)
+    small = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)),
+        nn.Flatten(),
+        nn.Linear(64, 2),
+    )
+    y = torch.randn(2, 1, 8, 8)
+    before = [p.clone() for p in small.parameters()]
+    result = metrics.mprt(small, y, method="saliency", layers=["0"], targets=0, keep_maps=True)
+    assert result.layers == ["0"] and result.similarity.shape == (2, 1)
+    assert all(torch.equal(a, b) for a, b in zip(before, small.parameters(), strict=True))
+    by_blocks = metrics.mprt(small, y, method="saliency", layers="blocks", targets=0)
+    assert by_blocks.layers == ["2", "0"]
+    # the block step changes the map: both convolutions were re-drawn, not neither
+    assert not torch.allclose(result.maps[0], result.original)
+    with pytest.raises(camscope.InputError, match="no parameters to randomise"):
+        metrics.mprt(small, y, method="saliency", layers=["1"], targets=0)
+    with pytest.raises(camscope.InputError, match="'layers', 'blocks' or a list"):
+        metrics.mprt(small, y, method="saliency", layers="block", targets=0)
+
+
 def test_mprt_on_a_linear_model_by_hand():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double()
     x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
@@ -348,12 +380,29 @@ def test_3d_imputation_by_conjugate_gradients_equals_the_exact_solve(monkeypatch
     x = torch.randn(1, 2, 9, 10, 11, dtype=torch.float64)
     mask = torch.rand(1, 9, 10, 11) < 0.6
     iterative = metrics.noisy_linear_imputation(x, mask, noise=0)
-    exact_solve = road_module._solve
-    monkeypatch.setattr(
-        road_module, "_solve", lambda system, rhs, dims: exact_solve(system, rhs, 2)
-    )
+    from scipy.sparse.linalg import spsolve
+
+    monkeypatch.setattr(road_module, "_solve", lambda system, rhs, *where: spsolve(system, rhs))
     exact = metrics.noisy_linear_imputation(x, mask, noise=0)
     torch.testing.assert_close(iterative, exact, rtol=1e-7, atol=1e-8)
+
+
+def test_2d_imputation_in_dissection_order_equals_a_plain_sparse_solve(monkeypatch):
+    import sys
+
+    from scipy.sparse.linalg import spsolve
+
+    road_module = sys.modules["camscope.metrics.road"]
+    rank = road_module._dissection_rank((23, 31))
+    assert sorted(rank.tolist()) == list(range(23 * 31))  # an ordering of every position
+    x = torch.randn(4, 3, 23, 31, dtype=torch.float64)
+    mask = torch.rand(4, 23, 31) < torch.linspace(0.05, 0.95, 4)[:, None, None]
+    mask[3, 5:20, 2:30] = True  # one large hole as well
+    ordered = metrics.noisy_linear_imputation(x, mask, noise=0)
+    monkeypatch.setattr(road_module, "_solve", lambda system, rhs, *where: spsolve(system, rhs))
+    plain = metrics.noisy_linear_imputation(x, mask, noise=0)
+    torch.testing.assert_close(ordered, plain, rtol=1e-10, atol=1e-12)
+    assert not torch.equal(ordered[mask[:, None].expand_as(x)], x[mask[:, None].expand_as(x)])
 
 
 def test_bad_arguments_of_the_trust_metrics_are_one_clear_error():
