@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import camscope
 from camscope.cli.main import cli
 from camscope.errors import CamscopeError
 from camscope.evaluation import evaluate
@@ -427,6 +428,16 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert "passes the sanity check" in result.output
     report = (tmp_path / "o" / "report.html").read_text()
     assert "MPRT: similarity as layers are randomised" in report
+    blocks = CliRunner().invoke(
+        cli,
+        ["evaluate", "sanity", str(data), "--model", "tiny2d", "--methods", "saliency",
+         "--randomize", "blocks", "--out", str(tmp_path / "b"), "--quiet"],
+    )  # fmt: skip
+    assert blocks.exit_code == 0, blocks.output
+    rows = json.loads((tmp_path / "b" / "results.json").read_text())["rows"]
+    model = create_model("tiny2d")
+    expected = camscope.metrics.randomizable_blocks(model, torch.zeros(1, 1, 16, 16))
+    assert rows[0]["layers"] == expected and expected
     missing = CliRunner().invoke(cli, ["evaluate", "sanity", "--out", str(tmp_path / "p")])
     assert missing.exit_code == 2 and "--benchmark" in missing.output
 
@@ -479,7 +490,7 @@ def test_sanity_command_mistakes_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_subtomogram_data_randomisation_control_is_trained_like_the_model(tmp_path):
+def test_subtomogram_data_randomisation_control_fits_its_permuted_labels(tmp_path, monkeypatch):
     from camscope.evaluation import benchmarks
     from camscope.io.checkpoints import read_checkpoint
     from camscope.reproduce import respond_cam
@@ -487,9 +498,12 @@ def test_subtomogram_data_randomisation_control_is_trained_like_the_model(tmp_pa
     config = dataclasses.replace(respond_cam.SCALES["smoke"], snrs=(math.inf,))
     respond_cam.run(tmp_path / "rc", config, progress=False, log=lambda *_: None)
     stem = tmp_path / "rc" / "models" / "cnn2_snr-inf"
+    monkeypatch.setattr(benchmarks, "CONTROL_PER_CLASS", 4)  # smaller and shorter than the
+    monkeypatch.setattr(benchmarks, "CONTROL_EPOCHS", 30)  # real control, for the test's time
+    lines: list[str] = []
     built = benchmarks.subtomograms(
         tmp_path / "sanity",
-        log=lambda *_: None,
+        log=lines.append,
         quiet=True,
         model_path=str(stem),
         snr=math.inf,
@@ -498,11 +512,17 @@ def test_subtomogram_data_randomisation_control_is_trained_like_the_model(tmp_pa
         control=True,
     )
     assert built.control is not None and not built.control.training
+    # Adebayo's control memorises its labels (the reproduction's 6 epochs on all data did not).
+    fit = built.extra["control"]
+    assert fit["n_train"] == 4 * 23 and fit["epochs"] == 30
+    assert fit["train_accuracy"] >= 0.9, fit
+    assert any("fits" in line and "92 training labels" in line for line in lines)
     saved = read_checkpoint(tmp_path / "sanity" / "model" / "cnn2-permuted-labels")
     original = read_checkpoint(stem)
     identity, reference = saved.metadata["identity"], original.metadata["identity"]
-    assert identity["labels"] == "permuted, seed 0"
-    assert {k: v for k, v in identity.items() if k != "labels"} == reference
+    assert identity["labels"] == "permuted, seed 0" and identity["n_train"] == 92
+    assert identity["training"] == {**reference["training"], "epochs": 30}  # else the same
+    assert identity["simulation"] == reference["simulation"]
     different = any(
         not torch.equal(a, b)
         for a, b in zip(
@@ -510,6 +530,15 @@ def test_subtomogram_data_randomisation_control_is_trained_like_the_model(tmp_pa
         )
     )
     assert different
+
+
+def test_control_note_says_when_the_control_has_not_fitted():
+    from camscope.evaluation.sanity import control_note
+
+    fitted = control_note({"n_train": 230, "epochs": 60, "train_accuracy": 1.0})
+    assert "230 inputs" in fitted and "fits 100%" in fitted and "weaker" not in fitted
+    unfitted = control_note({"n_train": 6900, "epochs": 6, "train_accuracy": 0.05})
+    assert "fits 5%" in unfitted and "weaker control" in unfitted
 
 
 def test_subtomogram_control_needs_a_reproduction_model(tmp_path):
@@ -544,6 +573,8 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
     sanity = saved.get("sanity") or saved.get("extra", {}).get("sanity")
     assert [row["method"] for row in sanity] == ["grad_cam", "grad_cam_pp"]
     assert all("data_randomization" in row for row in sanity)  # the control was trained
+    note = saved.get("sanity_control") or saved.get("extra", {}).get("sanity_control")
+    assert note.startswith("trained 1 epochs on 32 inputs with permuted labels; fits ")
     assert sorted(p.name for p in (out / "plots").glob("sanity_*.png")) == [
         "sanity_mprt_curves.png",
         "sanity_mprt_maps.png",
@@ -551,3 +582,4 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
     page = (out / "report.html").read_text()
     assert "<h2>Sanity checks</h2>" in page and "mprt_first" in page  # a table of its own
     assert "passes the sanity check on this model" in page
+    assert "with permuted labels; fits" in page  # how well the control fits its labels

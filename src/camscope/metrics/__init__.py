@@ -48,6 +48,8 @@ from camscope.metrics.randomization import (
     map_similarity,
     mprt,
     random_logit,
+    randomizable_blocks,
+    randomizable_layers,
 )
 from camscope.metrics.road import RoadResult, noisy_linear_imputation, road
 from camscope.metrics.robustness import (
@@ -91,6 +93,8 @@ __all__ = [
     "one_pixel_sensitivity",
     "pointing_game",
     "random_logit",
+    "randomizable_blocks",
+    "randomizable_layers",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "road",

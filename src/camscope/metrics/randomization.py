@@ -40,6 +40,7 @@ __all__ = [
     "map_similarity",
     "mprt",
     "random_logit",
+    "randomizable_blocks",
     "randomizable_layers",
 ]
 
@@ -82,27 +83,49 @@ def map_similarity(first: torch.Tensor, second: torch.Tensor, kind: Similarity) 
     raise InputError(f"similarity {kind!r} unknown; use spearman, abs_spearman, pearson or ssim")
 
 
+def _owns_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
+
+
 def randomizable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """The modules that own parameters, from the output down (the order they finish, reversed)."""
-    owned = {
-        name
-        for name, module in model.named_modules()
-        if name and any(True for _ in module.parameters(recurse=False))
-    }
+    owned = {name for name, module in model.named_modules() if name and _owns_parameters(module)}
     traced = [trace.name for trace in trace_modules(model, inputs[:1]) if trace.name in owned]
     return traced[::-1]
 
 
+def randomizable_blocks(model: nn.Module, inputs: torch.Tensor) -> list[str]:
+    """The model's top-level blocks that hold parameters, from the output down: its children
+    (looking through a lone wrapper such as ``model.net``), as Adebayo et al. randomised
+    Inception v3 block by block. Fewer steps than :func:`randomizable_layers` (7 instead of 41
+    on a ResNet-18: its stem convolution and normalisation, ``layer1``–``layer4``, ``fc``)."""
+    prefix, top = "", model
+    while True:
+        holders = [(n, c) for n, c in top.named_children() if any(True for _ in c.parameters())]
+        if len(holders) != 1 or _owns_parameters(top):
+            break
+        prefix, top = f"{prefix}{holders[0][0]}.", holders[0][1]
+    names = {f"{prefix}{name}" for name, _ in holders}
+    traced = [trace.name for trace in trace_modules(model, inputs[:1]) if trace.name in names]
+    return traced[::-1]
+
+
 def _redraw(module: nn.Module, seed: int) -> None:
+    """Re-draw every parameter in ``module`` (a layer or a whole block), seeded: each submodule
+    that owns parameters by its own initialiser (``reset_parameters()``), else from a normal
+    distribution of the parameter's spread."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-            return
-        for parameter in module.parameters(recurse=False):
-            spread = float(parameter.std()) if parameter.numel() > 1 else 1.0
-            parameter.normal_(0.0, spread or 1.0)
+        for part in module.modules():
+            if not _owns_parameters(part):
+                continue
+            reset = getattr(part, "reset_parameters", None)
+            if callable(reset):
+                reset()
+                continue
+            for parameter in part.parameters(recurse=False):
+                spread = float(parameter.std()) if parameter.numel() > 1 else 1.0
+                parameter.normal_(0.0, spread or 1.0)
 
 
 @dataclass(frozen=True)
@@ -193,7 +216,7 @@ def mprt(
     order: Literal["cascading", "independent"] = "cascading",
     similarity: Similarity = "spearman",
     seed: int = 0,
-    layers: list[str] | None = None,
+    layers: list[str] | Literal["layers", "blocks"] = "layers",
     keep_maps: bool = False,
     noise_samples: int = 0,
     **method_options: Any,
@@ -210,7 +233,10 @@ def mprt(
         order: ``"cascading"`` (top down, cumulative) or ``"independent"`` (one layer at a time).
         similarity: see :func:`map_similarity`.
         seed: seed of the re-drawn parameters (step ``l`` uses ``seed + l``).
-        layers: the layers to randomise, top first; default :func:`randomizable_layers`.
+        layers: what one step randomises: ``"layers"`` (every module that owns parameters,
+            :func:`randomizable_layers`), ``"blocks"`` (the model's top-level blocks,
+            :func:`randomizable_blocks`: fewer steps, so proportionally faster), or a list of
+            module names, top first (a name may be a whole block).
         keep_maps: keep every step's maps (for pictures, the Adebayo figure).
         noise_samples: Smooth MPRT (Hedström et al. 2023): compare SmoothGrad maps of this many
             noisy copies (denoised, so that noise in the maps does not hide the trend).
@@ -226,16 +252,26 @@ def mprt(
     classes = _fixed_targets(model, inputs, targets)
     explain = _explainer(inputs, method, classes, layer, method_options, noise_samples)
     original = explain(model)
-    names = layers if layers is not None else randomizable_layers(model, inputs)
+    if layers == "layers":
+        names = randomizable_layers(model, inputs)
+    elif layers == "blocks":
+        names = randomizable_blocks(model, inputs)
+    elif isinstance(layers, str):
+        raise InputError(f"layers must be 'layers', 'blocks' or a list of names, not {layers!r}")
+    else:
+        names = list(layers)
     if not names:
         raise InputError("the model has no layer with parameters to randomise")
     randomized = copy.deepcopy(model)
-    state = copy.deepcopy(randomized.state_dict())
     modules = dict(randomized.named_modules())
-    columns, kept = [], []
-    for step, name in enumerate(names):
+    for name in names:  # all checked before the first (slow) step
         if name not in modules:
             raise InputError(f"no layer named {name!r} in the model")
+        if not any(True for _ in modules[name].parameters()):
+            raise InputError(f"layer {name!r} has no parameters to randomise")
+    state = copy.deepcopy(randomized.state_dict())
+    columns, kept = [], []
+    for step, name in enumerate(names):
         if order == "independent":
             randomized.load_state_dict(state)
         _redraw(modules[name], seed + step)
