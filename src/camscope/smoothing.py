@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from camscope.checks import check_inputs
+from camscope.engine import any_model
 from camscope.errors import InputError
 from camscope.explain import explain
 from camscope.explanation import Explanation
@@ -29,6 +30,7 @@ __all__ = ["SMOOTHING_BUDGET", "smooth"]
 SMOOTHING_BUDGET = 16_000_000
 
 
+@any_model
 def smooth(
     model: nn.Module,
     inputs: torch.Tensor,

@@ -19,6 +19,7 @@ from camscope.engine.capture import (
 )
 from camscope.engine.state import (
     ModelState,
+    any_model,
     call_model,
     eager_model,
     is_exported,
@@ -31,6 +32,7 @@ __all__ = [
     "ModelState",
     "Recording",
     "StopForward",
+    "any_model",
     "auto_chunk_size",
     "batched_vjp",
     "call_model",

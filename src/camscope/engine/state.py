@@ -7,15 +7,24 @@ would change the user's model behind their back.
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from camscope.errors import CamscopeError, ModelError
 
-__all__ = ["ModelState", "call_model", "eager_model", "is_exported", "weights_digest"]
+__all__ = [
+    "ModelState",
+    "any_model",
+    "call_model",
+    "eager_model",
+    "is_exported",
+    "weights_digest",
+]
 
 
 def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
@@ -67,6 +76,26 @@ def eager_model(model: Any) -> Any:
     if isinstance(model, torch.export.ExportedProgram):
         return torch.export.unflatten(model)
     return model
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def any_model(function: Function) -> Function:
+    """Decorator for public functions whose first argument is ``model``: a compiled
+    (``torch.compile``) or exported (``torch.export``) model is converted once by
+    :func:`eager_model` before the function sees it, so every metric takes what ``explain()``
+    takes."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (eager_model(args[0]), *args[1:])
+        elif "model" in kwargs:
+            kwargs["model"] = eager_model(kwargs["model"])
+        return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 #: Models being explained right now, by id: a second explanation of the same model from another

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from camscope.engine import any_model
 from camscope.metrics import map_similarity, mprt, random_logit, road
 
 __all__ = [
@@ -75,6 +76,7 @@ class SanityResult:
         return row
 
 
+@any_model
 def sanity_check(
     model: nn.Module,
     inputs: torch.Tensor,

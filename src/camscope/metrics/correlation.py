@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camscope.engine import any_model
 from camscope.errors import InputError
 from camscope.metrics._stats import PerSample
 from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
@@ -49,6 +50,7 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, (a * b).sum(1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
 
 
+@any_model
 def faithfulness_correlation(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -92,6 +94,7 @@ def faithfulness_correlation(
     return PerSample(_pearson(totals, drops), "faithfulness_correlation")
 
 
+@any_model
 def infidelity(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -134,6 +137,7 @@ def infidelity(
     return PerSample((predicted - actual).square().mean(1), "infidelity")
 
 
+@any_model
 def occlusion_agreement(
     model: nn.Module,
     inputs: torch.Tensor,

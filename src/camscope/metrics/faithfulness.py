@@ -15,7 +15,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from camscope.engine import ModelState, call_model
+from camscope.engine import ModelState, any_model, call_model
 from camscope.errors import InputError, TargetError
 from camscope.metrics._shapes import one_map_per_sample
 from camscope.metrics._stats import mean_std
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 
+@any_model
 def target_probabilities(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 32
 ) -> torch.Tensor:
@@ -46,6 +47,7 @@ def target_probabilities(
     return target_outputs(model, inputs, targets, batch_size=batch_size)[0]
 
 
+@any_model
 def target_outputs(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -160,6 +162,7 @@ def _confidence(
     return ConfidenceResult(original=original, masked=masked, drop=drop, increase=masked > original)
 
 
+@any_model
 def average_drop(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -251,6 +254,7 @@ def _curve(
     return CurveResult(auc=auc, curves=curves, fractions=counts.double() / positions)
 
 
+@any_model
 def deletion(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -281,6 +285,7 @@ def deletion(
     )
 
 
+@any_model
 def insertion(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -319,6 +324,7 @@ class FidelityResult:
         return {"fidelity": mean, "fidelity_std": std}
 
 
+@any_model
 def fidelity(
     model: nn.Module,
     inputs: torch.Tensor,

@@ -12,13 +12,19 @@
 
 The user's model is never changed: randomisation works on a copy (``copy.deepcopy``), re-drawn
 with ``reset_parameters()`` (the layer's own initialiser) under a seed, so results are the same
-for the same seed. Targets stay the original model's (its predicted class by default).
+for the same seed. Compiled and exported models are taken too: a ``torch.export`` program's
+module cannot be deep-copied, so it is randomised in place and restored exactly afterwards (also
+on an error); its layers, like TorchScript's, have no initialiser of their own and are re-drawn
+from a normal distribution of each parameter's spread. TorchScript runs no hooks: its layers are
+taken in the order they are defined. Targets stay the original model's (its predicted class by
+default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +33,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from camscope.engine import ModelState, call_model, trace_modules
+from camscope.engine import ModelState, any_model, call_model, trace_modules
 from camscope.errors import InputError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
@@ -87,13 +93,42 @@ def _owns_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _run_order(model: nn.Module, inputs: torch.Tensor) -> list[str]:
+    """Module names in the order they finish on ``inputs``; for TorchScript, which runs no
+    hooks, the order they are defined in (the run order of sequential networks)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return [name for name, _ in model.named_modules()]
+    return [trace.name for trace in trace_modules(model, inputs[:1])]
+
+
+@contextlib.contextmanager
+def _working_copy(model: nn.Module) -> Iterator[nn.Module]:
+    """A copy of ``model`` to randomise. A model that cannot be deep-copied (a ``torch.export``
+    program's module: its graph holds fake tensors) is randomised in place instead, and every
+    parameter and buffer is put back afterwards, on an error or Ctrl-C too."""
+    try:
+        duplicate = copy.deepcopy(model)
+    except RuntimeError:
+        duplicate = None
+    if duplicate is not None:
+        yield duplicate
+        return
+    saved = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            model.load_state_dict(saved)
+
+
+@any_model
 def randomizable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """The modules that own parameters, from the output down (the order they finish, reversed)."""
     owned = {name for name, module in model.named_modules() if name and _owns_parameters(module)}
-    traced = [trace.name for trace in trace_modules(model, inputs[:1]) if trace.name in owned]
-    return traced[::-1]
+    return [name for name in _run_order(model, inputs) if name in owned][::-1]
 
 
+@any_model
 def randomizable_blocks(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """The model's top-level blocks that hold parameters, from the output down: its children
     (looking through a lone wrapper such as ``model.net``), as Adebayo et al. randomised
@@ -106,8 +141,7 @@ def randomizable_blocks(model: nn.Module, inputs: torch.Tensor) -> list[str]:
             break
         prefix, top = f"{prefix}{holders[0][0]}.", holders[0][1]
     names = {f"{prefix}{name}" for name, _ in holders}
-    traced = [trace.name for trace in trace_modules(model, inputs[:1]) if trace.name in names]
-    return traced[::-1]
+    return [name for name in _run_order(model, inputs) if name in names][::-1]
 
 
 def _redraw(module: nn.Module, seed: int) -> None:
@@ -206,6 +240,7 @@ def _fixed_targets(model: nn.Module, inputs: torch.Tensor, targets: Any) -> torc
         return call_model(model, inputs).argmax(1)
 
 
+@any_model
 def mprt(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -262,23 +297,24 @@ def mprt(
         names = list(layers)
     if not names:
         raise InputError("the model has no layer with parameters to randomise")
-    randomized = copy.deepcopy(model)
-    modules = dict(randomized.named_modules())
+    modules = dict(model.named_modules())
     for name in names:  # all checked before the first (slow) step
         if name not in modules:
             raise InputError(f"no layer named {name!r} in the model")
         if not any(True for _ in modules[name].parameters()):
             raise InputError(f"layer {name!r} has no parameters to randomise")
-    state = copy.deepcopy(randomized.state_dict())
     columns, kept = [], []
-    for step, name in enumerate(names):
-        if order == "independent":
-            randomized.load_state_dict(state)
-        _redraw(modules[name], seed + step)
-        maps = explain(randomized)
-        columns.append(map_similarity(original, maps, similarity))
-        if keep_maps:
-            kept.append(maps)
+    with _working_copy(model) as randomized:
+        modules = dict(randomized.named_modules())
+        state = copy.deepcopy(randomized.state_dict())
+        for step, name in enumerate(names):
+            if order == "independent":
+                randomized.load_state_dict(state)
+            _redraw(modules[name], seed + step)
+            maps = explain(randomized)
+            columns.append(map_similarity(original, maps, similarity))
+            if keep_maps:
+                kept.append(maps)
     return MPRTResult(
         layers=list(names),
         similarity=torch.stack(columns, dim=1),
@@ -299,6 +335,7 @@ def _entropy(maps: torch.Tensor, bins: int) -> torch.Tensor:
     return -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
 
 
+@any_model
 def efficient_mprt(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -317,14 +354,16 @@ def efficient_mprt(
     classes = _fixed_targets(model, inputs, targets)
     explain = _explainer(inputs, method, classes, layer, method_options)
     before = _entropy(explain(model), bins)
-    randomized = copy.deepcopy(model)
-    modules = dict(randomized.named_modules())
-    for step, name in enumerate(randomizable_layers(model, inputs)):
-        _redraw(modules[name], seed + step)
-    after = _entropy(explain(randomized), bins)
+    names = randomizable_layers(model, inputs)
+    with _working_copy(model) as randomized:
+        modules = dict(randomized.named_modules())
+        for step, name in enumerate(names):
+            _redraw(modules[name], seed + step)
+        after = _entropy(explain(randomized), bins)
     return PerSample(after / before.clamp_min(1e-12), "emprt")
 
 
+@any_model
 def random_logit(
     model: nn.Module,
     inputs: torch.Tensor,

@@ -33,6 +33,7 @@ from scipy.sparse import csc_matrix, diags
 from scipy.sparse.linalg import cg, splu, spsolve
 from torch import nn
 
+from camscope.engine import any_model
 from camscope.errors import InputError
 from camscope.metrics._stats import mean_std
 from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
@@ -258,6 +259,7 @@ def _removal_masks(
     return (rank[None] < counts[:, None, None]).view(len(percentages), batch, *shape)
 
 
+@any_model
 def road(
     model: nn.Module,
     inputs: torch.Tensor,
