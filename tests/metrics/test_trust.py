@@ -57,6 +57,19 @@ def test_imputation_is_exact_on_linear_fields_and_seeded(spatial_dims):
     assert torch.equal(a[:, :, ~mask[0]], x[:, :, ~mask[0]])  # known values untouched
 
 
+def test_imputation_takes_a_channel_axis_mask_and_refuses_bad_input():
+    x = torch.randn(2, 3, 8, 8)
+    mask = torch.rand(2, 8, 8) < 0.3
+    same = metrics.noisy_linear_imputation(x, mask[:, None], noise=0)
+    torch.testing.assert_close(same, metrics.noisy_linear_imputation(x, mask, noise=0))
+    with pytest.raises(camscope.InputError, match="floating point"):
+        metrics.noisy_linear_imputation((x * 50).to(torch.uint8), mask)
+    with pytest.raises(camscope.InputError, match="non-negative"):
+        metrics.noisy_linear_imputation(x, mask, noise=-1)
+    with pytest.raises(camscope.InputError, match="boolean"):
+        metrics.noisy_linear_imputation(x, mask.float())
+
+
 def test_imputation_equals_quantus_with_no_noise():
     from quantus.functions.perturb_func import noisy_linear_imputation as theirs
 
@@ -418,6 +431,8 @@ def test_bad_arguments_of_the_trust_metrics_are_one_clear_error():
         (lambda: metrics.faithfulness_correlation(model, x, maps, y, subset_size=0), "1..256"),
         (lambda: metrics.infidelity(model, x, maps, y, samples=0), "samples must be"),
         (lambda: metrics.mprt(model, x, method="saliency", noise_samples=-1), "0 \\(plain"),
+        (lambda: metrics.relevance_mass_accuracy(maps, torch.ones(2, 3)), "boxes must be"),
+        (lambda: metrics.energy_pointing_game(maps, torch.ones(2, 5)), "got shape \\(2, 5\\)"),
     ]
     for call, message in bad:
         with pytest.raises(camscope.CamscopeError, match=message):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from camscope.engine.state import call_model
+from camscope.engine.state import ModelState, call_model
 from camscope.engine.vjp import auto_chunk_size, chunked_vjp
 from camscope.errors import LayerError
 
@@ -315,7 +315,7 @@ def trace_modules(model: nn.Module, inputs: torch.Tensor) -> list[ModuleTrace]:
         for name, module in model.named_modules():  # the model itself too (name ""): its output
             hook = make_hook(name, module_kind(module, name))
             handles.append(attach_hook(module, name or "the model", hook))
-        with torch.no_grad():
+        with ModelState(model), torch.no_grad():  # eval mode: batch statistics untouched
             call_model(model, inputs)
     finally:
         for handle in handles:

@@ -62,6 +62,11 @@ class PointingResult:
 
 def _as_numpy_maps(saliency: Any, truth: Any) -> np.ndarray:
     """``(B, *S)`` float64 maps from a tensor, ``(B, 1, *S)`` or an Explanation."""
+    if isinstance(truth, torch.Tensor) and truth.ndim == 2 and truth.shape[1] not in (4, 6):
+        raise InputError(
+            f"boxes must be (B, 4) as (y0, x0, y1, x1) or (B, 6) as (z0, y0, x0, z1, y1, x1), "
+            f"got shape {tuple(truth.shape)}; masks are (B, H, W) or (B, D, H, W)"
+        )
     if isinstance(truth, torch.Tensor) and truth.ndim >= 2:
         boxes = truth.ndim == 2 and truth.shape[1] in (4, 6) and truth.dtype != torch.bool
         if boxes or truth.ndim >= 3:  # valid boxes, or masks: their number of axes is known

@@ -14,16 +14,18 @@ The user's model is never changed: randomisation works on a copy (``copy.deepcop
 with ``reset_parameters()`` (the layer's own initialiser) under a seed, so results are the same
 for the same seed. Compiled and exported models are taken too: a ``torch.export`` program's
 module cannot be deep-copied, so it is randomised in place and restored exactly afterwards (also
-on an error); its layers, like TorchScript's, have no initialiser of their own and are re-drawn
-from a normal distribution of each parameter's spread. TorchScript runs no hooks: its layers are
-taken in the order they are defined. Targets stay the original model's (its predicted class by
-default).
+on an error); its layers, like TorchScript's, have lost ``reset_parameters()``, so convolutions,
+linear layers and batch normalisations are re-drawn as PyTorch's initialisers would (the same
+numbers as the eager model's), anything else from a normal distribution of each parameter's
+spread. TorchScript runs no hooks: its layers are taken in the order they are defined. Targets
+stay the original model's (its predicted class by default).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,8 +35,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from camscope.engine import ModelState, any_model, call_model, trace_modules
-from camscope.errors import InputError, MethodError
+from camscope.checks import check_inputs
+from camscope.engine import ModelState, any_model, call_model, is_exported, trace_modules
+from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
 from camscope.metrics._stats import PerSample, mean_std
@@ -121,9 +124,20 @@ def _working_copy(model: nn.Module) -> Iterator[nn.Module]:
             model.load_state_dict(saved)
 
 
+def _check_layered(model: nn.Module) -> None:
+    """Refuse an exported program's ``.module()``: one graph, its parameters in no layers."""
+    if is_exported(model) and not hasattr(model, "module_call_graph"):
+        raise LayerError(
+            "this is an exported program's .module(): one graph whose parameters belong to no "
+            "layer, so there is nothing to randomise layer by layer; pass the ExportedProgram "
+            "itself, or torch.export.unflatten(program)"
+        )
+
+
 @any_model
 def randomizable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """The modules that own parameters, from the output down (the order they finish, reversed)."""
+    _check_layered(model)
     owned = {name for name, module in model.named_modules() if name and _owns_parameters(module)}
     return [name for name in _run_order(model, inputs) if name in owned][::-1]
 
@@ -134,6 +148,7 @@ def randomizable_blocks(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     (looking through a lone wrapper such as ``model.net``), as Adebayo et al. randomised
     Inception v3 block by block. Fewer steps than :func:`randomizable_layers` (7 instead of 41
     on a ResNet-18: its stem convolution and normalisation, ``layer1``–``layer4``, ``fc``)."""
+    _check_layered(model)
     prefix, top = "", model
     while True:
         holders = [(n, c) for n, c in top.named_children() if any(True for _ in c.parameters())]
@@ -146,8 +161,10 @@ def randomizable_blocks(model: nn.Module, inputs: torch.Tensor) -> list[str]:
 
 def _redraw(module: nn.Module, seed: int) -> None:
     """Re-draw every parameter in ``module`` (a layer or a whole block), seeded: each submodule
-    that owns parameters by its own initialiser (``reset_parameters()``), else from a normal
-    distribution of the parameter's spread."""
+    that owns parameters by its own initialiser (``reset_parameters()``); one without (a layer
+    of an exported program or of TorchScript) by PyTorch's default for its kind, draw for draw
+    (so the result equals the eager model's), else from a normal distribution of the
+    parameter's spread."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for part in module.modules():
@@ -156,10 +173,38 @@ def _redraw(module: nn.Module, seed: int) -> None:
             reset = getattr(part, "reset_parameters", None)
             if callable(reset):
                 reset()
-                continue
-            for parameter in part.parameters(recurse=False):
-                spread = float(parameter.std()) if parameter.numel() > 1 else 1.0
-                parameter.normal_(0.0, spread or 1.0)
+            elif not _reset_like_pytorch(part):
+                for parameter in part.parameters(recurse=False):
+                    spread = float(parameter.std()) if parameter.numel() > 1 else 1.0
+                    parameter.normal_(0.0, spread or 1.0)
+
+
+def _reset_like_pytorch(part: nn.Module) -> bool:
+    """What ``reset_parameters()`` of ``nn.Linear`` / ``nn.ConvNd`` (a weight of two or more
+    axes, an optional bias) or of a batch normalisation (a 1-D weight beside running
+    statistics) does, for a module that lost the method; False for anything else."""
+    parameters = dict(part.named_parameters(recurse=False))
+    buffers = dict(part.named_buffers(recurse=False))
+    weight, bias = parameters.get("weight"), parameters.get("bias")
+    if weight is None or not set(parameters) <= {"weight", "bias"}:
+        return False
+    if weight.ndim >= 2:
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None:
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
+            if fan_in:
+                nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        return True
+    if {"running_mean", "running_var"} <= set(buffers):
+        buffers["running_mean"].zero_()
+        buffers["running_var"].fill_(1)
+        if "num_batches_tracked" in buffers:
+            buffers["num_batches_tracked"].zero_()
+        nn.init.ones_(weight)
+        if bias is not None:
+            nn.init.zeros_(bias)
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -233,11 +278,29 @@ def _explainer(
 
 
 def _fixed_targets(model: nn.Module, inputs: torch.Tensor, targets: Any) -> torch.Tensor:
-    if targets is not None:
+    """One class per sample ``(B,)``: ``targets`` checked, or the model's prediction."""
+    inputs = check_inputs(model, inputs)
+    if targets is None:
+        with ModelState(model), torch.no_grad():
+            return call_model(model, inputs).argmax(1)
+    problem = "the randomisation tests compare one map per sample"
+    try:
         tensor = torch.as_tensor(targets)
-        return tensor.expand(len(inputs)) if tensor.ndim == 0 else tensor.reshape(len(inputs))
-    with ModelState(model), torch.no_grad():
-        return call_model(model, inputs).argmax(1)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(
+            f"targets must be a class index or one per sample, not {type(targets).__name__} "
+            f"({problem}; None explains each sample's predicted class)"
+        ) from None
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InputError(f"targets must be integer class indices, got {tensor.dtype}")
+    if tensor.ndim == 0:
+        return tensor.expand(len(inputs))
+    if tensor.numel() != len(inputs):
+        raise InputError(
+            f"targets must be one class per sample ({len(inputs)}), got shape "
+            f"{tuple(tensor.shape)} ({problem})"
+        )
+    return tensor.reshape(len(inputs))
 
 
 @any_model
@@ -351,10 +414,14 @@ def efficient_mprt(
     that of the trained model's, per sample ``(B,)``. Above 1: randomising the model made the
     maps more disordered (the method is sensitive to the model); near 1: it is not.
     """
+    if int(bins) < 2:
+        raise InputError(f"bins must be at least 2, got {bins}")
     classes = _fixed_targets(model, inputs, targets)
     explain = _explainer(inputs, method, classes, layer, method_options)
     before = _entropy(explain(model), bins)
     names = randomizable_layers(model, inputs)
+    if not names:
+        raise InputError("the model has no layer with parameters to randomise")
     with _working_copy(model) as randomized:
         modules = dict(randomized.named_modules())
         for step, name in enumerate(names):

@@ -195,8 +195,10 @@ def noisy_linear_imputation(
     does not depend on its batch).
 
     Args:
-        x: ``(B, C, *S)`` inputs, 2D or 3D.
-        mask: ``(B, *S)`` booleans, True where a value is removed and imputed.
+        x: ``(B, C, *S)`` inputs, 2D or 3D, floating point.
+        mask: ``(B, *S)`` (or ``(B, 1, *S)``) booleans, True where a value is removed and
+            imputed. A sample whose every position is removed has nothing to interpolate from:
+            it becomes zeros (plus the noise).
         noise: standard deviation of the added noise (0: none).
         seed: seed of the noise.
 
@@ -204,8 +206,15 @@ def noisy_linear_imputation(
         A new tensor like ``x``.
 
     Raises:
-        InputError: shapes that do not match, or a mask that is not boolean.
+        InputError: shapes that do not match, a mask that is not boolean, inputs that are not
+            floating point, a negative noise.
     """
+    if not x.is_floating_point():
+        raise InputError(f"x must be floating point, got {x.dtype}; convert with x.float()")
+    if noise < 0:
+        raise InputError(f"noise must be non-negative, got {noise}")
+    if mask.ndim == x.ndim and mask.shape[1] == 1:
+        mask = mask[:, 0]
     if x.ndim not in (4, 5) or mask.shape != (x.shape[0], *x.shape[2:]):
         raise InputError(
             f"x must be (B, C, *S) and mask (B, *S) of the same B and S, got {tuple(x.shape)} "
