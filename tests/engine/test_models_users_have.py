@@ -62,6 +62,12 @@ def test_exported_program_with_a_fixed_batch_says_how_to_export():
         camscope.explain(program, torch.randn(3, 1, 8, 8), method="saliency")
 
 
+def test_an_rgb_model_given_grey_images_says_so():
+    model = _eager()  # one input channel
+    with pytest.raises(ModelError, match=r"the inputs have 3 channel\(s\), the model's first"):
+        camscope.explain(model, torch.randn(2, 3, 8, 8), method="saliency")
+
+
 @pytest.mark.parametrize(
     "backend", ["eager", "aot_eager", pytest.param("inductor", marks=pytest.mark.slow)]
 )

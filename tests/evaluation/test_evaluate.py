@@ -428,6 +428,18 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert "passes the sanity check" in result.output
     report = (tmp_path / "o" / "report.html").read_text()
     assert "MPRT: similarity as layers are randomised" in report
+    assert "MPRT, top layer" in report and "mprt_first" not in report  # named columns
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    settings = saved["settings"]
+    assert settings["inputs"] == ["x0.npy", "x1.npy", "x2.npy"] and len(settings["targets"]) == 3
+    assert settings["targets_from"] == "the predicted classes" and settings["seed"] == 0
+    assert settings["randomize"] == "layers" and settings["model"] == "tiny2d"
+    assert saved["title"] == "3 inputs from d"
+    # 3 inputs, 8 asked for, and Grad-CAM's 4×4 maps: each said, not hidden
+    assert any("--count 8, but DATA holds 3" in note for note in saved["notes"])
+    assert any("only 3 input(s)" in note for note in saved["notes"])
+    assert any("few positions" in note and "grad_cam (16)" in note for note in saved["notes"])
+    assert "note: maps with few positions" in result.output
     blocks = CliRunner().invoke(
         cli,
         ["evaluate", "sanity", str(data), "--model", "tiny2d", "--methods", "saliency",
@@ -440,6 +452,38 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert rows[0]["layers"] == expected and expected
     missing = CliRunner().invoke(cli, ["evaluate", "sanity", "--out", str(tmp_path / "p")])
     assert missing.exit_code == 2 and "--benchmark" in missing.output
+    architecture = CliRunner().invoke(
+        cli,
+        ["evaluate", "sanity", str(data), "--model", "torchvision:resnet18", "--out",
+         str(tmp_path / "q")],
+    )  # fmt: skip
+    assert architecture.exit_code == 2 and "give it with --architecture" in architecture.output
+
+
+def test_sanity_command_on_a_torchscript_model_skips_what_cannot_run(tmp_path):
+    import warnings
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for index in range(4):
+        np.save(data / f"x{index}.npy", np.random.default_rng(index).random((16, 16)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        scripted = torch.jit.script(create_model("tiny2d", num_classes=3, input_size=16).eval())
+        torch.jit.save(scripted, str(tmp_path / "net.pt"))
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "sanity", str(data), "--model", str(tmp_path / "net.pt"), "--methods",
+         "saliency,grad-cam,guided-backprop", "--out", str(tmp_path / "o"), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [row["method"] for row in saved["rows"]] == ["saliency"]
+    assert sorted(saved["does_not_apply"]) == ["grad_cam", "guided_backprop"]
+    assert all(
+        "TorchScript runs no Python hooks" in why for why in saved["does_not_apply"].values()
+    )
+    assert "Does not apply to this model (TorchScript" in saved["verdict"]
 
 
 def test_sanity_command_mistakes_are_one_line(tmp_path):
@@ -580,6 +624,6 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
         "sanity_mprt_maps.png",
     ]
     page = (out / "report.html").read_text()
-    assert "<h2>Sanity checks</h2>" in page and "mprt_first" in page  # a table of its own
+    assert "<h2>Sanity checks</h2>" in page and "MPRT, top layer" in page  # a table of its own
     assert "passes the sanity check on this model" in page
     assert "with permuted labels; fits" in page  # how well the control fits its labels

@@ -161,3 +161,10 @@ def test_an_exported_programs_module_and_bad_arguments_are_clear_errors():
         metrics.efficient_mprt(model, x, method="saliency", bins=0)
     with pytest.raises(camscope.InputError, match="floating point"):
         metrics.mprt(model, (x * 100).to(torch.uint8), method="saliency")
+
+
+def test_relu_rules_on_torchscript_say_why_they_cannot_run():
+    _, kinds, x = _models()
+    for method in ("guided_backprop", "deconvnet"):
+        with pytest.raises(camscope.MethodError, match="TorchScript runs no Python hooks"):
+            camscope.explain(kinds["scripted"], x, method=method)

@@ -71,12 +71,18 @@ def _report(
 ) -> None:
     """Print the table; write results.csv, results.json, plots and the report."""
     from camscope.evaluation import format_rows, write_results
+    from camscope.evaluation.sanity import sanity_sections
     from camscope.render.report import write_evaluation_report
 
     click.echo(format_rows(rows, reference=reference))
     write_results(folder, rows, title=title, extra=extra)
     write_evaluation_report(
-        folder, rows, title=f"camscope evaluate: {title}", settings=extra, entries=examples
+        folder,
+        rows,
+        title=f"camscope evaluate: {title}",
+        settings=extra,
+        entries=examples,
+        sections=sanity_sections(extra),
     )
     click.echo(f"wrote {folder}/results.csv, results.json, report.html and plots/*.png")
 

@@ -28,7 +28,15 @@ ALL_METHODS = (
     help="A built-in benchmark (its model and test data); else give --model and DATA.",
 )
 @click.argument("data", required=False)
-@click.option("--model", "model_spec_text", default=None, help="With DATA: your model.")
+@click.option(
+    "--model",
+    "model_spec_text",
+    default=None,
+    help="With DATA (a folder or list of images or volumes of one size, the files camscope "
+    "reads: PNG, TIFF, DICOM, NIfTI, MRC, .npy): your model, a camscope checkpoint, a "
+    "TorchScript, torch.export (.pt2) or pickled file, or bare weights (.safetensors, a .pt "
+    "state dict) with --architecture; or a built-in model name.",
+)
 @click.option("--methods", type=NAME_LIST, default=ALL_METHODS, show_default=True)
 @click.option("--layer", default=None, help="For layer methods (default: the default layer).")
 @click.option(
@@ -69,12 +77,14 @@ def sanity(
     saying which methods pass on this model."""
     import torch
 
+    import camscope
     from camscope.engine import ModelState, call_model
     from camscope.evaluation import benchmarks
     from camscope.evaluation.sanity import (
-        control_note,
+        report_rows,
         sanity_check,
         sanity_figures,
+        sanity_notes,
         sanity_table,
     )
     from camscope.io import prepare_output_dir, write_json
@@ -85,6 +95,9 @@ def sanity(
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     control = None
     fit: dict[str, Any] | None = None  # how well the permuted-label control fits its labels
+    accuracy: float | None = None  # the benchmark model's test accuracy
+    notes: list[str] = []
+    record: dict[str, Any] = {}  # what was checked, for results.json and the report
     if benchmark is not None:
         builders = {
             "shapes": lambda: benchmarks.shapes(
@@ -114,15 +127,19 @@ def sanity(
             ),
         }
         built = builders[benchmark]()
-        model, inputs, labels = built.model, built.inputs, built.labels
-        control, layer, title = built.control, layer or built.layer, built.title
-        fit = built.extra.get("control")
+        model, inputs, labels = built.model, built.inputs[:count], built.labels[:count]
+        control, layer = built.control, layer or built.layer
+        title = f"{len(inputs)} of {built.title}"
+        fit, accuracy = built.extra.get("control"), built.extra.get("accuracy")
+        record.update(model=f"the {benchmark} benchmark's", targets_from="the true labels")
     elif data is not None and model_spec_text is not None:
         from camscope.runs import resolve_dataset
         from camscope.runs.sources import FileSource
 
         dataset = resolve_dataset([data])
         model, _ = weights.load(model_spec_text)
+        if count > len(dataset.paths):
+            notes.append(f"--count {count}, but DATA holds {len(dataset.paths)}: all are checked")
         source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
         scans = [source.read(i).tensor() for i in range(len(source))]
         shapes = sorted({tuple(scan.shape) for scan in scans})
@@ -135,10 +152,19 @@ def sanity(
         with torch.no_grad(), ModelState(model):
             predicted = call_model(model, inputs).argmax(1)
         labels = torch.tensor(dataset.labels[:count]) if dataset.labels else predicted
-        title = f"{len(inputs)} inputs from {Path(dataset.source).name}"
+        title = f"{len(inputs)} input{'s' * (len(inputs) != 1)} from {Path(dataset.source).name}"
+        record.update(
+            model=model_spec_text,
+            inputs=[
+                Path(path).name
+                if dataset.root is None
+                else str(Path(path).relative_to(dataset.root))
+                for path in source.paths
+            ],
+            targets_from="the data's labels" if dataset.labels else "the predicted classes",
+        )
     else:
         raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
-    inputs, labels = inputs[:count], labels[:count]
     results = sanity_check(
         model,
         inputs,
@@ -152,19 +178,39 @@ def sanity(
     )
     table = sanity_table(results)
     click.echo(table)
+    notes += sanity_notes(results, inputs=len(inputs), accuracy=accuracy, fit=fit)
+    for note in notes:
+        click.echo(f"note: {note}")
     rows = [result.row() for result in results]
-    extra = {} if fit is None else {"control": fit}
+    record.update(
+        targets=[int(t) for t in labels],
+        methods=[m.replace("-", "_") for m in methods],
+        layer=layer,
+        randomize=randomize,
+        seed=seed,
+        camscope=camscope.__version__,
+    )
     write_json(
         folder / "results.json",
-        {"title": title, "rows": rows, "does_not_apply": results.skipped, **extra},
+        {
+            "title": title,
+            "verdict": table.splitlines()[-1],
+            "notes": notes,
+            "rows": rows,
+            "does_not_apply": results.skipped,
+            "settings": record,
+            **({} if fit is None else {"control": fit}),
+        },
     )
-    notes = {} if fit is None else {"data randomisation control": control_note(fit)}
+    shown = {k: v for k, v in record.items() if k not in ("inputs", "targets", "methods")}
+    if notes:
+        shown = {"notes": " ".join(notes), **shown}
     write_report(
         folder / "report.html",
         [],
         title=f"camscope evaluate sanity: {title}",
-        settings={"verdict": table.splitlines()[-1], **notes},
-        metrics=[{k: v for k, v in row.items() if not isinstance(v, list)} for row in rows],
+        settings={"verdict": table.splitlines()[-1], **shown},
+        metrics=report_rows(rows),
         figures=sanity_figures(results),
     )
     click.echo(f"wrote {folder}/results.json and report.html")

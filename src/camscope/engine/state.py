@@ -47,6 +47,12 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
                 "dynamic batch axis, from an example batch of 2 or more: torch.export.export("
                 "model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
             )
+        if "channels, but got" in str(error) and isinstance(inputs, torch.Tensor):
+            hint = (
+                f"; the inputs have {inputs.shape[1]} channel(s), the model's first layer takes "
+                "another number: give it images of that many channels (grey or RGB, as it was "
+                "trained), or a model made for these"
+            )
         raise ModelError(
             f"the model raised {type(error).__name__} during the forward pass: {text}{hint}"
         ) from error

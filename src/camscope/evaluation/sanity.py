@@ -27,14 +27,23 @@ __all__ = [
     "SanityResult",
     "SanityResults",
     "control_note",
+    "report_rows",
     "sanity_check",
     "sanity_figures",
+    "sanity_notes",
     "sanity_section",
+    "sanity_sections",
     "sanity_table",
 ]
 
 #: Largest mean |Spearman| to the original maps after full randomisation that still passes.
 PASS_THRESHOLD = 0.5
+
+#: Why layer methods and ReLU rules are skipped on TorchScript.
+TORCHSCRIPT_REASON = (
+    "TorchScript runs no Python hooks: layer methods cannot record a layer, nor ReLU rules "
+    "change a backward pass"
+)
 
 
 @dataclass
@@ -114,6 +123,13 @@ def sanity_check(
     for method in bar:
         info = get_method(method)
         bar.set_postfix_str(info.name)
+        ruled = info.gradient_rule not in (None, "gradient")
+        if (info.needs_layer or ruled) and isinstance(model, torch.jit.ScriptModule):
+            results.skipped[info.name] = (
+                f"{TORCHSCRIPT_REASON}; load the model as a module (its weights with "
+                "--architecture) to check this method"
+            )
+            continue
         if info.gradient_rule not in (None, "gradient") or info.name == "guided_grad_cam":
             reason = _rule_does_not_apply(model, inputs[:1], info.name, targets[:1], layer)
             if reason is not None:
@@ -207,18 +223,22 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
         f"{', '.join(failing) or 'none'}. (A method passes when, after every layer is "
         f"randomised, its maps keep |Spearman ρ| < {PASS_THRESHOLD} with the original ones.)"
     )
-    skipped = getattr(results, "skipped", {})
-    if skipped:
-        import re
-
-        kinds = {
-            m.group(1) for r in skipped.values() if (m := re.search(r"activations: ([^)]*)", r))
-        }
-        why = (
-            f"no ReLU ran; its activations: {', '.join(sorted(kinds))}" if kinds else "no ReLU ran"
-        )
-        verdict += f" Does not apply to this model ({why}): {', '.join(skipped)}."
+    groups: dict[str, list[str]] = {}
+    for method, reason in getattr(results, "skipped", {}).items():
+        groups.setdefault(_short_reason(reason), []).append(method)
+    for why, methods in groups.items():
+        verdict += f" Does not apply to this model ({why}): {', '.join(methods)}."
     return text_table(header, cells) + "\n" + verdict
+
+
+def _short_reason(reason: str) -> str:
+    """The verdict's few words for why a method was skipped (the full reason is in results)."""
+    import re
+
+    if reason.startswith(TORCHSCRIPT_REASON):
+        return TORCHSCRIPT_REASON
+    found = re.search(r"activations: ([^)]*)", reason)
+    return f"no ReLU ran; its activations: {found.group(1)}" if found else "no ReLU ran"
 
 
 def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
@@ -272,6 +292,72 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
     ]
 
 
+#: The report's column names for the keys of :meth:`SanityResult.row`.
+COLUMNS = {
+    "method": "method",
+    "mprt_first": "MPRT, top layer",
+    "mprt_last": "MPRT, all layers",
+    "random_logit": "random logit",
+    "road_gap": "ROAD gap",
+    "data_randomization": "data randomisation",
+    "passes": "sanity",
+}
+
+#: Fewer map positions than this make a rank correlation noisy (a note says so).
+FEW_POSITIONS = 64
+
+
+def report_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of :meth:`SanityResult.row` as the report shows them: named columns, the verdict
+    as a word, the curves left out."""
+    return [
+        {
+            COLUMNS[key]: ("passes" if value else "FAILS") if key == "passes" else value
+            for key, value in row.items()
+            if key in COLUMNS
+        }
+        for row in rows
+    ]
+
+
+def sanity_sections(results: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The evaluation report's sanity section (title, verdict, rows), if the results hold one."""
+    if not results.get("sanity"):
+        return []
+    verdict = str(results.get("sanity_verdict", ""))
+    return [("Sanity checks", verdict, report_rows(results["sanity"]))]
+
+
+def sanity_notes(
+    results: Sequence[SanityResult],
+    *,
+    inputs: int,
+    accuracy: float | None = None,
+    fit: dict[str, Any] | None = None,
+) -> list[str]:
+    """What makes these verdicts less certain, one sentence each: few inputs, small maps, a
+    barely trained model, a control that has not fitted its labels."""
+    notes = []
+    if inputs < 4:
+        notes.append(f"only {inputs} input(s): the means, and so the verdicts, are noisy")
+    small = {r.method: int(r.original[0].numel()) for r in results}
+    small = {m: n for m, n in small.items() if n < FEW_POSITIONS}
+    if small:
+        listed = ", ".join(f"{m} ({n})" for m, n in small.items())
+        notes.append(
+            f"maps with few positions, where a rank correlation is noisy: {listed}; use larger "
+            "inputs or an earlier layer"
+        )
+    if accuracy is not None and accuracy < 0.8:
+        notes.append(
+            f"the model's test accuracy is {accuracy:.2f}: checks of a barely trained model "
+            "say little about a trained one (train it longer, e.g. more --epochs)"
+        )
+    if fit is not None:
+        notes.append(f"data randomisation control: {control_note(fit)}")
+    return notes
+
+
 def control_note(fit: dict[str, Any]) -> str:
     """One line on the data randomisation control: how well it fits its permuted labels (a
     control that has not fitted them learned nothing, and is a weaker test)."""
@@ -314,10 +400,14 @@ def sanity_section(
     for name, (_, png) in zip(names, sanity_figures(results), strict=True):
         with atomic_write(folder / "plots" / f"{name}.png", mode="wb") as handle:
             handle.write(png)
-    fit = getattr(benchmark, "extra", {}).get("control")
+    extra = getattr(benchmark, "extra", {})
+    fit = extra.get("control")
+    notes = sanity_notes(results, inputs=len(benchmark.inputs[:8]), fit=fit)
+    for note in notes:
+        log(f"note: {note}")
     return {
         "sanity": [r.row() for r in results],
-        "sanity_verdict": table.splitlines()[-1],
+        "sanity_verdict": " ".join([table.splitlines()[-1], *notes]),
         "sanity_does_not_apply": results.skipped,
         **({} if fit is None else {"sanity_control": control_note(fit)}),
     }

@@ -165,8 +165,15 @@ def load_model_spec(
             **saved.options,
         }
     if not path.is_file():
+        hint = ""
+        if ":" in text and not path.suffix:  # torchvision:resnet18, package.module:build
+            hint = (
+                f"; {text} looks like an architecture: give it with --architecture, and the "
+                "weights file (.safetensors or a .pt state dict) as the model"
+            )
         raise ModelError(
-            f"{path}: no such model file, and not a built-in model ({', '.join(list_models())})"
+            f"{path}: no such model file, and not a built-in model "
+            f"({', '.join(list_models())}){hint}"
         )
     record: dict[str, Any] = {"path": str(path)}
     if name.endswith(".pt2"):

@@ -138,6 +138,14 @@ def check_rule_applied(mode: _ReluMode | None, rule: str, model: torch.nn.Module
         return
     from camscope.errors import MethodError
 
+    if isinstance(model, torch.jit.ScriptModule):
+        raise MethodError(
+            f"the {rule} rule changes the backward pass of ReLUs, and TorchScript runs no Python "
+            "hooks, so it cannot: the map would be the plain gradient. Load the model as a "
+            "module (its weights with --architecture, or the nn.Module) for this method, or use "
+            "saliency (or integrated_gradients) on the TorchScript model"
+        )
+
     names = ("PReLU", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Softplus",
              "Tanh", "Sigmoid", "Hardswish", "ReLU6", "RReLU")  # fmt: skip
     found = sorted({type(m).__name__ for m in model.modules() if type(m).__name__ in names})

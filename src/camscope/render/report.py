@@ -212,10 +212,11 @@ def write_evaluation_report(
     title: str,
     settings: dict[str, Any],
     entries: Sequence[ReportEntry] = (),
+    sections: Sequence[tuple[str, str, Sequence[dict[str, Any]]]] = (),
 ) -> Path:
-    """``report.html`` of an evaluation: its settings, the table, the sanity checks' table when
-    ``settings`` holds them (``sanity``, ``sanity_verdict``), every plot in ``folder/plots``
-    (the curves first) and, when given, a few inputs with every method's map."""
+    """``report.html`` of an evaluation: its settings, the table, more tables (``sections``:
+    title, note, rows; e.g. the sanity checks), every plot in ``folder/plots`` (the curves
+    first) and, when given, a few inputs with every method's map."""
     plots = sorted(Path(folder, "plots").glob("*.png"), key=lambda p: (p.stem != "curves", p.stem))
     return write_report(
         Path(folder) / "report.html",
@@ -224,7 +225,5 @@ def write_evaluation_report(
         settings={k: v for k, v in settings.items() if not isinstance(v, dict | list)},
         metrics=list(rows),
         figures=[(plot.stem.replace("_", " "), plot.read_bytes()) for plot in plots],
-        sections=[("Sanity checks", str(settings.get("sanity_verdict", "")), settings["sanity"])]
-        if settings.get("sanity")
-        else [],
+        sections=sections,
     )
