@@ -458,6 +458,14 @@ def test_sanity_command_on_your_own_data(tmp_path):
          str(tmp_path / "q")],
     )  # fmt: skip
     assert architecture.exit_code == 2 and "give it with --architecture" in architecture.output
+    for methods, message in (("saliency", "none of --methods takes a layer"), ("grad-cam", "nope")):
+        unused = CliRunner().invoke(
+            cli,
+            ["evaluate", "sanity", str(data), "--model", "tiny2d", "--methods", methods,
+             "--layer", "nope", "--out", str(tmp_path / "r")],
+        )  # fmt: skip
+        assert unused.exit_code == 2 and message in unused.output, unused.output
+        assert "Traceback" not in unused.output
 
 
 def test_sanity_command_on_a_torchscript_model_skips_what_cannot_run(tmp_path):

@@ -161,6 +161,8 @@ def test_an_exported_programs_module_and_bad_arguments_are_clear_errors():
         metrics.efficient_mprt(model, x, method="saliency", bins=0)
     with pytest.raises(camscope.InputError, match="floating point"):
         metrics.mprt(model, (x * 100).to(torch.uint8), method="saliency")
+    with pytest.raises(camscope.CamscopeError, match="takes no layer"):
+        metrics.mprt(model, x, method="saliency", layer="conv2")
 
 
 def test_relu_rules_on_torchscript_say_why_they_cannot_run():

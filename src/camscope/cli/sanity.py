@@ -165,6 +165,8 @@ def sanity(
         )
     else:
         raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
+    if layer is not None:  # a wrong or unused --layer is one error now, not a silent default
+        _check_layer(model, layer, methods)
     results = sanity_check(
         model,
         inputs,
@@ -214,3 +216,16 @@ def sanity(
         figures=sanity_figures(results),
     )
     click.echo(f"wrote {folder}/results.json and report.html")
+
+
+def _check_layer(model: Any, layer: str, methods: tuple[str, ...]) -> None:
+    from camscope.engine import eager_model
+    from camscope.layers import resolve_layer
+    from camscope.methods import get_method
+
+    if not any(get_method(m.replace("-", "_")).needs_layer for m in methods):
+        raise CamscopeError(
+            f"--layer {layer} is for layer methods (grad-cam, respond-cam, ...), and none of "
+            "--methods takes a layer; drop --layer or add such a method"
+        )
+    resolve_layer(eager_model(model), layer)

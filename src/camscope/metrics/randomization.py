@@ -246,7 +246,8 @@ def _explainer(
     """``model → maps (B, ...)`` for the chosen method, one map per sample, channels reduced;
     with ``noise_samples``, the SmoothGrad of the method (Smooth MPRT)."""
     info = get_method(method)
-    where: dict[str, Any] = {"layer": layer} if info.needs_layer else {}
+    # a layer given to an input-space method reaches explain(), which says it takes none
+    where: dict[str, Any] = {"layer": layer} if info.needs_layer or layer is not None else {}
 
     def run(model: nn.Module) -> torch.Tensor:
         if noise_samples:
