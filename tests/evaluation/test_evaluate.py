@@ -635,3 +635,17 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
     assert "<h2>Sanity checks</h2>" in page and "MPRT, top layer" in page  # a table of its own
     assert "passes the sanity check on this model" in page
     assert "with permuted labels; fits" in page  # how well the control fits its labels
+
+
+def test_sanity_on_the_faces_benchmark_with_input_space_methods_only(tmp_path):
+    pytest.importorskip("facenet_pytorch")
+    # the benchmark's own layer (onet.prelu4) is its default, not a --layer the user gave
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "sanity", "--benchmark", "faces", "--methods", "saliency", "--count", "2",
+         "--out", str(tmp_path / "o"), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert saved["title"].startswith("2 of ONet") and saved["settings"]["layer"] == "onet.prelu4"
+    assert any("only 2 input(s)" in note for note in saved["notes"])

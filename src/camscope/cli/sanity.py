@@ -93,6 +93,7 @@ def sanity(
     if benchmark is not None and (data is not None or model_spec_text is not None):
         raise CamscopeError("give either --benchmark NAME, or DATA with --model MODEL, not both")
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
+    given_layer = layer  # a benchmark may set its own default below
     control = None
     fit: dict[str, Any] | None = None  # how well the permuted-label control fits its labels
     accuracy: float | None = None  # the benchmark model's test accuracy
@@ -131,7 +132,7 @@ def sanity(
         control, layer = built.control, layer or built.layer
         title = f"{len(inputs)} of {built.title}"
         fit, accuracy = built.extra.get("control"), built.extra.get("accuracy")
-        record.update(model=f"the {benchmark} benchmark's", targets_from="the true labels")
+        record.update(model=f"{benchmark} benchmark model", targets_from="the true labels")
     elif data is not None and model_spec_text is not None:
         from camscope.runs import resolve_dataset
         from camscope.runs.sources import FileSource
@@ -165,8 +166,8 @@ def sanity(
         )
     else:
         raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
-    if layer is not None:  # a wrong or unused --layer is one error now, not a silent default
-        _check_layer(model, layer, methods)
+    if given_layer is not None:  # a wrong or unused --layer: one error now, not a silent default
+        _check_layer(model, given_layer, methods)
     results = sanity_check(
         model,
         inputs,
