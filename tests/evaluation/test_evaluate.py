@@ -468,8 +468,10 @@ def test_sanity_command_on_your_own_data(tmp_path):
         assert "Traceback" not in unused.output
 
 
-def test_sanity_command_on_a_torchscript_model_skips_what_cannot_run(tmp_path):
+def test_sanity_command_on_a_torchscript_model_skips_what_cannot_run(tmp_path, monkeypatch):
     import warnings
+
+    monkeypatch.chdir(tmp_path)
 
     data = tmp_path / "d"
     data.mkdir()
@@ -492,6 +494,25 @@ def test_sanity_command_on_a_torchscript_model_skips_what_cannot_run(tmp_path):
         "TorchScript runs no Python hooks" in why for why in saved["does_not_apply"].values()
     )
     assert "Does not apply to this model (TorchScript" in saved["verdict"]
+    nothing = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "sanity",
+            "d",
+            "--model",
+            str(tmp_path / "net.pt"),
+            "--methods",
+            "grad-cam",
+            "--out",
+            str(tmp_path / "n"),
+            "--quiet",
+        ],
+    )  # fmt: skip  (DATA relative to the working folder; every method skipped)
+    assert nothing.exit_code == 0, nothing.output
+    assert (tmp_path / "n" / "report.html").exists()
+    saved = json.loads((tmp_path / "n" / "results.json").read_text())
+    assert saved["rows"] == [] and saved["settings"]["inputs"][0] == "x0.npy"
 
 
 def test_sanity_command_mistakes_are_one_line(tmp_path):

@@ -25,3 +25,26 @@ def test_relu_rule_methods_are_skipped_on_a_prelu_network():
         "Does not apply to this model (no ReLU ran; its activations: PReLU): guided_backprop"
         in (sanity_table(results))
     )
+
+
+def test_the_maps_figure_of_a_deep_network_shows_a_dozen_steps_and_the_last():
+    import io
+
+    from PIL import Image
+
+    from camscope.evaluation.sanity import MAP_COLUMNS, SanityResult, sanity_figures
+
+    layers = [f"layer{i}" for i in range(41)]
+    result = SanityResult(
+        "saliency", layers, torch.rand(2, 41), torch.rand(2), torch.rand(2), None,
+        torch.rand(2, 8, 8), torch.rand(41, 2, 8, 8),
+    )  # fmt: skip
+    _, (_, maps) = sanity_figures([result])
+    width = Image.open(io.BytesIO(maps)).size[0]
+    narrow = SanityResult(
+        "saliency", layers[:11], torch.rand(2, 11), torch.rand(2), torch.rand(2), None,
+        torch.rand(2, 8, 8), torch.rand(11, 2, 8, 8),
+    )  # fmt: skip
+    same = Image.open(io.BytesIO(sanity_figures([narrow])[1][1])).size[0]
+    assert MAP_COLUMNS == 12 and width == same  # 41 steps drawn in as many columns as 11
+    assert sanity_figures([]) == []  # every method skipped: no figure, no error

@@ -170,3 +170,17 @@ def test_relu_rules_on_torchscript_say_why_they_cannot_run():
     for method in ("guided_backprop", "deconvnet"):
         with pytest.raises(camscope.MethodError, match="TorchScript runs no Python hooks"):
             camscope.explain(kinds["scripted"], x, method=method)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_rules_run_on_an_exported_program_as_on_the_eager_model(inplace):
+    torch.manual_seed(0)
+    eager = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=inplace), torch.nn.Conv2d(4, 4, 3),
+        torch.nn.ReLU(inplace=inplace), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3),
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 1, 12, 12)
+    program = torch.export.export(eager, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    for method in ("guided_backprop", "deconvnet", "guided_grad_cam"):
+        ours = camscope.explain(program, x, method=method, targets=1).maps
+        torch.testing.assert_close(ours, camscope.explain(eager, x, method=method, targets=1).maps)

@@ -433,6 +433,11 @@ def test_bad_arguments_of_the_trust_metrics_are_one_clear_error():
         (lambda: metrics.mprt(model, x, method="saliency", noise_samples=-1), "0 \\(plain"),
         (lambda: metrics.relevance_mass_accuracy(maps, torch.ones(2, 3)), "boxes must be"),
         (lambda: metrics.energy_pointing_game(maps, torch.ones(2, 5)), "got shape \\(2, 5\\)"),
+        (lambda: metrics.road(model, (x * 9).to(torch.uint8), maps, y), "floating point"),
+        (lambda: metrics.road(model, x.numpy(), maps, y), "torch.from_numpy"),
+        (lambda: metrics.road(model, x, maps, "cat"), "class indices, an int or one per"),
+        (lambda: metrics.road(model, x, maps, torch.tensor([0.0, 1.0])), "integer class"),
+        (lambda: metrics.deletion(model, x, maps, 0.5), "integer class"),
     ]
     for call, message in bad:
         with pytest.raises(camscope.CamscopeError, match=message):
@@ -440,6 +445,11 @@ def test_bad_arguments_of_the_trust_metrics_are_one_clear_error():
     assert (
         "faithfulness_correlation"
         in metrics.faithfulness_correlation(model, x, maps, y, runs=3).summary()
+    )
+    # a 0-d tensor is one class for every sample, as an int is
+    torch.testing.assert_close(
+        metrics.road(model, x, maps, torch.tensor(1), percentages=[50]).gap,
+        metrics.road(model, x, maps, 1, percentages=[50]).gap,
     )
 
 

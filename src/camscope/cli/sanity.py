@@ -3,6 +3,7 @@ randomisation, ROAD), on a built-in benchmark or your own model and data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,7 @@ def sanity(
         record.update(
             model=model_spec_text,
             inputs=[
-                Path(path).name
-                if dataset.root is None
-                else str(Path(path).relative_to(dataset.root))
+                Path(path).name if dataset.root is None else os.path.relpath(path, dataset.root)
                 for path in source.paths
             ],
             targets_from="the data's labels" if dataset.labels else "the predicted classes",

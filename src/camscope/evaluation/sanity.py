@@ -39,6 +39,9 @@ __all__ = [
 #: Largest mean |Spearman| to the original maps after full randomisation that still passes.
 PASS_THRESHOLD = 0.5
 
+#: Columns of the maps figure (the original and evenly spaced steps, the last one included).
+MAP_COLUMNS = 12
+
 #: Why layer methods and ReLU rules are skipped on TorchScript.
 TORCHSCRIPT_REASON = (
     "TorchScript runs no Python hooks: layer methods cannot record a layer, nor ReLU rules "
@@ -244,6 +247,8 @@ def _short_reason(reason: str) -> str:
 def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
     """The Adebayo figure: similarity against randomised depth for every method, and the maps of
     the first input at each step (rows: methods; columns: original, then each step)."""
+    if not results:  # every method was skipped: nothing to draw
+        return []
     import numpy as np
 
     from camscope.render.overlays import show_map
@@ -255,13 +260,21 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
         axis.plot(range(1, len(curve) + 1), curve, marker="o", label=result.method)
     axis.axhline(PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
     axis.axhline(-PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
-    names = results[0].layers if results else []
-    axis.set_xticks(range(1, len(names) + 1), [f"+{n}" for n in names], rotation=45, fontsize=7)
+    names = results[0].layers
+    every = max(1, -(-len(names) // 16))  # at most 16 labels: 41 ResNet layers stay readable
+    ticks = list(range(1, len(names) + 1, every))
+    axis.set_xticks(ticks, [f"+{names[t - 1]}" for t in ticks], rotation=45, fontsize=7)
     axis.set_ylabel("Spearman ρ to the original maps")
     axis.set_xlabel("layers randomised, cumulatively from the top")
     axis.legend(fontsize=7)
     curves = figure_png(figure)
-    columns = 1 + max(len(r.layers) for r in results)
+    steps = max(len(r.layers) for r in results)
+    # at most MAP_COLUMNS - 1 steps shown, evenly spaced, the last (fully random) one included
+    shown = sorted(
+        {round(i * (steps - 1) / max(1, MAP_COLUMNS - 2)) for i in range(MAP_COLUMNS - 1)}
+    )
+    shown = shown if steps >= MAP_COLUMNS else list(range(steps))
+    columns = 1 + len(shown)
     grid, axes = subplots(
         len(results),
         columns,
@@ -270,7 +283,8 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
         constrained_layout=True,
     )
     for row, result in enumerate(results):
-        maps = [result.original[0], *result.steps[:, 0]]
+        steps_here = [i for i in shown if i < len(result.layers)]
+        maps = [result.original[0], *(result.steps[i, 0] for i in steps_here)]
         for column in range(columns):
             panel = axes[row, column]
             if column >= len(maps):
@@ -281,14 +295,16 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
                 plane = plane[plane.shape[0] // 2]
             show_map(panel, np.abs(plane), signed=False)
             if row == 0:
-                panel.set_title(
-                    "original" if column == 0 else f"+{result.layers[column - 1]}", fontsize=7
-                )
+                label = "original" if column == 0 else f"+{result.layers[steps_here[column - 1]]}"
+                panel.set_title(label, fontsize=7)
             if column == 0:
                 panel.set_ylabel(result.method, fontsize=7)
     return [
         ("MPRT: similarity as layers are randomised", curves),
-        ("maps of the first input as layers are randomised (|map|)", figure_png(grid)),
+        (
+            "maps of the first input as layers are randomised (|map|; a volume's middle slice)",
+            figure_png(grid),
+        ),
     ]
 
 

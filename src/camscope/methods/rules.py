@@ -70,8 +70,9 @@ class _DeconvReLU(torch.autograd.Function):
         return grad.clamp_min(0)
 
 
-_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu}
-_IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_}
+# the aten operators are what a torch.export program's graph calls
+_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu, torch.ops.aten.relu.default}
+_IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_, torch.ops.aten.relu_.default}
 
 
 class _ReluMode(TorchFunctionMode):

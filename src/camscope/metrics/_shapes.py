@@ -51,7 +51,19 @@ def one_map_per_sample(
     if isinstance(targets, int):
         targets = torch.full((tensor.shape[0],), targets, dtype=torch.long)
     elif targets is not None and not isinstance(targets, torch.Tensor):
-        targets = torch.as_tensor(targets)
+        try:
+            targets = torch.as_tensor(targets)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(
+                f"targets must be class indices, an int or one per sample, not "
+                f"{type(targets).__name__} {targets!r:.40}"
+            ) from None
+    if isinstance(targets, torch.Tensor) and (
+        targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool
+    ):
+        raise InputError(f"targets must be integer class indices, got {targets.dtype}")
+    if isinstance(targets, torch.Tensor) and targets.ndim == 0:
+        targets = targets.expand(tensor.shape[0])
     if spatial_dims is not None and tensor.ndim == spatial_dims + 3:
         raise InputError(
             f"maps {tuple(tensor.shape)} keep an input-channel axis (B, T, C, *S); reduce it "

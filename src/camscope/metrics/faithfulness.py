@@ -81,6 +81,14 @@ def _check(
     inputs: torch.Tensor, maps: Any, targets: Any
 ) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
     """The input size, ``(B, *s)`` maps and ``(B,)`` targets (see :mod:`._shapes`)."""
+    if not isinstance(inputs, torch.Tensor):
+        hint = " (convert with torch.from_numpy)" if type(inputs).__module__ == "numpy" else ""
+        raise InputError(f"inputs must be a torch.Tensor, not {type(inputs).__name__}{hint}")
+    if not inputs.is_floating_point():
+        raise InputError(
+            f"inputs must be floating point, got {inputs.dtype}; convert with x.float() (and "
+            "scale as the model expects)"
+        )
     if inputs.ndim not in (4, 5):
         raise InputError(
             f"inputs must be (B, C, H, W) or (B, C, D, H, W), got {tuple(inputs.shape)}"

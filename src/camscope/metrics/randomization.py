@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -110,7 +111,9 @@ def _working_copy(model: nn.Module) -> Iterator[nn.Module]:
     program's module: its graph holds fake tensors) is randomised in place instead, and every
     parameter and buffer is put back afterwards, on an error or Ctrl-C too."""
     try:
-        duplicate = copy.deepcopy(model)
+        with warnings.catch_warnings():  # an exported module's fake tensors warn, then fail
+            warnings.simplefilter("ignore")
+            duplicate = copy.deepcopy(model)
     except RuntimeError:
         duplicate = None
     if duplicate is not None:
