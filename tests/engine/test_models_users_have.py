@@ -62,10 +62,22 @@ def test_exported_program_with_a_fixed_batch_says_how_to_export():
         camscope.explain(program, torch.randn(3, 1, 8, 8), method="saliency")
 
 
-def test_an_rgb_model_given_grey_images_says_so():
+def test_inputs_that_do_not_fit_the_model_say_how():
+    from camscope.models import create_model
+
     model = _eager()  # one input channel
-    with pytest.raises(ModelError, match=r"the inputs have 3 channel\(s\), the model's first"):
+    with pytest.raises(ModelError, match=r"the inputs have 3 channel\(s\), the model takes 1"):
         camscope.explain(model, torch.randn(2, 3, 8, 8), method="saliency")
+    volumes = create_model("tiny3d", num_classes=3, input_size=16).eval()
+    with pytest.raises(ModelError, match=r"inputs are 2D images .* give 2D images to a 2D"):
+        camscope.explain(volumes, torch.randn(2, 1, 16, 16), method="saliency")
+    with pytest.raises(ModelError, match=r"inputs are 3D volumes .* give 2D images to a 2D"):
+        camscope.explain(model, torch.randn(2, 1, 8, 8, 8), method="saliency")
+    bounded = torch.export.export(
+        model, (torch.randn(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("b", max=4)},)
+    )
+    with pytest.raises(ModelError, match=r"batch axis has a maximum.*without max"):
+        camscope.explain(bounded, torch.randn(2, 1, 8, 8), method="integrated_gradients")
 
 
 @pytest.mark.parametrize(

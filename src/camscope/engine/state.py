@@ -8,6 +8,7 @@ would change the user's model behind their back.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -37,25 +38,54 @@ def call_model(model: nn.Module, inputs: torch.Tensor) -> Any:
     except CamscopeError:
         raise
     except Exception as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        hint = ""
-        fixed_batch = "shape[0]" in str(error)
-        if fixed_batch and ("dynamic_shapes" in str(error) or "Dim.DYNAMIC" in str(error)):
-            hint = (
-                "; this torch.export program was exported for a fixed batch size: camscope runs "
-                "batches of other sizes (a layer probe, perturbed copies), so export it with a "
-                "dynamic batch axis, from an example batch of 2 or more: torch.export.export("
-                "model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
-            )
-        if "channels, but got" in str(error) and isinstance(inputs, torch.Tensor):
-            hint = (
-                f"; the inputs have {inputs.shape[1]} channel(s), the model's first layer takes "
-                "another number: give it images of that many channels (grey or RGB, as it was "
-                "trained), or a model made for these"
-            )
+        message = str(error).strip()
+        lines = [line for line in message.splitlines() if line.strip()]
+        text = lines[0] if lines else ""
+        if text.startswith("The following operation failed in the TorchScript interpreter"):
+            text = lines[-1].strip()  # TorchScript's own error is its last line
         raise ModelError(
-            f"the model raised {type(error).__name__} during the forward pass: {text}{hint}"
+            f"the model raised {type(error).__name__} during the forward pass: {text}"
+            f"{_hint(message, inputs)}"
         ) from error
+
+
+def _hint(message: str, inputs: Any) -> str:
+    """What to do about the commonest mismatches between the inputs and the model."""
+    dims = inputs.ndim - 2 if isinstance(inputs, torch.Tensor) else None
+    what = {2: "2D images", 3: "3D volumes"}.get(dims or 0, "inputs")
+    if "shape[0]" in message and "to be <=" in message:
+        return (
+            "; this torch.export program's batch axis has a maximum, and camscope runs larger "
+            "batches (Integrated Gradients' steps, perturbed copies): export it with an unbounded "
+            "batch axis, torch.export.Dim('batch') without max"
+        )
+    if "shape[0]" in message and ("dynamic_shapes" in message or "Dim.DYNAMIC" in message):
+        return (
+            "; this torch.export program was exported for a fixed batch size: camscope runs "
+            "batches of other sizes (a layer probe, perturbed copies), so export it with a "
+            "dynamic batch axis, from an example batch of 2 or more: torch.export.export("
+            "model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
+        )
+    convolution = re.search(r"input to conv(\d)d", message)
+    seen = re.search(r"expected input\[([\d, ]+)\]", message)
+    if dims is not None and (
+        (convolution and int(convolution.group(1)) != dims)
+        or (seen and len(seen.group(1).split(",")) != dims + 2)
+    ):
+        return (
+            f"; the inputs are {what} {tuple(inputs.shape)} and the model's convolutions take "
+            "another number of axes: give 2D images to a 2D network and volumes to a 3D one"
+        )
+    channels = re.search(r"to have (\d+) channels, but got", message) or re.search(
+        r"shape\[1\] to be equal to (\d+)", message
+    )
+    if channels and isinstance(inputs, torch.Tensor):
+        return (
+            f"; the inputs have {inputs.shape[1]} channel(s), the model takes "
+            f"{channels.group(1)}: give it images of that many channels (grey or RGB, as it was "
+            "trained), or a model made for these"
+        )
+    return ""
 
 
 def is_exported(model: nn.Module) -> bool:
