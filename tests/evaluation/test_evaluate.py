@@ -435,6 +435,11 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert settings["targets_from"] == "the predicted classes" and settings["seed"] == 0
     assert settings["randomize"] == "layers" and settings["model"] == "tiny2d"
     assert saved["title"] == "3 inputs from d"
+    rows = {row["method"]: row for row in saved["rows"]}
+    assert "layer" in rows["grad_cam"] and "layer" not in rows["saliency"]  # where maps came from
+    for row in rows.values():  # the verdict's number is the mean |ρ|, shown beside the mean ρ
+        assert row["mprt_last_abs"] >= abs(row["mprt_last"]) - 1e-12
+        assert row["passes"] == (row["mprt_last_abs"] < 0.5)
     # 3 inputs, 8 asked for, and Grad-CAM's 4×4 maps: each said, not hidden
     assert any("--count 8, but DATA holds 3" in note for note in saved["notes"])
     assert any("only 3 input(s)" in note for note in saved["notes"])

@@ -184,10 +184,12 @@ def sanity(
     for note in notes:
         click.echo(f"note: {note}")
     rows = [result.row() for result in results]
+    if weights.architecture is not None:  # how MODEL was built: needed to load it again
+        record.update(architecture=weights.architecture, arch_options=dict(weights.options))
     record.update(
         targets=[int(t) for t in labels],
         methods=[m.replace("-", "_") for m in methods],
-        layer=layer,
+        layer=layer or "each layer method's default (the rows say which)",
         randomize=randomize,
         seed=seed,
         camscope=camscope.__version__,
