@@ -176,7 +176,7 @@ def sanity_check(
                 data,
                 test.original,
                 test.maps,
-                shown.layer,
+                shown.layer if info.needs_layer else None,
             )
         )
     return results
