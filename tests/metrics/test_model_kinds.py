@@ -149,8 +149,8 @@ def test_an_exported_programs_module_and_bad_arguments_are_clear_errors():
             call(graph, x, method="saliency", targets=0)
     model = create_model("tiny2d", num_classes=3, input_size=16).eval()
     bad = [
-        (dict(targets="all"), "class index or one per sample"),
-        (dict(targets=lambda o: o[:, 0]), "class index or one per sample"),
+        (dict(targets="all"), "class indices, an int or one per sample"),
+        (dict(targets=lambda o: o[:, 0]), "class indices, an int or one per sample"),
         (dict(targets=[0, 1]), "one class per sample \\(3\\)"),
         (dict(targets=torch.tensor([0.0, 1.0, 2.0])), "integer class indices"),
     ]

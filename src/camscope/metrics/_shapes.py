@@ -50,20 +50,8 @@ def one_map_per_sample(
         targets = own
     if isinstance(targets, int):
         targets = torch.full((tensor.shape[0],), targets, dtype=torch.long)
-    elif targets is not None and not isinstance(targets, torch.Tensor):
-        try:
-            targets = torch.as_tensor(targets)
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(
-                f"targets must be class indices, an int or one per sample, not "
-                f"{type(targets).__name__} {targets!r:.40}"
-            ) from None
-    if isinstance(targets, torch.Tensor) and (
-        targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool
-    ):
-        raise InputError(f"targets must be integer class indices, got {targets.dtype}")
-    if isinstance(targets, torch.Tensor) and targets.ndim == 0:
-        targets = targets.expand(tensor.shape[0])
+    elif targets is not None:
+        targets = class_indices(targets, tensor.shape[0])
     if spatial_dims is not None and tensor.ndim == spatial_dims + 3:
         raise InputError(
             f"maps {tuple(tensor.shape)} keep an input-channel axis (B, T, C, *S); reduce it "
@@ -86,3 +74,21 @@ def one_map_per_sample(
             )
         targets = targets[:, 0]
     return tensor, targets
+
+
+def class_indices(targets: Any, count: int) -> torch.Tensor:
+    """``targets`` as an integer tensor; a single class (0-d) repeated for ``count`` samples.
+
+    Raises:
+        InputError: not numbers (a string, a callable), or not integers.
+    """
+    try:
+        tensor = torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(
+            f"targets must be class indices, an int or one per sample, not "
+            f"{type(targets).__name__} {targets!r:.40}"
+        ) from None
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InputError(f"targets must be integer class indices, got {tensor.dtype}")
+    return tensor.expand(count) if tensor.ndim == 0 else tensor

@@ -41,6 +41,7 @@ from camscope.engine import ModelState, any_model, call_model, is_exported, trac
 from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
+from camscope.metrics._shapes import class_indices
 from camscope.metrics._stats import PerSample, mean_std
 from camscope.smoothing import smooth
 
@@ -287,22 +288,12 @@ def _fixed_targets(model: nn.Module, inputs: torch.Tensor, targets: Any) -> torc
     if targets is None:
         with ModelState(model), torch.no_grad():
             return call_model(model, inputs).argmax(1)
-    problem = "the randomisation tests compare one map per sample"
-    try:
-        tensor = torch.as_tensor(targets)
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(
-            f"targets must be a class index or one per sample, not {type(targets).__name__} "
-            f"({problem}; None explains each sample's predicted class)"
-        ) from None
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        raise InputError(f"targets must be integer class indices, got {tensor.dtype}")
-    if tensor.ndim == 0:
-        return tensor.expand(len(inputs))
+    tensor = class_indices(targets, len(inputs))
     if tensor.numel() != len(inputs):
         raise InputError(
             f"targets must be one class per sample ({len(inputs)}), got shape "
-            f"{tuple(tensor.shape)} ({problem})"
+            f"{tuple(tensor.shape)} (the randomisation tests compare one map per sample; None "
+            "explains each sample's predicted class)"
         )
     return tensor.reshape(len(inputs))
 
