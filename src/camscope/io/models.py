@@ -241,7 +241,8 @@ def load_model_spec(
         if architecture is None:
             raise ModelError(
                 f"{path} holds a state dict (weights only); say which network it belongs to "
-                "with an architecture (camscope name, torchvision:<name> or module:callable)"
+                "with an architecture (--architecture on the command line, architecture= in "
+                "Python): a camscope name, torchvision:<name> or module:callable"
             )
         model = _load_weights(build_architecture(architecture, options), loaded, str(path))
         kind = "state dict (trusted pickle)" if trusted else "state dict (weights_only)"
