@@ -10,7 +10,14 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from camscope.checks import check_inputs
-from camscope.engine import Capture, ModelState, call_model, eager_model, is_exported
+from camscope.engine import (
+    Capture,
+    ModelState,
+    call_model,
+    eager_model,
+    is_exported,
+    is_exported_graph,
+)
 from camscope.engine.capture import torchscript_error
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
@@ -111,7 +118,7 @@ def explain(
         if info.needs_layer:
             if isinstance(model, torch.jit.ScriptModule):
                 raise torchscript_error()
-            if is_exported(model) and not hasattr(model, "module_call_graph"):
+            if is_exported_graph(model):
                 raise LayerError(
                     "this is an exported program's .module(): one graph whose layers do not run "
                     "as modules, so layer methods cannot record them; pass the ExportedProgram "

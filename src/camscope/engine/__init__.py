@@ -23,6 +23,7 @@ from camscope.engine.state import (
     call_model,
     eager_model,
     is_exported,
+    is_exported_graph,
     weights_digest,
 )
 from camscope.engine.vjp import auto_chunk_size, batched_vjp, chunked_vjp
@@ -39,6 +40,7 @@ __all__ = [
     "chunked_vjp",
     "eager_model",
     "is_exported",
+    "is_exported_graph",
     "record_layer",
     "run_to_layer",
     "trace_modules",

@@ -24,6 +24,7 @@ __all__ = [
     "call_model",
     "eager_model",
     "is_exported",
+    "is_exported_graph",
     "weights_digest",
 ]
 
@@ -86,6 +87,12 @@ def _hint(message: str, inputs: Any) -> str:
             "trained), or a model made for these"
         )
     return ""
+
+
+def is_exported_graph(model: nn.Module) -> bool:
+    """Whether ``model`` is an exported program's ``.module()``: one graph, its layers inlined
+    (not run as modules, unlike ``torch.export.unflatten(program)``)."""
+    return is_exported(model) and not hasattr(model, "module_call_graph")
 
 
 def is_exported(model: nn.Module) -> bool:

@@ -37,7 +37,7 @@ from scipy import stats
 from torch import nn
 
 from camscope.checks import check_inputs
-from camscope.engine import ModelState, any_model, call_model, is_exported, trace_modules
+from camscope.engine import ModelState, any_model, call_model, is_exported_graph, trace_modules
 from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
@@ -130,7 +130,7 @@ def _working_copy(model: nn.Module) -> Iterator[nn.Module]:
 
 def _check_layered(model: nn.Module) -> None:
     """Refuse an exported program's ``.module()``: one graph, its parameters in no layers."""
-    if is_exported(model) and not hasattr(model, "module_call_graph"):
+    if is_exported_graph(model):
         raise LayerError(
             "this is an exported program's .module(): one graph whose parameters belong to no "
             "layer, so there is nothing to randomise layer by layer; pass the ExportedProgram "

@@ -134,7 +134,7 @@ def _solve(
     The matrix is symmetric positive definite (a weighted graph Laplacian with the known values
     as boundary). In 2D: a sparse LU factorisation in nested dissection order without pivoting
     (stable for this diagonally dominant matrix; the same numbers as the reference
-    implementation's ``spsolve`` to rounding, 1.6× faster than its default ordering). In 3D,
+    implementation's ``spsolve`` to rounding, 2× faster than its default ordering). In 3D,
     where LU fills in badly (a 40³ volume takes seconds), conjugate gradients with a Jacobi
     preconditioner to a relative residual of 1e-10, with LU as the fallback."""
     if len(shape) < 3:
@@ -163,7 +163,7 @@ def _solve(
 def _impute(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """Every sample of ``values`` ``(N, C, *S)`` with its ``removed`` ``(N, *S)`` positions
     imputed (no noise). In 2D the samples' sparse solves run on a thread pool of torch's thread
-    count (the LU factorisation releases the GIL: 1.7× on 2 cores); 3D's conjugate gradients
+    count (the LU factorisation releases the GIL: about 1.4× on 2 cores); 3D's conjugate gradients
     hold it, and run one after the other."""
     stencil = imputation_stencil(values.ndim - 2)
     workers = max(1, min(torch.get_num_threads(), len(values)))
