@@ -1,4 +1,4 @@
-"""camscope: what convolutional networks look at, in 2D images and 3D volumes.
+"""camscope: what vision networks, convolutional and transformer, look at, in 2D and 3D.
 
 >>> import camscope
 >>> e = camscope.explain(  # doctest: +SKIP
@@ -23,6 +23,7 @@ from camscope.errors import (
 from camscope.explain import explain
 from camscope.explanation import Explanation
 from camscope.layers import LayerInfo, default_layer, probe_layers, resolve_layer
+from camscope.layouts import Layout, tokens
 from camscope.methods import get_method, list_methods
 from camscope.postprocess import normalize, relu, upsample
 from camscope.receptive import ReceptiveField, effective_receptive_field
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "LayerError",
     "LayerInfo",
+    "Layout",
     "MethodError",
     "ModelError",
     "ReceptiveField",
@@ -61,5 +63,6 @@ __all__ = [
     "resolve_layer",
     "smooth",
     "targets",
+    "tokens",
     "upsample",
 ]

@@ -22,6 +22,7 @@ from camscope.engine.capture import torchscript_error
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, resolve_layer
+from camscope.layouts import LayoutResolver, LayoutSpec
 from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.methods.registry import check_option
 from camscope.methods.rules import check_rule_applied, relu_rule
@@ -54,6 +55,7 @@ def explain(
     method: str,
     layer: str | nn.Module | None = None,
     targets: TargetSpec = None,
+    layout: LayoutSpec = None,
     eval_mode: bool = True,
     chunk_size: int | None = None,
     progress: bool = True,
@@ -74,6 +76,11 @@ def explain(
         targets: ``None`` or ``"predicted"`` (predicted class), an int, one class per sample, a
             ``(B, T)`` tensor of classes, ``"all"``, or a callable ``output -> (B,)`` /
             ``(B, T)`` scores.
+        layout: how the layer lays out its map (:mod:`camscope.layouts`): ``None`` infers it
+            (from a known transformer's patch grid, else from the shape, refusing what is no
+            map over the inputs' axes), ``"channels_first"`` ``(B, C, *s)``,
+            ``"channels_last"`` ``(B, *s, C)``, or :func:`camscope.tokens` ``(grid, prefix)``
+            for a token sequence ``(B, N, C)``. The result's ``layout`` says which was used.
         eval_mode: run the model in eval mode (restored afterwards); ``False`` keeps its mode
             (batch-norm buffers are restored afterwards all the same). Gradients of a batch are
             taken together, which assumes its samples do not interact: with ``False`` and
@@ -112,6 +119,7 @@ def explain(
     x = check_inputs(model, inputs)
     batch_size = x.shape[0]
     check_targets(targets, batch_size)
+    resolver = LayoutResolver.of(model, x, layout)
     with torch.inference_mode(False), ModelState(model, eval_mode=eval_mode):
         layer_name: str | None = None
         layer_module: nn.Module | None = None
@@ -128,15 +136,16 @@ def explain(
                 # One sample is enough to see the shapes, unless batch statistics need the batch
                 # or the model is an exported program with a fixed batch size.
                 single = eval_mode and not is_exported(model)
-                layer = choose_layer(model, x[:1] if single else x)
+                layer = choose_layer(model, x[:1] if single else x, resolver)
             layer_name, layer_module = resolve_layer(model, layer)
-        elif layer is not None:
-            raise MethodError(
-                f"{info.name} works in input space and takes no layer; drop layer={layer!r}"
-            )
+        elif layer is not None or layout is not None:
+            given = f"layer={layer!r}" if layer is not None else f"layout={layout!r}"
+            raise MethodError(f"{info.name} works in input space and takes no layer; drop {given}")
         if info.kind == "cam":
             assert layer_name is not None and layer_module is not None
-            return _cam_method(info, model, x, layer_name, layer_module, targets, chunk_size)
+            return _cam_method(
+                info, model, x, layer_name, layer_module, targets, chunk_size, resolver
+            )
         graph = None
         if info.gradient_rule is not None:  # one forward pass, kept for the method's backward
             x_grad = x.detach().requires_grad_(True)
@@ -162,6 +171,7 @@ def explain(
             chunk_size=chunk_size,
             progress=progress,
             graph=graph,
+            layout=resolver,
         )
         result = info.function(context, **options)
         context.graph = None
@@ -177,6 +187,7 @@ def explain(
         model_ref=weakref.ref(model),
         per_channel=info.resolution == "input",
         extras=result.extras,
+        layout=str(context.laid_out) if info.needs_layer else "input",
     )
 
 
@@ -188,10 +199,11 @@ def _cam_method(
     layer_module: nn.Module,
     targets: TargetSpec,
     chunk_size: int | None,
+    layout: LayoutResolver,
 ) -> Explanation:
     """The CAM family: one forward pass, one batched backward pass at the layer."""
     batch_size = x.shape[0]
-    with Capture(model, layer_module, layer_name) as capture:
+    with Capture(model, layer_module, layer_name, layout) as capture:
         output = capture.run(x)
         with torch.enable_grad():
             selected = select_targets(targets, output, batch_size)
@@ -206,4 +218,5 @@ def _cam_method(
         input_size=tuple(x.shape[2:]),
         in_channels=x.shape[1],
         model_ref=weakref.ref(model),
+        layout=str(capture.laid_out),
     )

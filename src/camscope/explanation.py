@@ -38,6 +38,9 @@ class Explanation:
             until :meth:`reduce_channels`).
         extras: what the method reports beside the maps, e.g. Integrated Gradients'
             ``completeness_gap`` ``(B, T)`` or Kernel SHAP's ``segments``.
+        layout: how the layer's output was read as a map (``"channels_first"``,
+            ``"channels_last"``, ``"tokens(14×14, prefix=1)"``; ``"input"`` for input-space
+            methods); see :mod:`camscope.layouts`.
     """
 
     maps: torch.Tensor
@@ -51,6 +54,7 @@ class Explanation:
     in_channels: int = 1
     per_channel: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
+    layout: str = "channels_first"
     # A weak reference: an Explanation does not keep a model alive, but can reach it for
     # upsample(sigma="erf") while it exists.
     model_ref: weakref.ReferenceType[nn.Module] | None = field(

@@ -13,13 +13,22 @@ feature map, leaving out
 * modules inside a head, a container whose output is not spatial because it pools globally
   (SqueezeNet's ``classifier``: a per-class convolution, then adaptive pooling), so the choice is
   the last stage of the feature extractor;
+* normalisation of tokens and stages (``LayerNorm``) and pure reorderings (``Permute``), and a
+  container whose output is such a module's (torchvision ViT's ``encoder`` ends in ``ln``);
+* layers that are no map over the inputs' axes (:mod:`camscope.layouts`): a token sequence
+  counts only where the model states its patch grid;
 * for networks with a dense output (segmentation: the output is a map of the input's size),
   the modules producing the output itself, so the choice is the last feature map before the
   output head (the last decoder stage).
 
 ResNet: ``layer4``; VGG and AlexNet: ``features``; SqueezeNet: ``features``; the paper's CNN-1 and
 CNN-2: ``maxpool2`` (the paper's layer: fixed-window pooling is kept, it is a stage of the
-network, not a resampling to a fixed size).
+network, not a resampling to a fixed size). Transformers: the last block's output, the input to
+the final norm (timm ViT/DeiT ``blocks`` with global average pooling); where the head reads a class
+token, only that token leaves the last block, so the default is the last block's first norm, as
+the peers recommend (timm ``blocks.<last>.norm1``, torchvision ViT
+``encoder.layers.encoder_layer_<last>.ln_1``, MONAI ViT ``blocks.<last>.norm1``); Swin: the last
+stage (torchvision ``features``, timm ``layers``), channels last.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from torch import nn
 
 from camscope.engine.capture import trace_modules
 from camscope.errors import LayerError, unknown_name
+from camscope.layouts import LayoutResolver
 
 __all__ = [
     "LayerInfo",
@@ -48,7 +58,7 @@ SKIPPED_KINDS = re.compile(
     r"(ReLU\d*|LeakyReLU|PReLU|RReLU|ELU|CELU|SELU|GELU|SiLU|Swish|MemoryEfficientSwish|Mish|"
     r"Hardswish|Hardsigmoid|Hardtanh|Sigmoid|Tanh|Softmax|LogSoftmax|Identity|Flatten|"
     r"Dropout\dd|Dropout|AlphaDropout|.*Pad\dd|Adaptive(Avg|Max)Pool\dd|Upsample|"
-    r"UpsamplingNearest2d|UpsamplingBilinear2d)"
+    r"UpsamplingNearest2d|UpsamplingBilinear2d|LayerNorm|Permute)"
 )
 
 
@@ -70,6 +80,7 @@ class LayerInfo:
     output_shape: tuple[int, ...] | None
     calls: int
     order: int
+    same_as: str | None = None
 
     @property
     def is_spatial(self) -> bool:
@@ -130,7 +141,7 @@ def trace_layers(
     """:func:`probe_layers` and the model's output shape (without the batch axis; ``None`` when
     the output is not one tensor), from one forward pass."""
     traces = trace_modules(model, inputs)
-    infos = [LayerInfo(t.name, t.kind, t.output_shape, t.calls, t.order) for t in traces]
+    infos = [LayerInfo(t.name, t.kind, t.output_shape, t.calls, t.order, t.same_as) for t in traces]
     root = [info.output_shape for info in infos if not info.name]
     return [info for info in infos if info.name], (root[0] if root else None)
 
@@ -151,7 +162,10 @@ def probe_layers(model: nn.Module, inputs: torch.Tensor) -> list[LayerInfo]:
 
 
 def default_layer(
-    infos: Sequence[LayerInfo], *, output_shape: tuple[int, ...] | None = None
+    infos: Sequence[LayerInfo],
+    *,
+    output_shape: tuple[int, ...] | None = None,
+    layout: LayoutResolver | None = None,
 ) -> str:
     """The default layer among probed ones (the rule is in this module's docstring).
 
@@ -159,6 +173,8 @@ def default_layer(
         infos: from :func:`probe_layers`.
         output_shape: the model's output shape without the batch axis, when known: a dense
             output skips the modules that produce it.
+        layout: when given, only layers it can lay out as a map over the inputs' axes count
+            (token sequences of a known transformer, channels-last stages).
 
     Raises:
         LayerError: no submodule produces a usable spatial output.
@@ -175,8 +191,20 @@ def default_layer(
     ]
     dense = output_shape is not None and len(output_shape) >= 2 and _positions(output_shape) > 1
 
+    kinds = {info.name: info.kind for info in infos}
+
+    def skipped(info: LayerInfo) -> bool:
+        # A container whose output is a skipped child's (ViT's encoder ends in its LayerNorm).
+        return bool(
+            SKIPPED_KINDS.fullmatch(info.kind)
+            or (info.same_as is not None and SKIPPED_KINDS.fullmatch(kinds.get(info.same_as, "")))
+        )
+
     def usable(info: LayerInfo, heads: Sequence[str]) -> bool:
-        if not info.is_spatial or info.calls != 1 or SKIPPED_KINDS.fullmatch(info.kind):
+        if not info.is_spatial or info.calls != 1 or skipped(info):
+            return False
+        shape = info.output_shape or ()
+        if layout is not None and layout.fits(info.name, (1, *shape)) is None:
             return False
         if any(info.name.startswith(f"{head}.") for head in heads):
             return False
@@ -190,9 +218,41 @@ def default_layer(
     if not candidates:
         raise LayerError(
             "no layer of the model produces a spatial feature map (B, C, *s) with more than one "
-            "position; pass layer= explicitly (camscope.probe_layers lists every layer)"
+            "position (or a token sequence whose patch grid the model states); pass layer= "
+            "explicitly, with layout= for a token or channels-last layer "
+            "(camscope.probe_layers lists every layer)"
         )
-    return max(candidates, key=lambda info: info.order).name
+    chosen = max(candidates, key=lambda info: info.order)
+    return _class_token_block_input(chosen, infos, layout) or chosen.name
+
+
+def _class_token_block_input(
+    chosen: LayerInfo, infos: Sequence[LayerInfo], layout: LayoutResolver | None
+) -> str | None:
+    """For a ViT whose head reads its class token: the last block's first normalisation.
+
+    After the last block only the prefix tokens reach the head, so gradients at the block's
+    output are zero on every patch. The last block's input (its first norm, which the peers
+    use: timm's ``norm1``, torchvision's ``ln_1``) still reaches the class token through that
+    block's attention. ``None`` when this does not apply.
+    """
+    shape = chosen.output_shape or ()
+    laid = None if layout is None else layout.fits(chosen.name, (1, *shape))
+    if laid is None or laid.kind != "tokens" or laid.prefix == 0:
+        return None
+    by_name = {info.name: info for info in infos}
+    block = chosen
+    while block.same_as is not None and block.same_as in by_name:  # blocks → blocks.11
+        block = by_name[block.same_as]
+    norms = [
+        info
+        for info in infos
+        if info.name.startswith(f"{block.name}.")
+        and "Norm" in info.kind
+        and info.output_shape == chosen.output_shape
+        and info.calls == 1
+    ]
+    return min(norms, key=lambda info: info.order).name if norms else None
 
 
 def _positions(shape: Sequence[int]) -> int:
@@ -202,7 +262,17 @@ def _positions(shape: Sequence[int]) -> int:
     return count
 
 
-def choose_layer(model: nn.Module, inputs: torch.Tensor) -> str:
-    """Probe ``model`` on ``inputs`` and return :func:`default_layer`'s choice."""
+def choose_layer(
+    model: nn.Module, inputs: torch.Tensor, layout: LayoutResolver | None = None
+) -> str:
+    """Probe ``model`` on ``inputs`` and return :func:`default_layer`'s choice.
+
+    Args:
+        model: the network.
+        inputs: ``(B, C, *S)``.
+        layout: the layouts a layer may have (default: inferred for ``model`` on ``inputs``).
+    """
     infos, output_shape = trace_layers(model, inputs)
-    return default_layer(infos, output_shape=output_shape)
+    if layout is None:
+        layout = LayoutResolver.of(model, inputs)
+    return default_layer(infos, output_shape=output_shape, layout=layout)

@@ -28,6 +28,7 @@ from camscope.checks import check_inputs
 from camscope.engine import ModelState, record_layer, run_to_layer
 from camscope.errors import CamscopeError, InputError, LayerError
 from camscope.layers import resolve_layer
+from camscope.layouts import LayoutResolver
 
 __all__ = [
     "ReceptiveField",
@@ -227,7 +228,7 @@ def effective_receptive_field(
         torch.inference_mode(False),
         ModelState(model, eval_mode=eval_mode),
         torch.enable_grad(),
-        record_layer(module, name, stop=True) as recording,
+        record_layer(module, name, stop=True, layout=LayoutResolver.of(model, x)) as recording,
     ):
         leaf = x.clone().requires_grad_(True)
         out = run_to_layer(model, leaf, recording)

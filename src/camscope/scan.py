@@ -32,6 +32,7 @@ from camscope.engine import eager_model
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
 from camscope.io.streamed import ScanFiles, check_scan_out, job_identity
+from camscope.layouts import LayoutSpec
 from camscope.methods import get_method
 from camscope.postprocess import linear_upsampling_matrix, separable_apply
 from camscope.targets import RegionTarget, TargetSpec, VoxelTarget
@@ -94,6 +95,7 @@ def explain_scan(
     sigma_scale: float = 0.125,
     targets: ScanTargets = None,
     layer: str | nn.Module | None = None,
+    layout: LayoutSpec = None,
     batch_size: int = 4,
     out: str | os.PathLike[str] | None = None,
     resume: bool = True,
@@ -113,6 +115,8 @@ def explain_scan(
         targets: ``None`` (every class), a class index or a list of them (explained in every
             window), or a callable (see the module docstring).
         layer: for layer methods; ``None`` chooses on the first window batch.
+        layout: how the layer lays out its map (:mod:`camscope.layouts`), as in
+            :func:`camscope.explain`; ``None`` infers it.
         batch_size: windows explained together.
         out: write the maps to disk as the rows they cover are complete, holding only a band of
             rows in memory (see :mod:`camscope.io.streamed`): ``.npy`` (one array ``(T, *S)``),
@@ -170,7 +174,7 @@ def explain_scan(
             info.name,
             layer,
             targets,
-            options,
+            options if layout is None else {**options, "layout": str(layout)},
             plan,
             overlap,
             blend,
@@ -199,6 +203,7 @@ def explain_scan(
                     windows,
                     method=info.name,
                     layer=layer if info.needs_layer else None,
+                    layout=layout if info.needs_layer else None,
                     targets=(
                         classes_for_windows(explain_targets, len(windows))
                         if regions is None

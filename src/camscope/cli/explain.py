@@ -18,7 +18,7 @@ from camscope.cli.common import (
     run_flags,
     show_input_warnings,
 )
-from camscope.cli.params import INT_LIST, KEY_VALUE, NAME_LIST, SIGMA, TARGETS
+from camscope.cli.params import INT_LIST, KEY_VALUE, LAYOUT, NAME_LIST, SIGMA, TARGETS
 
 __all__ = ["explain_command", "features"]
 
@@ -36,6 +36,7 @@ __all__ = ["explain_command", "features"]
     help="One method or several, comma-separated (camscope methods lists them).",
 )
 @click.option("--layer", default=None, help="Layer name (default: camscope layers marks it).")
+@LAYOUT
 @click.option(
     "--targets",
     type=TARGETS,
@@ -96,6 +97,7 @@ def explain_command(
     out_dir: str,
     methods: tuple[str, ...],
     layer: str | None,
+    layout: str | None,
     targets: str | list[int],
     mode: str,
     sigma: str | float,
@@ -132,6 +134,7 @@ def explain_command(
     settings = ExplainSettings(
         methods=list(methods),
         layer=layer,
+        layout=layout,
         targets=targets,
         upsample=mode,
         sigma=sigma,

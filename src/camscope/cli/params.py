@@ -13,6 +13,7 @@ __all__ = [
     "CLASS_LIST",
     "INT_LIST",
     "KEY_VALUE",
+    "LAYOUT",
     "NAME_LIST",
     "SHAPE",
     "SIGMA",
@@ -160,3 +161,13 @@ SHAPE = Shape()
 SIGMA = Sigma()
 SNR = Snr()
 TARGETS = Targets()
+
+
+#: ``--layout``: how the layer lays out its map (checked where the command builds its settings).
+LAYOUT = click.option(
+    "--layout",
+    default=None,
+    help="How the layer lays out its map (default: inferred from the model and shape): "
+    "channels_first, channels_last, tokens (grid from the model) or tokens:GRID[:PREFIX], "
+    "e.g. tokens:14x14:1 for a ViT's 14×14 patches after its class token.",
+)

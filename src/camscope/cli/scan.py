@@ -15,7 +15,7 @@ from camscope.cli.common import (
     model_options,
     output_options,
 )
-from camscope.cli.params import NAME_LIST, TARGETS
+from camscope.cli.params import LAYOUT, NAME_LIST, TARGETS
 
 __all__ = ["scan"]
 
@@ -26,6 +26,7 @@ __all__ = ["scan"]
 @click.option("--roi", "roi_size", type=int, required=True, help="Window edge (voxels).")
 @click.option("--method", default="grad-cam", show_default=True)
 @click.option("--layer", default=None)
+@LAYOUT
 @click.option(
     "--targets",
     type=TARGETS,
@@ -80,6 +81,7 @@ def scan(
     roi_size: int,
     method: str,
     layer: str | None,
+    layout: str | None,
     targets: str | list[int],
     regions: tuple[str, ...],
     voxels: tuple[str, ...],
@@ -110,6 +112,7 @@ def scan(
     from camscope.io import prepare_output_dir, read_scan, write_heatmap, write_json
     from camscope.io.heatmaps import heatmap_suffix
     from camscope.io.streamed import out_stem, write_zarr
+    from camscope.layouts import parse_layout
     from camscope.render.report import ReportEntry, ReportMap, write_report
     from camscope.scan import explain_scan
 
@@ -139,6 +142,7 @@ def scan(
             blend=blend,  # type: ignore[arg-type]
             targets=chosen or (None if targets == "all" else targets),
             layer=layer,
+            layout=parse_layout(layout),
             batch_size=batch_size,
             out=streamed,
             resume=not force,

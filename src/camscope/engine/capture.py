@@ -27,6 +27,7 @@ from torch import nn
 from camscope.engine.state import ModelState, call_model
 from camscope.engine.vjp import auto_chunk_size, chunked_vjp
 from camscope.errors import LayerError
+from camscope.layouts import CHANNELS_FIRST, Layout, LayoutResolver
 
 __all__ = ["Capture", "Recording", "StopForward", "record_layer", "run_to_layer", "trace_modules"]
 
@@ -66,6 +67,8 @@ class Recording:
     name: str
     value: torch.Tensor | None = None
     calls: int = 0
+    #: how the layer's output was laid out into ``value`` ``(B, C, *s)``.
+    layout: Layout = CHANNELS_FIRST
 
     def require(self) -> torch.Tensor:
         """The recorded output.
@@ -100,20 +103,29 @@ def _check_output(name: str, output: object) -> torch.Tensor:
 
 @contextlib.contextmanager
 def record_layer(
-    layer: nn.Module, name: str, *, leaf: bool = False, stop: bool = False
+    layer: nn.Module,
+    name: str,
+    *,
+    leaf: bool = False,
+    stop: bool = False,
+    layout: LayoutResolver | None = None,
 ) -> Iterator[Recording]:
-    """Record ``layer``'s output ``(B, C, *s)`` whenever the model runs inside the block.
+    """Record ``layer``'s output as a map ``(B, C, *s)`` whenever the model runs inside the block.
 
     Args:
         layer: the module.
         name: its name, for messages.
+        layout: lays the output out as ``(B, C, *s)`` (tokens, channels last) and refuses
+            outputs that are no map over the inputs' axes; ``None`` takes the output as
+            channels first, unchecked (callers that know the inputs pass a resolver).
         leaf: record a detached leaf that requires grad, switch autograd on and hand a copy on:
             gradients at the layer come from ``autograd.grad(scores, recording.value)`` while the
             trunk below kept no graph.
         stop: end the forward pass once the layer ran (:func:`run_to_layer` expects this).
 
     Raises:
-        LayerError: the layer runs twice in one pass, or outputs no float ``(B, C, *s)`` tensor.
+        LayerError: the layer runs twice in one pass, outputs no float tensor, or one that its
+            layout cannot make a map of.
     """
     recording = Recording(name)
 
@@ -125,15 +137,19 @@ def record_layer(
                 "choose a layer that runs once, e.g. the block that contains it"
             )
         tensor = _check_output(name, output)
+        shape = tensor.shape
+        chosen = CHANNELS_FIRST if layout is None else layout.resolve(name, shape)
+        recording.layout = chosen
         handed: torch.Tensor | None = None
         if leaf:
-            value = tensor.detach().requires_grad_(True)
+            # The map (B, C, *s) is the leaf; the model gets the same values in its own layout.
+            value = chosen.to_maps(tensor).detach().requires_grad_(True)
             recording.value = value
             # From here on the forward pass is recorded: only the head above the layer.
             torch.set_grad_enabled(True)
-            handed = value.clone()
+            handed = chosen.from_maps(value, tensor)
         else:
-            recording.value = tensor
+            recording.value = chosen.to_maps(tensor)
         if stop:
             raise StopForward
         return handed
@@ -173,12 +189,24 @@ class Capture:
         ...         ...
     """
 
-    def __init__(self, model: nn.Module, layer: nn.Module, name: str) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: nn.Module,
+        name: str,
+        layout: LayoutResolver | None = None,
+    ) -> None:
         self.model = model
         self.layer = layer
         self.name = name
+        self.layout = layout
         self._stack: contextlib.ExitStack | None = None
         self._recording: Recording | None = None
+
+    @property
+    def laid_out(self) -> Layout:
+        """The layout the recorded output was read in, after :meth:`run`."""
+        return CHANNELS_FIRST if self._recording is None else self._recording.layout
 
     @property
     def activations(self) -> torch.Tensor | None:
@@ -187,7 +215,9 @@ class Capture:
 
     def __enter__(self) -> Capture:
         self._stack = contextlib.ExitStack()
-        self._recording = self._stack.enter_context(record_layer(self.layer, self.name, leaf=True))
+        self._recording = self._stack.enter_context(
+            record_layer(self.layer, self.name, leaf=True, layout=self.layout)
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -273,6 +303,9 @@ class ModuleTrace:
     output_shape: tuple[int, ...] | None
     calls: int
     order: int
+    #: the module that finished earlier with this very output tensor (a container's last
+    #: child, e.g. torchvision ViT's ``encoder`` and its ``encoder.ln``), or ``None``.
+    same_as: str | None = None
 
 
 def module_kind(module: nn.Module, name: str) -> str:
@@ -300,13 +333,18 @@ def trace_modules(model: nn.Module, inputs: torch.Tensor) -> list[ModuleTrace]:
     traces: dict[str, ModuleTrace] = {}
     counter = [0]
     handles = []
+    # Outputs kept alive for the pass, so that an identical object means the same output.
+    outputs: dict[int, tuple[str, object]] = {}
 
     def make_hook(name: str, kind: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: object, output: object) -> None:
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
             trace = traces.get(name)
             calls = 1 if trace is None else trace.calls + 1
-            traces[name] = ModuleTrace(name, kind, shape, calls, counter[0])
+            earlier = outputs.get(id(output))
+            same_as = earlier[0] if earlier is not None and earlier[1] is output else None
+            outputs.setdefault(id(output), (name, output))
+            traces[name] = ModuleTrace(name, kind, shape, calls, counter[0], same_as)
             counter[0] += 1
 
         return hook

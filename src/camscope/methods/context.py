@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from camscope.engine import Capture, call_model, chunked_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
+from camscope.layouts import CHANNELS_FIRST, Layout, LayoutResolver
 from camscope.methods.rules import ReluRule, check_rule_applied, relu_rule
 from camscope.targets import dense_class_scores
 
@@ -67,6 +68,8 @@ class MethodContext:
         layer_name, layer: the chosen layer, for methods that use one (else ``None``).
         chunk_size: targets per batched backward pass (``None``: from a memory budget).
         progress: show progress bars for long loops.
+        layout: lays the layer's output out as a map (``None``: channels first, unchecked).
+        laid_out: the layout the layer was read in, once a layer path ran.
     """
 
     model: nn.Module
@@ -83,6 +86,8 @@ class MethodContext:
     #: ``(rule, inputs requiring grad, output with its graph)`` of ``explain()``'s own forward
     #: pass, used once by :meth:`input_gradients` on the unperturbed batch under that rule.
     graph: tuple[str, torch.Tensor, Any] | None = field(default=None, repr=False)
+    layout: LayoutResolver | None = None
+    laid_out: Layout = CHANNELS_FIRST
 
     @property
     def batch_size(self) -> int:
@@ -263,15 +268,20 @@ class MethodContext:
     def layer_activations(self) -> torch.Tensor:
         """The chosen layer's activations ``(B, C, *s)`` on the inputs (one forward, no graph)."""
         name, module = self.require_layer("this method")
-        with torch.no_grad(), record_layer(module, name, stop=True) as recording:
+        with (
+            torch.no_grad(),
+            record_layer(module, name, stop=True, layout=self.layout) as recording,
+        ):
             activations = run_to_layer(self.model, self.inputs, recording)
+        self.laid_out = recording.layout
         return activations.detach()
 
     def layer_maps(self, function: Callable[..., torch.Tensor]) -> torch.Tensor:
         """A CAM-family map ``(B, T, *s)`` at the chosen layer, e.g. Grad-CAM's."""
         name, module = self.require_layer("this method")
-        with Capture(self.model, module, name) as capture:
+        with Capture(self.model, module, name, self.layout) as capture:
             output = capture.run(self.inputs)
+            self.laid_out = capture.laid_out
             with torch.enable_grad():
                 scores = self.target_scores(output, torch.arange(self.batch_size))
             return capture.maps(scores, function, chunk_size=self.chunk_size)

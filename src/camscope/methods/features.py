@@ -17,6 +17,7 @@ from camscope.checks import check_inputs
 from camscope.engine import ModelState, batched_vjp, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError
 from camscope.layers import resolve_layer
+from camscope.layouts import LayoutResolver
 from camscope.methods.rules import RULES, ReluRule, relu_rule
 
 __all__ = ["feature_visualization"]
@@ -57,7 +58,7 @@ def feature_visualization(
         ModelState(model, eval_mode=eval_mode),
         torch.enable_grad(),
         relu_rule(rule),
-        record_layer(module, name, stop=True) as recording,
+        record_layer(module, name, stop=True, layout=LayoutResolver.of(model, x)) as recording,
     ):
         activation = run_to_layer(model, x, recording)
     count = activation.shape[1]

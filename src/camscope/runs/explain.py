@@ -29,6 +29,7 @@ from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
 from camscope.io.heatmaps import heatmap_suffix, write_heatmap
 from camscope.io.inputs import INTENSITY_RULES, read_scan
+from camscope.layouts import parse_layout
 from camscope.methods.registry import check_option
 from camscope.runs.engine import RunSummary, run
 from camscope.runs.job import Batch, Finished
@@ -54,6 +55,8 @@ class ExplainSettings:
     Attributes:
         methods: registry names.
         layer: layer for methods that use one (``None``: the default layer).
+        layout: how that layer lays out its map (``None``: inferred; see
+            :func:`camscope.layouts.parse_layout` for the text forms).
         targets: ``"predicted"``, ``"all"`` or a list of class indices.
         upsample: ``"auto"`` (Gaussian for Extended-CAM, linear for the others), ``"linear"``,
             ``"nearest"`` or ``"gaussian"``: how layer maps reach input resolution.
@@ -70,6 +73,7 @@ class ExplainSettings:
 
     methods: list[str]
     layer: str | None = None
+    layout: str | None = None
     targets: str | list[int] = "predicted"
     upsample: str = "auto"
     sigma: str | float = "erf"
@@ -83,6 +87,7 @@ class ExplainSettings:
 
     def __post_init__(self) -> None:
         self.methods = [camscope.get_method(m).name for m in self.methods]
+        parse_layout(self.layout)  # checked before any input is read
         for kind in self.formats:
             heatmap_suffix(kind)
         unknown = set(self.options) - set(self.methods)
@@ -196,6 +201,7 @@ class ExplainJob:
                     x,
                     method=method,
                     layer=settings.layer if info.needs_layer else None,
+                    layout=parse_layout(settings.layout) if info.needs_layer else None,
                     targets=targets,
                     progress=False,
                     **options,
@@ -252,6 +258,7 @@ class ExplainJob:
                             outputs[row].append(file)
                 results[row][method] = {
                     "layer": e.layer,
+                    "layout": e.layout,
                     "targets": labels_row,
                     "scores": [float(v) for v in e.scores[row]],
                     "maps_shape": list(e.maps.shape[1:]),
@@ -358,6 +365,7 @@ def _write_run_report(
         settings={
             "methods": ", ".join(settings.methods),
             "layer": settings.layer or "default",
+            "layout": settings.layout or "inferred",
             "targets": settings.targets,
             "upsample": settings.upsample,
             "intensity": settings.intensity,
