@@ -39,3 +39,14 @@ def test_input_space_example_runs():
     exec(second, namespace)
     e = namespace["e"]
     assert e.maps.shape == (1, 23, 1, 40, 40, 40) and e.extras["completeness_gap"].shape == (1, 23)
+
+
+def test_transformer_example_runs():
+    code = re.search(
+        r"### Transformers and layer layouts\n.*?```python\n(.*?)```", README, re.S
+    ).group(1)
+    namespace: dict = {}
+    exec(code, namespace)
+    e, mid = namespace["e"], namespace["mid"]
+    assert (e.layer, e.layout) == ("blocks.11.norm1", "tokens(14×14, prefix=1)")
+    assert tuple(e.maps.shape) == (2, 5, 14, 14) and tuple(mid.maps.shape) == (2, 1, 14, 14)

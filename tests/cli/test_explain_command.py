@@ -470,3 +470,33 @@ def test_a_wrong_layer_is_one_error_before_any_input(files):
     )
     assert result.exit_code == 2 and result.output.count("nope") == 1
     assert "unknown layer 'nope'" in result.output and not (files / "o").exists()
+
+
+def test_layers_shows_each_layers_layout_for_a_vit(tmp_path):
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    options = {
+        "image_size": 32,
+        "patch_size": 8,
+        "num_layers": 2,
+        "num_heads": 2,
+        "hidden_dim": 16,
+        "mlp_dim": 32,
+        "num_classes": 3,
+    }
+    torch.save(VisionTransformer(**options).state_dict(), tmp_path / "vit.pth")
+    args = [
+        "layers",
+        tmp_path / "vit.pth",
+        "--architecture",
+        "torchvision.models.vision_transformer:VisionTransformer",
+    ]
+    for key, value in options.items():
+        args += ["--arch-option", f"{key}={value}"]
+    result = _run(*args, "--input-shape", "3,32,32")
+    assert result.exit_code == 0, result.output
+    rows = {line[2:].split()[0]: line for line in result.output.splitlines() if line[:1] in "* "}
+    default = rows["encoder.layers.encoder_layer_1.ln_1"]
+    assert default.startswith("*") and default.endswith("tokens(4×4, prefix=1)")
+    assert rows["conv_proj"].endswith("channels_first")
+    assert rows["heads"].endswith("-")  # (B, 3) logits: not a map

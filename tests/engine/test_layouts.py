@@ -433,3 +433,50 @@ def test_torchvision_vit_agrees_with_pytorch_grad_cam_reshape_transform():
         ours.maps[:, 0].float(), torch.from_numpy(theirs).float(), rtol=0, atol=2e-3
     )
     assert math.isfinite(float(ours.maps.sum()))
+
+
+@pytest.mark.slow
+def test_explain_scan_over_unetr_and_swin_unetr_with_a_region_target():
+    """The 3D medical transformer workflow: a region's logits explained window by window at a
+    token layer (UNETR's encoder) and a channels-last block (SwinUNETR); one window equals
+    explain() on it."""
+    from camscope.targets import RegionTarget
+
+    torch.manual_seed(0)
+    unetr = monai_nets.UNETR(
+        in_channels=1,
+        out_channels=2,
+        img_size=32,
+        feature_size=4,
+        hidden_size=32,
+        mlp_dim=64,
+        num_heads=2,
+    ).eval()
+    swin = monai_nets.SwinUNETR(
+        in_channels=1,
+        out_channels=2,
+        feature_size=12,
+        depths=(1, 1, 1, 1),
+        num_heads=(3, 3, 3, 3),
+    ).eval()
+    for model, layer, roi, layout in (
+        (unetr, "vit.blocks.11", 32, "tokens(2×2×2, prefix=0)"),
+        (swin, "swinViT.layers2.0.blocks.0", 64, "channels_last"),
+    ):
+        scan = torch.randn(1, roi, roi, roi)
+        mask = torch.zeros(roi, roi, roi, dtype=torch.bool)
+        mask[roi // 4 : roi // 2, roi // 4 : roi // 2, roi // 4 : roi // 2] = True
+        target = RegionTarget(1, mask)
+        whole = camscope.explain_scan(
+            model,
+            scan,
+            method="grad_cam",
+            roi_size=roi,
+            layer=layer,
+            targets=target,
+            progress=False,
+        )
+        single = camscope.explain(model, scan[None], method="grad_cam", layer=layer, targets=target)
+        assert single.layout == layout
+        upsampled = single.upsample(size=(roi,) * 3, mode="linear").maps[0]
+        torch.testing.assert_close(whole.maps, upsampled, rtol=1e-4, atol=1e-6)

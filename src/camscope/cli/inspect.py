@@ -61,7 +61,7 @@ def layers(
     in_channels: int,
     weights: ModelChoice,
 ) -> None:
-    """List a model's layers with their output shapes; * marks the default layer.
+    """List a model's layers with their output shapes and layouts; * marks the default layer.
 
     MODEL is anything `camscope explain` takes. Give --input or --input-shape for your own
     models (camscope needs one forward pass to see the shapes).
@@ -69,6 +69,7 @@ def layers(
     from camscope.engine import ModelState, eager_model
     from camscope.io.inputs import read_scan
     from camscope.layers import default_layer, trace_layers
+    from camscope.layouts import LayoutResolver
     from camscope.models import list_models
 
     builtin = model_spec_text.replace("-", "_") in list_models() and weights.architecture is None
@@ -94,11 +95,20 @@ def layers(
         )
     with ModelState(model):
         infos, output_shape = trace_layers(model, probe)
-    chosen = default_layer(infos, output_shape=output_shape)
+    resolver = LayoutResolver.of(model, probe)
+    chosen = default_layer(infos, output_shape=output_shape, layout=resolver)
     for info in infos:
         mark = "*" if info.name == chosen else " "
         shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
-        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text}")
+        laid = None
+        if info.output_shape is not None and len(info.output_shape) >= 2:
+            laid = resolver.fits(info.name, (1, *info.output_shape))
+        layout_text = str(laid) if laid is not None else "-"
+        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text:<16} {layout_text}")
+    click.echo(
+        "layout: how camscope reads the layer as a map (- : not a map over the input's axes; "
+        "give --layout to read it another way)"
+    )
 
 
 @click.command()
