@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from camscope import postprocess
 from camscope.checks import check_inputs
 from camscope.engine import (
     Capture,
@@ -53,9 +56,10 @@ def explain(
     inputs: torch.Tensor,
     *,
     method: str,
-    layer: str | nn.Module | None = None,
+    layer: str | nn.Module | Sequence[str | nn.Module] | None = None,
     targets: TargetSpec = None,
     layout: LayoutSpec = None,
+    fuse: Fuse | None = None,
     eval_mode: bool = True,
     chunk_size: int | None = None,
     progress: bool = True,
@@ -72,7 +76,12 @@ def explain(
         method: a registry name (see :func:`camscope.list_methods`), e.g. ``"respond_cam"``.
         layer: a name from ``model.named_modules()`` or the module itself; ``None`` takes the
             default layer (:func:`camscope.layers.default_layer`; the result's ``layer`` says
-            which).
+            which); a list of layers explains each and fuses their maps (``fuse``).
+        fuse: with a list of layers: ``"mean"`` (default; pytorch-grad-cam averages its target
+            layers), ``"max"`` (torch-cam) or ``"product"`` (RefineCAM) of the raw maps, each
+            first brought to the finest layer's grid by linear interpolation. The result's
+            ``layer`` joins the names with ``+``; ``extras["fused"]`` records the layers, their
+            grids and the rule.
         targets: ``None`` or ``"predicted"`` (predicted class), an int, one class per sample, a
             ``(B, T)`` tensor of classes, ``"all"``, or a callable ``output -> (B,)`` /
             ``(B, T)`` scores.
@@ -115,6 +124,24 @@ def explain(
     """
     info = get_method(method)
     _check_options(info, options)
+    if isinstance(layer, list | tuple):
+        return _fused(
+            model,
+            inputs,
+            list(layer),
+            fuse,
+            method=method,
+            targets=targets,
+            layout=layout,
+            eval_mode=eval_mode,
+            chunk_size=chunk_size,
+            progress=progress,
+            **options,
+        )
+    if fuse is not None:
+        raise MethodError(
+            f"fuse={fuse!r} combines several layers; pass layer=[...] with two or more"
+        )
     model = eager_model(model)
     x = check_inputs(model, inputs)
     batch_size = x.shape[0]
@@ -137,6 +164,7 @@ def explain(
                 # or the model is an exported program with a fixed batch size.
                 single = eval_mode and not is_exported(model)
                 layer = choose_layer(model, x[:1] if single else x, resolver)
+            assert isinstance(layer, str | nn.Module)  # lists went to _fused
             layer_name, layer_module = resolve_layer(model, layer)
         elif layer is not None or layout is not None:
             given = f"layer={layer!r}" if layer is not None else f"layout={layout!r}"
@@ -188,6 +216,60 @@ def explain(
         per_channel=info.resolution == "input",
         extras=result.extras,
         layout=str(context.laid_out) if info.needs_layer else "input",
+    )
+
+
+#: How maps of several layers are combined (see :func:`explain`'s ``fuse``).
+Fuse = Literal["mean", "max", "product"]
+FUSE_RULES: tuple[str, ...] = ("mean", "max", "product")
+
+
+def _fused(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: list[str | nn.Module],
+    fuse: Fuse | None,
+    **settings: Any,
+) -> Explanation:
+    """Maps of several layers, each at its own layer, fused on the finest layer's grid."""
+    rule = fuse or "mean"
+    if rule not in FUSE_RULES:
+        raise MethodError(f"fuse must be one of {', '.join(FUSE_RULES)}, not {fuse!r}")
+    if len(layers) < 2:
+        raise MethodError("layer=[...] fuses two or more layers; give one layer as a name")
+    if not get_method(settings["method"]).needs_layer:
+        raise MethodError(f"{settings['method']} works in input space and takes no layer")
+    parts = [explain(model, inputs, layer=layer, **settings) for layer in layers]
+    names = [part.layer for part in parts]
+    if len(set(names)) != len(names):
+        raise LayerError(f"layer=[...] names a layer twice: {', '.join(names)}")
+    finest = max(parts, key=lambda part: part.maps[0, 0].numel())
+    size = tuple(finest.maps.shape[2:])
+    brought = [
+        part.maps
+        if tuple(part.maps.shape[2:]) == size or part.per_channel
+        else postprocess.upsample(part.maps, size, mode="linear")
+        for part in parts
+    ]
+    stacked = torch.stack(brought)
+    if rule == "mean":
+        maps = stacked.mean(0)
+    elif rule == "max":
+        maps = stacked.amax(0)
+    else:
+        maps = stacked.prod(0)
+    fused = {
+        "layers": names,
+        "grids": [tuple(part.maps.shape[2:]) for part in parts],
+        "layouts": [part.layout for part in parts],
+        "rule": rule,
+    }
+    return dataclasses.replace(
+        finest,
+        maps=maps,
+        layer="+".join(names),
+        layout=finest.layout,
+        extras={**finest.extras, "fused": fused},
     )
 
 

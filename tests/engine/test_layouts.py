@@ -480,3 +480,31 @@ def test_explain_scan_over_unetr_and_swin_unetr_with_a_region_target():
         assert single.layout == layout
         upsampled = single.upsample(size=(roi,) * 3, mode="linear").maps[0]
         torch.testing.assert_close(whole.maps, upsampled, rtol=1e-4, atol=1e-6)
+
+
+def test_several_layers_fused_on_the_finest_grid():
+    from camscope.models import create_model
+
+    model = create_model("tiny2d", num_classes=3).eval()
+    x = torch.randn(2, 1, 16, 16)
+    fine = camscope.explain(model, x, method="grad_cam", layer="relu1", targets="all")
+    coarse = camscope.explain(model, x, method="grad_cam", layer="pool2", targets="all")
+    brought = camscope.upsample(coarse.maps, fine.maps.shape[2:], mode="linear")
+    for rule, expected in (
+        ("mean", (fine.maps + brought) / 2),
+        ("max", torch.maximum(fine.maps, brought)),
+        ("product", fine.maps * brought),
+    ):
+        e = camscope.explain(
+            model, x, method="grad_cam", layer=["pool2", "relu1"], fuse=rule, targets="all"
+        )
+        torch.testing.assert_close(e.maps, expected)
+        assert e.layer == "pool2+relu1" and e.extras["fused"]["rule"] == rule
+    with pytest.raises(MethodError, match="fuse must be one of"):
+        camscope.explain(model, x, method="grad_cam", layer=["pool2", "relu1"], fuse="sum")
+    with pytest.raises(MethodError, match="several layers"):
+        camscope.explain(model, x, method="grad_cam", layer="pool2", fuse="max")
+    with pytest.raises(MethodError, match="two or more"):
+        camscope.explain(model, x, method="grad_cam", layer=["pool2"])
+    with pytest.raises(LayerError, match="twice"):
+        camscope.explain(model, x, method="grad_cam", layer=["pool2", model.pool2])
