@@ -225,17 +225,31 @@ def test_layer_maps_equal_the_inserted_reshape_reference(name, method):
     assert ours.maps.abs().sum() > 0
 
 
-def test_unetr_encoder_tokens_in_3d():
-    torch.manual_seed(0)
-    model = monai_nets.UNETR(
+def _unetr(size: int) -> nn.Module:
+    return monai_nets.UNETR(
         in_channels=1,
         out_channels=2,
-        img_size=16,
+        img_size=size,
         feature_size=4,
         hidden_size=32,
         mlp_dim=64,
         num_heads=2,
     ).eval()
+
+
+def _swin_unetr() -> nn.Module:
+    return monai_nets.SwinUNETR(
+        in_channels=1,
+        out_channels=2,
+        feature_size=12,
+        depths=(1, 1, 1, 1),
+        num_heads=(3, 3, 3, 3),
+    ).eval()
+
+
+def test_unetr_encoder_tokens_in_3d():
+    torch.manual_seed(0)
+    model = _unetr(16)
     x = torch.randn(1, 1, 16, 16, 16)
     target = lambda output: output[:, 1].mean(dim=(1, 2, 3))  # noqa: E731
     e = camscope.explain(model, x, method="grad_cam", layer="vit.blocks.11", targets=target)
@@ -247,13 +261,7 @@ def test_unetr_encoder_tokens_in_3d():
 
 def test_swin_unetr_channels_last_blocks_in_3d():
     torch.manual_seed(0)
-    model = monai_nets.SwinUNETR(
-        in_channels=1,
-        out_channels=2,
-        feature_size=12,
-        depths=(1, 1, 1, 1),
-        num_heads=(3, 3, 3, 3),
-    ).eval()
+    model = _swin_unetr()
     x = torch.randn(1, 1, 64, 64, 64)
     layer = "swinViT.layers2.0.blocks.0"
     target = lambda output: output[:, 1].mean(dim=(1, 2, 3))  # noqa: E731
@@ -443,22 +451,8 @@ def test_explain_scan_over_unetr_and_swin_unetr_with_a_region_target():
     from camscope.targets import RegionTarget
 
     torch.manual_seed(0)
-    unetr = monai_nets.UNETR(
-        in_channels=1,
-        out_channels=2,
-        img_size=32,
-        feature_size=4,
-        hidden_size=32,
-        mlp_dim=64,
-        num_heads=2,
-    ).eval()
-    swin = monai_nets.SwinUNETR(
-        in_channels=1,
-        out_channels=2,
-        feature_size=12,
-        depths=(1, 1, 1, 1),
-        num_heads=(3, 3, 3, 3),
-    ).eval()
+    unetr = _unetr(32)
+    swin = _swin_unetr()
     for model, layer, roi, layout in (
         (unetr, "vit.blocks.11", 32, "tokens(2×2×2, prefix=0)"),
         (swin, "swinViT.layers2.0.blocks.0", 64, "channels_last"),

@@ -13,7 +13,7 @@ from camscope.errors import InputError, MethodError
 from tests.conftest import assert_close
 
 # One sample, two channels, a 2×2 grid. Every expected value below is worked out by hand in the
-# comments, from the formulas in shared/spec/METHODS.md.
+# comments, from the formulas in camscope.methods.cam_family's docstrings.
 A = torch.tensor([[[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [1.0, 2.0]]]], dtype=torch.float64)
 G = torch.tensor([[[[1.0, -1.0], [2.0, 0.0]], [[0.5, 0.5], [-1.0, 1.0]]]], dtype=torch.float64)
 

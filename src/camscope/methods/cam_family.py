@@ -10,8 +10,8 @@ activations ``(B, 1, C, *s)`` with gradients ``(B, T, C, *s)`` (all targets of a
 activations) together with ``spatial_dims=len(s)`` and get ``(B, T, *s)`` without copying the
 activations ``T`` times.
 
-All maps are raw: signed, unnormalised, at layer resolution. Formulas and references:
-``shared/spec/METHODS.md``.
+All maps are raw: signed, unnormalised, at layer resolution. Each function's docstring
+gives its formula and reference.
 """
 
 from __future__ import annotations

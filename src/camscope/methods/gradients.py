@@ -4,8 +4,8 @@ Guided Grad-CAM, Integrated Gradients and Gradient SHAP.
 Every function takes a :class:`~camscope.methods.context.MethodContext` (built by
 :func:`camscope.explain`) and returns raw, signed maps ``(B, T, C_in, *S)``: one per sample,
 target and input channel, at input resolution, in 2D or 3D alike. Gradients of all ``T`` targets
-come from one batched backward pass per batch of inputs. Formulas: ``shared/spec/METHODS.md``
-(Input-space maps).
+come from one batched backward pass per batch of inputs. Each function's docstring gives
+its formula.
 """
 
 from __future__ import annotations

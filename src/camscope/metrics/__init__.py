@@ -1,5 +1,5 @@
 """Metrics that judge explanations: plain functions over batches, per-sample results with a
-``summary()`` (mean ± std), in 2D and 3D. Definitions: ``shared/spec/METHODS.md`` (Metrics).
+``summary()`` (mean ± std), in 2D and 3D. Definitions: each metric's docstring.
 
 * sum-to-score: :func:`sum_to_score` (L1, Kendall τ)
 * faithfulness: :func:`average_drop` / :func:`increase_in_confidence` (absolute or relative

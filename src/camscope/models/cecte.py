@@ -1,6 +1,6 @@
 """The Respond-CAM paper's 3D networks for cryo-electron tomography subtomograms.
 
-Layouts from ``shared/spec/CECT.md`` (the lab's Keras code): 3×3×3 'same' convolutions with ReLU,
+Layouts from the Respond-CAM lab's Keras code: 3×3×3 'same' convolutions with ReLU,
 2×2×2 max-pools, two 512-wide ReLU fully connected layers and a linear ``fc3`` giving the logits.
 Layer names follow the paper, so ``layer="maxpool2"`` is the paper's CAM layer. A convolution
 block (``conv1``, ...) outputs *after* its ReLU, as a Keras ``Conv3D(activation="relu")`` does;

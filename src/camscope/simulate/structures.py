@@ -33,7 +33,7 @@ __all__ = [
     "read_structure",
 ]
 
-#: (PDB id, bounding radius in nm, mass in kDa): Pei et al. 2016 via shared/spec/CECT.md; the last
+#: (PDB id, bounding radius in nm, mass in kDa): Pei et al. 2016; the last
 #: two (1BXN, 3HHB) are the spec's candidates with approximate values.
 BENCHMARK_COMPLEXES: tuple[tuple[str, float, float], ...] = (
     ("1A1S", 3.96, 35),

@@ -1,6 +1,6 @@
 """Cryo-electron tomography subtomograms: structure → density → pose → imaging → noise.
 
-Recipe: ``shared/spec/CECT.md`` (the fast Fourier-mask model of the Respond-CAM lab's code).
+Recipe: the fast Fourier-mask model of the Respond-CAM lab's code (steps below).
 
 Axis convention: volumes are ``(z, y, x)`` (torch's ``(D, H, W)``), 1 nm voxels. The beam is
 along z and the tilt axis is y, so a tilt range of ±60° keeps the Fourier components with

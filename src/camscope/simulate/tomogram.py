@@ -1,5 +1,5 @@
 """Whole cryo-electron tomograms: many particles of the benchmark classes at known positions and
-poses, imaged together with the subtomogram simulator's model (``shared/spec/CECT.md``).
+poses, imaged with the subtomogram simulator's model (:mod:`camscope.simulate.subtomogram`).
 
 Recipe, per tomogram of shape ``(z, y, x)``:
 
