@@ -303,8 +303,13 @@ class LayoutResolver:
     """
 
     def __init__(
-        self, spec: LayoutSpec, input_size: Sequence[int], geometry: Geometry | None = None
+        self,
+        spec: LayoutSpec,
+        input_size: Sequence[int],
+        geometry: Geometry | None = None,
+        batch: int | None = None,
     ) -> None:
+        self.batch = batch
         self.spec = as_layout(spec)
         self.input_size = tuple(int(size) for size in input_size)
         self.geometry = geometry
@@ -312,7 +317,19 @@ class LayoutResolver:
     @classmethod
     def of(cls, model: nn.Module, inputs: torch.Tensor, spec: LayoutSpec = None) -> LayoutResolver:
         """The resolver for ``model`` explained on ``inputs`` ``(B, C, *S)``."""
-        return cls(spec, inputs.shape[2:], model_geometry(model, inputs.ndim - 2))
+        return cls(
+            spec, inputs.shape[2:], model_geometry(model, inputs.ndim - 2), int(inputs.shape[0])
+        )
+
+    def check_batch(self, name: str, shape: Sequence[int]) -> None:
+        """Refuse an output whose first axis is not the batch (Swin's windows, attention heads
+        folded into the batch): its maps would be one per window, shown as samples."""
+        if self.batch is not None and int(shape[0]) != self.batch:
+            raise LayerError(
+                f"layer {name!r} outputs {tuple(int(v) for v in shape)}, whose first axis is not "
+                f"the batch of {self.batch} (e.g. attention windows folded into it); choose a "
+                "layer outside the attention, such as the block itself"
+            )
 
     @property
     def spatial_dims(self) -> int:

@@ -502,3 +502,27 @@ def test_several_layers_fused_on_the_finest_grid():
         camscope.explain(model, x, method="grad_cam", layer=["pool2"])
     with pytest.raises(LayerError, match="twice"):
         camscope.explain(model, x, method="grad_cam", layer=["pool2", model.pool2])
+
+
+class Windows(nn.Module):
+    """Window attention's shape: tokens regrouped as (B·windows, N, C) around one layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(1, 8, 2, stride=2)
+        self.attn = nn.Identity()
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (B, 16, 8)
+        w = self.attn(t.reshape(-1, 4, 8))  # (B·4, 4, 8)
+        return self.head(w.reshape(len(x), 16, 8).mean(1))
+
+
+def test_windows_folded_into_the_batch_are_refused():
+    """Never one map per window shown as a sample."""
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(LayerError, match="not the batch of 1"):
+        camscope.explain(
+            Windows().eval(), x, method="grad_cam", layer="attn", layout=tokens((2, 2))
+        )

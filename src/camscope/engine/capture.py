@@ -138,6 +138,8 @@ def record_layer(
             )
         tensor = _check_output(name, output)
         shape = tensor.shape
+        if layout is not None:
+            layout.check_batch(name, shape)
         chosen = CHANNELS_FIRST if layout is None else layout.resolve(name, shape)
         recording.layout = chosen
         handed: torch.Tensor | None = None
