@@ -261,7 +261,7 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], ReceptiveFiel
 def cached_receptive_field(
     model: nn.Module, layer: str, input_shape: Sequence[int]
 ) -> ReceptiveField:
-    """ERF estimated once per (model, layer, input shape, weights) for the session.
+    """ERF estimated once per (model, layer, input shape, weights) while the process runs.
 
     The key includes every parameter's version counter, so training the model (any in-place
     update of its weights) makes a fresh estimate.
@@ -280,7 +280,7 @@ def erf_sigmas(
 ) -> list[float]:
     """Gaussian upsampling widths in output pixels for maps of ``layer`` brought to ``size``:
     the widths of the layer's effective receptive field (estimated once per model, layer, input
-    shape and weights in this session, on standard-normal inputs), rescaled from input pixels to
+    shape and weights while the process runs, on standard-normal inputs), rescaled from input pixels to
     output pixels when ``size`` differs from the input size.
 
     Raises:
