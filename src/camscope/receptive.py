@@ -280,7 +280,7 @@ def erf_sigmas(
 ) -> list[float]:
     """Gaussian upsampling widths in output pixels for maps of ``layer`` brought to ``size``:
     the widths of the layer's effective receptive field (estimated once per model, layer, input
-    shape and weights while the process runs, on standard-normal inputs), rescaled from input pixels to
+    shape and weights per process, on standard-normal inputs), rescaled from input pixels to
     output pixels when ``size`` differs from the input size.
 
     Raises:
