@@ -5,22 +5,14 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
 
 from camscope import postprocess
 from camscope.checks import check_inputs
-from camscope.engine import (
-    Capture,
-    ModelState,
-    call_model,
-    eager_model,
-    is_exported,
-    is_exported_graph,
-)
+from camscope.engine import ModelState, detached, eager_model, is_exported, is_exported_graph
 from camscope.engine.capture import torchscript_error
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
@@ -28,8 +20,7 @@ from camscope.layers import choose_layer, resolve_layer
 from camscope.layouts import LayoutResolver, LayoutSpec
 from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.methods.registry import check_option
-from camscope.methods.rules import check_rule_applied, relu_rule
-from camscope.targets import TargetSpec, check_targets, select_targets
+from camscope.targets import TargetSpec, check_targets
 
 __all__ = ["explain"]
 
@@ -43,12 +34,6 @@ def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
         )
     for name, value in options.items():
         check_option(info, name, value)
-
-
-def _detached(output: Any) -> Any:
-    """The model's output with every tensor in it detached (tuples, lists and dicts too), so an
-    Explanation never holds the head's graph (a backward on it would reach the parameters)."""
-    return tree_map(lambda v: v.detach() if isinstance(v, torch.Tensor) else v, output)
 
 
 def explain(
@@ -144,79 +129,77 @@ def explain(
         )
     model = eager_model(model)
     x = check_inputs(model, inputs)
-    batch_size = x.shape[0]
-    check_targets(targets, batch_size)
+    check_targets(targets, x.shape[0])
     resolver = LayoutResolver.of(model, x, layout)
+    single_layer = cast(str | nn.Module | None, layer)  # lists went to _fused
     with torch.inference_mode(False), ModelState(model, eval_mode=eval_mode):
-        layer_name: str | None = None
-        layer_module: nn.Module | None = None
-        if info.needs_layer:
-            if isinstance(model, torch.jit.ScriptModule):
-                raise torchscript_error()
-            if is_exported_graph(model):
-                raise LayerError(
-                    "this is an exported program's .module(): one graph whose layers do not run "
-                    "as modules, so layer methods cannot record them; pass the ExportedProgram "
-                    "itself, or torch.export.unflatten(program)"
-                )
-            if layer is None:
-                # One sample is enough to see the shapes, unless batch statistics need the batch
-                # or the model is an exported program with a fixed batch size.
-                single = eval_mode and not is_exported(model)
-                layer = choose_layer(model, x[:1] if single else x, resolver)
-            assert isinstance(layer, str | nn.Module)  # lists went to _fused
-            layer_name, layer_module = resolve_layer(model, layer)
-        elif layer is not None or layout is not None:
-            given = f"layer={layer!r}" if layer is not None else f"layout={layout!r}"
-            raise MethodError(f"{info.name} works in input space and takes no layer; drop {given}")
-        if info.kind == "cam":
-            assert layer_name is not None and layer_module is not None
-            return _cam_method(
-                info, model, x, layer_name, layer_module, targets, chunk_size, resolver
-            )
-        graph = None
-        if info.gradient_rule is not None:  # one forward pass, kept for the method's backward
-            x_grad = x.detach().requires_grad_(True)
-            with torch.enable_grad(), relu_rule(info.gradient_rule) as mode:  # type: ignore[arg-type]
-                output = call_model(model, x_grad)
-            check_rule_applied(mode, info.gradient_rule, model)
-            with torch.no_grad():
-                selected = select_targets(targets, _detached(output), batch_size)
-            graph = (info.gradient_rule, x_grad, output)
-        else:
-            with torch.no_grad():
-                output = call_model(model, x)
-                selected = select_targets(targets, output, batch_size)
+        layer_name, layer_module = _method_layer(
+            info, model, x, single_layer, layout, resolver, eval_mode
+        )
         context = MethodContext(
             model=model,
             inputs=x,
-            output=output,
-            scores=selected.scores.detach(),
-            classes=selected.classes,
-            target_fn=targets if callable(targets) else None,
+            targets=targets,
             layer_name=layer_name,
             layer=layer_module,
             chunk_size=chunk_size,
             progress=progress,
-            graph=graph,
+            gradient_rule=info.gradient_rule,
             layout=resolver,
         )
-        result = info.function(context, **options)
+        result = info.run(context, **options)
         context.graph = None
+    if info.needs_layer:
+        read_as = str(context.laid_out)
+    else:
+        read_as = "input" if info.kind == "input" else str(context.laid_out)
     return Explanation(
         maps=result.maps,
         scores=context.scores,
-        targets=selected.classes,
-        outputs=_detached(output),
+        targets=context.classes,
+        outputs=detached(context.output),
         method=info.name,
-        layer=layer_name or "input",
+        layer=result.layer or layer_name or "input",
         input_size=tuple(x.shape[2:]),
         in_channels=x.shape[1],
         model_ref=weakref.ref(model),
         per_channel=info.resolution == "input",
         extras=result.extras,
-        layout=str(context.laid_out) if info.needs_layer else "input",
+        layout=result.layout or read_as,
     )
+
+
+def _method_layer(
+    info: MethodInfo,
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str | nn.Module | None,
+    layout: LayoutSpec,
+    resolver: LayoutResolver,
+    eval_mode: bool,
+) -> tuple[str | None, nn.Module | None]:
+    """The layer a method reads (the default one when ``layer`` is ``None``), or ``(None, None)``
+    for a method that takes none."""
+    if not info.needs_layer:
+        if layer is not None or (layout is not None and info.kind == "input"):
+            given = f"layer={layer!r}" if layer is not None else f"layout={layout!r}"
+            where = "works in input space" if info.kind == "input" else "reads the model itself"
+            raise MethodError(f"{info.name} {where} and takes no layer; drop {given}")
+        return None, None
+    if isinstance(model, torch.jit.ScriptModule):
+        raise torchscript_error()
+    if is_exported_graph(model):
+        raise LayerError(
+            "this is an exported program's .module(): one graph whose layers do not run "
+            "as modules, so layer methods cannot record them; pass the ExportedProgram "
+            "itself, or torch.export.unflatten(program)"
+        )
+    if layer is None:
+        # One sample is enough to see the shapes, unless batch statistics need the batch
+        # or the model is an exported program with a fixed batch size.
+        single = eval_mode and not is_exported(model)
+        layer = choose_layer(model, x[:1] if single else x, resolver)
+    return resolve_layer(model, layer)
 
 
 #: How maps of several layers are combined (see :func:`explain`'s ``fuse``).
@@ -270,35 +253,4 @@ def _fused(
         layer="+".join(names),
         layout=finest.layout,
         extras={**finest.extras, "fused": fused},
-    )
-
-
-def _cam_method(
-    info: MethodInfo,
-    model: nn.Module,
-    x: torch.Tensor,
-    layer_name: str,
-    layer_module: nn.Module,
-    targets: TargetSpec,
-    chunk_size: int | None,
-    layout: LayoutResolver,
-) -> Explanation:
-    """The CAM family: one forward pass, one batched backward pass at the layer."""
-    batch_size = x.shape[0]
-    with Capture(model, layer_module, layer_name, layout) as capture:
-        output = capture.run(x)
-        with torch.enable_grad():
-            selected = select_targets(targets, output, batch_size)
-        maps = capture.maps(selected.scores, info.function, chunk_size=chunk_size)
-    return Explanation(
-        maps=maps,
-        scores=selected.scores.detach(),
-        targets=selected.classes,
-        outputs=_detached(output),
-        method=info.name,
-        layer=layer_name,
-        input_size=tuple(x.shape[2:]),
-        in_channels=x.shape[1],
-        model_ref=weakref.ref(model),
-        layout=str(capture.laid_out),
     )

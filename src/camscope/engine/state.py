@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from camscope.errors import CamscopeError, ModelError
 
@@ -231,3 +232,9 @@ def weights_digest(model: Any) -> str:
                 tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
             )
     return digest.hexdigest()[:16]
+
+
+def detached(output: Any) -> Any:
+    """The model's output with every tensor in it detached (tuples, lists and dicts too), so an
+    Explanation never holds the head's graph (a backward on it would reach the parameters)."""
+    return tree_map(lambda v: v.detach() if isinstance(v, torch.Tensor) else v, output)

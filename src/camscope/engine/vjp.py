@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -30,12 +31,13 @@ def auto_chunk_size(
 
 def batched_vjp(
     scores: torch.Tensor,
-    wrt: torch.Tensor,
+    wrt: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     retain_graph: bool,
     missing: Callable[[], Exception],
-) -> torch.Tensor:
-    """Gradients ``(N, T, *wrt.shape[1:])`` of every column of ``scores (N, T)`` w.r.t. ``wrt``.
+) -> Any:
+    """Gradients ``(N, T, *wrt.shape[1:])`` of every column of ``scores (N, T)`` w.r.t. ``wrt``
+    (a tuple of such gradients for a tuple of tensors, e.g. the attention of every block).
 
     Rows must be independent (row ``n`` of ``scores`` depends only on row ``n`` of ``wrt``): then
     ``d(Σ_n scores[n, t]) / d wrt`` holds every row's gradient, and all ``T`` columns come from one
@@ -45,23 +47,26 @@ def batched_vjp(
     Raises:
         The exception built by ``missing()`` when the scores do not depend on ``wrt``.
     """
+    several = isinstance(wrt, tuple)
+    tensors = wrt if isinstance(wrt, tuple) else (wrt,)
     count = scores.shape[1]
     if count == 1:
-        (grads,) = torch.autograd.grad(
-            scores[:, 0].sum(), wrt, retain_graph=retain_graph, allow_unused=True
+        grads = torch.autograd.grad(
+            scores[:, 0].sum(), tensors, retain_graph=retain_graph, allow_unused=True
         )
-        if grads is None:
+        if any(g is None for g in grads):
             raise missing()
-        return grads.unsqueeze(1)
+        result = tuple(g.unsqueeze(1) for g in grads)
+        return result if several else result[0]
     eye = torch.eye(count, dtype=scores.dtype, device=scores.device)
     grad_outputs = eye[:, None, :].expand(count, scores.shape[0], count)
     try:
         with warnings.catch_warnings():
             # vmap falls back to a slow per-target loop with this warning; do it visibly.
             warnings.filterwarnings("error", message=".*performance drop.*")
-            (batched,) = torch.autograd.grad(
+            batched = torch.autograd.grad(
                 scores,
-                wrt,
+                tensors,
                 grad_outputs=grad_outputs,
                 is_grads_batched=True,
                 retain_graph=True,  # kept for the per-target fallback if this one fails
@@ -77,30 +82,32 @@ def batched_vjp(
         )
         columns = []
         for index in range(count):
-            (column,) = torch.autograd.grad(
-                scores[:, index].sum(), wrt, retain_graph=True, allow_unused=True
+            column = torch.autograd.grad(
+                scores[:, index].sum(), tensors, retain_graph=True, allow_unused=True
             )
-            if column is None:
+            if any(c is None for c in column):
                 raise missing() from error
             columns.append(column)
-        batched = torch.stack(columns)
-    if batched is None:
+        batched = tuple(torch.stack(parts) for parts in zip(*columns, strict=True))
+    if any(b is None for b in batched):
         raise missing()
-    return batched.movedim(0, 1)
+    result = tuple(b.movedim(0, 1) for b in batched)
+    return result if several else result[0]
 
 
 def chunked_vjp(
     scores: torch.Tensor,
-    wrt: torch.Tensor,
+    wrt: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     chunk_size: int | None,
     missing: Callable[[], Exception],
-) -> Iterator[tuple[int, int, torch.Tensor]]:
+    retain_graph: bool = False,
+) -> Iterator[tuple[int, int, Any]]:
     """:func:`batched_vjp` over chunks of ``chunk_size`` targets (``None``: all at once).
 
     Yields:
         ``(start, stop, gradients)`` with gradients ``(N, stop - start, *wrt.shape[1:])``; the
-        graph is kept until the last chunk.
+        graph is kept until the last chunk (and after it with ``retain_graph``).
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must be (B, T), got {tuple(scores.shape)}")
@@ -113,5 +120,10 @@ def chunked_vjp(
         yield (
             start,
             stop,
-            batched_vjp(scores[:, start:stop], wrt, retain_graph=stop < count, missing=missing),
+            batched_vjp(
+                scores[:, start:stop],
+                wrt,
+                retain_graph=retain_graph or stop < count,
+                missing=missing,
+            ),
         )

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camscope.engine import Capture, call_model, chunked_vjp, record_layer, run_to_layer
+from camscope.engine import Capture, call_model, chunked_vjp, detached, record_layer, run_to_layer
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
 from camscope.layouts import CHANNELS_FIRST, Layout, LayoutResolver
 from camscope.methods.rules import ReluRule, check_rule_applied, relu_rule
-from camscope.targets import dense_class_scores
+from camscope.targets import TargetScores, TargetSpec, dense_class_scores, select_targets
 
 __all__ = ["MethodContext", "MethodResult"]
 
@@ -48,10 +48,16 @@ class MethodResult:
     Attributes:
         maps: ``(B, T, C_in, *S)`` for input-space methods, ``(B, T, *s)`` for layer methods.
         extras: e.g. Integrated Gradients' ``completeness_gap`` ``(B, T)``.
+        layer: what the maps are of, for a method that reads the model without a ``layer=``
+            (e.g. ``"attention"``); ``None``: the context's layer, or the input.
+        layout: how that reading was laid out (e.g. ``"tokens:14x14:1"``); ``None``: the
+            context's.
     """
 
     maps: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
+    layer: str | None = None
+    layout: str | None = None
 
 
 @dataclass
@@ -61,10 +67,9 @@ class MethodContext:
     Attributes:
         model: the network (in the mode ``explain`` chose; never modified).
         inputs: ``(B, C_in, *S)``, checked, detached.
-        output: the model's output on ``inputs``.
-        scores: ``(B, T)`` target scores on ``inputs``.
-        classes: ``(B, T)`` class indices, or ``None`` for a callable target.
-        target_fn: the callable target, or ``None`` for class targets.
+        targets: the target spec of ``explain()``; :attr:`output`, :attr:`scores` and
+            :attr:`classes` are fixed from it by the first forward pass that needs them (the
+            layer path's own pass for the CAM family, so that it runs once).
         layer_name, layer: the chosen layer, for methods that use one (else ``None``).
         chunk_size: targets per batched backward pass (``None``: from a memory budget).
         progress: show progress bars for long loops.
@@ -74,20 +79,80 @@ class MethodContext:
 
     model: nn.Module
     inputs: torch.Tensor
-    output: Any
-    scores: torch.Tensor
-    classes: torch.Tensor | None
-    target_fn: Callable[[Any], torch.Tensor] | None
+    targets: TargetSpec = None
     layer_name: str | None = None
     layer: nn.Module | None = None
     chunk_size: int | None = None
     progress: bool = True
     _channels_last: bool | None = field(default=None, repr=False)
-    #: ``(rule, inputs requiring grad, output with its graph)`` of ``explain()``'s own forward
-    #: pass, used once by :meth:`input_gradients` on the unperturbed batch under that rule.
+    #: The ReLU backward rule of a method that is one backward pass of the unperturbed batch
+    #: (see :class:`~camscope.methods.registry.MethodInfo`): the targets are then fixed by one
+    #: forward pass under that rule, whose graph :meth:`input_gradients` uses once.
+    gradient_rule: str | None = None
+    #: ``(rule, inputs requiring grad, output with its graph)`` of that forward pass.
     graph: tuple[str, torch.Tensor, Any] | None = field(default=None, repr=False)
     layout: LayoutResolver | None = None
     laid_out: Layout = CHANNELS_FIRST
+    _output: Any = field(default=None, repr=False)
+    _selected: TargetScores | None = field(default=None, repr=False)
+
+    # -- targets, fixed once on the unperturbed batch --------------------------------------------
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the targets are fixed yet (by the first forward pass that needed them)."""
+        return self._selected is not None
+
+    def fix_targets(self, output: Any) -> None:
+        """Fix the targets from the model's output on :attr:`inputs` (the output keeps its graph
+        when it has one, so the scores can be differentiated)."""
+        with torch.enable_grad():
+            self._selected = select_targets(self.targets, output, self.batch_size)
+        self._output = output
+
+    def _ensure_fixed(self) -> TargetScores:
+        if self._selected is None:
+            if self.gradient_rule is not None:  # one forward pass, kept for the backward pass
+                x = self.inputs.detach().requires_grad_(True)
+                rule = self.gradient_rule
+                with torch.enable_grad(), relu_rule(rule) as mode:  # type: ignore[arg-type]
+                    output = call_model(self.model, x)
+                check_rule_applied(mode, rule, self.model)
+                with torch.no_grad():
+                    self._selected = select_targets(self.targets, detached(output), self.batch_size)
+                self._output = output
+                self.graph = (rule, x, output)
+            else:
+                with torch.no_grad():
+                    self.fix_targets(call_model(self.model, self.inputs))
+        assert self._selected is not None
+        return self._selected
+
+    def attached_scores(self) -> torch.Tensor:
+        """``(B, T)`` target scores on the graph of the pass that fixed them (after
+        :meth:`fix_targets` on an output with a graph)."""
+        return self._ensure_fixed().scores
+
+    @property
+    def output(self) -> Any:
+        """The model's output on :attr:`inputs`."""
+        self._ensure_fixed()
+        return self._output
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """``(B, T)`` target scores on :attr:`inputs`, detached."""
+        return self._ensure_fixed().scores.detach()
+
+    @property
+    def classes(self) -> torch.Tensor | None:
+        """``(B, T)`` class indices, or ``None`` for a callable target."""
+        return self._ensure_fixed().classes
+
+    @property
+    def target_fn(self) -> Callable[[Any], torch.Tensor] | None:
+        """The callable target, or ``None`` for class targets."""
+        return self.targets if callable(self.targets) else None
 
     @property
     def batch_size(self) -> int:
@@ -95,7 +160,7 @@ class MethodContext:
 
     @property
     def num_targets(self) -> int:
-        return int(self.scores.shape[1])
+        return int(self._ensure_fixed().scores.shape[1])
 
     @property
     def spatial_dims(self) -> int:
@@ -225,6 +290,8 @@ class MethodContext:
         One forward pass and one batched backward pass for all targets (in chunks of targets
         when ``chunk_size`` says so), under the given ReLU backward rule.
         """
+        if inputs is self.inputs:
+            self._ensure_fixed()  # under this method's rule, its pass is the one used below
         if self.graph is not None and self.graph[0] == rule and inputs is self.inputs:
             _, x, output = self.graph
             self.graph = None  # its buffers are freed by the backward pass below
@@ -282,8 +349,13 @@ class MethodContext:
         with Capture(self.model, module, name, self.layout) as capture:
             output = capture.run(self.inputs)
             self.laid_out = capture.laid_out
-            with torch.enable_grad():
-                scores = self.target_scores(output, torch.arange(self.batch_size))
+            if self.fixed:
+                with torch.enable_grad():
+                    scores = self.target_scores(output, torch.arange(self.batch_size))
+            else:  # the layer path's pass fixes the targets: one forward pass in all
+                self.fix_targets(output)
+                assert self._selected is not None
+                scores = self._selected.scores
             return capture.maps(scores, function, chunk_size=self.chunk_size)
 
     def _independent(self) -> MethodError:

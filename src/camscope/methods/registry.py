@@ -70,6 +70,19 @@ class MethodInfo:
         (gradients, guided backpropagation) are not, and get a sequential colour map."""
         return self.signed and not (self.kind == "input" and self.channel_reduction == "max_abs")
 
+    def run(self, context: Any, **options: Any) -> Any:
+        """Run the method on an ``explain()`` call's context: the one contract every method has.
+
+        ``context`` is a :class:`~camscope.methods.context.MethodContext`; the result a
+        :class:`~camscope.methods.context.MethodResult`. A CAM-family formula is run on the
+        context's layer path (one forward pass, one batched backward pass at the layer).
+        """
+        if self.kind == "cam":
+            from camscope.methods.context import MethodResult
+
+            return MethodResult(context.layer_maps(self.function))
+        return self.function(context, **options)
+
     @property
     def resolution(self) -> Literal["layer", "input"]:
         """Where the maps live: ``"input"`` (``(B, T, C_in, *S)``) or ``"layer"``
