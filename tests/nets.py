@@ -70,3 +70,42 @@ class Raising(nn.Module):
 
     def forward(self, x):
         raise RuntimeError(self.message)
+
+
+ATTENTION_METHODS = ("attention_rollout", "chefer", "legrad")
+
+
+class TinyViT(nn.Module):
+    """MONAI's ViT (a class token, 2D or 3D) that returns the logits alone, as a classifier does:
+    ``(B, in_channels, *[size] * spatial_dims)`` → ``(B, num_classes)`` over a grid of
+    ``size // 4`` patches per axis."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        *,
+        in_channels: int = 1,
+        num_classes: int = 4,
+        size: int = 8,
+        dtype=torch.float64,
+    ) -> None:
+        from monai.networks.nets import ViT
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.vit = ViT(
+            in_channels=in_channels,
+            img_size=(size,) * spatial_dims,
+            patch_size=(4,) * spatial_dims,
+            hidden_size=8,
+            mlp_dim=16,
+            num_layers=2,
+            num_heads=2,
+            classification=True,
+            num_classes=num_classes,
+            spatial_dims=spatial_dims,
+            post_activation=None,
+        ).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(x)[0]

@@ -13,7 +13,7 @@ from torch import nn
 
 import camscope
 from camscope.models import create_model
-from tests.nets import Raising
+from tests.nets import ATTENTION_METHODS, Raising, TinyViT
 
 HOOK_DICTS = (
     "_forward_hooks",
@@ -62,6 +62,14 @@ def _assert_same(before: dict, after: dict) -> None:
 
 
 def _model(method: str, spatial_dims: int) -> nn.Module:
+    if method in ATTENTION_METHODS:  # a transformer, in the same kind of state
+        vit = TinyViT(spatial_dims, dtype=torch.float32)
+        vit.train()
+        vit.vit.blocks[0].eval()
+        vit.vit.norm.bias.requires_grad_(False)
+        head = vit.vit.classification_head
+        head.weight.grad = torch.full_like(head.weight, 0.5)
+        return vit
     name = f"tiny{spatial_dims}d" + ("_gap" if method == "cam" else "")
     model = create_model(name, num_classes=4, input_size=8)
     # A state worth preserving: mixed train/eval flags, a frozen parameter, an existing .grad.
@@ -82,7 +90,9 @@ def test_model_left_exactly_as_it_was(method, spatial_dims, case):
     targets: object = "all"
     if case == "bad_target":
         targets = 99
-    if case == "raising_layer":
+    if case == "raising_layer" and method in ATTENTION_METHODS:
+        model.vit.blocks[1].mlp = Raising()  # the last block raises mid-forward
+    elif case == "raising_layer":
         model.relu2 = Raising()  # the chosen layer's input path raises mid-forward
         layer = "relu2"
     info = camscope.get_method(method)

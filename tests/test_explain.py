@@ -20,7 +20,7 @@ from camscope import (
 )
 from camscope.models import create_model
 from tests.conftest import assert_close
-from tests.nets import Paired2D3D, SharedReLU, SideBranch
+from tests.nets import ATTENTION_METHODS, Paired2D3D, SharedReLU, SideBranch, TinyViT
 
 GRADIENT_METHODS = [m for m in camscope.list_methods() if m != "cam"]
 LAYER_METHODS = [m for m in GRADIENT_METHODS if camscope.get_method(m).kind == "cam"]
@@ -73,8 +73,8 @@ def test_cam_with_explicit_weights():
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_all_targets_equal_loop_of_single_calls(method, spatial_dims):
     name = f"tiny{spatial_dims}d_gap" if method == "cam" else f"tiny{spatial_dims}d"
-    net = _net(name)
-    x = _input(spatial_dims)
+    net = TinyViT(spatial_dims, num_classes=5) if method in ATTENTION_METHODS else _net(name)
+    x = _input(spatial_dims, size=8 if method in ATTENTION_METHODS else 16)
     together = camscope.explain(net, x, method=method, targets="all")
     for cls in range(5):
         single = camscope.explain(net, x, method=method, targets=cls)
@@ -85,8 +85,8 @@ def test_all_targets_equal_loop_of_single_calls(method, spatial_dims):
 
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 def test_samples_are_independent(method):
-    net = _net("tiny3d")
-    x = _input(3, batch=4)
+    net = TinyViT(3, num_classes=5) if method in ATTENTION_METHODS else _net("tiny3d")
+    x = _input(3, batch=4, size=8 if method in ATTENTION_METHODS else 16)
     batch = camscope.explain(net, x, method=method, targets="all")
     for b in range(4):
         alone = camscope.explain(net, x[b : b + 1], method=method, targets="all")
@@ -424,6 +424,11 @@ def test_no_warnings_on_normal_use():
 def test_every_method_takes_dense_class_targets(method):
     if method == "cam":
         pytest.skip("CAM needs global average pooling then a linear layer")
+    if method in ATTENTION_METHODS:
+        pytest.skip(
+            "a convolutional net has no attention (chefer on UNETR's dense output: "
+            "tests/methods/test_attention.py)"
+        )
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 1)).double()
     x = _input(2)[:, :, :8, :8].contiguous()

@@ -204,7 +204,7 @@ def default_layer(
         if not info.is_spatial or info.calls != 1 or skipped(info):
             return False
         shape = info.output_shape or ()
-        if layout is not None and layout.fits(info.name, (1, *shape)) is None:
+        if layout is not None and layout.fits(info.name, (1, *shape), info.kind) is None:
             return False
         if any(info.name.startswith(f"{head}.") for head in heads):
             return False
@@ -237,7 +237,7 @@ def _class_token_block_input(
     block's attention. ``None`` when this does not apply.
     """
     shape = chosen.output_shape or ()
-    laid = None if layout is None else layout.fits(chosen.name, (1, *shape))
+    laid = None if layout is None else layout.fits(chosen.name, (1, *shape), chosen.kind)
     if laid is None or laid.kind != "tokens" or laid.prefix == 0:
         return None
     by_name = {info.name: info for info in infos}

@@ -165,9 +165,12 @@ def tokens(grid: int | Sequence[int], prefix: int = 0) -> Layout:
 
 
 def as_layout(spec: LayoutSpec) -> Layout | str | None:
-    """Check a ``layout=`` value: a :class:`Layout`, ``None``, or one of the layout names."""
+    """Check a ``layout=`` value: a :class:`Layout`, ``None``, one of the layout names, or the
+    text form ``"tokens:GRID[:PREFIX]"`` (see :func:`parse_layout`)."""
     if spec is None or isinstance(spec, Layout):
         return spec
+    if isinstance(spec, str) and spec.strip().startswith("tokens:"):
+        return parse_layout(spec)
     if isinstance(spec, str):
         name = spec.replace("-", "_")
         if name == "channels_first":
@@ -177,8 +180,8 @@ def as_layout(spec: LayoutSpec) -> Layout | str | None:
         if name == "tokens":
             return "tokens"
     raise LayerError(
-        f"layout must be None, 'channels_first', 'channels_last', 'tokens' or "
-        f"camscope.tokens(grid, prefix=...), not {spec!r}"
+        f"layout must be None, 'channels_first', 'channels_last', 'tokens', "
+        f"'tokens:GRID[:PREFIX]' or camscope.tokens(grid, prefix=...), not {spec!r}"
     )
 
 
@@ -265,7 +268,9 @@ def model_geometry(model: nn.Module, spatial_dims: int) -> Geometry | None:
         if origin.startswith("timm.models"):
             embed = getattr(module, "patch_embed", None)
             if hasattr(module, "num_prefix_tokens") and embed is not None:
-                patch = _sizes(getattr(embed, "patch_size", None), spatial_dims)
+                # feat_ratio: the whole reduction (a hybrid's backbone stride × its patch)
+                ratio = embed.feat_ratio(as_scalar=False) if hasattr(embed, "feat_ratio") else None
+                patch = _sizes(ratio if ratio is not None else embed.patch_size, spatial_dims)
                 return Geometry(f"timm {kind}", patch, int(getattr(module, "num_prefix_tokens", 0)))
             if "swin" in origin.rpartition(".")[2]:
                 return Geometry(f"timm {kind}", channels_last=True)
@@ -287,6 +292,9 @@ def _spread(sizes: Sequence[int], input_size: Sequence[int]) -> float:
     factors = [size / int(s) for s, size in zip(sizes, input_size, strict=True)]
     return max(factors) / min(factors)
 
+
+#: Layers that work on their last axis: on a tie, their output is read as channels last.
+LAST_AXIS_KINDS = frozenset({"Linear", "LayerNorm", "Permute", "Mlp"})
 
 #: Spread up to which a layer's axes count as following the input's (strided maps of odd sizes,
 #: valid convolutions, 1-position axes of small inputs).
@@ -335,11 +343,18 @@ class LayoutResolver:
     def spatial_dims(self) -> int:
         return len(self.input_size)
 
-    def _token_layout(self, name: str, shape: tuple[int, ...]) -> Layout:
+    def _model_grid(self) -> tuple[int, ...] | None:
         geometry = self.geometry
-        if geometry is not None and geometry.patch is not None:
-            grid = tuple(s // p for s, p in zip(self.input_size, geometry.patch, strict=True))
-            layout = tokens(tuple(max(g, 1) for g in grid), geometry.prefix)
+        if geometry is None or geometry.patch is None:
+            return None
+        grid = tuple(s // p for s, p in zip(self.input_size, geometry.patch, strict=True))
+        return tuple(max(g, 1) for g in grid)
+
+    def _token_layout(self, name: str, shape: tuple[int, ...]) -> Layout:
+        grid = self._model_grid()
+        if grid is not None:
+            assert self.geometry is not None
+            layout = tokens(grid, self.geometry.prefix)
             layout.check(shape, self.spatial_dims, name)
             return layout
         raise LayerError(
@@ -348,8 +363,56 @@ class LayoutResolver:
             "tokens:GRID[:PREFIX], e.g. tokens:14x14:1), or choose a layer with a spatial map"
         )
 
-    def resolve(self, name: str, shape: Sequence[int]) -> Layout:
+    def _check_given(self, layout: Layout, name: str, shape: tuple[int, ...]) -> None:
+        """A given layout must not read the layer against the inputs' proportions where another
+        reading follows them, nor tokens against a known model's patch grid: never a map with a
+        wrong axis."""
+        layout.check(shape, self.spatial_dims, name)
+        if layout.kind == "tokens":
+            grid = layout.grid or ()
+            known = self._model_grid()
+            consistent = known is not None and math.prod(known) == shape[1] - layout.prefix
+            if known is not None and consistent and tuple(grid) != known:
+                raise LayerError(
+                    f"layout {layout} does not match this model's patch grid "
+                    f"{'×'.join(map(str, known))} (input {self.input_size} / patch); drop "
+                    "layout= or give that grid"
+                )
+            if _spread(grid, self.input_size) <= PROPORTIONAL:
+                return
+            other = None
+        else:
+            first, last = shape[2:], shape[1:-1]
+            grid, other = (first, last) if layout.kind == "channels_first" else (last, first)
+            # Said explicitly, a layer that fits no reading is the user's call; one that the
+            # other reading fits is almost surely read the wrong way round.
+            if _spread(grid, self.input_size) <= PROPORTIONAL:
+                return
+            if _spread(other, self.input_size) > PROPORTIONAL:
+                return
+        raise LayerError(
+            f"layout {layout} reads layer {name!r} {shape} as a grid "
+            f"{tuple(grid)}, which does not follow the inputs' {self.input_size}"
+            + (f" (the other way round it is {tuple(other)}, which does)" if other else "")
+            + "; drop layout= or choose another layer"
+        )
+
+    def _attention_internals(self, shape: tuple[int, ...]) -> bool:
+        """Whether a 4-axis output of a known token model is ``(B, heads, N, d)`` (queries, keys
+        or values inside an attention block) rather than a 2D map."""
+        grid = self._model_grid()
+        if grid is None or len(shape) != 4 or self.geometry is None:
+            return False
+        return shape[2] == self.geometry.prefix + math.prod(grid)
+
+    def resolve(self, name: str, shape: Sequence[int], kind: str | None = None) -> Layout:
         """The layout of a layer that output ``shape`` (with the batch axis).
+
+        Args:
+            name: the layer's name, for messages.
+            shape: its output's shape.
+            kind: its class name, which breaks a tie between channels first and last
+                (``Linear``, ``LayerNorm`` and ``Permute`` work on the last axis).
 
         Raises:
             LayerError: the output cannot be laid out as a map over the inputs' axes.
@@ -357,17 +420,24 @@ class LayoutResolver:
         seen = tuple(int(size) for size in shape)
         rank = self.spatial_dims
         if isinstance(self.spec, Layout):
-            self.spec.check(seen, rank, name)
+            self._check_given(self.spec, name, seen)
             return self.spec
         if self.spec == "tokens" or (len(seen) == 3 and rank > 1):
             return self._token_layout(name, seen)
         if len(seen) != rank + 2:
             CHANNELS_FIRST.check(seen, rank, name)  # raises: wrong number of axes
+        if self._attention_internals(seen):
+            raise LayerError(
+                f"layer {name!r} outputs {seen}: (B, heads, tokens, dim) inside an attention "
+                "block, not a map; choose the block, its norm or its MLP instead"
+            )
         first = _spread(seen[2:], self.input_size)
         last = _spread(seen[1:-1], self.input_size)
         if min(first, last) <= PROPORTIONAL:
             if math.isclose(first, last):  # e.g. (B, 7, 7, 7): the model's own convention
-                prefers_last = self.geometry is not None and self.geometry.channels_last
+                prefers_last = (self.geometry is not None and self.geometry.channels_last) or (
+                    kind in LAST_AXIS_KINDS
+                )
                 return CHANNELS_LAST if prefers_last else CHANNELS_FIRST
             return CHANNELS_FIRST if first < last else CHANNELS_LAST
         raise LayerError(
@@ -376,9 +446,9 @@ class LayoutResolver:
             "pass layout='channels_first' or 'channels_last' if it is one, or choose another layer"
         )
 
-    def fits(self, name: str, shape: Sequence[int]) -> Layout | None:
+    def fits(self, name: str, shape: Sequence[int], kind: str | None = None) -> Layout | None:
         """:meth:`resolve`, or ``None`` where the layer cannot be laid out."""
         try:
-            return self.resolve(name, shape)
+            return self.resolve(name, shape, kind)
         except LayerError:
             return None

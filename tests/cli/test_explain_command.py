@@ -500,3 +500,31 @@ def test_layers_shows_each_layers_layout_for_a_vit(tmp_path):
     assert default.startswith("*") and default.endswith("tokens(4×4, prefix=1)")
     assert rows["conv_proj"].endswith("channels_first")
     assert rows["heads"].endswith("-")  # (B, 3) logits: not a map
+
+
+def test_explain_a_vit_with_attention_methods_and_refuse_a_layout_no_method_reads(tmp_path):
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    options = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2}
+    options |= {"hidden_dim": 16, "mlp_dim": 32, "num_classes": 3}
+    torch.save(VisionTransformer(**options).state_dict(), tmp_path / "vit.pth")
+    Image.fromarray((RNG.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "rgb.png")
+    args = [
+        "explain",
+        tmp_path / "vit.pth",
+        tmp_path / "rgb.png",
+        "--architecture",
+        "torchvision.models.vision_transformer:VisionTransformer",
+    ]
+    for key, value in options.items():
+        args += ["--arch-option", f"{key}={value}"]
+    out = tmp_path / "out"
+    result = _run(*args, "--method", "attention-rollout,chefer", "--out", out, "--format", "npy")
+    assert result.exit_code == 0, result.output
+    maps = sorted(p.name for p in out.rglob("*.npy"))
+    assert any("attention-rollout" in name or "attention_rollout" in name for name in maps), maps
+    refused = _run(*args, "--method", "saliency", "--layout", "channels_last", "--out", out)
+    assert refused.exit_code != 0
+    assert "--layout channels_last: none of the methods run (saliency) reads a layer" in (
+        refused.output
+    )

@@ -526,3 +526,68 @@ def test_windows_folded_into_the_batch_are_refused():
         camscope.explain(
             Windows().eval(), x, method="grad_cam", layer="attn", layout=tokens((2, 2))
         )
+
+
+def test_attention_internals_of_a_known_vit_are_refused():
+    """``(B, heads, N, d)`` inside an attention block fits a 2D input's rank and roughly its
+    proportions; it is no map."""
+    model = timm.create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=3
+    ).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(camscope.LayerError, match=r"\(B, heads, tokens, dim\) inside an attention"):
+        camscope.explain(model, x, method="grad_cam", layer="blocks.1.attn.q_norm")
+
+
+def test_a_given_layout_that_reads_a_layer_against_its_proportions_is_refused():
+    vit = _torchvision_vit().eval()
+    x = torch.randn(1, 3, 32, 32)
+    # conv_proj is (B, 32, 4, 4): read channels last it would be a 32×4 grid of 4 channels
+    with pytest.raises(camscope.LayerError, match="does not follow the inputs"):
+        camscope.explain(vit, x, method="grad_cam", layer="conv_proj", layout="channels_last")
+    with pytest.raises(camscope.LayerError, match="no layer of the model"):
+        camscope.explain(vit, x, method="grad_cam", layout="channels_last")  # no default either
+    # tokens with the right count but the wrong grid
+    with pytest.raises(camscope.LayerError, match="does not match this model's patch grid 4×4"):
+        camscope.explain(
+            vit,
+            x,
+            method="grad_cam",
+            layer="encoder.layers.encoder_layer_1.ln_1",
+            layout=camscope.tokens((2, 8), prefix=1),
+        )
+
+
+def test_a_wrong_token_grid_of_an_unknown_model_is_refused_by_its_proportions():
+    model = Tokens(2).eval()
+    x = torch.randn(1, 1, 16, 16)
+    wrong = camscope.tokens((1, 16), prefix=1)
+    with pytest.raises(camscope.LayerError, match=r"grid \(1, 16\), which does not follow"):
+        camscope.explain(model, x, method="grad_cam", layer="block", layout=wrong)
+    right = camscope.tokens((4, 4), prefix=1)
+    e = camscope.explain(model, x, method="grad_cam", layer="block", layout=right)
+    assert e.maps.shape == (1, 1, 4, 4)
+
+
+def test_a_tie_is_broken_by_a_layer_that_works_on_its_last_axis():
+    """``(B, 8, 8, 8)`` after a LayerNorm over the last axis of an unknown model: channels last
+    (a convolution's output of that shape stays channels first)."""
+    from torchvision.ops.misc import Permute
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1),
+        Permute([0, 2, 3, 1]),
+        nn.LayerNorm(8),
+        Permute([0, 3, 1, 2]),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 3),
+    ).eval()
+    x = torch.randn(1, 1, 16, 16)
+    assert camscope.explain(model, x, method="grad_cam", layer="2").layout == "channels_last"
+    assert camscope.explain(model, x, method="grad_cam", layer="0").layout == "channels_first"
+
+
+def test_a_hybrid_vit_grid_counts_its_backbone_stride():
+    model = timm.create_model("vit_tiny_r_s16_p8_224", img_size=64, num_classes=3).eval()
+    e = camscope.explain(model, torch.randn(1, 3, 64, 64), method="grad_cam")
+    assert e.layout == "tokens(2×2, prefix=1)" and e.maps.shape == (1, 1, 2, 2)

@@ -102,12 +102,12 @@ def layers(
         shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
         laid = None
         if info.output_shape is not None and len(info.output_shape) >= 2:
-            laid = resolver.fits(info.name, (1, *info.output_shape))
+            laid = resolver.fits(info.name, (1, *info.output_shape), info.kind)
         layout_text = str(laid) if laid is not None else "-"
         click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text:<16} {layout_text}")
     click.echo(
         "layout: how camscope reads the layer as a map (- : not a map over the input's axes; "
-        "give --layout to read it another way)"
+        "camscope explain --layout reads it another way)"
     )
 
 

@@ -140,7 +140,9 @@ def record_layer(
         shape = tensor.shape
         if layout is not None:
             layout.check_batch(name, shape)
-        chosen = CHANNELS_FIRST if layout is None else layout.resolve(name, shape)
+        chosen = (
+            CHANNELS_FIRST if layout is None else layout.resolve(name, shape, type(module).__name__)
+        )
         recording.layout = chosen
         handed: torch.Tensor | None = None
         if leaf:

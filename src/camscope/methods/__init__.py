@@ -8,6 +8,8 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM.
+* :mod:`~camscope.methods.attention`: transformer methods over the patch grid (attention
+  rollout, Chefer's gradient-weighted attention, LeGrad).
 * :mod:`~camscope.methods.rules`: the Deconvnet / guided ReLU backward rules.
 * :mod:`~camscope.methods.features`: feature visualisation (Deconvnet projections).
 * :mod:`~camscope.methods.context`: what a model-driven method receives from ``explain()``.
@@ -15,6 +17,7 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 
 from __future__ import annotations
 
+from camscope.methods.attention import attention_rollout, chefer, legrad
 from camscope.methods.cam_family import (
     cam,
     counterfactual_grad_cam,
@@ -44,7 +47,9 @@ __all__ = [
     "MethodContext",
     "MethodInfo",
     "MethodResult",
+    "attention_rollout",
     "cam",
+    "chefer",
     "counterfactual_grad_cam",
     "deconvnet",
     "extended_cam",
@@ -58,6 +63,7 @@ __all__ = [
     "integrated_gradients",
     "kernel_shap",
     "layer_cam",
+    "legrad",
     "list_methods",
     "method",
     "occlusion",

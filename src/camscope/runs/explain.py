@@ -88,6 +88,16 @@ class ExplainSettings:
     def __post_init__(self) -> None:
         self.methods = [camscope.get_method(m).name for m in self.methods]
         parse_layout(self.layout)  # checked before any input is read
+        infos = [camscope.get_method(m) for m in self.methods]
+        for given, value, reads in (
+            ("--layer", self.layer, lambda i: i.needs_layer),
+            ("--layout", self.layout, lambda i: i.kind != "input"),
+        ):
+            if value is not None and not any(reads(info) for info in infos):
+                raise CamscopeError(
+                    f"{given} {value}: none of the methods run ({', '.join(self.methods)}) "
+                    f"reads a layer; drop {given}"
+                )
         for kind in self.formats:
             heatmap_suffix(kind)
         unknown = set(self.options) - set(self.methods)
@@ -201,7 +211,7 @@ class ExplainJob:
                     x,
                     method=method,
                     layer=settings.layer if info.needs_layer else None,
-                    layout=parse_layout(settings.layout) if info.needs_layer else None,
+                    layout=parse_layout(settings.layout) if info.kind != "input" else None,
                     targets=targets,
                     progress=False,
                     **options,

@@ -1,0 +1,333 @@
+"""Transformer methods: the attention read is the attention applied; rollout, Chefer and LeGrad
+against hand derivations, independent per-target references and torch-cam; 2D and 3D; refusals.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import timm
+import torch
+from monai.networks import nets as monai_nets
+from torch import nn
+from torchvision.models import VisionTransformer
+from torchvision.models.swin_transformer import SwinTransformer
+
+import camscope
+from camscope.engine.attention import AttentionTap, attention_blocks
+from tests.nets import TinyViT
+
+
+def _torchvision_vit(layers: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=layers,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=5,
+    )
+    nn.init.normal_(model.heads.head.weight)  # torchvision initialises the head to zero
+    return model.double().eval()
+
+
+def _timm_vit(**options) -> nn.Module:
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3, num_classes=5, **options
+    )
+    return model.double().eval()
+
+
+def _monai_vit() -> nn.Module:
+    return TinyViT(3, num_classes=3, size=16).eval()
+
+
+def _qk_reference(block, tokens: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ · scale) per head, computed here from the block's own projections."""
+    module, kind = block.module, block.kind
+    batch, count, _ = tokens.shape
+    if kind == "mha":
+        dim, heads = module.embed_dim, module.num_heads
+        qkv = nn.functional.linear(tokens, module.in_proj_weight, module.in_proj_bias)
+        scale = (dim // heads) ** -0.5
+    else:
+        heads = module.num_heads
+        qkv = module.qkv(tokens)
+        scale = module.scale
+    q, k, _ = qkv.view(batch, count, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    if kind == "timm":
+        q, k = module.q_norm(q), module.k_norm(k)
+    return torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1)
+
+
+MODELS = {
+    "torchvision": (_torchvision_vit, (2, 3, 32, 32)),
+    "timm": (_timm_vit, (2, 3, 32, 32)),
+    "timm_registers": (
+        lambda: _timm_vit(reg_tokens=2, class_token=False, global_pool="avg"),
+        (2, 3, 32, 32),
+    ),
+    "monai_3d": (_monai_vit, (2, 1, 16, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("grad", [False, True])
+def test_the_attention_read_is_the_attention_the_block_applied(name, grad):
+    build, shape = MODELS[name]
+    model = build()
+    x = torch.randn(*shape, dtype=torch.float64)
+    blocks = attention_blocks(model)
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [
+        b.module.register_forward_pre_hook(
+            lambda m, args, b=b: inputs.__setitem__(b.name, args[0].detach())
+        )
+        for b in blocks
+    ]
+    with torch.no_grad():
+        fused = model(x)  # the model's own (fused) attention
+    flags = {b.name: dict(vars(b.module)).get("fused_attn") for b in blocks}
+    with torch.set_grad_enabled(grad), AttentionTap(model, blocks) as tap:
+        tapped = tap.run(x.requires_grad_(grad))
+    for handle in handles:
+        handle.remove()
+    torch.testing.assert_close(tapped, fused)  # the output is the model's
+    assert tap.order == [b.name for b in blocks]
+    for block, attention in zip(blocks, tap.attentions, strict=True):
+        expected = _qk_reference(block, inputs[block.name])
+        torch.testing.assert_close(attention.detach(), expected)
+        assert attention.requires_grad == grad
+    # everything put back: no hook, the same fused flags
+    assert {b.name: dict(vars(b.module)).get("fused_attn") for b in blocks} == flags
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_rollout_of_uniform_attention_by_hand():
+    """q = k = 0 makes every head uniform (1/N); then ``Â = 0.5·U + 0.5·I`` and
+    ``Â^L = 0.5^L·I + (1 − 0.5^L)·U``, so the class token's row is ``(1 − 0.5^L)/N`` on every
+    patch."""
+    layers = 3
+    model = _torchvision_vit(layers)
+    with torch.no_grad():
+        for block in model.encoder.layers:
+            dim = block.self_attention.embed_dim
+            block.self_attention.in_proj_weight[: 2 * dim] = 0
+            block.self_attention.in_proj_bias[: 2 * dim] = 0
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    e = camscope.explain(model, x, method="attention_rollout", targets="all")
+    count = 1 + 16
+    expected = torch.full((2, 5, 4, 4), (1 - 0.5**layers) / count, dtype=torch.float64)
+    torch.testing.assert_close(e.maps, expected)
+    assert e.layer == "attention" and e.layout == "tokens(4×4, prefix=1)"
+    assert e.extras["readout"] == "class token"
+
+
+def _rollout_reference(attentions, fusion: str, discard: float, prefix: int, grid):
+    """One sample at a time, the formula as written."""
+    maps = []
+    for b in range(attentions[0].shape[0]):
+        count = attentions[0].shape[-1]
+        result = torch.eye(count, dtype=torch.float64)
+        for attention in attentions:
+            heads = attention[b]
+            fused = {"mean": heads.mean(0), "max": heads.max(0).values, "min": heads.min(0).values}[
+                fusion
+            ].clone()
+            flat = fused.flatten()
+            drop = int(flat.numel() * discard)
+            if drop:
+                order = flat.argsort()[:drop]
+                order = order[order != 0]
+                flat[order] = 0
+            step = 0.5 * flat.view(count, count) + 0.5 * torch.eye(count, dtype=torch.float64)
+            step = step / step.sum(-1, keepdim=True)
+            result = step @ result
+        row = result[0] if prefix else result.mean(0)
+        maps.append(row[prefix:].view(grid))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("name", ["timm", "timm_registers", "monai_3d"])
+@pytest.mark.parametrize(("fusion", "discard"), [("mean", 0.0), ("max", 0.5), ("min", 0.2)])
+def test_rollout_equals_the_formula_sample_by_sample(name, fusion, discard):
+    build, shape = MODELS[name]
+    model = build()
+    x = torch.randn(*shape, dtype=torch.float64)
+    e = camscope.explain(
+        model, x, method="attention_rollout", head_fusion=fusion, discard_ratio=discard
+    )
+    with torch.no_grad(), AttentionTap(model, attention_blocks(model)) as tap:
+        tap.run(x)
+    prefix = {"timm": 1, "timm_registers": 2, "monai_3d": 1}[name]
+    grid = e.maps.shape[2:]
+    expected = _rollout_reference(tap.attentions, fusion, discard, prefix, grid)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+    if name == "timm_registers":
+        assert e.extras["readout"] == "class token"  # the first register token's row
+
+
+def _per_target_attention_grads(model, x, target):
+    """Each block's attention and d(score)/d(attention) from the model's own explicit path
+    (timm with fused attention off), one backward pass for one target: independent of the
+    batched path under test."""
+    model = copy.deepcopy(model)
+    kept = []
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        kept.append(output)
+
+    for block in model.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(keep)
+    out = model(x)
+    out[torch.arange(x.shape[0]), target].sum().backward()
+    return [a.detach() for a in kept], [a.grad for a in kept]
+
+
+def test_chefer_equals_its_formula_target_by_target():
+    model = _timm_vit()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    e = camscope.explain(model, x, method="chefer", targets="all")
+    assert e.maps.shape == (2, 5, 4, 4)
+    for target in range(5):
+        attentions, grads = _per_target_attention_grads(model, x, torch.full((2,), target))
+        count = attentions[0].shape[-1]
+        relevance = torch.eye(count, dtype=torch.float64).expand(2, count, count)
+        for attention, grad in zip(attentions, grads, strict=True):
+            weighted = (grad * attention).clamp(min=0).mean(1)
+            relevance = relevance + weighted @ relevance
+        torch.testing.assert_close(e.maps[:, target], relevance[:, 0, 1:].reshape(2, 4, 4))
+    assert not torch.allclose(e.maps[:, 0], e.maps[:, 1])  # it depends on the target
+
+
+def test_legrad_agrees_with_torch_cam_on_a_torchvision_vit():
+    from torchcam.methods import LeGrad
+
+    model = _torchvision_vit().float()
+    x = torch.randn(2, 3, 32, 32)
+    classes = [1, 3]
+    e = camscope.explain(model, x, method="legrad", targets=torch.tensor(classes), readout="mean")
+    blocks = list(model.encoder.layers)
+    with LeGrad(model, blocks) as extractor:
+        scores = model(x)
+        (theirs,) = extractor(classes, scores, normalized=False)
+    torch.testing.assert_close(e.maps[:, 0], theirs, rtol=1e-4, atol=1e-7)
+    # the last two blocks only
+    e2 = camscope.explain(
+        model, x, method="legrad", targets=torch.tensor(classes), readout="mean", blocks=2
+    )
+    with LeGrad(model, blocks[-2:]) as extractor:
+        scores = model(x)
+        (last_two,) = extractor(classes, scores, normalized=False)
+    torch.testing.assert_close(e2.maps[:, 0], last_two, rtol=1e-4, atol=1e-7)
+    assert e2.extras["blocks"] == [
+        f"encoder.layers.encoder_layer_{i}.self_attention" for i in (1, 2)
+    ]
+
+
+def test_legrad_with_the_model_readout_equals_block_by_block_gradients():
+    """``readout="model"``: each block's tokens through the model's own norm and head."""
+    model = _timm_vit()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    e = camscope.explain(model, x, method="legrad", targets=2)
+    twin = copy.deepcopy(model)
+    kept, tokens = [], []
+    for block in twin.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, i, o: kept.append(o))
+        block.register_forward_hook(lambda m, i, o: tokens.append(o))
+    twin(x)
+    total = 0
+    for attention, token in zip(kept, tokens, strict=True):
+        score = twin.forward_head(twin.norm(token))[:, 2].sum()
+        (grad,) = torch.autograd.grad(score, attention, retain_graph=True)
+        total = total + grad.clamp(min=0).mean(dim=(1, 2))[:, 1:]
+    torch.testing.assert_close(e.maps[:, 0], (total / 3).view(2, 4, 4))
+
+
+def test_chefer_in_3d_on_unetr_with_a_region_target():
+    from camscope.targets import RegionTarget
+
+    torch.manual_seed(0)
+    unetr = monai_nets.UNETR(
+        in_channels=1,
+        out_channels=2,
+        img_size=32,
+        feature_size=4,
+        hidden_size=32,
+        mlp_dim=64,
+        num_heads=2,
+    ).eval()
+    x = torch.randn(1, 1, 32, 32, 32)
+    mask = torch.zeros(32, 32, 32, dtype=torch.bool)
+    mask[8:16, 8:16, 8:16] = True
+    e = camscope.explain(unetr, x, method="chefer", targets=RegionTarget(1, mask))
+    assert e.maps.shape == (1, 1, 2, 2, 2) and e.layout == "tokens(2×2×2, prefix=0)"
+    assert e.extras["readout"] == "mean over query tokens"
+    assert torch.isfinite(e.maps).all() and e.maps.std() > 0
+    rollout = camscope.explain(unetr, x, method="attention_rollout", targets=RegionTarget(1, mask))
+    assert rollout.maps.shape == (1, 1, 2, 2, 2)
+    assert math.isclose(float(rollout.maps.sum()), 8 / 8, rel_tol=1e-5)  # mean row sums to 1
+    with pytest.raises(camscope.MethodError, match=r"legrad .* no head of UNETR"):
+        camscope.explain(unetr, x, method="legrad", targets=RegionTarget(1, mask))
+
+
+def test_refusals_are_one_line_and_say_what_to_do():
+    x = torch.randn(1, 3, 32, 32)
+    swin = SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=8,
+        depths=[1, 1],
+        num_heads=[1, 1],
+        window_size=[4, 4],
+        num_classes=3,
+    ).eval()
+    with pytest.raises(camscope.LayerError, match=r"within windows .*grad_cam"):
+        camscope.explain(swin, x, method="attention_rollout")
+    cnn = camscope.models.create_model("tiny2d", num_classes=3)
+    with pytest.raises(camscope.LayerError, match="no self-attention block"):
+        camscope.explain(cnn, torch.randn(1, 1, 16, 16), method="chefer")
+    vit = _torchvision_vit()
+    with pytest.raises(camscope.MethodError, match="reads the model itself and takes no layer"):
+        camscope.explain(vit, x.double(), method="chefer", layer="encoder")
+    with pytest.raises(camscope.MethodError, match="readout='mean' is torchvision"):
+        camscope.explain(_timm_vit(), x.double(), method="legrad", readout="mean")
+    with pytest.raises(camscope.MethodError, match="blocks must be between 1 and 3"):
+        camscope.explain(vit, x.double(), method="legrad", blocks=4)
+    with pytest.raises(camscope.MethodError, match="head_fusion"):
+        camscope.explain(vit, x.double(), method="attention_rollout", head_fusion="median")
+
+
+def test_an_unknown_token_model_takes_its_grid_from_layout():
+    """A ViT whose geometry camscope does not know: the attention is over 17 tokens, read with
+    ``layout=tokens((4, 4), prefix=1)``; without it, a clear refusal."""
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            inner = _torchvision_vit()
+            self.embed = nn.Sequential(inner.conv_proj)
+            self.cls = inner.class_token
+            self.encoder = inner.encoder
+            self.head = inner.heads
+
+        def forward(self, x):
+            tokens = self.embed(x).flatten(2).transpose(1, 2)
+            tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
+            return self.head(self.encoder(tokens)[:, 0])
+
+    model = Wrapped().double().eval()
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with pytest.raises(camscope.LayerError, match=r"layout=camscope\.tokens"):
+        camscope.explain(model, x, method="attention_rollout")
+    e = camscope.explain(model, x, method="attention_rollout", layout=camscope.tokens((4, 4), 1))
+    reference = camscope.explain(_torchvision_vit(), x, method="attention_rollout")
+    torch.testing.assert_close(e.maps, reference.maps)
