@@ -7,6 +7,12 @@
   Gaussian does not.
 * ``erf_box_stack.png``: the ERF of 8 stacked linear 3×3 box convolutions and its Gaussian fit
   (closed form: σ = √(2·8/3) ≈ 2.31 px).
+* ``transformers_2d.png``: the shapes benchmark's ViT (``vit2d``, trained here, seeded) and a
+  small torchvision Swin trained the same way: layer methods at the ViT's default token layer
+  and the Swin's last stage (channels last), and the three attention methods, on test images.
+* ``unetr_slices.png`` is the lesions showcase's ``figures/slices.png`` with
+  ``--network unetr`` (``camscope showcase lesions --network unetr --methods
+  grad-cam,chefer,attention-rollout,saliency``).
 """
 
 from __future__ import annotations
@@ -84,8 +90,86 @@ def erf_figure() -> None:
     erf.plot(HERE / "erf_box_stack.png")
 
 
+def _shapes_swin(images: torch.Tensor, labels: torch.Tensor, test, epochs: int) -> nn.Module:
+    """A small torchvision Swin (patch 4, window 4, two stages) trained on the shape images."""
+    from torch.utils.data import TensorDataset
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    from camscope.models.training import evaluate_accuracy, train_classifier
+
+    torch.manual_seed(0)
+    swin = SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=32,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        window_size=[4, 4],
+        num_classes=4,
+    )
+    swin.features[0][0] = nn.Conv2d(1, 32, 4, stride=4)  # grey images
+    train_classifier(swin, TensorDataset(images, labels), epochs=epochs, progress=True)
+    print(f"swin: test accuracy {evaluate_accuracy(swin, test):.3f}")
+    return swin.eval()
+
+
+def transformers_figure(cache: Path) -> None:
+    from torch.utils.data import TensorDataset
+
+    from camscope.evaluation import benchmarks
+    from camscope.render.overlays import background, show_map
+    from camscope.simulate.shapes2d import shape_arrays
+
+    vit = benchmarks.shapes(
+        cache,
+        log=print,
+        quiet=False,
+        train_per_class=400,
+        test_per_class=25,
+        epochs=15,
+        network="vit2d",
+    )
+    images, labels, _, _ = shape_arrays(400)
+    test = TensorDataset(vit.inputs, vit.labels)
+    swin = _shapes_swin(torch.from_numpy(images), torch.from_numpy(labels), test, epochs=15)
+    picks = [0, 1, 2, 3]
+    x, y = vit.inputs[picks], vit.labels[picks]
+    columns = [
+        ("ViT grad_cam", vit.model, "grad_cam"),
+        ("ViT layer_cam", vit.model, "layer_cam"),
+        ("ViT rollout", vit.model, "attention_rollout"),
+        ("ViT chefer", vit.model, "chefer"),
+        ("ViT legrad", vit.model, "legrad"),
+        ("Swin grad_cam", swin, "grad_cam"),
+        ("Swin layer_cam", swin, "layer_cam"),
+    ]
+    maps = {}
+    for title, model, method in columns:
+        e = camscope.explain(model, x, method=method, targets=y).upsample()
+        maps[title] = (e.maps[:, 0].numpy(), camscope.get_method(method).signed, e.layer)
+    figure, axes = plt.subplots(
+        len(picks),
+        len(columns) + 1,
+        figsize=(1.7 * (len(columns) + 1), 1.8 * len(picks)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for row in range(len(picks)):
+        under = background(x[row].numpy())
+        axes[row, 0].imshow(under, cmap="gray")
+        axes[row, 0].set_xticks([])
+        axes[row, 0].set_yticks([])
+        for column, (title, (values, signed, layer)) in enumerate(maps.items(), start=1):
+            show_map(axes[row, column], values[row], signed=signed, under=under)
+            if row == 0:
+                axes[row, column].set_title(f"{title}\n{layer}", fontsize=6)
+    axes[0, 0].set_title("input", fontsize=7)
+    figure.savefig(HERE / "transformers_2d.png", dpi=110)
+    plt.close(figure)
+
+
 if __name__ == "__main__":
     HERE.mkdir(parents=True, exist_ok=True)
     upsampling_figure()
     erf_figure()
-    print(f"wrote {HERE}/upsampling.png, erf_box_stack.png")
+    transformers_figure(Path(__file__).resolve().parent.parent / "runs" / "figures-shapes")
+    print(f"wrote {HERE}/upsampling.png, erf_box_stack.png, transformers_2d.png")

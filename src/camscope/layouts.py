@@ -73,6 +73,13 @@ class Layout:
         grid = "×".join(str(size) for size in self.grid or ())
         return f"tokens({grid}, prefix={self.prefix})"
 
+    @property
+    def text(self) -> str:
+        """The text form :func:`parse_layout` reads back (``tokens:14x14:1``)."""
+        if self.kind != "tokens":
+            return self.kind
+        return f"tokens:{'x'.join(str(size) for size in self.grid or ())}:{self.prefix}"
+
     def check(self, shape: Sequence[int], spatial_dims: int, name: str) -> None:
         """Raise a :class:`LayerError` unless an output of ``shape`` (with the batch axis) fits.
 
@@ -185,6 +192,12 @@ def as_layout(spec: LayoutSpec) -> Layout | str | None:
     )
 
 
+def layout_text(spec: LayoutSpec) -> str | None:
+    """A ``layout=`` value as text (for settings written to disk), checked."""
+    checked = as_layout(spec)
+    return checked.text if isinstance(checked, Layout) else checked
+
+
 def parse_layout(text: str | None) -> Layout | str | None:
     """A ``--layout`` value: ``channels_first``, ``channels_last``, ``tokens`` (the grid from
     the model) or ``tokens:GRID[:PREFIX]`` with ``GRID`` like ``14x14`` or ``4x4x4``.
@@ -274,6 +287,9 @@ def model_geometry(model: nn.Module, spatial_dims: int) -> Geometry | None:
                 return Geometry(f"timm {kind}", patch, int(getattr(module, "num_prefix_tokens", 0)))
             if "swin" in origin.rpartition(".")[2]:
                 return Geometry(f"timm {kind}", channels_last=True)
+        if origin.startswith("camscope.models.vit") and kind == "VisionTransformer":
+            patch = _sizes(getattr(module, "patch_size", None), spatial_dims)
+            return Geometry("camscope ViT", patch, 1)
         if origin.startswith("monai.networks") and kind == "ViT":
             patch = _monai_patch(getattr(module, "patch_embedding", None), spatial_dims)
             return Geometry(

@@ -675,3 +675,37 @@ def test_sanity_on_the_faces_benchmark_with_input_space_methods_only(tmp_path):
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     assert saved["title"].startswith("2 of ONet") and saved["settings"]["layer"] == "onet.prelu4"
     assert any("only 2 input(s)" in note for note in saved["notes"])
+
+
+def test_evaluate_and_mprt_take_a_layout_for_a_model_that_states_none():
+    """A token model camscope does not know: refused without ``layout=``, scored with it (the
+    text form too), and the randomisation tests take it as explain() does."""
+    from torch import nn
+
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(1, 8, 4, stride=4)
+            self.cls = nn.Parameter(torch.randn(1, 1, 8))
+            self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            patches = self.embed(x).flatten(2).transpose(1, 2)
+            tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
+            tokens = self.block(tokens) + tokens
+            return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))
+
+    torch.manual_seed(0)
+    model = Tokens().eval()
+    x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(CamscopeError, match=r"pass layout=camscope\.tokens"):
+        evaluate(model, x, y, methods=["grad_cam"], layer="block", progress=False)
+    rows = evaluate(
+        model, x, y, methods=["grad_cam"], layer="block", layout="tokens:4x4:1", progress=False
+    )
+    assert rows[0]["n"] == 4 and math.isfinite(rows[0]["deletion_auc"])
+    layout = camscope.tokens((4, 4), prefix=1)
+    assert layout.text == "tokens:4x4:1"
+    test = camscope.metrics.mprt(model, x, method="grad_cam", layer="block", layout=layout)
+    assert len(test.layers) >= 2

@@ -331,3 +331,38 @@ def test_an_unknown_token_model_takes_its_grid_from_layout():
     e = camscope.explain(model, x, method="attention_rollout", layout=camscope.tokens((4, 4), 1))
     reference = camscope.explain(_torchvision_vit(), x, method="attention_rollout")
     torch.testing.assert_close(e.maps, reference.maps)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("stem", [False, True])
+def test_camscope_vit_states_its_geometry_and_takes_every_method(spatial_dims, stem):
+    torch.manual_seed(0)
+    name = "vit2d" if spatial_dims == 2 else "vit3d"
+    model = camscope.models.create_model(
+        name,
+        input_size=16,
+        patch=8 if stem else 4,
+        num_classes=3,
+        width=16,
+        depth=2,
+        heads=2,
+        stem=stem,
+    ).eval()
+    x = torch.randn(2, 1, *(16,) * spatial_dims)
+    grid = (16 // (8 if stem else 4),) * spatial_dims
+    for method in ("grad_cam", "respond_cam", "attention_rollout", "chefer", "legrad"):
+        e = camscope.explain(model, x, method=method, targets="all")
+        assert e.maps.shape == (2, 3, *grid), method
+        assert e.layout == f"tokens({'×'.join(map(str, grid))}, prefix=1)"
+        assert torch.isfinite(e.maps).all() and e.maps.abs().amax() > 0
+    assert camscope.explain(model, x, method="grad_cam").layer == "blocks.1.norm1"
+
+
+def test_a_map_that_is_zero_although_its_target_scores_warns():
+    """After a class-token readout only the class token carries gradient: Grad-CAM at the last
+    block's output is zero on every patch. Said, not shown as a blank map in silence."""
+    vit = _torchvision_vit()
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="score but have zero gradient at every position"):
+        camscope.explain(vit, x, method="grad_cam", layer="encoder.layers.encoder_layer_2")
+    camscope.explain(vit, x, method="grad_cam")  # the default layer: no warning

@@ -20,7 +20,7 @@ from camscope.cli.common import (
     run_flags,
     show_input_warnings,
 )
-from camscope.cli.params import NAME_LIST, SNR
+from camscope.cli.params import NAME_LIST, SNR, network_2d
 
 __all__ = ["evaluate"]
 
@@ -48,9 +48,8 @@ def _options(out_default: str) -> Callable[[F], F]:
             click.option(
                 "--sanity",
                 is_flag=True,
-                help="Also run the sanity checks (MPRT, random logit, ROAD, and data "
-                "randomisation where the benchmark can train a permuted-label network) on 8 of "
-                "the inputs, as a section of the report (as `camscope evaluate sanity`).",
+                help="Also run the sanity checks (MPRT, random logit, ROAD, data randomisation "
+                "where it applies) on 8 inputs, a section of the report (evaluate sanity).",
             ),
         ]
         for option in reversed(options):
@@ -130,14 +129,7 @@ def _benchmark(
         from camscope.evaluation.sanity import sanity_section
 
         extra.update(sanity_section(folder, benchmark, methods, log=click.echo, progress=not quiet))
-    _report(
-        folder,
-        rows,
-        title=benchmark.title,
-        extra=extra,
-        reference=True,
-        examples=examples,
-    )
+    _report(folder, rows, title=benchmark.title, extra=extra, reference=True, examples=examples)
 
 
 @evaluate.command("subtomograms")
@@ -193,12 +185,14 @@ def evaluate_subtomograms(
 @click.option("--train-per-class", type=int, default=400, show_default=True)
 @click.option("--test-per-class", type=int, default=25, show_default=True)
 @click.option("--epochs", type=int, default=10, show_default=True)
+@network_2d
 @_options("runs/evaluate-shapes")
 @friendly
 def evaluate_shapes(
     train_per_class: int,
     test_per_class: int,
     epochs: int,
+    network: str,
     methods: tuple[str, ...],
     modes: tuple[str, ...],
     out_dir: str,
@@ -207,7 +201,8 @@ def evaluate_shapes(
     sanity: bool,
 ) -> None:
     """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
-    small CNN trained here (seeded, cached in OUT/model), then every metric for every method."""
+    small CNN or ViT (--network) trained here (seeded, cached in OUT/model), then every metric
+    for every method."""
     from camscope.evaluation import benchmarks
 
     _benchmark(
@@ -221,6 +216,7 @@ def evaluate_shapes(
         train_per_class=train_per_class,
         test_per_class=test_per_class,
         epochs=epochs,
+        network=network,
     )
 
 

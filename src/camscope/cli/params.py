@@ -20,6 +20,7 @@ __all__ = [
     "SNR",
     "TARGETS",
     "CommaList",
+    "network_2d",
     "parse_value",
 ]
 
@@ -170,4 +171,15 @@ LAYOUT = click.option(
     help="How the layer lays out its map (default: inferred from the model and shape): "
     "channels_first, channels_last, tokens (grid from the model) or tokens:GRID[:PREFIX], "
     "e.g. tokens:14x14:1 for a ViT's 14×14 patches after its class token.",
+)
+
+
+#: ``--network`` of the shapes benchmark: the small network trained on it.
+network_2d = click.option(
+    "--network",
+    type=click.Choice(["tiny2d", "vit2d"]),
+    default="tiny2d",
+    show_default=True,
+    help="shapes: the network trained, a small CNN or a small ViT (the attention methods, "
+    "e.g. attention-rollout, chefer, legrad, apply to it).",
 )

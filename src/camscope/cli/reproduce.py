@@ -21,12 +21,12 @@ def reproduce() -> None:
 @click.option("--out", "out_dir", default="runs/respond-cam", show_default=True)
 @click.option(
     "--scale",
-    type=click.Choice(["default", "full", "paper", "smoke"]),
+    type=click.Choice(["default", "full", "paper", "transformer", "smoke"]),
     default="default",
     show_default=True,
     help="default: ~13 min on 2 CPU cores (CNN-1 reduced to 8/16 channels); full: both networks "
     "in the paper's form (~35 min on an idle 2-core machine); paper: the paper's sizes (meant "
-    "for a GPU).",
+    "for a GPU); transformer: CNN-2 beside a 3D ViT (vit3d).",
 )
 @click.option(
     "--device",
@@ -47,7 +47,7 @@ def reproduce() -> None:
 @click.option("--epochs", type=int, default=None)
 @click.option("--size", type=int, default=None, help="Subtomogram edge length (voxels).")
 @click.option("--snr", "snrs", multiple=True, type=SNR, help="SNR levels (repeat; 'inf').")
-@click.option("--model", "models", multiple=True, type=click.Choice(["cnn1", "cnn2"]))
+@click.option("--model", "models", multiple=True, type=click.Choice(["cnn1", "cnn2", "vit3d"]))
 @click.option("--similarity", type=float, default=None, help="Class similarity knob, 0–1.")
 @click.option("--seed", type=int, default=None)
 @run_flags  # --force keeps the cached models
@@ -75,7 +75,10 @@ def reproduce_respond_cam(
     specs = config.models
     if models:
         specs = tuple(s for s in specs if s.architecture in models) or tuple(
-            respond_cam.ModelSpec(name.upper().replace("CNN", "CNN-"), name) for name in models
+            respond_cam.VIT3D
+            if name == "vit3d"
+            else respond_cam.ModelSpec(name.upper().replace("CNN", "CNN-"), name)
+            for name in models
         )
     changes: dict[str, object] = {}
     if per_class is not None:

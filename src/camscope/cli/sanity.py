@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from camscope.cli.common import ModelChoice, friendly, model_options, output_options
-from camscope.cli.params import NAME_LIST
+from camscope.cli.params import NAME_LIST, network_2d
 from camscope.errors import CamscopeError
 
 __all__ = ["sanity"]
@@ -44,6 +44,7 @@ ALL_METHODS = (
     "--count", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs checked."
 )
 @click.option("--epochs", type=int, default=10, show_default=True, help="shapes: training.")
+@network_2d
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--randomize",
@@ -64,6 +65,7 @@ def sanity(
     layer: str | None,
     count: int,
     epochs: int,
+    network: str,
     seed: int,
     randomize: str,
     weights: ModelChoice,
@@ -110,6 +112,7 @@ def sanity(
                 test_per_class=25,
                 epochs=epochs,
                 control=True,
+                network=network,
             ),
             "chest": lambda: benchmarks.chest(
                 folder, log=click.echo, quiet=quiet, train_count=800, test_count=120, epochs=8

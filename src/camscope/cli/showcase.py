@@ -99,6 +99,14 @@ def tomogram(
     show_default=True,
     help="MONAI's UNet uses PReLU, so guided backpropagation and Deconvnet do not apply.",
 )
+@click.option(
+    "--network",
+    type=click.Choice(["unet", "unetr"]),
+    default="unet",
+    show_default=True,
+    help="MONAI's UNet, or UNETR (a ViT encoder: the attention methods chefer and "
+    "attention-rollout apply).",
+)
 @click.option("--layer", default=None, help="Layer of the CAM methods (default: camscope's).")
 @click.option("--lesions", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
@@ -119,6 +127,7 @@ def tomogram(
 def lesions(
     out_dir: str,
     methods: tuple[str, ...],
+    network: str,
     layer: str | None,
     lesions: int,
     train_volumes: int,
@@ -147,4 +156,5 @@ def lesions(
         force=force,
         progress=not quiet,
         log=click.echo,
+        network=network,
     )

@@ -17,6 +17,7 @@ copy, never the recorded activations. Parameters' ``.grad`` are never written
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -286,10 +287,28 @@ class Capture:
             raise LayerError("no activations recorded; call run() first")
         shared = activations.detach().unsqueeze(1)
         pieces = []
-        for _, _, gradients in self.gradients(scores, chunk_size=chunk_size):
+        silent = 0
+        for start, stop, gradients in self.gradients(scores, chunk_size=chunk_size):
             with torch.no_grad():
                 pieces.append(function(shared, gradients, spatial_dims=activations.ndim - 2))
+                zero = gradients.flatten(2).abs().amax(-1) == 0
+                silent += int((zero & (scores[:, start:stop].detach().abs() > 0)).sum())
+        if silent:
+            self._warn_silent(silent, scores.numel())
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def _warn_silent(self, silent: int, total: int) -> None:
+        """A target that scores something but whose gradient is zero at every position of the
+        layer (e.g. a layer after a ViT's class-token readout: only the class token carries
+        gradient) gets an empty map: say so. A target that scores exactly 0 (a class absent
+        from a dense output, a region outside a scan window) has an empty map by right."""
+        warnings.warn(
+            f"camscope: {silent} of {total} targets score but have zero gradient at every "
+            f"position of layer {self.name!r}, so their maps are empty (e.g. a layer after a "
+            "class-token readout); choose an earlier layer",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
     def _independent(self) -> LayerError:
         return LayerError(

@@ -17,6 +17,7 @@ from torch import nn
 
 from camscope.evaluation.job import EvaluateJob
 from camscope.evaluation.scoring import EvaluationRow
+from camscope.layouts import LayoutSpec, layout_text
 from camscope.runs.engine import run
 from camscope.runs.sources import FileSource, TensorSource
 
@@ -30,6 +31,7 @@ def evaluate(
     *,
     methods: Sequence[str],
     layer: str | None = None,
+    layout: LayoutSpec = None,
     upsample_modes: Sequence[str] = ("linear",),
     truth: torch.Tensor | None = None,
     batch_size: int = 16,
@@ -46,6 +48,8 @@ def evaluate(
         labels: ``(N,)`` true classes (the maps explain these).
         methods: registry names.
         layer: the layer (default: :func:`camscope.layers.default_layer`'s choice).
+        layout: how the layer lays out its map, as for :func:`camscope.explain` (also the
+            text form ``"tokens:14x14:1"``).
         upsample_modes: ``"linear"``, ``"nearest"``, ``"gaussian"`` (widths from the effective
             receptive field). Input-space methods are evaluated once, at input resolution, with
             their channels reduced by the method's default (upsampling ``"none"``).
@@ -63,7 +67,14 @@ def evaluate(
         ``contrastivity``, ``l1``, ``kendall_tau``, and with ``truth`` ``iou``, ``hit`` and
         ``pointing``; the mean ``deletion_curve`` and ``insertion_curve``.
     """
-    job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
+    job = EvaluateJob(
+        list(methods),
+        list(upsample_modes),
+        layer,
+        deletion_steps,
+        batch_size,
+        layout=layout_text(layout),
+    )
     source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
     rows: list[EvaluationRow] = run(
         job,
@@ -88,6 +99,7 @@ def evaluate_files(
     methods: Sequence[str],
     upsample_modes: Sequence[str] = ("linear",),
     layer: str | None = None,
+    layout: LayoutSpec = None,
     root: str | os.PathLike[str] | None = None,
     batch_size: int = 16,
     deletion_steps: int = 20,
@@ -110,7 +122,14 @@ def evaluate_files(
         OutputError: the folder holds an evaluation with other settings (without ``force``).
         InputError: labels and paths differ in number, or every input failed.
     """
-    job = EvaluateJob(list(methods), list(upsample_modes), layer, deletion_steps, batch_size)
+    job = EvaluateJob(
+        list(methods),
+        list(upsample_modes),
+        layer,
+        deletion_steps,
+        batch_size,
+        layout=layout_text(layout),
+    )
     source = FileSource.from_paths(
         paths, root=root, labels=labels, truths=truths, **dict(read_options or {})
     )

@@ -163,9 +163,11 @@ def shapes(
     test_per_class: int,
     epochs: int,
     control: bool = False,
+    network: str = "tiny2d",
 ) -> Benchmark:
-    """2D shapes with boxes; a tiny2d network trained (or reused) in ``folder/model``; with
-    ``control``, a second one trained on the same images with permuted labels (seeded)."""
+    """2D shapes with boxes; a small network (``network``: ``"tiny2d"``, a CNN, or ``"vit2d"``,
+    a ViT) trained (or reused) in ``folder/model``; with ``control``, a second one trained on
+    the same images with permuted labels (seeded)."""
     from camscope.models.training import train_small_2d
     from camscope.simulate.shapes2d import SHAPE_CLASSES, shape_arrays
 
@@ -182,10 +184,16 @@ def shapes(
             progress=not quiet,
             data={"benchmark": "shapes2d", "version": 1, **data},
             log=say,
+            architecture=network,
         )
 
-    model, accuracy = train("tiny2d", labels, {}, log)
-    extra: dict[str, Any] = {"benchmark": "shapes2d", "accuracy": accuracy, "n": len(test_images)}
+    model, accuracy = train(network, labels, {}, log)
+    extra: dict[str, Any] = {
+        "benchmark": "shapes2d",
+        "network": network,
+        "accuracy": accuracy,
+        "n": len(test_images),
+    }
     permuted_model = None
     if control:  # the same images, labels permuted (seeded): the data randomisation test
         from torch.utils.data import TensorDataset
@@ -194,7 +202,7 @@ def shapes(
 
         permuted = np.random.default_rng(0).permutation(labels)
         permuted_model, _ = train(
-            "tiny2d-permuted-labels",
+            f"{network}-permuted-labels",
             permuted,
             {"labels": "permuted, seed 0"},
             lambda text: log(f"permuted labels: {text}"),

@@ -16,6 +16,7 @@ from torch import nn
 
 from camscope.engine import ModelState, call_model
 from camscope.evaluation.scoring import score_batch, settings_of, summarise
+from camscope.layouts import parse_layout
 from camscope.runs.job import Batch, Finished
 
 __all__ = ["EvaluateJob"]
@@ -29,6 +30,7 @@ class EvaluateJob:
         methods: registry names.
         upsample_modes: how layer maps reach the input (input-space methods: ``"none"``).
         layer: the layer (``None``: the default layer).
+        layout: how it lays out its map (``None``: inferred), in text form.
         deletion_steps: steps of the deletion and insertion curves.
         metric_batch_size: rows per forward pass of the metrics' perturbed inputs.
     """
@@ -39,6 +41,8 @@ class EvaluateJob:
     deletion_steps: int = 20
     metric_batch_size: int = 16
     kind: str = "evaluate"
+    #: How the layer lays out its map, as text (:func:`camscope.layouts.parse_layout`).
+    layout: str | None = None
 
     @property
     def settings(self) -> list[tuple[str, str]]:
@@ -48,6 +52,7 @@ class EvaluateJob:
         return {
             "settings": self.settings,
             "layer": self.layer,
+            **({"layout": self.layout} if self.layout is not None else {}),
             "deletion_steps": self.deletion_steps,
             "metric_batch_size": self.metric_batch_size,
         }
@@ -69,6 +74,7 @@ class EvaluateJob:
                 method=method,
                 mode=mode,
                 layer=self.layer,
+                layout=parse_layout(self.layout),
                 truth=truth,
                 deletion_steps=self.deletion_steps,
                 batch_size=self.metric_batch_size,

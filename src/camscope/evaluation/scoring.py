@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import camscope
+from camscope.layouts import LayoutSpec
 from camscope.metrics import (
     average_drop,
     contrastivity,
@@ -119,6 +120,7 @@ def score_batch(
     truth: torch.Tensor | None = None,
     deletion_steps: int = 20,
     batch_size: int = 16,
+    layout: LayoutSpec = None,
 ) -> dict[str, torch.Tensor]:
     """Every metric for one batch and one (method, upsampling mode), per sample.
 
@@ -126,10 +128,14 @@ def score_batch(
         ``{metric: (B,)}`` (as in :func:`evaluate`'s rows, before the mean) and the
         ``deletion_curve`` / ``insertion_curve`` ``(B, steps + 1)``.
     """
-    name = camscope.get_method(method).name
-    needs_layer = camscope.get_method(name).needs_layer
+    info = camscope.get_method(method)
     e = camscope.explain(
-        model, x, method=name, layer=layer if needs_layer else None, targets="all"
+        model,
+        x,
+        method=info.name,
+        layer=layer if info.needs_layer else None,
+        layout=layout if info.kind != "input" else None,
+        targets="all",
     ).reduce_channels()
     true_maps = e.maps[torch.arange(len(y)), y][:, None]
     if mode == "none":

@@ -202,7 +202,9 @@ def _head(model: nn.Module, readout: str) -> Callable[[torch.Tensor], torch.Tens
             return lambda tokens: heads(norm(tokens)[:, 0])
         if readout == "mean":
             break
-        if origin.startswith("timm.models") and hasattr(module, "forward_head"):
+        if origin.startswith(("timm.models", "camscope.models")) and hasattr(
+            module, "forward_head"
+        ):
             vit = module
             return lambda tokens: vit.forward_head(vit.norm(tokens))
         if origin.startswith("monai.networks") and kind == "ViT":
@@ -214,7 +216,8 @@ def _head(model: nn.Module, readout: str) -> Callable[[torch.Tensor], torch.Tens
     known = (
         "readout='mean' is torchvision's ViT only"
         if readout == "mean"
-        else "torchvision ViT, timm ViT/DeiT, MONAI ViT with classification=True"
+        else "torchvision ViT, timm ViT/DeiT, camscope's vit2d/vit3d, MONAI ViT with "
+        "classification=True"
     )
     raise MethodError(
         f"legrad reads class logits from every block through the model's own head, and knows "

@@ -266,6 +266,18 @@ def train_classifier(
     )
 
 
+#: The small 2D networks trained here, with their options beyond the data's and their learning
+#: rates: a CNN of 16/32 channels, and a ViT of 8² patches (width 64, 4 blocks of 4 heads).
+SMALL_2D: dict[str, tuple[dict[str, Any], float, str]] = {
+    "tiny2d": ({"widths": [16, 32]}, 2e-3, "tiny2d (16/32 channels)"),
+    "vit2d": (
+        {"patch": 8, "stem": True},
+        1e-3,
+        "vit2d (conv stem, 8² patches, width 64, 4 blocks)",
+    ),
+}
+
+
 def train_small_2d(
     checkpoint: Path,
     train_arrays: tuple[np.ndarray, np.ndarray],
@@ -276,26 +288,32 @@ def train_small_2d(
     progress: bool,
     data: dict[str, Any],
     log: Callable[[str], None] = print,
+    architecture: str = "tiny2d",
 ) -> tuple[nn.Module, float]:
-    """Train (or reuse from ``checkpoint``) a seeded tiny2d classifier (16/32 channels) on
-    ``(images, labels)`` arrays; return it with its test accuracy."""
+    """Train (or reuse from ``checkpoint``) a seeded small 2D classifier (see
+    :data:`SMALL_2D`) on ``(images, labels)`` arrays; return it with its test accuracy."""
     from camscope.models import create_model
 
+    if architecture not in SMALL_2D:
+        raise CamscopeError(
+            f"architecture must be one of {', '.join(SMALL_2D)}, not {architecture!r}"
+        )
+    extra, learning_rate, title = SMALL_2D[architecture]
     images, labels = train_arrays
     test_images, test_labels = test_arrays
-    options = {"num_classes": classes, "input_size": images.shape[-1], "widths": [16, 32]}
+    options = {"num_classes": classes, "input_size": images.shape[-1], **extra}
     torch.manual_seed(0)
-    model = create_model("tiny2d", **options)
+    model = create_model(architecture, **options)
     train = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
     test = TensorDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels))
     result = train_classifier(
         model,
         train,
         epochs=epochs,
-        learning_rate=2e-3,
+        learning_rate=learning_rate,
         progress=progress,
         checkpoint=checkpoint,
-        architecture="tiny2d",
+        architecture=architecture,
         options=options,
         replace_mismatched=True,
         description="training",
@@ -303,5 +321,5 @@ def train_small_2d(
     )
     accuracy = evaluate_accuracy(model, test)
     how = "reused" if result.resumed_from_epoch >= epochs else "trained"
-    log(f"tiny2d (16/32 channels): test accuracy {accuracy:.3f} on {len(test)} images ({how})")
+    log(f"{title}: test accuracy {accuracy:.3f} on {len(test)} images ({how})")
     return model, accuracy

@@ -140,16 +140,18 @@ def train_unet(
     batch_size: int = 8,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    network: str = "unet",
 ) -> torch.nn.Module:
-    """A MONAI ``UNet`` (16/32/64 channels, 2 classes) trained on random patches of
-    ``volumes`` (half of them around a lesion) with Dice + cross-entropy, seeded."""
+    """A MONAI ``UNet`` (16/32/64 channels, 2 classes) or ``UNETR`` (``network="unetr"``)
+    trained on random patches of ``volumes`` (half of them around a lesion) with Dice +
+    cross-entropy, seeded."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from monai.losses import DiceCELoss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = _unet()
+    model = _network(network, patch)
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     half = patch // 2
@@ -179,12 +181,28 @@ def train_unet(
     return model.eval()
 
 
-def _unet() -> torch.nn.Module:
-    """The showcase's network: MONAI's ``UNet``, 16/32/64 channels, residual units, 2 classes."""
+#: The showcase's networks: MONAI's ``UNet`` (16/32/64 channels, residual units) and
+#: ``UNETR`` (a ViT of 12 blocks, width 96, over 16³ patches, feature size 8), 2 classes.
+NETWORKS = ("unet", "unetr")
+
+
+def _network(name: str, roi: int) -> torch.nn.Module:
+    if name not in NETWORKS:
+        raise CamscopeError(f"network must be one of {', '.join(NETWORKS)}, not {name!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from monai.networks.nets import UNet
+        from monai.networks.nets import UNETR, UNet
 
+    if name == "unetr":
+        return UNETR(
+            in_channels=1,
+            out_channels=2,
+            img_size=roi,
+            feature_size=8,
+            hidden_size=96,
+            mlp_dim=192,
+            num_heads=4,
+        )
     return UNet(
         spatial_dims=3,
         in_channels=1,
@@ -195,11 +213,11 @@ def _unet() -> torch.nn.Module:
     )
 
 
-def _check_methods(methods: tuple[str, ...], roi: int) -> None:
+def _check_methods(methods: tuple[str, ...], roi: int, network: str = "unet") -> None:
     """Explain one window of zeros with an untrained network of the same architecture, so a
-    method that cannot work on it (guided rules on PReLU, CAM without global pooling) is refused
-    before the training."""
-    model = _unet().eval()
+    method that cannot work on it (guided rules on PReLU, CAM without global pooling, LeGrad
+    without a classifier head) is refused before the training."""
+    model = _network(network, roi).eval()
     window = torch.zeros(1, 1, roi, roi, roi)
     mask = torch.zeros(roi, roi, roi, dtype=torch.bool)
     mask[roi // 2, roi // 2, roi // 2] = True
@@ -261,11 +279,13 @@ def run(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    network: str = "unet",
 ) -> dict[str, Any]:
     """Train, explain and score; see the module docstring. Returns the results."""
     for method in methods:  # a misspelt method is refused before any work
         get_method(method)
-    _check_methods(methods, roi)  # before minutes of training, and before any folder is made
+    # before minutes of training, and before any folder is made
+    _check_methods(methods, roi, network)
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     started = time.perf_counter()
     scan, white = brain_volume()
@@ -274,9 +294,10 @@ def run(
     training = [
         paste_lesions(base, white, 8, seed=seed * 1000 + 1 + i) for i in range(train_volumes)
     ]
-    log(f"training a MONAI UNet on {train_volumes} lesioned copies ({steps} steps)")
+    title = {"unet": "UNet", "unetr": "UNETR"}[network]
+    log(f"training a MONAI {title} on {train_volumes} lesioned copies ({steps} steps)")
     begin = time.perf_counter()
-    model = train_unet(training, steps=steps, patch=roi, seed=seed, log=log)
+    model = train_unet(training, steps=steps, patch=roi, seed=seed, log=log, network=network)
     train_seconds = time.perf_counter() - begin
     test = paste_lesions(base, white, lesions, seed=seed * 1000 + 999)
     tested = Scan(test.volume[None], scan.path, "nifti", affine=scan.affine)
@@ -361,6 +382,7 @@ def run(
             "volumes": train_volumes,
             "steps": steps,
             "patch": roi,
+            "network": network,
             "seconds": train_seconds,
         },
         "lesions": [
@@ -377,7 +399,7 @@ def run(
         folder,
         title="A segmentation network on a real brain volume, explained window by window",
         paragraph=(
-            f"A MONAI UNet trained here to segment synthetic lesions in the MNI152 T1 template "
+            f"A MONAI {title} trained here to segment synthetic lesions in the MNI152 T1 template "
             f"(2 mm), applied window by window ({roi}³ windows, overlap {overlap}) to a copy with "
             f"{lesions} new lesions (Dice {dice:.3f}). Each lesion is a region target; the table "
             "gives, per method, the share of the map's positive mass inside the lesion, the "
