@@ -168,8 +168,11 @@ def transformers_figure(cache: Path) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
     HERE.mkdir(parents=True, exist_ok=True)
-    upsampling_figure()
-    erf_figure()
+    if "--transformers-only" not in sys.argv:
+        upsampling_figure()
+        erf_figure()
     transformers_figure(Path(__file__).resolve().parent.parent / "runs" / "figures-shapes")
     print(f"wrote {HERE}/upsampling.png, erf_box_stack.png, transformers_2d.png")

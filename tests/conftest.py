@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+pytest_plugins = ["tests.browser"]  # the headless Chromium fixture, ``browser``
+
 #: Per-dtype tolerances (rtol, atol) for comparing two computations of the same quantity.
 TOLERANCES = {torch.float32: (1e-5, 1e-6), torch.float64: (1e-10, 1e-12)}
 

@@ -1,7 +1,7 @@
 """Agreement with peer libraries where both apply, and the documented places where they differ.
 
 Captum and torch-cam compute Grad-CAM the same way camscope does (up to the ReLU they apply).
-For Grad-CAM++ the peers differ from eq. 19 of Chattopadhay et al. (README: where peers differ):
+For Grad-CAM++ the peers differ from eq. 19 of Chattopadhay et al. (docs: peers.md):
 torch-cam never divides (α stays g²) and sums A·g³ over positions; pytorch-grad-cam adds ε = 1e-6
 to the denominator, which changes α wherever g² is not much larger than 1e-6.
 """

@@ -231,12 +231,14 @@ class Geometry:
         patch: the patch size per spatial axis, or ``None`` (no token layers).
         prefix: non-patch tokens before the patches.
         channels_last: whether its spatial (non-token) layers are channels last.
+        class_token: whether its head reads the first prefix token (``None``: not stated).
     """
 
     family: str
     patch: tuple[int, ...] | None = None
     prefix: int = 0
     channels_last: bool = False
+    class_token: bool | None = None
 
 
 def _sizes(value: object, rank: int) -> tuple[int, ...] | None:
@@ -275,7 +277,7 @@ def model_geometry(model: nn.Module, spatial_dims: int) -> Geometry | None:
             "VisionTransformer"
         ):
             patch = _sizes(getattr(module, "patch_size", None), spatial_dims)
-            return Geometry("torchvision ViT", patch, 1)
+            return Geometry("torchvision ViT", patch, 1, class_token=True)
         if origin.startswith("torchvision.models.swin_transformer") and kind == "SwinTransformer":
             return Geometry("torchvision Swin", channels_last=True)
         if origin.startswith("timm.models"):
@@ -284,17 +286,20 @@ def model_geometry(model: nn.Module, spatial_dims: int) -> Geometry | None:
                 # feat_ratio: the whole reduction (a hybrid's backbone stride × its patch)
                 ratio = embed.feat_ratio(as_scalar=False) if hasattr(embed, "feat_ratio") else None
                 patch = _sizes(ratio if ratio is not None else embed.patch_size, spatial_dims)
-                return Geometry(f"timm {kind}", patch, int(getattr(module, "num_prefix_tokens", 0)))
+                reads = getattr(module, "cls_token", None) is not None and (
+                    getattr(module, "global_pool", "token") == "token"
+                )
+                prefix = int(getattr(module, "num_prefix_tokens", 0))
+                return Geometry(f"timm {kind}", patch, prefix, class_token=reads)
             if "swin" in origin.rpartition(".")[2]:
                 return Geometry(f"timm {kind}", channels_last=True)
         if origin.startswith("camscope.models.vit") and kind == "VisionTransformer":
             patch = _sizes(getattr(module, "patch_size", None), spatial_dims)
-            return Geometry("camscope ViT", patch, 1)
+            return Geometry("camscope ViT", patch, 1, class_token=True)
         if origin.startswith("monai.networks") and kind == "ViT":
             patch = _monai_patch(getattr(module, "patch_embedding", None), spatial_dims)
-            return Geometry(
-                "MONAI ViT", patch, 1 if getattr(module, "classification", False) else 0
-            )
+            classifies = bool(getattr(module, "classification", False))
+            return Geometry("MONAI ViT", patch, int(classifies), class_token=classifies)
         if origin.startswith("monai.networks") and kind == "SwinUNETR":
             return Geometry("MONAI SwinUNETR")
     return None

@@ -111,7 +111,9 @@ def explain_scan(
             geometry the files written with ``out`` keep).
         method: any camscope method.
         roi_size: the window's size (an int for every axis).
-        overlap, blend, sigma_scale: as MONAI's ``sliding_window_inference``.
+        overlap: the windows' overlap, as MONAI's ``sliding_window_inference``.
+        blend: how overlapping windows are blended (``"gaussian"`` or ``"constant"``), as MONAI.
+        sigma_scale: the Gaussian blend's width relative to the window, as MONAI.
         targets: ``None`` (every class), a class index or a list of them (explained in every
             window), or a callable (see the module docstring).
         layer: for layer methods; ``None`` chooses on the first window batch.

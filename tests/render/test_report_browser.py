@@ -4,49 +4,15 @@ which ./scripts/setup installs when it can) driven by Selenium, with the network
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from camscope.io.inputs import Scan
 from camscope.render.report import ReportEntry, ReportMap, write_report
+from tests.browser import BROWSER_MISSING
 
-webdriver = pytest.importorskip("selenium.webdriver")
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Chromium and ChromeDriver are not installed (apt-get install chromium chromium-driver)",
-)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1200,1600",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+pytestmark = BROWSER_MISSING
 
 
 def _report(tmp_path):

@@ -273,6 +273,6 @@ def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None)
         boxes,
         title=f"ONet, {count} astronaut face crops",
         extra={"benchmark": "onet-astronaut", "n": count},
-        layer=layer or "onet.prelu4",  # the README's numbers: after the activation
+        layer=layer or "onet.prelu4",  # the documented numbers: after the activation
         batch_size=count,
     )

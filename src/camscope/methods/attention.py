@@ -3,8 +3,9 @@
 The probabilities ``A_l`` ``(B, heads, N, N)`` of every self-attention block come from
 :class:`~camscope.engine.attention.AttentionTap` (the block's own explicit path, never a
 re-implementation). Maps are ``(B, T, *grid)`` over the patch tokens of the model's token layout
-(:mod:`camscope.layouts`; prefix tokens such as CLS get none), raw, 2D or 3D. With a class token,
-a map is its row (what the class token gathers); without one, the mean over all query tokens.
+(:mod:`camscope.layouts`; prefix tokens such as CLS get none), raw, 2D or 3D. Where the head
+reads a class token, a map is its row (what the class token gathers); otherwise (no class token,
+or an average-pooled head) the mean over all query tokens.
 All samples and all targets are taken together: one forward pass, and for the gradient methods
 batched backward passes over chunks of targets.
 """
@@ -43,12 +44,20 @@ def _grid(context: MethodContext, attention: torch.Tensor) -> Layout:
     return layout
 
 
-def _readout(relevance: torch.Tensor, layout: Layout) -> torch.Tensor:
+def _reads_class_token(context: MethodContext, layout: Layout) -> bool:
+    """Whether the head reads the first token: as the model states it (timm's average-pooled
+    ViTs with register tokens do not), else whether there are prefix tokens."""
+    geometry = None if context.layout is None else context.layout.geometry
+    if geometry is not None and geometry.class_token is not None:
+        return geometry.class_token
+    return layout.prefix > 0
+
+
+def _readout(relevance: torch.Tensor, layout: Layout, from_class_token: bool) -> torch.Tensor:
     """``(..., N, N)`` token relevance → ``(..., *grid)``: the class token's row over the
-    patches, or (no prefix tokens) the mean over query tokens."""
-    prefix = layout.prefix
-    rows = relevance[..., 0, :] if prefix else relevance.mean(-2)
-    return rows[..., prefix:].unflatten(-1, layout.grid)
+    patches, or the mean over query tokens."""
+    rows = relevance[..., 0, :] if from_class_token else relevance.mean(-2)
+    return rows[..., layout.prefix :].unflatten(-1, layout.grid)
 
 
 def _fuse_heads(attention: torch.Tensor, head_fusion: str) -> torch.Tensor:
@@ -101,11 +110,12 @@ def attention_rollout(
         step = step / step.sum(-1, keepdim=True)
         rollout = step if rollout is None else step @ rollout
     assert rollout is not None
-    maps = _readout(rollout, layout)  # (B, *grid)
+    reads = _reads_class_token(context, layout)
+    maps = _readout(rollout, layout, reads)  # (B, *grid)
     maps = maps.unsqueeze(1).expand(-1, context.num_targets, *maps.shape[1:]).contiguous()
     return MethodResult(
         maps,
-        extras={"blocks": list(tap.order), "readout": _read_as(layout)},
+        extras={"blocks": list(tap.order), "readout": _read_as(reads)},
         layer="attention",
         layout=str(layout),
     )
@@ -123,8 +133,8 @@ def _discard(fused: torch.Tensor, ratio: float) -> torch.Tensor:
     return flat.view_as(fused)
 
 
-def _read_as(layout: Layout) -> str:
-    return "class token" if layout.prefix else "mean over query tokens"
+def _read_as(reads: bool) -> str:
+    return "class token" if reads else "mean over query tokens"
 
 
 def _chunk(context: MethodContext, per_target: int) -> int:
@@ -156,6 +166,7 @@ def chefer(context: MethodContext) -> MethodResult:
         attentions = tuple(tap.attentions)
     scores = context.attached_scores()
     layout = _grid(context, attentions[0])
+    reads = _reads_class_token(context, layout)
     count = attentions[0].shape[-1]
     per_target = sum(a.numel() for a in attentions) * attentions[0].element_size() * 2
     eye = torch.eye(count, dtype=attentions[0].dtype, device=attentions[0].device)
@@ -169,11 +180,11 @@ def chefer(context: MethodContext) -> MethodResult:
             for attention, grad in zip(attentions, grads, strict=True):
                 weighted = (grad * attention.detach().unsqueeze(1)).clamp_min(0).mean(2)
                 relevance = relevance + weighted @ relevance
-            pieces.append(_readout(relevance, layout))
+            pieces.append(_readout(relevance, layout, reads))
     maps = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
     return MethodResult(
         maps,
-        extras={"blocks": list(tap.order), "readout": _read_as(layout)},
+        extras={"blocks": list(tap.order), "readout": _read_as(reads)},
         layer="attention",
         layout=str(layout),
     )

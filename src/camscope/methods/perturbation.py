@@ -268,7 +268,8 @@ def kernel_shap(
 
     Args:
         n_samples: coalitions evaluated per sample (besides the empty and the full one).
-        n_segments, compactness: SLIC settings (see :func:`segment`).
+        n_segments: SLIC's number of segments (see :func:`segment`).
+        compactness: SLIC's compactness (see :func:`segment`).
         segments: your own feature labels ``(B, *S)`` or ``(*S)``, integers; overrides SLIC.
         baseline: value of removed segments: a number, one input or a batch.
         batch_size: masked inputs per forward pass; default as for :func:`occlusion`.

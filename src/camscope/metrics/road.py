@@ -294,7 +294,8 @@ def road(
         maps: ``(B, *s)`` one map per sample, ``(B, 1, *s)``, or an Explanation.
         targets: ``(B,)`` classes (``None`` with an Explanation: its targets).
         percentages: shares of positions removed, 0–100 (Quantus: ``range(1, 100, 2)``).
-        noise, seed: of the imputation.
+        noise: the imputation's noise.
+        seed: the imputation's seed.
         batch_size: perturbed inputs per forward pass.
         order: compute ``"both"`` curves, or only ``"morf"`` / ``"lerf"`` (the other is NaN).
     """

@@ -107,9 +107,9 @@ class ReproduceConfig:
 
 
 VIT3D = ModelSpec(
-    "ViT (vit3d, 5³ patches)",
+    "ViT (vit3d, 8³ patches)",
     "vit3d",
-    {"stem": True, "patch": 8},
+    {"stem": True, "patch": 8, "num_classes": 23},
     per_class=300,
     epochs=10,
     noisy_epochs=4,
