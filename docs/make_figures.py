@@ -3,7 +3,7 @@
 * ``upsampling.png``: one Extended-CAM grid map (ResNet-18, random weights, layer4, 7²) brought
   to 224² by nearest, bilinear and Gaussian upsampling (widths from the layer's effective
   receptive field), with the high-frequency energy of each (discrete Laplacian energy over
-  variance): bilinear leaves creases along the cell lines (seed 002's cross/rhombus artefacts),
+  variance): bilinear leaves creases along the cell lines (Kim et al. 2020's cross/rhombus artefacts),
   Gaussian does not.
 * ``erf_box_stack.png``: the ERF of 8 stacked linear 3×3 box convolutions and its Gaussian fit
   (closed form: σ = √(2·8/3) ≈ 2.31 px).
@@ -91,7 +91,8 @@ def erf_figure() -> None:
 
 
 def _shapes_swin(images: torch.Tensor, labels: torch.Tensor, test, epochs: int) -> nn.Module:
-    """A small torchvision Swin (patch 4, window 4, two stages) trained on the shape images."""
+    """A small torchvision Swin (window 4, two stages; a convolutional stem in place of the 4²
+    patch embedding, as the shapes ViT has) trained on the shape images."""
     from torch.utils.data import TensorDataset
     from torchvision.models.swin_transformer import SwinTransformer
 
@@ -106,8 +107,12 @@ def _shapes_swin(images: torch.Tensor, labels: torch.Tensor, test, epochs: int) 
         window_size=[4, 4],
         num_classes=4,
     )
-    swin.features[0][0] = nn.Conv2d(1, 32, 4, stride=4)  # grey images
-    train_classifier(swin, TensorDataset(images, labels), epochs=epochs, progress=True)
+    swin.features[0][0] = nn.Sequential(  # grey images, 64² → 16² cells of 32 channels
+        nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 2, stride=2)
+    )
+    train_classifier(
+        swin, TensorDataset(images, labels), epochs=epochs, learning_rate=2e-3, progress=True
+    )
     print(f"swin: test accuracy {evaluate_accuracy(swin, test):.3f}")
     return swin.eval()
 

@@ -129,7 +129,7 @@ def _high_frequency_fraction(images: torch.Tensor) -> float:
 
 
 def test_gaussian_upsampling_removes_bilinear_crease_artefacts():
-    """Seed 002's claim: bilinear upsampling of a coarse map leaves creases along cell lines
+    """Kim et al. 2020's claim: bilinear upsampling of a coarse map leaves creases along cell lines
     (the cross/rhombus artefacts); Gaussian upsampling with receptive-field widths does not."""
     generator = torch.Generator().manual_seed(0)
     maps = torch.randn(4, 3, 7, 7, generator=generator, dtype=torch.float64)

@@ -125,3 +125,18 @@ def test_precision_and_device_are_checked():
             continue
         result = CliRunner().invoke(cli, [*args, "out", "--device", device])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_vit_row_is_measured_at_its_own_layer(tmp_path):
+    """The transformer scale's ViT: sum-to-score at the input of its last block, Figure 4 at
+    every block; a tiny version of it runs end to end."""
+    from camscope.reproduce import respond_cam
+
+    vit = SCALES["transformer"].models[1]
+    assert vit.architecture == "vit3d" and vit.layer == "blocks.3.norm1"
+    tiny = dataclasses.replace(vit, per_class=2, epochs=1, batch_size=16)
+    config = dataclasses.replace(SCALES["smoke"], models=(tiny,), snrs=(math.inf,))
+    rows = respond_cam.run(tmp_path, config, progress=False, log=lambda *_: None)
+    assert rows[0]["layer"] == "blocks.3.norm1" and rows[0]["model"].startswith("ViT")
+    assert math.isfinite(rows[0]["l1_respond"]) and -1 <= rows[0]["kt_respond"] <= 1
+    assert (tmp_path / "figures" / "figure4_vit3d_snr-inf.png").stat().st_size > 10_000

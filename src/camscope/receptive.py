@@ -4,7 +4,7 @@ The ERF of a layer position is the gradient of that position's activations (summ
 with respect to the input, in absolute value, summed over input channels and averaged over many
 inputs. Fitting ``a · exp(−Σ_d (x_d − μ_d)² / 2σ_d²) + b`` to it by least squares (SciPy's
 ``curve_fit``, Levenberg–Marquardt) gives the widths ``σ_d`` in input pixels that Gaussian
-upsampling uses (Kim et al. 2020, seed 002).
+upsampling uses (Kim et al. 2020).
 
 References:
     Luo, Li, Urtasun, Zemel, "Understanding the Effective Receptive Field in Deep Convolutional

@@ -98,7 +98,7 @@ def test_evaluate_subtomograms_command(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "seed 002" in result.output and "respond_cam" in result.output
+    assert "Kim et al. 2020" in result.output and "respond_cam" in result.output
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert len(rows) == 4 and rows[0]["n"] == 23
     assert (out / "plots" / "deletion_auc.png").read_bytes()[:4] == b"\x89PNG"
@@ -157,6 +157,22 @@ def test_evaluate_shapes_command(tmp_path):
     assert len(rows) == 1 and rows[0]["n"] == 8 and 0 <= rows[0]["iou"] <= 1
     again = CliRunner().invoke(cli, [*args, "--force"])
     assert again.exit_code == 0 and "(reused)" in again.output
+
+
+def test_evaluate_shapes_with_the_vit_and_its_attention_methods(tmp_path):
+    out = tmp_path / "vit"
+    args = ["evaluate", "shapes", "--network", "vit2d", "--train-per-class", "8"]
+    args += ["--test-per-class", "2", "--epochs", "1", "--upsample", "linear", "--quiet"]
+    args += ["--methods", "grad-cam,attention-rollout,chefer,legrad", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "vit2d (conv stem" in result.output
+    record = json.loads((out / "results.json").read_text())
+    rows = {row["method"]: row for row in record["rows"]}
+    assert set(rows) == {"grad_cam", "attention_rollout", "chefer", "legrad"}
+    assert all(0 <= row["pointing"] <= 1 and row["n"] == 8 for row in rows.values())
+    assert len({round(row["deletion_auc"], 6) for row in rows.values()}) == 4  # four methods
+    assert record["network"] == "vit2d"
 
 
 def test_onet_is_a_real_face_classifier_with_known_boxes():

@@ -222,7 +222,7 @@ def test_evaluate_dataset_command_with_a_broken_input(data):
     assert manifest["failed"][0]["path"].endswith("v4.npy") and manifest["n_evaluated"] == 9
     report = (data / "e" / "report.html").read_text()
     assert report.count('<h2 class="input">') == 4  # a few inputs with their maps
-    assert "seed 002" not in result.output  # VGG-16's numbers only beside the benchmarks
+    assert "Kim et al. 2020" not in result.output  # VGG-16's numbers only beside the benchmarks
     assert "insertion_auc" in result.output  # headers never cut
 
 

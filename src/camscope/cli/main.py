@@ -23,7 +23,7 @@ __all__ = ["cli", "main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(camscope.__version__, prog_name="camscope")
 def cli() -> None:
-    """Explain what convolutional networks look at, in 2D images and 3D volumes."""
+    """Explain what vision networks (CNNs and transformers) look at, in 2D images and 3D volumes."""
 
 
 evaluate.add_command(sanity)

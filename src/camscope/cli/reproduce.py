@@ -1,4 +1,4 @@
-"""``camscope reproduce`` (a seed paper's experiment) and ``camscope demo`` (a short tour)."""
+"""``camscope reproduce`` (the Respond-CAM paper's experiment) and ``camscope demo`` (a tour)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["demo", "reproduce"]
 
 @click.group()
 def reproduce() -> None:
-    """Reproduce a seed paper's experiment."""
+    """Reproduce a Respond-CAM paper's experiment."""
 
 
 @reproduce.command("respond-cam")

@@ -14,10 +14,10 @@ from __future__ import annotations
 from camscope.evaluation.api import evaluate, evaluate_files
 from camscope.evaluation.job import EvaluateJob
 from camscope.evaluation.results import format_rows, write_results
-from camscope.evaluation.scoring import SEED_002_AVERAGE_DROP, EvaluationRow, score_batch
+from camscope.evaluation.scoring import KIM_2020_AVERAGE_DROP, EvaluationRow, score_batch
 
 __all__ = [
-    "SEED_002_AVERAGE_DROP",
+    "KIM_2020_AVERAGE_DROP",
     "EvaluateJob",
     "EvaluationRow",
     "evaluate",

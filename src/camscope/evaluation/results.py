@@ -6,21 +6,21 @@ from pathlib import Path
 from typing import Any
 
 import camscope
-from camscope.evaluation.scoring import SEED_002_AVERAGE_DROP, TABLE_KEYS, EvaluationRow
+from camscope.evaluation.scoring import KIM_2020_AVERAGE_DROP, TABLE_KEYS, EvaluationRow
 from camscope.render.text import text_table
 
 __all__ = ["format_rows", "write_results"]
 
 
 def format_rows(rows: list[EvaluationRow], *, reference: bool = False) -> str:
-    """The rows as a text table (means); with ``reference``, seed 002's Average Drop numbers
+    """The rows as a text table (means); with ``reference``, Kim et al. 2020's Average Drop numbers
     (VGG-16 on PASCAL VOC) after it, for the built-in benchmarks that compare with them."""
     keys = [k for k in TABLE_KEYS if k in rows[0]]
     cells = [[row["method"], row["upsample"], *(f"{row[k]:.3f}" for k in keys)] for row in rows]
     text = text_table(["method", "upsample", *keys], cells)
     if reference:
-        lines = ["", "seed 002 (VGG-16, PASCAL VOC), Average Drop % / Increase %:"]
-        for (method, mode, masking), (drop, increase) in SEED_002_AVERAGE_DROP.items():
+        lines = ["", "Kim et al. 2020 (VGG-16, PASCAL VOC), Average Drop % / Increase %:"]
+        for (method, mode, masking), (drop, increase) in KIM_2020_AVERAGE_DROP.items():
             lines.append(f"  {method:<13} {mode:<9} {masking:<9} {drop:6.2f} / {increase:5.2f}")
         text += "\n".join(lines)
     return text
@@ -51,9 +51,9 @@ def write_results(
             "camscope": camscope.__version__,
             **extra,
             "rows": rows,
-            "seed_002": [
+            "kim_2020": [
                 {"method": m, "upsample": u, "masking": k, "average_drop": d, "increase": i}
-                for (m, u, k), (d, i) in SEED_002_AVERAGE_DROP.items()
+                for (m, u, k), (d, i) in KIM_2020_AVERAGE_DROP.items()
             ],
         },
     )

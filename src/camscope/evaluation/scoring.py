@@ -32,7 +32,7 @@ from camscope.metrics import (
 from camscope.metrics._stats import mean_std
 
 __all__ = [
-    "SEED_002_AVERAGE_DROP",
+    "KIM_2020_AVERAGE_DROP",
     "TABLE_KEYS",
     "EvaluationRow",
     "score_batch",
@@ -40,8 +40,8 @@ __all__ = [
     "summarise",
 ]
 
-#: Kim et al. 2020 (seed 002), VGG-16 on PASCAL VOC 2007: (Average Drop %, Increase %).
-SEED_002_AVERAGE_DROP: dict[tuple[str, str, str], tuple[float, float]] = {
+#: Kim et al. 2020, VGG-16 on PASCAL VOC 2007: (Average Drop %, Increase %).
+KIM_2020_AVERAGE_DROP: dict[tuple[str, str, str], tuple[float, float]] = {
     ("grad_cam", "linear", "absolute"): (46.56, 13.42),
     ("grad_cam_pp", "linear", "absolute"): (36.84, 17.05),
     ("extended_cam", "gaussian", "absolute"): (21.89, 28.72),

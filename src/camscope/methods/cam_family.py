@@ -246,7 +246,7 @@ def xgrad_cam(
 def pixelwise_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
-    """Pixel-wise gradient CAM (seed 001; HiResCAM): ``L = Σ_k G^k ⊙ A^k``.
+    """Pixel-wise gradient CAM (HiResCAM, Draelos & Carin 2020): ``L = Σ_k G^k ⊙ A^k``.
 
     References:
         Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
@@ -282,7 +282,7 @@ def layer_cam(
 def extended_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
 ) -> torch.Tensor:
-    """Extended-CAM's grid map (Kim et al. 2020, seed 002): ``L = Σ_k G^k ⊙ A^k``, no ReLU.
+    """Extended-CAM's grid map (Kim et al. 2020): ``L = Σ_k G^k ⊙ A^k``, no ReLU.
 
     A first-order Taylor term: ``Σ_s L ≈ y`` for piecewise-linear heads. Extended-CAM proper
     then upsamples this grid with Gaussian upsampling (a separate, explicit step).

@@ -1,4 +1,4 @@
-"""Feature visualisation (Zeiler & Fergus 2014; seed 001): what a feature map responds to.
+"""Feature visualisation (Zeiler & Fergus 2014): what a feature map responds to.
 
 To show feature map ``k`` of layer ``l``, keep only that map's activation (all other maps zero) as
 the gradient at ``l`` and propagate it back to the input, through every ReLU with the Deconvnet

@@ -181,7 +181,7 @@ def average_drop(
     top_fraction: float = 0.5,
     batch_size: int = 32,
 ) -> ConfidenceResult:
-    """Average Drop % (Chattopadhay et al. 2018; seed 002), with Increase in Confidence alongside.
+    """Average Drop % (Chattopadhay et al. 2018; Kim et al. 2020), with Increase in Confidence.
 
     ``M`` = the map after ReLU, upsampled to the input, min-max scaled to [0, 1] (absolute
     masking) or 1 on its top ``top_fraction`` of positions and 0 elsewhere (relative masking).
@@ -341,9 +341,10 @@ def fidelity(
     *,
     batch_size: int = 32,
 ) -> FidelityResult:
-    """Fidelity (seed 004): the mean drop of the target probability after zeroing the positions
-    whose map value is above the median (50th percentile) of the map's positive values. Higher
-    means the map found what the model uses. A map with no positive value zeroes nothing.
+    """Fidelity (Nagy, Nimara & Qian): the mean drop of the target probability after zeroing the
+    positions whose map value is above the median (50th percentile) of the map's positive
+    values. Higher means the map found what the model uses. A map with no positive value
+    zeroes nothing.
     """
     size, maps, targets = _check(inputs, maps, targets)
     values = _input_maps(maps, size).flatten(1)

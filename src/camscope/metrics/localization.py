@@ -124,7 +124,7 @@ def localization(
     threshold: float = 0.15,
     small_box_rule: bool = False,
 ) -> LocalizationResult:
-    """Box localisation from a saliency map (Selvaraju et al.; seed 004's reproduction).
+    """Box localisation from a saliency map (Selvaraju et al.; as Nagy, Nimara & Qian reproduce it).
 
     Each map is min-max scaled, thresholded at ``threshold`` of its maximum, its largest connected
     component kept (8-connected in 2D, 26 in 3D) and boxed. With a box as ground truth the IoU is

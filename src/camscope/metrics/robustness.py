@@ -1,4 +1,4 @@
-"""Contrastivity and sensitivity of explanations (seed 004; Yeh et al. 2019). 2D and 3D."""
+"""Contrastivity and sensitivity of explanations (Nagy, Nimara & Qian; Yeh et al. 2019); 2D, 3D."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class ContrastivityResult:
 
 
 def contrastivity(maps: Any, targets: Any, *, threshold: float = 0.15) -> ContrastivityResult:
-    """How different the target class's map is from every other class's map (seed 004).
+    """How different the target class's map is from every other class's map (Nagy, Nimara & Qian).
 
     Each map is min-max scaled and binarised at ``threshold``; for each other class the Hamming
     distance to the target's binary map is divided by the size of their union; the result is the

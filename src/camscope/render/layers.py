@@ -1,4 +1,4 @@
-"""The seed paper's Figure 4 for any model: one method's map at every layer with spatial extent."""
+"""Respond-CAM's Figure 4 for any model: one method's map at every layer with spatial extent."""
 
 from __future__ import annotations
 

@@ -169,8 +169,8 @@ def montage_figure(
 def isosurface_figure(
     volume: np.ndarray, heatmap: np.ndarray, *, title: str = "", sigmas: float = 1.0
 ) -> Any:
-    """Seed paper's Figure 3 style: the volume's isosurface (grey) beside the map's positive (red)
-    and negative (blue) isosurfaces, each at mean ± ``sigmas`` standard deviations."""
+    """Respond-CAM's Figure 3 style: the volume's isosurface (grey) beside the map's positive
+    (red) and negative (blue) isosurfaces, each at mean ± ``sigmas`` standard deviations."""
     figure = new_figure(figsize=(7, 3.6), constrained_layout=True)
     left = figure.add_subplot(1, 2, 1, projection="3d")
     level = float(volume.mean() + sigmas * volume.std())
@@ -233,7 +233,7 @@ def methods_figure(
 
 
 def layer_grid_figure(maps: Mapping[str, np.ndarray], *, signed: bool, title: str = "") -> Any:
-    """Seed paper's Figure 4 style: one map per layer (each at its own resolution, central
+    """Respond-CAM paper's Figure 4 style: one map per layer (each at its own resolution, central
     slice for volumes), in network order, each with its own symmetric colour scale."""
     figure, axes = _panel_grid(len(maps), 2.2)
     for panel, (name, heatmap) in zip(axes.flat, maps.items(), strict=False):

@@ -1,4 +1,4 @@
-"""Reproductions of the seed papers' experiments (``camscope reproduce ...``)."""
+"""Reproductions of the papers' experiments (``camscope reproduce ...``)."""
 
 from __future__ import annotations
 
