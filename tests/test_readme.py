@@ -71,3 +71,11 @@ def test_readme_vit_example_runs():
     g, r = namespace["g"], namespace["r"]
     assert (g.layer, g.layout) == ("blocks.11.norm1", "tokens(14×14, prefix=1)")
     assert tuple(g.maps.shape) == (2, 5, 14, 14) and tuple(r.maps.shape) == (2, 1, 14, 14)
+
+
+def test_docs_monai_vit_example_runs():
+    code = re.search(r"e\.g\.\n\n  ```python\n(.*?)  ```", TRANSFORMERS, re.S).group(1)
+    code = "\n".join(line[2:] for line in code.splitlines())
+    namespace: dict = {}
+    exec("import torch, camscope\n" + code, namespace)
+    assert tuple(namespace["e3"].maps.shape) == (1, 1, 4, 4, 4)

@@ -251,6 +251,6 @@ def _fused(
         finest,
         maps=maps,
         layer="+".join(names),
-        layout=finest.layout,
+        layout="+".join(part.layout for part in parts),
         extras={**finest.extras, "fused": fused},
     )

@@ -240,6 +240,9 @@ def _class_token_block_input(
     laid = None if layout is None else layout.fits(chosen.name, (1, *shape), chosen.kind)
     if laid is None or laid.kind != "tokens" or laid.prefix == 0:
         return None
+    geometry = None if layout is None else layout.geometry
+    if geometry is not None and geometry.class_token is False:  # an average-pooled head
+        return None
     by_name = {info.name: info for info in infos}
     block = chosen
     while block.same_as is not None and block.same_as in by_name:  # blocks → blocks.11

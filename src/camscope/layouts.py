@@ -375,7 +375,10 @@ class LayoutResolver:
         grid = self._model_grid()
         if grid is not None:
             assert self.geometry is not None
-            layout = tokens(grid, self.geometry.prefix)
+            prefix = self.geometry.prefix
+            if len(shape) == 3 and shape[1] == math.prod(grid):
+                prefix = 0  # the patch embedding's tokens, before the prefix tokens join
+            layout = tokens(grid, prefix)
             layout.check(shape, self.spatial_dims, name)
             return layout
         raise LayerError(

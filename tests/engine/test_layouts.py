@@ -591,3 +591,34 @@ def test_a_hybrid_vit_grid_counts_its_backbone_stride():
     model = timm.create_model("vit_tiny_r_s16_p8_224", img_size=64, num_classes=3).eval()
     e = camscope.explain(model, torch.randn(1, 3, 64, 64), method="grad_cam")
     assert e.layout == "tokens(2×2, prefix=1)" and e.maps.shape == (1, 1, 2, 2)
+
+
+def test_an_average_pooled_vit_defaults_to_its_last_block_and_patch_tokens_have_no_prefix():
+    """With register tokens and an average-pooled head, the patches reach the head from the
+    last block's output (no class-token rule); the patch embedding's tokens come before the
+    prefix tokens are joined (prefix 0)."""
+    model = timm.create_model(
+        "vit_tiny_patch16_224",
+        img_size=32,
+        patch_size=8,
+        depth=2,
+        num_classes=3,
+        reg_tokens=2,
+        class_token=False,
+        global_pool="avg",
+    ).eval()
+    x = torch.randn(1, 3, 32, 32)
+    e = camscope.explain(model, x, method="grad_cam")
+    assert e.layer == "blocks" and e.layout == "tokens(4×4, prefix=2)"  # = blocks.1's output
+    assert e.maps.abs().amax() > 0
+    embed = camscope.explain(model, x, method="grad_cam", layer="patch_embed")
+    assert embed.layout == "tokens(4×4, prefix=0)" and embed.maps.shape == (1, 1, 4, 4)
+
+
+def test_fused_layers_record_each_layout():
+    vit = _torchvision_vit().eval()
+    x = torch.randn(1, 3, 32, 32)
+    e = camscope.explain(
+        vit, x, method="grad_cam", layer=["conv_proj", "encoder.layers.encoder_layer_1.ln_1"]
+    )
+    assert e.layout == "channels_first+tokens(4×4, prefix=1)"
