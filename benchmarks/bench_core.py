@@ -1,6 +1,6 @@
 """Side-by-side speed and memory of camscope's core against peer libraries.
 
-Two cases, as the core issue sets them:
+Two cases:
 
 * ``resnet50``: Grad-CAM on ResNet-50 (random weights), batch 8 at 224², one class per image,
   layer ``layer4``.

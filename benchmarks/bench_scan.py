@@ -7,7 +7,7 @@ Cases (random weights, eval mode, the same scan and windows for both):
 * ``unet``: MONAI's 3D ``UNet`` (2 classes) over 96³ with 48³ windows; camscope: Grad-CAM of
   every class's predicted region (dense targets) at the default layer.
 
-The issue's bars: explaining costs at most 1.5× the forward-only time for the classifier and
+The targets: explaining costs at most 1.5× the forward-only time for the classifier and
 2.5× for the U-Net. Peak memory (the process's maximum resident set) is reported beside.
 
     .venv/bin/python benchmarks/bench_scan.py [--quick]
