@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, cast
@@ -109,6 +110,10 @@ def explain(
     """
     info = get_method(method)
     _check_options(info, options)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise MethodError(f"chunk_size must be a positive integer or None, not {chunk_size!r}")
     if isinstance(layer, list | tuple):
         return _fused(
             model,
@@ -149,6 +154,7 @@ def explain(
         )
         result = info.run(context, **options)
         context.graph = None
+    _warn_if_output_is_zero(context.output)
     if info.needs_layer:
         read_as = str(context.laid_out)
     else:
@@ -167,6 +173,18 @@ def explain(
         extras=result.extras,
         layout=result.layout or read_as,
     )
+
+
+def _warn_if_output_is_zero(output: Any) -> None:
+    """A classifier whose logits are all exactly zero (torchvision's ViT initialises its head to
+    zero) gives maps of zeros for every target: say so instead of showing them in silence."""
+    if isinstance(output, torch.Tensor) and output.ndim == 2 and not bool(output.detach().any()):
+        warnings.warn(
+            "camscope: every output of the model is exactly 0 (an untrained head initialised to "
+            "zero, as torchvision's ViT does?), so every map is empty; train or load the head",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _method_layer(
@@ -221,7 +239,7 @@ def _fused(
     if len(layers) < 2:
         raise MethodError("layer=[...] fuses two or more layers; give one layer as a name")
     if not get_method(settings["method"]).needs_layer:
-        raise MethodError(f"{settings['method']} works in input space and takes no layer")
+        raise MethodError(f"{settings['method']} takes no layer, so no list of layers to fuse")
     parts = [explain(model, inputs, layer=layer, **settings) for layer in layers]
     names = [part.layer for part in parts]
     if len(set(names)) != len(names):

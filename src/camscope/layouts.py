@@ -208,9 +208,11 @@ def parse_layout(text: str | None) -> Layout | str | None:
     """
     if text is None:
         return None
-    name, _, rest = text.strip().partition(":")
-    if name.replace("-", "_") != "tokens" or not rest:
+    name, colon, rest = text.strip().partition(":")
+    if name.replace("-", "_") != "tokens" or not colon:
         return as_layout(text.strip())
+    if not rest:
+        raise LayerError(f"--layout {text!r}: expected tokens:GRID[:PREFIX], e.g. tokens:14x14:1")
     grid_text, _, prefix_text = rest.partition(":")
     try:
         grid = tuple(int(size) for size in grid_text.lower().replace("×", "x").split("x"))
@@ -314,6 +316,10 @@ def _spread(sizes: Sequence[int], input_size: Sequence[int]) -> float:
     return max(factors) / min(factors)
 
 
+#: How much more a given channels-first/last reading may stray from the inputs' proportions than
+#: the other reading before it counts as read the wrong way round.
+FLIP_MARGIN = 0.1
+
 #: Layers that work on their last axis: on a tie, their output is read as channels last.
 LAST_AXIS_KINDS = frozenset({"Linear", "LayerNorm", "Permute", "Mlp"})
 
@@ -388,31 +394,24 @@ class LayoutResolver:
         )
 
     def _check_given(self, layout: Layout, name: str, shape: tuple[int, ...]) -> None:
-        """A given layout must not read the layer against the inputs' proportions where another
-        reading follows them, nor tokens against a known model's patch grid: never a map with a
-        wrong axis."""
+        """A given layout must not read the layer against the inputs' proportions where the other
+        reading follows them better, nor tokens against a known model's patch grid and prefix,
+        nor the inside of an attention block: never a map with a wrong axis."""
         layout.check(shape, self.spatial_dims, name)
+        self._refuse_attention_internals(name, shape)
         if layout.kind == "tokens":
+            self._check_given_tokens(layout, name, shape)
             grid = layout.grid or ()
-            known = self._model_grid()
-            consistent = known is not None and math.prod(known) == shape[1] - layout.prefix
-            if known is not None and consistent and tuple(grid) != known:
-                raise LayerError(
-                    f"layout {layout} does not match this model's patch grid "
-                    f"{'×'.join(map(str, known))} (input {self.input_size} / patch); drop "
-                    "layout= or give that grid"
-                )
             if _spread(grid, self.input_size) <= PROPORTIONAL:
                 return
             other = None
         else:
             first, last = shape[2:], shape[1:-1]
             grid, other = (first, last) if layout.kind == "channels_first" else (last, first)
+            given, flipped = _spread(grid, self.input_size), _spread(other, self.input_size)
             # Said explicitly, a layer that fits no reading is the user's call; one that the
-            # other reading fits is almost surely read the wrong way round.
-            if _spread(grid, self.input_size) <= PROPORTIONAL:
-                return
-            if _spread(other, self.input_size) > PROPORTIONAL:
+            # other reading fits better is almost surely read the wrong way round.
+            if flipped > PROPORTIONAL or given <= flipped + FLIP_MARGIN:
                 return
         raise LayerError(
             f"layout {layout} reads layer {name!r} {shape} as a grid "
@@ -421,13 +420,40 @@ class LayoutResolver:
             + "; drop layout= or choose another layer"
         )
 
-    def _attention_internals(self, shape: tuple[int, ...]) -> bool:
-        """Whether a 4-axis output of a known token model is ``(B, heads, N, d)`` (queries, keys
-        or values inside an attention block) rather than a 2D map."""
+    def _check_given_tokens(self, layout: Layout, name: str, shape: tuple[int, ...]) -> None:
+        """Tokens of a model that states its grid: the grid and the prefix must be its own."""
+        known = self._model_grid()
+        if known is None or self.geometry is None:
+            return
+        patches = math.prod(known)
+        expected = {self.geometry.prefix + patches: self.geometry.prefix, patches: 0}
+        prefix = expected.get(shape[1])
+        if prefix is None:  # the model's geometry does not explain this layer: the user's call
+            return
+        if tuple(layout.grid or ()) != known or layout.prefix != prefix:
+            raise LayerError(
+                f"layout {layout} does not match this model's {shape[1]} tokens at {name!r}: "
+                f"patch grid {'×'.join(map(str, known))} (input {self.input_size} / patch) after "
+                f"{prefix} prefix tokens; drop layout= or give camscope.tokens({known}, {prefix})"
+            )
+
+    def _refuse_attention_internals(self, name: str, shape: tuple[int, ...]) -> None:
+        """Queries, keys, values or attention scores inside a block of a known token model
+        (``(B, heads, N, d)``: the token count right before the last axis) are no map. With no
+        prefix tokens the count is a square or cube that a map's axis can have too: then only
+        an output that is no map over the inputs' axes either is refused."""
         grid = self._model_grid()
-        if grid is None or len(shape) != 4 or self.geometry is None:
-            return False
-        return shape[2] == self.geometry.prefix + math.prod(grid)
+        if grid is None or self.geometry is None or len(shape) < 4:
+            return
+        count = self.geometry.prefix + math.prod(grid)
+        if shape[-2] != count or count <= max(grid):
+            return
+        if self.geometry.prefix == 0 and _spread(shape[2:], self.input_size) <= PROPORTIONAL:
+            return
+        raise LayerError(
+            f"layer {name!r} outputs {shape}: (B, heads, tokens, dim) inside an attention "
+            "block, not a map; choose the block, its norm or its MLP instead"
+        )
 
     def resolve(self, name: str, shape: Sequence[int], kind: str | None = None) -> Layout:
         """The layout of a layer that output ``shape`` (with the batch axis).
@@ -450,11 +476,7 @@ class LayoutResolver:
             return self._token_layout(name, seen)
         if len(seen) != rank + 2:
             CHANNELS_FIRST.check(seen, rank, name)  # raises: wrong number of axes
-        if self._attention_internals(seen):
-            raise LayerError(
-                f"layer {name!r} outputs {seen}: (B, heads, tokens, dim) inside an attention "
-                "block, not a map; choose the block, its norm or its MLP instead"
-            )
+        self._refuse_attention_internals(name, seen)
         first = _spread(seen[2:], self.input_size)
         last = _spread(seen[1:-1], self.input_size)
         if min(first, last) <= PROPORTIONAL:

@@ -507,7 +507,9 @@ def test_explain_a_vit_with_attention_methods_and_refuse_a_layout_no_method_read
 
     options = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2}
     options |= {"hidden_dim": 16, "mlp_dim": 32, "num_classes": 3}
-    torch.save(VisionTransformer(**options).state_dict(), tmp_path / "vit.pth")
+    vit = VisionTransformer(**options)
+    torch.nn.init.normal_(vit.heads.head.weight)  # torchvision initialises the head to zero
+    torch.save(vit.state_dict(), tmp_path / "vit.pth")
     Image.fromarray((RNG.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "rgb.png")
     args = [
         "explain",

@@ -548,7 +548,8 @@ def test_a_given_layout_that_reads_a_layer_against_its_proportions_is_refused():
     with pytest.raises(camscope.LayerError, match="no layer of the model"):
         camscope.explain(vit, x, method="grad_cam", layout="channels_last")  # no default either
     # tokens with the right count but the wrong grid
-    with pytest.raises(camscope.LayerError, match="does not match this model's patch grid 4×4"):
+    wrong_grid = r"does not match this model's 17 tokens.*patch grid 4×4"
+    with pytest.raises(camscope.LayerError, match=wrong_grid):
         camscope.explain(
             vit,
             x,

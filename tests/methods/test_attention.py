@@ -149,7 +149,7 @@ def _rollout_reference(attentions, fusion: str, discard: float, prefix: int, gri
             step = 0.5 * flat.view(count, count) + 0.5 * torch.eye(count, dtype=torch.float64)
             step = step / step.sum(-1, keepdim=True)
             result = step @ result
-        row = result[0] if cls else result.mean(0)
+        row = result[0] if cls else result[prefix:].mean(0)
         maps.append(row[prefix:].view(grid))
     return torch.stack(maps)
 
@@ -170,7 +170,7 @@ def test_rollout_equals_the_formula_sample_by_sample(name, fusion, discard):
     grid = e.maps.shape[2:]
     expected = _rollout_reference(tap.attentions, fusion, discard, prefix, grid, cls)
     torch.testing.assert_close(e.maps[:, 0], expected)
-    assert e.extras["readout"] == ("class token" if cls else "mean over query tokens")
+    assert e.extras["readout"] == ("class token" if cls else "mean over patch tokens")
 
 
 def _per_target_attention_grads(model, x, target):
@@ -271,11 +271,11 @@ def test_chefer_in_3d_on_unetr_with_a_region_target():
     mask[8:16, 8:16, 8:16] = True
     e = camscope.explain(unetr, x, method="chefer", targets=RegionTarget(1, mask))
     assert e.maps.shape == (1, 1, 2, 2, 2) and e.layout == "tokens(2×2×2, prefix=0)"
-    assert e.extras["readout"] == "mean over query tokens"
+    assert e.extras["readout"] == "mean over patch tokens"
     assert torch.isfinite(e.maps).all() and e.maps.std() > 0
     rollout = camscope.explain(unetr, x, method="attention_rollout", targets=RegionTarget(1, mask))
     assert rollout.maps.shape == (1, 1, 2, 2, 2)
-    assert math.isclose(float(rollout.maps.sum()), 8 / 8, rel_tol=1e-5)  # mean row sums to 1
+    assert math.isclose(float(rollout.maps.sum()), 1.0, rel_tol=1e-5)  # mean of rows summing to 1
     with pytest.raises(camscope.MethodError, match=r"legrad .* no head of UNETR"):
         camscope.explain(unetr, x, method="legrad", targets=RegionTarget(1, mask))
 
@@ -366,3 +366,86 @@ def test_a_map_that_is_zero_although_its_target_scores_warns():
     with pytest.warns(RuntimeWarning, match="score but have zero gradient at every position"):
         camscope.explain(vit, x, method="grad_cam", layer="encoder.layers.encoder_layer_2")
     camscope.explain(vit, x, method="grad_cam")  # the default layer: no warning
+
+
+def test_chefer_without_a_class_token_reads_what_the_attention_added():
+    """Average-pooled head: the mean of the patch rows of ``R − I`` (the identity is a flat
+    offset there), by the formula."""
+    build, shape = MODELS["timm_registers"]
+    model = build()
+    x = torch.randn(*shape, dtype=torch.float64)
+    e = camscope.explain(model, x, method="chefer", targets=1)
+    twin = copy.deepcopy(model)
+    kept = []
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        kept.append(output)
+
+    for block in twin.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(keep)
+    twin(x)[:, 1].sum().backward()
+    count = kept[0].shape[-1]
+    relevance = torch.eye(count, dtype=torch.float64).expand(2, count, count)
+    for attention in kept:
+        weighted = (attention.grad * attention.detach()).clamp(min=0).mean(1)
+        relevance = relevance + weighted @ relevance
+    added = relevance - torch.eye(count, dtype=torch.float64)
+    expected = added[:, 2:, 2:].mean(1).reshape(2, 4, 4)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+
+
+def test_an_all_zero_classifier_output_is_said():
+    """torchvision's ViT initialises its head to zero: every logit is 0, every map empty."""
+    vit = _torchvision_vit()
+    nn.init.zeros_(vit.heads.head.weight)
+    nn.init.zeros_(vit.heads.head.bias)
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    for method in ("grad_cam", "chefer", "saliency"):
+        with pytest.warns(RuntimeWarning, match="every output of the model is exactly 0"):
+            camscope.explain(vit, x, method=method)
+
+
+def test_the_helpers_misreadings_are_refused():
+    vit = _torchvision_vit()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    # a token grid with another prefix, though the model states 1 + 4×4
+    with pytest.raises(camscope.LayerError, match=r"camscope.tokens\(\(4, 4\), 1\)"):
+        camscope.explain(
+            vit,
+            x,
+            method="grad_cam",
+            layer="encoder.layers.encoder_layer_0",
+            layout=camscope.tokens((3, 5), 2),
+        )
+    # a Swin stage read channels first: the other reading follows the input better
+    swin = timm.create_model(
+        "swin_tiny_patch4_window7_224",
+        img_size=64,
+        window_size=4,
+        embed_dim=24,
+        depths=(1, 1),
+        num_heads=(2, 2),
+        num_classes=5,
+    ).eval()
+    with pytest.raises(camscope.LayerError, match="the other way round"):
+        camscope.explain(
+            swin,
+            torch.randn(1, 3, 64, 64),
+            method="grad_cam",
+            layer="layers.0",
+            layout="channels_first",
+        )
+    # inside attention, said explicitly
+    timm_vit = _timm_vit(qk_norm=True)
+    with pytest.raises(camscope.LayerError, match="inside an attention block"):
+        camscope.explain(
+            timm_vit, x, method="grad_cam", layer="blocks.0.attn.q_norm", layout="channels_first"
+        )
+    with pytest.raises(camscope.LayerError, match="expected tokens:GRID"):
+        camscope.explain(vit, x, method="grad_cam", layout="tokens:")
+    with pytest.raises(camscope.MethodError, match="chunk_size must be a positive integer"):
+        camscope.explain(vit, x, method="grad_cam", chunk_size=0)
+    with pytest.raises(camscope.MethodError, match="takes no layer, so no list"):
+        camscope.explain(vit, x, method="chefer", layer=["encoder", "conv_proj"])

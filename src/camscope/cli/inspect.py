@@ -20,10 +20,13 @@ def methods() -> None:
     """List the explanation methods, where their maps live and their options.
 
     Use the kebab-case names on the command line; pass options with --option KEY=VALUE.
+    [layer]: maps at a layer (--layer); [input]: at input resolution, per input channel;
+    [grid]: over a transformer's patch grid, read from its attention (no --layer).
     """
     for name in camscope.list_methods():
         info = camscope.get_method(name)
-        click.echo(f"{name.replace('_', '-'):<24} [{info.resolution:<5}] {info.summary}")
+        where = "grid" if info.resolution == "layer" and not info.needs_layer else info.resolution
+        click.echo(f"{name.replace('_', '-'):<24} [{where:<5}] {info.summary}")
         if info.options:
             text = ", ".join(f"{key}={value!r}" for key, value in info.options.items())
             click.echo(f"{'':<33}options: {text}")

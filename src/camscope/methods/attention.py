@@ -35,7 +35,7 @@ def _grid(context: MethodContext, attention: torch.Tensor) -> Layout:
     """The token layout of ``N`` tokens: the model's stated patch grid, or ``layout=``."""
     resolver = context.layout or LayoutResolver(None, context.inputs.shape[2:])
     count = attention.shape[-1]
-    layout = resolver.resolve("attention", (context.batch_size, count, 1))
+    layout = resolver.resolve("the attention's tokens", (context.batch_size, count, 1))
     if layout.kind != "tokens":
         raise LayerError(
             f"the attention is over {count} tokens; pass layout=camscope.tokens(grid, prefix) "
@@ -55,9 +55,10 @@ def _reads_class_token(context: MethodContext, layout: Layout) -> bool:
 
 def _readout(relevance: torch.Tensor, layout: Layout, from_class_token: bool) -> torch.Tensor:
     """``(..., N, N)`` token relevance → ``(..., *grid)``: the class token's row over the
-    patches, or the mean over query tokens."""
-    rows = relevance[..., 0, :] if from_class_token else relevance.mean(-2)
-    return rows[..., layout.prefix :].unflatten(-1, layout.grid)
+    patches, or the mean of the patch tokens' rows (what an average-pooled head reads)."""
+    prefix = layout.prefix
+    rows = relevance[..., 0, :] if from_class_token else relevance[..., prefix:, :].mean(-2)
+    return rows[..., prefix:].unflatten(-1, layout.grid)
 
 
 def _fuse_heads(attention: torch.Tensor, head_fusion: str) -> torch.Tensor:
@@ -86,9 +87,9 @@ def attention_rollout(
 
     ``Ā_l = fuse_heads(A_l)``, the smallest ``discard_ratio`` of its entries set to 0 (the class
     token's own entry kept), ``Â_l = row_normalise(0.5·Ā_l + 0.5·I)`` (the residual),
-    ``R = Â_L ··· Â_1``; the map is the class token's row of ``R`` over the patches (without a
-    class token, the mean row). It does not depend on the target: every target gets the same
-    map. One forward pass.
+    ``R = Â_L ··· Â_1``; the map is the class token's row of ``R`` over the patches (where the
+    head reads no class token, the mean of the patch tokens' rows). It does not depend on the
+    target: every target gets the same map. One forward pass.
     """
     if head_fusion not in ("mean", "max", "min"):
         raise MethodError(f"head_fusion must be 'mean', 'max' or 'min', not {head_fusion!r}")
@@ -134,7 +135,7 @@ def _discard(fused: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def _read_as(reads: bool) -> str:
-    return "class token" if reads else "mean over query tokens"
+    return "class token" if reads else "mean over patch tokens"
 
 
 def _chunk(context: MethodContext, per_target: int) -> int:
@@ -155,9 +156,10 @@ def chefer(context: MethodContext) -> MethodResult:
     Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021).
 
     ``R = I``; for each block in order, ``Ā_l = mean_heads((∂y_t/∂A_l ⊙ A_l)⁺)`` and
-    ``R ← R + Ā_l·R``; the map is the class token's row of ``R`` over the patches (without a
-    class token, the mean row). Any target (classes, regions of a dense output, a callable):
-    one forward pass and batched backward passes to the attention of every block.
+    ``R ← R + Ā_l·R``; the map is the class token's row of ``R − I`` over the patches (where the
+    head reads no class token, the mean of the patch tokens' rows). Any target (classes, regions
+    of a dense output, a callable): one forward pass and batched backward passes to the
+    attention of every block.
     """
     x = context.inputs.detach().requires_grad_(True)
     with torch.enable_grad(), _blocks(context) as tap:
@@ -180,7 +182,9 @@ def chefer(context: MethodContext) -> MethodResult:
             for attention, grad in zip(attentions, grads, strict=True):
                 weighted = (grad * attention.detach().unsqueeze(1)).clamp_min(0).mean(2)
                 relevance = relevance + weighted @ relevance
-            pieces.append(_readout(relevance, layout, reads))
+            # what the attention added (the identity is every token's own, and a flat offset
+            # in a mean readout; the class token's row over the patches has none of it)
+            pieces.append(_readout(relevance - eye, layout, reads))
     maps = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
     return MethodResult(
         maps,
@@ -232,7 +236,8 @@ def _head(model: nn.Module, readout: str) -> Callable[[torch.Tensor], torch.Tens
     )
     raise MethodError(
         f"legrad reads class logits from every block through the model's own head, and knows "
-        f"no head of {type(model).__name__} ({known}); use chefer or attention_rollout"
+        f"no head of {type(model).__name__} ({known}); on a model with global self-attention use "
+        "chefer or attention_rollout, else a layer method such as grad_cam"
     )
 
 
