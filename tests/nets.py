@@ -109,3 +109,22 @@ class TinyViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit(x)[0]
+
+
+class Tokens(nn.Module):
+    """A transformer-like network camscope knows nothing about: patches, a class token, a
+    block, the class token's head."""
+
+    def __init__(self, spatial_dims: int = 2, patch: int = 4) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.embed = conv(1, 8, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
+        tokens = self.block(tokens) + tokens
+        return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))

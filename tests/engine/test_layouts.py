@@ -16,6 +16,7 @@ from torch import nn
 import camscope
 from camscope.errors import LayerError, MethodError
 from camscope.layouts import CHANNELS_LAST, parse_layout, tokens
+from tests.nets import Tokens
 
 timm = pytest.importorskip("timm")
 monai_nets = pytest.importorskip("monai.networks.nets")
@@ -271,25 +272,6 @@ def test_swin_unetr_channels_last_blocks_in_3d():
     reference, name = _with_grid(model, layer, None, 0)
     theirs = camscope.explain(reference.eval(), x, method="layer_cam", layer=name, targets=target)
     torch.testing.assert_close(e.maps, theirs.maps, rtol=1e-4, atol=1e-7)
-
-
-class Tokens(nn.Module):
-    """A transformer-like network camscope knows nothing about: patches, a class token, a
-    block, the class token's head."""
-
-    def __init__(self, spatial_dims: int = 2, patch: int = 4) -> None:
-        super().__init__()
-        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        self.embed = conv(1, 8, patch, stride=patch)
-        self.cls = nn.Parameter(torch.randn(1, 1, 8))
-        self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = self.embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
-        tokens = self.block(tokens) + tokens
-        return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

@@ -696,21 +696,7 @@ def test_sanity_on_the_faces_benchmark_with_input_space_methods_only(tmp_path):
 def test_evaluate_and_mprt_take_a_layout_for_a_model_that_states_none():
     """A token model camscope does not know: refused without ``layout=``, scored with it (the
     text form too), and the randomisation tests take it as explain() does."""
-    from torch import nn
-
-    class Tokens(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Conv2d(1, 8, 4, stride=4)
-            self.cls = nn.Parameter(torch.randn(1, 1, 8))
-            self.block = nn.Sequential(nn.Linear(8, 8), nn.GELU())
-            self.head = nn.Linear(8, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            patches = self.embed(x).flatten(2).transpose(1, 2)
-            tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
-            tokens = self.block(tokens) + tokens
-            return self.head(tokens[:, 0] + tokens[:, 1:].mean(1))
+    from tests.nets import Tokens
 
     torch.manual_seed(0)
     model = Tokens().eval()

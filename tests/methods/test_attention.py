@@ -173,21 +173,28 @@ def test_rollout_equals_the_formula_sample_by_sample(name, fusion, discard):
     assert e.extras["readout"] == ("class token" if cls else "mean over patch tokens")
 
 
-def _per_target_attention_grads(model, x, target):
-    """Each block's attention and d(score)/d(attention) from the model's own explicit path
-    (timm with fused attention off), one backward pass for one target: independent of the
-    batched path under test."""
-    model = copy.deepcopy(model)
-    kept = []
+def _explicit_attention(model):
+    """A copy of a timm ViT on its own explicit attention path, keeping each block's attention
+    (with its gradient) and output tokens in the order they run: independent of camscope's tap."""
+    twin = copy.deepcopy(model)
+    kept: list[torch.Tensor] = []
+    tokens: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):
         output.retain_grad()
         kept.append(output)
 
-    for block in model.blocks:
+    for block in twin.blocks:
         block.attn.fused_attn = False
         block.attn.attn_drop.register_forward_hook(keep)
-    out = model(x)
+        block.register_forward_hook(lambda m, i, o: tokens.append(o))
+    return twin, kept, tokens
+
+
+def _per_target_attention_grads(model, x, target):
+    """Each block's attention and d(score)/d(attention), one backward pass for one target."""
+    twin, kept, _ = _explicit_attention(model)
+    out = twin(x)
     out[torch.arange(x.shape[0]), target].sum().backward()
     return [a.detach() for a in kept], [a.grad for a in kept]
 
@@ -238,12 +245,7 @@ def test_legrad_with_the_model_readout_equals_block_by_block_gradients():
     model = _timm_vit()
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     e = camscope.explain(model, x, method="legrad", targets=2)
-    twin = copy.deepcopy(model)
-    kept, tokens = [], []
-    for block in twin.blocks:
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, i, o: kept.append(o))
-        block.register_forward_hook(lambda m, i, o: tokens.append(o))
+    twin, kept, tokens = _explicit_attention(model)
     twin(x)
     total = 0
     for attention, token in zip(kept, tokens, strict=True):
@@ -375,16 +377,7 @@ def test_chefer_without_a_class_token_reads_what_the_attention_added():
     model = build()
     x = torch.randn(*shape, dtype=torch.float64)
     e = camscope.explain(model, x, method="chefer", targets=1)
-    twin = copy.deepcopy(model)
-    kept = []
-
-    def keep(_module, _inputs, output):
-        output.retain_grad()
-        kept.append(output)
-
-    for block in twin.blocks:
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(keep)
+    twin, kept, _ = _explicit_attention(model)
     twin(x)[:, 1].sum().backward()
     count = kept[0].shape[-1]
     relevance = torch.eye(count, dtype=torch.float64).expand(2, count, count)

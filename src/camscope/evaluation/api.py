@@ -24,6 +24,24 @@ from camscope.runs.sources import FileSource, TensorSource
 __all__ = ["evaluate", "evaluate_files"]
 
 
+def _job(
+    methods: Sequence[str],
+    upsample_modes: Sequence[str],
+    layer: str | None,
+    layout: LayoutSpec,
+    deletion_steps: int,
+    batch_size: int,
+) -> EvaluateJob:
+    return EvaluateJob(
+        list(methods),
+        list(upsample_modes),
+        layer,
+        deletion_steps,
+        batch_size,
+        layout=layout_text(layout),
+    )
+
+
 def evaluate(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -67,14 +85,7 @@ def evaluate(
         ``contrastivity``, ``l1``, ``kendall_tau``, and with ``truth`` ``iou``, ``hit`` and
         ``pointing``; the mean ``deletion_curve`` and ``insertion_curve``.
     """
-    job = EvaluateJob(
-        list(methods),
-        list(upsample_modes),
-        layer,
-        deletion_steps,
-        batch_size,
-        layout=layout_text(layout),
-    )
+    job = _job(methods, upsample_modes, layer, layout, deletion_steps, batch_size)
     source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
     rows: list[EvaluationRow] = run(
         job,
@@ -122,14 +133,7 @@ def evaluate_files(
         OutputError: the folder holds an evaluation with other settings (without ``force``).
         InputError: labels and paths differ in number, or every input failed.
     """
-    job = EvaluateJob(
-        list(methods),
-        list(upsample_modes),
-        layer,
-        deletion_steps,
-        batch_size,
-        layout=layout_text(layout),
-    )
+    job = _job(methods, upsample_modes, layer, layout, deletion_steps, batch_size)
     source = FileSource.from_paths(
         paths, root=root, labels=labels, truths=truths, **dict(read_options or {})
     )
