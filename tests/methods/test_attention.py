@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import timm
@@ -442,3 +443,20 @@ def test_the_helpers_misreadings_are_refused():
         camscope.explain(vit, x, method="grad_cam", chunk_size=0)
     with pytest.raises(camscope.MethodError, match="takes no layer, so no list"):
         camscope.explain(vit, x, method="chefer", layer=["encoder", "conv_proj"])
+
+
+def test_scripted_and_exported_models_are_refused_for_attention_methods_compiled_works():
+    vit = _torchvision_vit().float()
+    x = torch.randn(2, 3, 32, 32)
+    eager = camscope.explain(vit, x, method="chefer", targets=1)
+    compiled = camscope.explain(torch.compile(vit), x, method="chefer", targets=1)
+    torch.testing.assert_close(compiled.maps, eager.maps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated; tracing warns of constants
+        traced = torch.jit.trace(vit, x, check_trace=False)
+    with pytest.raises(camscope.LayerError, match="TorchScript, whose attention blocks"):
+        camscope.explain(traced, x, method="attention_rollout")
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(vit, (x,), dynamic_shapes=({0: batch},))
+    with pytest.raises(camscope.LayerError, match="an exported program, whose attention"):
+        camscope.explain(program, x, method="attention_rollout")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camscope.engine.state import call_model
+from camscope.engine.state import call_model, is_exported
 from camscope.errors import LayerError
 
 __all__ = ["SUPPORTED_ATTENTION", "AttentionBlock", "AttentionTap", "attention_blocks"]
@@ -97,6 +97,13 @@ def attention_blocks(model: nn.Module) -> list[AttentionBlock]:
         blocks.append(AttentionBlock(name, module, kind, block_name, modules[block_name]))
     if blocks:
         return blocks
+    if isinstance(model, torch.jit.ScriptModule) or is_exported(model):
+        kind = "TorchScript" if isinstance(model, torch.jit.ScriptModule) else "an exported program"
+        raise LayerError(
+            f"the model is {kind}, whose attention blocks no longer run as the modules camscope "
+            "reads; for attention methods give the eager model (its state dict with "
+            "--architecture), or use an input-space method"
+        )
     if any(_windowed(module) for module in modules.values()):
         raise LayerError(
             f"{type(model).__name__} attends within windows (Swin), not over the whole token "

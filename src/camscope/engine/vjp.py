@@ -8,7 +8,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_GRADIENT_BUDGET", "auto_chunk_size", "batched_vjp", "chunked_vjp"]
+__all__ = [
+    "DEFAULT_GRADIENT_BUDGET",
+    "auto_chunk_size",
+    "batched_vjp",
+    "chunk_for_bytes",
+    "chunked_vjp",
+]
 
 #: Memory the gradient chunks may use by default (bytes).
 DEFAULT_GRADIENT_BUDGET = 1 << 30
@@ -26,6 +32,13 @@ def auto_chunk_size(
     temporaries of the head; the factor 3 leaves room for those.
     """
     per_target = activations.numel() * activations.element_size() * 3
+    return chunk_for_bytes(num_targets, per_target, budget_bytes=budget_bytes)
+
+
+def chunk_for_bytes(
+    num_targets: int, per_target: int, *, budget_bytes: int = DEFAULT_GRADIENT_BUDGET
+) -> int:
+    """How many targets fit ``budget_bytes`` when each costs ``per_target`` bytes (at least 1)."""
     return int(max(1, min(num_targets, budget_bytes // max(per_target, 1))))
 
 

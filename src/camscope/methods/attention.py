@@ -20,7 +20,7 @@ from torch import nn
 
 from camscope.engine import chunked_vjp
 from camscope.engine.attention import AttentionTap, attention_blocks
-from camscope.engine.vjp import DEFAULT_GRADIENT_BUDGET
+from camscope.engine.vjp import chunk_for_bytes
 from camscope.errors import LayerError, MethodError
 from camscope.layouts import Layout, LayoutResolver
 from camscope.methods.context import MethodContext, MethodResult
@@ -141,7 +141,7 @@ def _read_as(reads: bool) -> str:
 def _chunk(context: MethodContext, per_target: int) -> int:
     if context.chunk_size is not None:
         return context.chunk_size
-    return int(max(1, min(context.num_targets, DEFAULT_GRADIENT_BUDGET // max(per_target, 1))))
+    return chunk_for_bytes(context.num_targets, per_target)
 
 
 @method(
