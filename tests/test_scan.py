@@ -124,35 +124,51 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
     save_model(
         tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
     )
-    result = CliRunner().invoke(
-        cli,
-        [
-            "scan",
-            str(tmp_path / "net.json"),
-            str(tmp_path / "scan.nii.gz"),
-            "--roi",
-            "16",
-            "--method",
-            "grad-cam",
-            "--targets",
-            "0,2",
-            "--out",
-            str(tmp_path / "o"),
-            "--quiet",
-        ],
-    )
+    command = [
+        "scan",
+        str(tmp_path / "net.json"),
+        str(tmp_path / "scan.nii.gz"),
+        "--roi",
+        "16",
+        "--method",
+        "grad-cam,layer_cam",  # one grammar: comma lists, repeats, kebab and snake case
+        "--methods",
+        "saliency,grad_cam",
+        "--targets",
+        "0",
+        "--target",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+    ]
+    result = CliRunner().invoke(cli, command)
     assert result.exit_code == 0, result.output
     heat = nibabel.load(tmp_path / "o" / "scan.grad_cam.class2.nii.gz")
     assert heat.shape == (30, 26, 20)
     np.testing.assert_allclose(heat.affine, affine)
+    for method in ("layer_cam", "saliency"):
+        for target in ("class0", "class2"):
+            assert (tmp_path / "o" / f"scan.{method}.{target}.nii.gz").exists()
     import json
 
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["methods"] == ["grad_cam", "layer_cam", "saliency"]
+    assert manifest["layers"]["saliency"] == "input" and manifest["targets"] == ["class0", "class2"]
     windows = len(plan_windows((30, 26, 20), (16, 16, 16)))
     assert len(manifest["window_scores"]) == len(manifest["windows"]) == windows == 12
     page = (tmp_path / "o" / "report.html").read_text()
     assert "window scores" in page  # the classifier's own reading, as a coarse map
-    from camscope.cli.scan import _window_score_map
+    assert 'href="scan.layer_cam.class2.nii.gz"' in page  # each preview links its full map
+
+    # the same command again: already done, nothing recomputed; other settings: refused
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()}
+    again = CliRunner().invoke(cli, command)
+    assert again.exit_code == 0 and "already done" in again.output, again.output
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == before
+    other = CliRunner().invoke(cli, [*command, "--overlap", "0.5"])
+    assert other.exit_code != 0 and "another camscope scan" in other.output, other.output
+    from camscope.cli.scan_outputs import _window_score_map
 
     coarse = _window_score_map(
         torch.tensor([1.0, 3.0]), torch.tensor([[0, 0, 4, 4], [2, 0, 6, 4]]), (6, 4)

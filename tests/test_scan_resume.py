@@ -95,7 +95,7 @@ def test_an_interrupted_scan_resumes_to_the_same_bytes(
         model(), _scan(), out=tmp_path / "resumed" / f"maps{ending}", **settings, **layer
     )
     batches = -(-len(whole.windows) // 3)
-    assert 0 < counting.calls < batches  # it went on, it did not start over
+    assert counting.calls == batches - 8  # only the interrupted batch and those after it
     assert _tree(tmp_path / "resumed") == _tree(tmp_path / "whole")
     assert [Path(f).name for f in resumed.files] == [Path(f).name for f in whole.files]
     if whole.outputs is not None:
@@ -332,9 +332,9 @@ def test_the_resume_message_says_where_it_goes_on(tmp_path, monkeypatch, capsys)
     monkeypatch.undo()
     capsys.readouterr()
     camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "maps.npy", **settings)
-    # 24 windows explained; rows 0-23 written; window 13 (start row 16) is the first reaching
-    # row 24, and its batch starts at window 13 (index 12)
-    assert "going on from window 13 of 54 (24 of 80 rows written)" in capsys.readouterr().err
+    # 8 batches of 3 windows were blended and kept (with the band of rows still open): the run
+    # goes on from window 25, with 30 of the 54 left
+    assert "30 of 54 windows left (going on from window 25)" in capsys.readouterr().err
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path):

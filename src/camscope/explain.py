@@ -17,7 +17,7 @@ from camscope.engine import ModelState, detached, eager_model, is_exported, is_e
 from camscope.engine.capture import torchscript_error
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
-from camscope.layers import choose_layer, resolve_layer
+from camscope.layers import choose_layer, pointwise_tail, resolve_layer, trace_layers
 from camscope.layouts import LayoutResolver, LayoutSpec
 from camscope.methods import MethodContext, MethodInfo, get_method
 from camscope.methods.registry import check_option
@@ -70,7 +70,10 @@ def explain(
             grids and the rule.
         targets: ``None`` or ``"predicted"`` (predicted class), an int, one class per sample, a
             ``(B, T)`` tensor of classes, ``"all"``, or a callable ``output -> (B,)`` /
-            ``(B, T)`` scores.
+            ``(B, T)`` scores (the result's ``targets`` is then ``None``; ``target_label`` and
+            ``labels`` name it). On a dense output (segmentation) a class means its logits
+            summed over the voxels predicted as it, ``None`` and ``"all"`` explain every class,
+            and ``"predicted"`` is refused (:mod:`camscope.targets`).
         layout: how the layer lays out its map (:mod:`camscope.layouts`): ``None`` infers it
             (from a known transformer's patch grid, else from the shape, refusing what is no
             map over the inputs' axes), ``"channels_first"`` ``(B, C, *s)``,
@@ -154,7 +157,14 @@ def explain(
         )
         result = info.run(context, **options)
         context.graph = None
-    _warn_if_output_is_zero(context.output)
+    # layer methods say so per layer, at the gradient (engine); input-space methods here
+    if not _warn_if_output_is_zero(context.output) and info.kind == "input":
+        _warn_if_maps_are_zero(result.maps, info.name)
+    extras = dict(result.extras)
+    if info.needs_layer and single_layer is not None and layer_name is not None:
+        tail = _restating_tail(model, x, layer_name, context.output)
+        if tail:
+            extras["restates_output"] = tail
     if info.needs_layer:
         read_as = str(context.laid_out)
     else:
@@ -170,12 +180,21 @@ def explain(
         in_channels=x.shape[1],
         model_ref=weakref.ref(model),
         per_channel=info.resolution == "input",
-        extras=result.extras,
+        extras=extras,
         layout=result.layout or read_as,
+        target_label=_callable_label(targets),
     )
 
 
-def _warn_if_output_is_zero(output: Any) -> None:
+def _callable_label(targets: Any) -> str:
+    """A callable target's name for the result (``""`` for class targets)."""
+    if not callable(targets):
+        return ""
+    name = getattr(targets, "__name__", type(targets).__name__)
+    return "callable" if name == "<lambda>" else str(name)
+
+
+def _warn_if_output_is_zero(output: Any) -> bool:
     """A classifier whose logits are all exactly zero (torchvision's ViT initialises its head to
     zero) gives maps of zeros for every target: say so instead of showing them in silence."""
     if isinstance(output, torch.Tensor) and output.ndim == 2 and not bool(output.detach().any()):
@@ -185,6 +204,45 @@ def _warn_if_output_is_zero(output: Any) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+        return True
+    return False
+
+
+def _warn_if_maps_are_zero(maps: torch.Tensor, method: str) -> None:
+    """An input-space map exactly 0 everywhere: the target does not depend on the input there
+    (a zero head, dead ReLUs, a saturated output): said, not shown in silence."""
+    if not isinstance(maps, torch.Tensor) or maps.ndim < 3 or maps.numel() == 0:
+        return
+    empty = ~maps.detach().flatten(2).any(-1)  # (B, T)
+    if bool(empty.any()):
+        warnings.warn(
+            f"camscope: {method}: {int(empty.sum())} of {empty.numel()} maps (sample × target) "
+            "are exactly 0 everywhere: the target's score does not change with the input (a "
+            "zero head, dead ReLUs, a saturated output?); check the model and the targets",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _restating_tail(model: nn.Module, x: torch.Tensor, layer: str, output: Any) -> list[str] | None:
+    """For a dense output: the pointwise modules that alone follow ``layer`` (its maps then
+    restate the output), with a warning; ``None`` otherwise."""
+    if not isinstance(output, torch.Tensor) or tuple(output.shape[2:]) != tuple(x.shape[2:]):
+        return None
+    try:
+        infos, _ = trace_layers(model, x[:1])
+    except LayerError:  # a model whose modules cannot be traced: nothing to say
+        return None
+    tail = pointwise_tail(infos, layer)
+    if tail:
+        warnings.warn(
+            f"camscope: only pointwise modules ({', '.join(tail)}) follow layer {layer} to the "
+            "output, so its maps restate the output (each class's logits, position by position) "
+            "rather than explain it; choose an earlier layer (camscope layers marks the default)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return tail
 
 
 def _method_layer(

@@ -27,7 +27,8 @@ class Explanation:
         maps: ``(B, T, *s)``: raw, signed maps at layer resolution unless ``steps`` says otherwise;
             ``(B, T, C_in, *S)`` at input resolution for input-space methods (``per_channel``).
         scores: ``(B, T)``: the explained scores ``y`` (logits for class targets).
-        targets: ``(B, T)`` class indices, or ``None`` for a callable target.
+        targets: ``(B, T)`` class indices, or ``None`` for a callable target (its name is
+            ``target_label``; :attr:`labels` names every target either way).
         outputs: the model's output on the batch (detached), e.g. ``(B, K)`` logits.
         method: registry name of the method.
         layer: name of the layer the maps were taken at (the chosen default when none was given).
@@ -41,6 +42,8 @@ class Explanation:
         layout: how the layer's output was read as a map (``"channels_first"``,
             ``"channels_last"``, ``"tokens(14×14, prefix=1)"``; ``"input"`` for input-space
             methods); see :mod:`camscope.layouts`.
+        target_label: a callable target's name (its ``__name__``, ``"callable"`` for a lambda);
+            empty for class targets.
     """
 
     maps: torch.Tensor
@@ -55,11 +58,28 @@ class Explanation:
     per_channel: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
     layout: str = "channels_first"
+    target_label: str = ""
     # A weak reference: an Explanation does not keep a model alive, but can reach it for
     # upsample(sigma="erf") while it exists.
     model_ref: weakref.ReferenceType[nn.Module] | None = field(
         default=None, repr=False, compare=False
     )
+
+    @property
+    def labels(self) -> list[str]:
+        """Each target's name: ``class3`` when every sample's target in that place is class 3,
+        ``target1`` when they differ, and a callable's name (``name1``, ``name2``, ... when it
+        gives several scores)."""
+        count = self.maps.shape[1]
+        if self.targets is None:
+            name = self.target_label or "callable"
+            return [name] if count == 1 else [f"{name}{t}" for t in range(count)]
+        first = self.targets[0]
+        same = (self.targets == first).all(0)
+        return [
+            f"class{int(c)}" if s else f"target{t}"
+            for t, (c, s) in enumerate(zip(first.tolist(), same.tolist(), strict=True))
+        ]
 
     @property
     def is_raw(self) -> bool:
@@ -150,7 +170,11 @@ class Explanation:
         return self._with(maps, f"upsample({mode})")
 
     def __repr__(self) -> str:
-        targets = "callable" if self.targets is None else f"classes {tuple(self.targets.shape)}"
+        targets = (
+            f"callable {self.target_label or 'callable'!r}"
+            if self.targets is None
+            else f"classes {tuple(self.targets.shape)}"
+        )
         channels = ", per input channel" if self.per_channel else ""
         return (
             f"Explanation(method={self.method!r}, layer={self.layer!r}{channels}, "

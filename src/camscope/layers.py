@@ -18,8 +18,11 @@ feature map, leaving out
 * layers that are no map over the inputs' axes (:mod:`camscope.layouts`): a token sequence
   counts only where the model states its patch grid;
 * for networks with a dense output (segmentation: the output is a map of the input's size),
-  the modules producing the output itself, so the choice is the last feature map before the
-  output head (the last decoder stage).
+  the modules producing the output itself, and the layers after which only pointwise modules
+  follow (1×1 convolutions, activations, norms: :func:`pointwise_tail`) and the modules inside
+  them, whose maps restate the output position by position; the choice is the last decoder
+  stage before the block that feeds the output head (MONAI's UNETR: ``decoder3``, SwinUNETR:
+  ``decoder2``, not the last full-resolution block before the 1×1×1 output convolution).
 
 ResNet: ``layer4``; VGG and AlexNet: ``features``; SqueezeNet: ``features``; the paper's CNN-1 and
 CNN-2: ``maxpool2`` (the paper's layer: fixed-window pooling is kept, it is a stage of the
@@ -48,6 +51,8 @@ __all__ = [
     "LayerInfo",
     "choose_layer",
     "default_layer",
+    "is_pointwise",
+    "pointwise_tail",
     "probe_layers",
     "resolve_layer",
     "trace_layers",
@@ -81,6 +86,9 @@ class LayerInfo:
     calls: int
     order: int
     same_as: str | None = None
+    #: For a module without children: whether it acts on each position alone (a 1×1
+    #: convolution, an activation, a norm; see :func:`is_pointwise`); ``None`` for containers.
+    pointwise: bool | None = None
 
     @property
     def is_spatial(self) -> bool:
@@ -141,9 +149,56 @@ def trace_layers(
     """:func:`probe_layers` and the model's output shape (without the batch axis; ``None`` when
     the output is not one tensor), from one forward pass."""
     traces = trace_modules(model, inputs)
-    infos = [LayerInfo(t.name, t.kind, t.output_shape, t.calls, t.order, t.same_as) for t in traces]
+    modules = dict(model.named_modules())
+    infos = [
+        LayerInfo(
+            t.name,
+            t.kind,
+            t.output_shape,
+            t.calls,
+            t.order,
+            t.same_as,
+            _leaf_pointwise(modules, t.name),
+        )
+        for t in traces
+    ]
     root = [info.output_shape for info in infos if not info.name]
     return [info for info in infos if info.name], (root[0] if root else None)
+
+
+#: Modules that act on each position alone, whatever their settings (matched on the class name).
+POINTWISE_KINDS = re.compile(
+    r"(ReLU\d*|LeakyReLU|PReLU|RReLU|ELU|CELU|SELU|GELU|SiLU|Swish|Mish|Hardswish|Hardsigmoid|"
+    r"Hardtanh|Sigmoid|Tanh|Softmax|LogSoftmax|Identity|Dropout\dd|Dropout|AlphaDropout|"
+    r"BatchNorm\dd|InstanceNorm\dd|GroupNorm|LayerNorm|Linear)"
+)
+
+
+def is_pointwise(module: nn.Module) -> bool:
+    """Whether ``module`` maps each position's vector on its own: activations, norms, dropout,
+    and convolutions whose kernel and stride are 1 in every axis (MONAI's output blocks)."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return all(k == 1 for k in module.kernel_size) and all(s == 1 for s in module.stride)
+    return bool(POINTWISE_KINDS.fullmatch(type(module).__name__))
+
+
+def _leaf_pointwise(modules: dict[str, nn.Module], name: str) -> bool | None:
+    module = modules.get(name)
+    if module is None or next(module.children(), None) is not None:
+        return None
+    return is_pointwise(module)
+
+
+def pointwise_tail(infos: Sequence[LayerInfo], name: str) -> list[str] | None:
+    """The modules after layer ``name`` when every one of them acts on each position alone (its
+    maps then restate the output, position by position), else ``None``."""
+    order = next((info.order for info in infos if info.name == name), None)
+    if order is None:
+        return None
+    later = [info for info in infos if info.order > order and info.pointwise is not None]
+    if not later or not all(info.pointwise for info in later):
+        return None
+    return [info.name for info in later]
 
 
 def probe_layers(model: nn.Module, inputs: torch.Tensor) -> list[LayerInfo]:
@@ -192,6 +247,11 @@ def default_layer(
     dense = output_shape is not None and len(output_shape) >= 2 and _positions(output_shape) > 1
 
     kinds = {info.name: info.kind for info in infos}
+    restating = (
+        [info.name for info in infos if pointwise_tail(infos, info.name) is not None]
+        if dense
+        else []
+    )
 
     def skipped(info: LayerInfo) -> bool:
         # A container whose output is a skipped child's (ViT's encoder ends in its LayerNorm).
@@ -208,7 +268,13 @@ def default_layer(
             return False
         if any(info.name.startswith(f"{head}.") for head in heads):
             return False
-        return not (dense and info.output_shape == tuple(output_shape or ()))
+        if dense and info.output_shape == tuple(output_shape or ()):
+            return False
+        # a dense network's layer followed only by pointwise modules (UNETR's last decoder block
+        # before its 1×1×1 output convolution), or inside such a block, restates the output
+        return not (
+            dense and any(info.name == r or info.name.startswith(f"{r}.") for r in restating)
+        )
 
     # Without any map outside the non-spatial containers (AlexNet's features at 64 px end
     # in 1×1), the last map inside them is the best there is.

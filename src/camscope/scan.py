@@ -41,7 +41,6 @@ from camscope.windows import (
     Blender,
     WindowPlan,
     classes_for_windows,
-    first_window_after,
     importance_map,
     pad_to_plan,
     plan_windows,
@@ -255,13 +254,12 @@ class _Run:
         self.names: list[str] | None = None  # what the maps are called when not classes
         self.labels: list[str] = []
         self.record: dict[str, Any] | None = None  # the interrupted run's, when resuming
-        self.skip_before = 0  # windows whose every row a resumed run has written
         self.windows_done = 0
 
     def resume_point(self, batch_size: int, *, resume: bool, say: bool) -> int:
-        """The first window to explain: 0, or where an interrupted run of this job must go on
-        (the start of the batch holding the first window that reaches an unwritten row, so
-        every batch is the one the interrupted run explained)."""
+        """The first window to explain: 0, or the first window an interrupted run of this job
+        had not blended (always the start of a batch, so every batch is the one the interrupted
+        run explained); the blenders' saved band is brought back."""
         assert self.files is not None
         record, why_not = self.files.previous() if resume else (None, None)
         if record is None:
@@ -272,20 +270,19 @@ class _Run:
                 )
             return 0
         self.record = record
-        self.skip_before = first_window_after(self.plan, int(record["rows_done"]))
-        first = self.skip_before // batch_size * batch_size
+        first = int(record["windows_done"])
         labels = record["layout"]["labels"]
         self.labels = list(labels)
         self.classes = (
             torch.tensor(record["layout"]["targets"]) if record["layout"]["targets"] else None
         )
         self.layer = record.get("layer", self.layer)
+        self.windows_done = first
         self._open(len(labels), record["layout"].get("outputs"), resume=True)
         if say:
-            rows = int(record["rows_done"]) - self.plan.padding[0][0]
             tqdm.write(
-                f"camscope: resuming from {self.files.work}: going on from window {first + 1} of "
-                f"{len(self.plan)} ({max(rows, 0)} of {self.plan.scan_size[0]} rows written)",
+                f"camscope: resuming from {self.files.work}: {len(self.plan) - first} of "
+                f"{len(self.plan)} windows left (going on from window {first + 1})",
                 file=sys.stderr,
             )
         return first
@@ -318,6 +315,10 @@ class _Run:
             )
         if resume and self.record is not None:
             files.open(self.record["layout"], resume=True)
+            band = torch.from_numpy(files.load_band(int(self.record["band_slot"])))
+            self.maps.restore(band[:targets], band[-1], base)
+            if self.outputs is not None:
+                self.outputs.restore(band[targets:-1], band[-1], base)
 
     def add(self, indices: range, maps: torch.Tensor, e: Any) -> None:
         dense = _dense_output(e.outputs, self.plan, self.dtype)
@@ -344,14 +345,13 @@ class _Run:
                         "outputs": outputs,
                         "scores": None if scores is None else int(scores.shape[1]),
                         "dtype": str(self.dtype).removeprefix("torch."),
+                        "band": [self.plan.roi_size[0], *self.plan.padded_size[1:]],
                     },
                     resume=False,
                 )
             self._open(maps.shape[1], outputs, resume=False)
         assert self.maps is not None
         for row, index in enumerate(indices):
-            if index < self.skip_before:
-                continue
             self.maps.add(index, maps[row])
             if dense is not None and self.outputs is not None:
                 self.outputs.add(index, dense[row])
@@ -364,21 +364,25 @@ class _Run:
         self._checkpoint()
 
     def _checkpoint(self) -> None:
-        if self.files is not None and self.maps is not None:
-            self.files.checkpoint(
-                {
-                    "rows_done": self.maps.rows_done,
-                    "windows_done": self.windows_done,
-                    "layer": self.layer,
-                }
-            )
+        if self.files is None or self.maps is None:
+            return
+        values, coverage = self.maps.state()
+        parts = [values, *([self.outputs.state()[0]] if self.outputs else []), coverage[None]]
+        slot = self.files.save_band([part.numpy() for part in parts])
+        self.files.checkpoint(
+            {
+                "rows_done": self.maps.rows_done,
+                "windows_done": self.windows_done,
+                "band_slot": slot,
+                "layer": self.layer,
+            }
+        )
 
     def finish(self) -> None:
         assert self.maps is not None
         self.maps.finish()
         if self.outputs is not None:
             self.outputs.finish()
-        self._checkpoint()
 
     def stop(self, error: BaseException) -> None:
         """Close the files; keep the work folder when a resumed run could use it."""

@@ -17,7 +17,9 @@ callable                  ``output -> (B,)`` or ``(B, T)`` scores
 
 **Dense outputs** (segmentation networks: ``(B, K, *S)``): a class index ``c`` means the sum of
 channel ``c``'s logits over the positions predicted as ``c`` (``argmax`` over channels; the
-convention of Vinogradova et al. 2020 and M3d-CAM), so the forms above all work on them.
+convention of Vinogradova et al. 2020 and M3d-CAM), so the class forms above work on them,
+except that ``None`` and ``"all"`` both explain every class there (a segmentation predicts
+a class per position, not one per sample) and ``"predicted"`` is refused.
 :func:`region_target` (a class and a mask) and :func:`voxel_target` (a class at one position)
 build callables for other questions.
 """

@@ -30,7 +30,6 @@ __all__ = [
     "Blender",
     "WindowPlan",
     "classes_for_windows",
-    "first_window_after",
     "importance_map",
     "pad_to_plan",
     "plan_windows",
@@ -136,7 +135,8 @@ class Blender:
     axis), so every window lies inside the band once the rows before it are handed on.
 
     ``base`` (padded rows already handed on) lets a resumed run start past them: the parts of
-    windows that fall before it are skipped.
+    windows that fall before it are skipped. :meth:`state` and :meth:`restore` save and bring back
+    the band itself, so a resumed run goes on from the last window blended, to the same bits.
     """
 
     def __init__(
@@ -207,13 +207,16 @@ class Blender:
         """Padded rows handed on so far."""
         return self.base
 
+    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The band's weighted sums ``(C, roi_rows, *rest)`` and weights ``(roi_rows, *rest)``
+        (views, not copies), with :attr:`rows_done` all a resumed run needs."""
+        return self.values, self.coverage
 
-def first_window_after(plan: WindowPlan, row: int) -> int:
-    """The first window (in the plan's order) reaching padded row ``row`` or beyond; ``len(plan)``
-    when none does."""
-    stops = plan.starts[:, 0] + plan.roi_size[0]
-    later = torch.nonzero(stops > row)
-    return int(later[0, 0]) if len(later) else len(plan)
+    def restore(self, values: Any, coverage: Any, base: int) -> None:
+        """Bring back a band saved from :meth:`state` when ``base`` rows were handed on."""
+        self.values.copy_(torch.as_tensor(values))
+        self.coverage.copy_(torch.as_tensor(coverage))
+        self.base = base
 
 
 def pad_to_plan(data: torch.Tensor, plan: WindowPlan) -> torch.Tensor:

@@ -17,7 +17,7 @@ from camscope.render import (
     overlay_figure,
     slice_figure,
 )
-from camscope.render.report import colorize
+from camscope.render.report import ReportEntry, ReportMap, colorize, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)
@@ -90,3 +90,20 @@ def test_maps_shown_non_negative_get_a_sequential_colour_map():
         assert not camscope.get_method(name).shown_signed, name
     for name in ("respond_cam", "grad_cam", "integrated_gradients", "occlusion"):
         assert camscope.get_method(name).shown_signed, name
+
+
+def test_a_report_of_many_volume_maps_stays_small_and_links_the_full_maps(tmp_path):
+    """23 classes over a 64×160×160 scan: slices shared out, JPEG previews, each map linked."""
+    rng = np.random.default_rng(0)
+    scan = rng.standard_normal((1, 64, 160, 160)).astype(np.float32)
+    grid = np.indices((64, 160, 160)).sum(0).astype(np.float32)
+    maps = [
+        ReportMap("grad_cam", f"class{c}", np.sin(grid / (7 + c)), True, file=f"s.class{c}.nii.gz")
+        for c in range(23)
+    ]
+    path = write_report(tmp_path / "report.html", [ReportEntry("scan", scan, maps)])
+    text = path.read_text()
+    assert path.stat().st_size < 6 * 2**20, path.stat().st_size  # 64 PNG slices a map: 127 MB
+    # the budget of 256 slices shared out (11 each), and each slider's first picture
+    assert text.count("data:image/jpeg;base64,") == 23 * (11 + 1)
+    assert all(f'href="s.class{c}.nii.gz"' in text for c in range(23))

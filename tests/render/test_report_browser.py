@@ -8,7 +8,6 @@ import io
 import numpy as np
 from PIL import Image
 
-from camscope.io.inputs import Scan
 from camscope.render.report import ReportEntry, ReportMap, write_report
 from tests.browser import BROWSER_MISSING
 
@@ -34,8 +33,8 @@ def test_report_is_self_contained(tmp_path):
     text = _report(tmp_path).read_text()
     body = text.split("<body>", 1)[1]
     assert "http://" not in body and "https://" not in body and "<link" not in text
-    assert text.count("data:image/png;base64,") > 20  # every slice inline
-    assert Scan  # the report takes what read_scan gives: (C, *S) data
+    assert text.count("data:image/jpeg;base64,") == 20 + 1  # every slice inline, and the first
+    assert text.count("data:image/png;base64,") >= 2  # the 2D map and the overview figures
 
 
 def test_report_renders_and_the_slider_changes_the_slice(tmp_path, browser):

@@ -20,7 +20,7 @@ from camscope.cli.common import (
     run_flags,
     show_input_warnings,
 )
-from camscope.cli.params import NAME_LIST, SNR, network_2d
+from camscope.cli.params import NAME_LIST, SNR, layer_option, methods_option, network_2d
 
 __all__ = ["evaluate"]
 
@@ -40,7 +40,7 @@ def _options(out_default: str) -> Callable[[F], F]:
 
     def decorate(function: F) -> F:
         options = [
-            click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True),
+            methods_option(DEFAULT_METHODS),
             click.option(
                 "--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True
             ),
@@ -266,7 +266,7 @@ def evaluate_chest(
 @click.option(
     "--count", type=click.IntRange(min=1), default=24, show_default=True, help="Face crops."
 )
-@click.option("--layer", default=None, help="Layer (default: onet.prelu4, 3×3).")
+@layer_option("Layer (default: onet.prelu4, 3×3).", several=False)
 @_options("runs/evaluate-faces")
 @friendly
 def evaluate_faces(
@@ -304,8 +304,8 @@ def evaluate_faces(
     metavar="COLUMN=VALUE",
     help="Keep only rows of the manifest CSV with this value (repeat), e.g. snr=0.1.",
 )
-@click.option("--layer", default=None)
-@click.option("--methods", type=NAME_LIST, default=DEFAULT_METHODS, show_default=True)
+@layer_option("Layer of the layer methods (default: camscope's).", several=False)
+@methods_option(DEFAULT_METHODS)
 @click.option("--upsample", "modes", type=NAME_LIST, default="linear,gaussian", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @input_options

@@ -18,7 +18,16 @@ from camscope.cli.common import (
     run_flags,
     show_input_warnings,
 )
-from camscope.cli.params import INT_LIST, KEY_VALUE, LAYOUT, NAME_LIST, SIGMA, TARGETS
+from camscope.cli.params import (
+    INT_LIST,
+    KEY_VALUE,
+    LAYOUT,
+    NAME_LIST,
+    SIGMA,
+    layer_option,
+    methods_option,
+    targets_option,
+)
 
 __all__ = ["explain_command", "features"]
 
@@ -27,23 +36,15 @@ __all__ = ["explain_command", "features"]
 @click.argument("model_spec_text", metavar="MODEL")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, help="Output folder.")
-@click.option(
-    "--method",
-    "methods",
-    type=NAME_LIST,
-    default="respond-cam",
-    show_default=True,
-    help="One method or several, comma-separated (camscope methods lists them).",
+@methods_option("respond-cam", "Methods: a comma list or the option repeated (camscope methods)")
+@layer_option(
+    "Layer name (default: camscope layers marks it); several, comma-separated or repeated, "
+    "are explained each and their maps fused (mean) on the finest grid."
 )
-@click.option("--layer", default=None, help="Layer name (default: camscope layers marks it).")
 @LAYOUT
-@click.option(
-    "--targets",
-    type=TARGETS,
-    default="predicted",
-    show_default=True,
-    help="'predicted', 'all', 'label' (a manifest CSV's label column), or class indices "
-    "(3 or 0,4,7).",
+@targets_option(
+    "predicted",
+    "'predicted', 'all', 'label' (a manifest CSV's label column), or class indices (3 or 0,4,7).",
 )
 @click.option(
     "--upsample",
@@ -96,7 +97,7 @@ def explain_command(
     inputs: tuple[str, ...],
     out_dir: str,
     methods: tuple[str, ...],
-    layer: str | None,
+    layer: str | list[str] | None,
     layout: str | None,
     targets: str | list[int],
     mode: str,
@@ -152,7 +153,8 @@ def explain_command(
         from camscope.engine import eager_model
         from camscope.layers import resolve_layer
 
-        resolve_layer(eager_model(model), layer)
+        for name in [layer] if isinstance(layer, str) else layer:
+            resolve_layer(eager_model(model), name)
     summary = explain_files(
         model,
         dataset.paths,

@@ -9,7 +9,7 @@ import torch
 
 import camscope
 from camscope.cli.common import ModelChoice, friendly, model_options
-from camscope.cli.params import SHAPE
+from camscope.cli.params import SHAPE, layer_option
 from camscope.errors import CamscopeError
 
 __all__ = ["erf", "layers", "methods"]
@@ -116,7 +116,7 @@ def layers(
 
 @click.command()
 @click.argument("model_name")
-@click.option("--layer", default=None, help="Layer name (default: the default CAM layer).")
+@layer_option("Layer name (default: the default CAM layer).", several=False)
 @click.option("--input-size", type=int, default=None, help="Edge length of the inputs.")
 @click.option("--in-channels", type=int, default=1, show_default=True)
 @click.option("--n-inputs", type=int, default=16, show_default=True, help="Noise inputs averaged.")

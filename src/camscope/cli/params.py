@@ -1,5 +1,10 @@
 """Click parameter types for camscope's options: lists, KEY=VALUE pairs, shapes, sigmas, SNRs,
-targets. Spaces around items are stripped everywhere; a bad value is a one-line usage error."""
+targets. Spaces around items are stripped everywhere; a bad value is a one-line usage error.
+
+One grammar for methods, targets and layers in every command (:func:`methods_option`,
+:func:`targets_option`, :func:`layer_option`): a comma list, the option repeated, or both
+(``--method grad-cam,layer-cam --method saliency``); the singular and plural spellings of the
+option are the same option; method names in kebab or snake case."""
 
 from __future__ import annotations
 
@@ -20,8 +25,11 @@ __all__ = [
     "SNR",
     "TARGETS",
     "CommaList",
+    "layer_option",
+    "methods_option",
     "network_2d",
     "parse_value",
+    "targets_option",
 ]
 
 
@@ -183,3 +191,98 @@ network_2d = click.option(
     help="shapes: the network trained, a small CNN or a small ViT (the attention methods, "
     "e.g. attention-rollout, chefer, legrad, apply to it).",
 )
+
+
+def _flatten(values: Any) -> list[Any]:
+    """Repeated comma-list options (a tuple of tuples) as one list, in order."""
+    return [item for value in values or () for item in value]
+
+
+def methods_option(default: str, help: str | None = None) -> Callable[[Any], Any]:
+    """``--method/--methods``: method names (kebab or snake case), repeated or comma-separated;
+    the command receives ``methods``, the registry's names in order, each once."""
+
+    def names(ctx: Any, param: Any, value: Any) -> tuple[str, ...]:
+        from camscope.errors import CamscopeError
+        from camscope.methods import get_method
+
+        chosen: list[str] = []
+        for name in _flatten(value):
+            try:
+                canonical = get_method(name).name
+            except CamscopeError as error:
+                raise click.BadParameter(str(error).splitlines()[0], ctx, param) from None
+            if canonical not in chosen:
+                chosen.append(canonical)
+        return tuple(chosen)
+
+    return click.option(
+        "--method",
+        "--methods",
+        "methods",
+        type=NAME_LIST,
+        multiple=True,
+        default=[default],
+        show_default=True,
+        callback=names,
+        help=help or "Methods: a comma list or the option repeated (kebab or snake case).",
+    )
+
+
+def targets_option(default: str, help: str) -> Callable[[Any], Any]:
+    """``--targets/--target``: ``predicted``, ``all``, ``label`` or class indices, repeated or
+    comma-separated; the command receives ``targets``, a keyword or a list of classes."""
+
+    def merged(ctx: Any, param: Any, value: Any) -> str | list[int]:
+        keywords = [v for v in value if isinstance(v, str)]
+        if keywords and len(value) > 1:
+            raise click.BadParameter(
+                f"{keywords[0]!r} stands alone; give it once, or list class indices", ctx, param
+            )
+        if keywords:
+            return keywords[0]
+        classes: list[int] = []
+        for item in _flatten(value):
+            if item not in classes:
+                classes.append(item)
+        return classes
+
+    return click.option(
+        "--targets",
+        "--target",
+        "targets",
+        type=TARGETS,
+        multiple=True,
+        default=[default],
+        show_default=True,
+        callback=merged,
+        help=help + " A comma list or the option repeated.",
+    )
+
+
+def layer_option(help: str, *, several: bool = True) -> Callable[[Any], Any]:
+    """``--layer/--layers``: a layer name, or several (repeated or comma-separated; their maps are
+    fused on the finest grid) where ``several``; the command receives ``layer``: ``None``, a name
+    or a list of names."""
+
+    def layers(ctx: Any, param: Any, value: Any) -> str | list[str] | None:
+        names = list(dict.fromkeys(_flatten(value)))
+        if len(names) > 1 and not several:
+            raise click.BadParameter(
+                f"this command explains one layer at a time, got {', '.join(names)}; explain "
+                "and scan take several (their maps fused)",
+                ctx,
+                param,
+            )
+        return None if not names else names[0] if len(names) == 1 else names
+
+    return click.option(
+        "--layer",
+        "--layers",
+        "layer",
+        type=NAME_LIST,
+        multiple=True,
+        default=None,
+        callback=layers,
+        help=help,
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from camscope.cli.common import ModelChoice, friendly, model_options, output_options
-from camscope.cli.params import NAME_LIST, network_2d
+from camscope.cli.params import layer_option, methods_option, network_2d
 from camscope.errors import CamscopeError
 
 __all__ = ["sanity"]
@@ -38,8 +38,8 @@ ALL_METHODS = (
     "TorchScript, torch.export (.pt2) or pickled file, or bare weights (.safetensors, a .pt "
     "state dict) with --architecture; or a built-in model name.",
 )
-@click.option("--methods", type=NAME_LIST, default=ALL_METHODS, show_default=True)
-@click.option("--layer", default=None, help="For layer methods (default: the default layer).")
+@methods_option(ALL_METHODS)
+@layer_option("For layer methods (default: the default layer).", several=False)
 @click.option(
     "--count", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs checked."
 )

@@ -15,7 +15,8 @@ from camscope.cli.common import (
     model_options,
     output_options,
 )
-from camscope.cli.params import LAYOUT, NAME_LIST, TARGETS
+from camscope.cli.params import LAYOUT, NAME_LIST, layer_option, methods_option, targets_option
+from camscope.cli.scan_outputs import ScanOutputs, heatmap_files, network_maps
 
 __all__ = ["scan"]
 
@@ -24,16 +25,13 @@ __all__ = ["scan"]
 @click.argument("model_spec_text", metavar="MODEL")
 @click.argument("input_file", metavar="SCAN")
 @click.option("--roi", "roi_size", type=int, required=True, help="Window edge (voxels).")
-@click.option("--method", default="grad-cam", show_default=True)
-@click.option("--layer", default=None)
-@LAYOUT
-@click.option(
-    "--targets",
-    type=TARGETS,
-    default="all",
-    show_default=True,
-    help="'all' or class indices (a dense output: each class's predicted region).",
+@methods_option("grad-cam", "Methods (a comma list or the option repeated): one set of maps each.")
+@layer_option(
+    "Layer of the layer methods (default: camscope's); several are explained each and their "
+    "maps fused (mean) on the finest grid."
 )
+@LAYOUT
+@targets_option("all", "'all' or class indices (a dense output: each class's predicted region).")
 @click.option(
     "--region",
     "regions",
@@ -79,8 +77,8 @@ def scan(
     model_spec_text: str,
     input_file: str,
     roi_size: int,
-    method: str,
-    layer: str | None,
+    methods: tuple[str, ...],
+    layer: str | list[str] | None,
     layout: str | None,
     targets: str | list[int],
     regions: tuple[str, ...],
@@ -104,19 +102,20 @@ def scan(
 
     Maps are written as the windows covering them complete (<scan>.<method>.npy, all targets),
     so memory does not grow with the scan. An interrupted run (Ctrl-C, a killed job) goes on
-    where it stopped when the same command is run again, and writes the same files; --force
-    starts over."""
-    import numpy as np
-
+    where it stopped when the same command is run again, and writes the same files; a finished
+    run asked again is already done (exit 0); --force starts over."""
     from camscope import get_method
-    from camscope.io import prepare_output_dir, read_scan, write_heatmap, write_json
+    from camscope.io import read_scan
     from camscope.io.heatmaps import heatmap_suffix
-    from camscope.io.streamed import out_stem, write_zarr
-    from camscope.layouts import parse_layout
-    from camscope.render.report import ReportEntry, ReportMap, write_report
-    from camscope.scan import explain_scan
 
-    info = get_method(method)
+    if targets == "predicted" or targets == "label":
+        from camscope.errors import InputError
+
+        raise InputError(
+            f"--targets {targets}: a scan explains 'all' or class indices (a dense output: each "
+            "class's predicted region)"
+        )
+    infos = [get_method(name) for name in methods]
     for kind in formats:
         if kind != "zarr":
             heatmap_suffix(kind)
@@ -128,97 +127,142 @@ def scan(
     )
     chosen = _region_targets(regions, voxels, volume.spatial_shape)
     model, record = weights.load(model_spec_text)
-    new_folder = not Path(out_dir).exists()
-    folder = prepare_output_dir(out_dir, ["manifest.json"], force=force)
-    stem = out_stem(Path(input_file))  # ct.v2.nii.gz → ct.v2
-    streamed = folder / f"{stem}.{info.name}.npy"  # (T, *S), resumable; formats come from it
-    try:
-        result = explain_scan(
-            model,
-            volume,
-            method=info.name,
-            roi_size=roi_size,
-            overlap=overlap,
-            blend=blend,  # type: ignore[arg-type]
-            targets=chosen or (None if targets == "all" else targets),
-            layer=layer,
-            layout=parse_layout(layout),
-            batch_size=batch_size,
-            out=streamed,
-            resume=not force,
-            progress=not quiet,
+    settings = {
+        "methods": [info.name for info in infos],
+        "layer": layer,
+        "layout": layout,
+        "roi_size": roi_size,
+        "overlap": overlap,
+        "blend": blend,
+        "targets": targets,
+        "regions": list(regions),
+        "voxels": list(voxels),
+        "batch_size": batch_size,
+        "formats": list(formats),
+    }
+    fingerprint = _fingerprint(volume, model, record, settings)
+    folder = Path(out_dir)
+    if not force and _finished(folder, fingerprint):
+        click.echo(
+            f"already done: {folder} holds this scan's maps for these settings (manifest.json); "
+            "--force computes them again"
         )
-    except BaseException:
-        if new_folder and not any(folder.iterdir()):  # nothing done: no empty folder left
-            folder.rmdir()
-        raise
-    maps = np.load(streamed, mmap_mode="r")
-    labels = result.labels
-    written = [Path(name).name for name in result.files]
-    for kind in formats:
-        if kind == "zarr":  # one OME-Zarr image of every target
-            name = f"{stem}.{info.name}.zarr"
-            write_zarr(folder / name, maps, volume, labels)
-            written.append(name)
-            continue
-        for label, heat in zip(labels, maps, strict=True):  # one target in memory at a time
-            name = f"{stem}.{info.name}.{label}{heatmap_suffix(kind)}"
-            write_heatmap(
-                folder / name,
-                heat,
+        return
+    _explain_and_write(
+        model, volume, infos, folder, input_file, settings, chosen, force=force, quiet=quiet
+    ).write_manifest(record, fingerprint)
+
+
+def _fingerprint(volume: Any, model: Any, record: dict[str, Any], settings: dict) -> str:
+    """What makes a scan run's outputs: the scan's content, the model's weights, the settings."""
+    import hashlib
+    import json
+
+    from camscope.engine import weights_digest
+    from camscope.io.streamed import content_digest
+
+    text = json.dumps(
+        {
+            "scan": content_digest(volume.tensor()),
+            "model": {**record, "weights_sha256": weights_digest(model)},
+            "settings": settings,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finished(folder: Path, fingerprint: str) -> bool:
+    """Whether ``folder`` holds a finished run of this job; another job's run is refused."""
+    import json
+
+    from camscope.io.atomic import OutputError
+
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return False
+    try:
+        previous = json.loads(manifest.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        previous = None
+    if previous == fingerprint:
+        return True
+    raise OutputError(
+        f"{folder} already holds another camscope scan (manifest.json: other settings, model or "
+        "scan); choose another --out or pass --force to overwrite"
+    )
+
+
+def _explain_and_write(
+    model: Any,
+    volume: Any,
+    infos: list[Any],
+    folder: Path,
+    input_file: str,
+    settings: dict[str, Any],
+    chosen: list[Any],
+    *,
+    force: bool,
+    quiet: bool,
+) -> ScanOutputs:
+    """Each method over the scan (streamed, resumable), its heatmap files, then the report."""
+    import numpy as np
+
+    from camscope.io import prepare_output_dir
+    from camscope.io.streamed import out_stem
+    from camscope.layouts import parse_layout
+    from camscope.render.report import ReportEntry, write_report
+    from camscope.scan import explain_scan
+
+    new_folder = not folder.exists()
+    prepare_output_dir(folder, [], force=force)
+    if force and (folder / "manifest.json").exists():
+        (folder / "manifest.json").unlink()  # the folder is not complete until the new one
+    stem = out_stem(Path(input_file))  # ct.v2.nii.gz → ct.v2
+    written = ScanOutputs(folder, volume, settings)
+    shown = []
+    targets = settings["targets"]
+    for info in infos:
+        streamed = folder / f"{stem}.{info.name}.npy"  # (T, *S), resumable; formats come from it
+        try:
+            result = explain_scan(
+                model,
                 volume,
-                kind,
-                signed=info.shown_signed,
-                title=f"{info.name} · {label}",
+                method=info.name,
+                roi_size=settings["roi_size"],
+                overlap=settings["overlap"],
+                blend=settings["blend"],
+                targets=chosen or (None if targets == "all" else targets),
+                layer=settings["layer"],
+                layout=parse_layout(settings["layout"]),
+                batch_size=settings["batch_size"],
+                out=streamed,
+                resume=not force,
+                progress=not quiet,
             )
-            written.append(name)
-    extra: dict[str, object] = {}
-    shown = [
-        ReportMap(info.name, label, heat, info.shown_signed)
-        for label, heat in zip(labels[:6], maps[:6], strict=True)
-    ]
-    if result.outputs is not None:
-        segmentation = result.outputs.max(0).indices.numpy().astype(np.float32)
-        for kind in [k for k in formats if k != "zarr"] or ["npy"]:
-            name = f"{stem}.segmentation{heatmap_suffix(kind)}"
-            write_heatmap(folder / name, segmentation, volume, kind, signed=False)
-            written.append(name)
-        shown.append(ReportMap("network", "segmentation", segmentation, False))
-    if regions or voxels:  # which file or voxel, and which class, each map is about
-        extra["target_details"] = dict(zip(labels, [*regions, *voxels], strict=True))
-    if result.scores is not None:
-        extra["window_scores"] = result.scores.tolist()
-        best = int(result.scores.mean(0).argmax())
-        coarse = _window_score_map(result.scores[:, best], result.windows, volume.spatial_shape)
-        shown.append(ReportMap("window scores", f"class{best}", coarse, True))
+        except BaseException:
+            if new_folder and not any(folder.iterdir()):  # nothing done: no empty folder left
+                folder.rmdir()
+            raise
+        maps = np.load(streamed, mmap_mode="r")
+        written.layers[info.name] = result.layer
+        written.labels, written.windows = result.labels, result.windows
+        written.files += [Path(name).name for name in result.files]
+        shown += heatmap_files(written, info, maps, result.labels, stem)
+    shown += network_maps(written, result, stem)  # the same for every method: the last one's
+    if settings["regions"] or settings["voxels"]:  # which file or voxel, and which class
+        written.extra["target_details"] = dict(
+            zip(written.labels, [*settings["regions"], *settings["voxels"]], strict=True)
+        )
     entry = ReportEntry(
         Path(input_file).name,
         volume.data,
         shown,
-        {"windows": len(result.windows), "intensity": volume.details.get("intensity", "")},
+        {"windows": len(written.windows), "intensity": volume.details.get("intensity", "")},
     )
     write_report(folder / "report.html", [entry], title=f"camscope scan: {Path(input_file).name}")
-    # the manifest last: it marks the folder complete (a re-run then needs --force)
-    write_json(
-        folder / "manifest.json",
-        {
-            "input": volume.record(),
-            "model": record,
-            "method": info.name,
-            "layer": result.layer,
-            "roi_size": roi_size,
-            "overlap": overlap,
-            "blend": blend,
-            "targets": labels,
-            "windows": result.windows.tolist(),
-            "outputs": written,
-            **extra,
-        },
-    )
-    click.echo(
-        f"explained {len(result.windows)} windows; wrote {len(written)} file(s), "
-        f"manifest.json and report.html to {folder}"
-    )
+    return written
 
 
 def _region_targets(
@@ -266,18 +310,3 @@ def _region_targets(
             )
         chosen.append(voxel_target(class_index, position))
     return chosen
-
-
-def _window_score_map(scores: Any, boxes: Any, shape: tuple[int, ...]) -> Any:
-    """A class's window scores as a coarse map: each voxel the mean score of the windows that
-    cover it (the classifier's own reading of the scan, beside the explanations)."""
-    import numpy as np
-
-    total = np.zeros(shape, dtype=np.float32)
-    count = np.zeros(shape, dtype=np.float32)
-    half = len(shape)
-    for score, box in zip(scores.tolist(), boxes.tolist(), strict=True):
-        region = tuple(slice(a, b) for a, b in zip(box[:half], box[half:], strict=True))
-        total[region] += score
-        count[region] += 1
-    return total / np.maximum(count, 1)

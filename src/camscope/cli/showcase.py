@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from camscope.cli.common import friendly, run_flags
-from camscope.cli.params import NAME_LIST, SNR
+from camscope.cli.params import SNR, layer_option, methods_option
 
 __all__ = ["showcase"]
 
@@ -21,8 +21,9 @@ def showcase() -> None:
     "--model",
     "model_path",
     default=None,
-    help="A subtomogram classifier trained by `camscope reproduce respond-cam` (default: its "
-    "CNN-2 of the same SNR, runs/respond-cam/models/cnn2_snr-<SNR>).",
+    help="A saved subtomogram classifier, or cnn2/cnn1: the one `camscope reproduce respond-cam` "
+    "trained at the same SNR (default cnn2; when it is not there, a small CNN-2 is trained into "
+    "OUT/model first, about a minute).",
 )
 @click.option(
     "--shape",
@@ -41,7 +42,7 @@ def showcase() -> None:
     help="Voxels kept free between particles.",
 )
 @click.option("--snr", type=SNR, default="inf", show_default=True)
-@click.option("--methods", type=NAME_LIST, default="respond-cam,grad-cam", show_default=True)
+@methods_option("respond-cam,grad-cam")
 @click.option(
     "--overlap",
     type=click.FloatRange(0, 1, max_open=True),
@@ -92,12 +93,10 @@ def tomogram(
 
 @showcase.command("lesions")
 @click.option("--out", "out_dir", default="runs/lesions", show_default=True)
-@click.option(
-    "--methods",
-    type=NAME_LIST,
-    default="grad-cam,grad-cam-pp,layer-cam,saliency,integrated-gradients",
-    show_default=True,
-    help="MONAI's UNet uses PReLU, so guided backpropagation and Deconvnet do not apply.",
+@methods_option(
+    "grad-cam,grad-cam-pp,layer-cam,saliency,integrated-gradients",
+    "Methods, a comma list or repeated (MONAI's UNet uses PReLU, so guided backpropagation and "
+    "Deconvnet do not apply).",
 )
 @click.option(
     "--network",
@@ -107,7 +106,7 @@ def tomogram(
     help="MONAI's UNet, or UNETR (a ViT encoder: the attention methods chefer and "
     "attention-rollout apply).",
 )
-@click.option("--layer", default=None, help="Layer of the CAM methods (default: camscope's).")
+@layer_option("Layer of the CAM methods (default: camscope's).", several=False)
 @click.option("--lesions", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
     "--train-volumes",

@@ -68,6 +68,16 @@ def _hint(message: str, inputs: Any) -> str:
             "dynamic batch axis, from an example batch of 2 or more: torch.export.export("
             "model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))"
         )
+    fixed = re.search(r"shape\[(\d+)\] to be equal to (\d+)", message)
+    if fixed and int(fixed.group(1)) >= 2 and isinstance(inputs, torch.Tensor):
+        axis = int(fixed.group(1))
+        size = tuple(inputs.shape[2:])
+        return (
+            f"; this torch.export program was exported for a fixed spatial size ({fixed.group(2)} "
+            f"along axis {axis}) and was given {size}: export it with dynamic spatial dimensions "
+            f"(dynamic_shapes with torch.export.Dim for axes 2 and up), or give it inputs (a "
+            f"scan's windows: --roi / roi_size) of the size it was exported at"
+        )
     convolution = re.search(r"input to conv(\d)d", message)
     seen = re.search(r"expected input\[([\d, ]+)\]", message)
     if dims is not None and (

@@ -29,7 +29,7 @@ from camscope.io.atomic import atomic_write
 from camscope.io.inputs import Scan
 from camscope.io.volumes import write_mrc
 
-__all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "write_heatmap", "write_nifti"]
+__all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "nifti_units_note", "write_heatmap", "write_nifti"]
 
 HEATMAP_FORMATS = ("nifti", "mrc", "tiff", "png", "npy")
 _SUFFIX = {"nifti": ".nii.gz", "mrc": ".mrc", "tiff": ".tif", "png": ".png", "npy": ".npy"}
@@ -55,8 +55,31 @@ def spacing_unit(scan: Scan) -> str | None:
     return None if unit is None else str(unit)
 
 
-def _nifti_unit(scan: Scan) -> str:
-    return {"µm": "micron", "mm": "mm", "m": "meter"}.get(spacing_unit(scan) or "", "unknown")
+#: NIfTI's length units, and the units it lacks turned into one it has: (unit, factor).
+_NIFTI_UNITS = {
+    "µm": ("micron", 1.0),
+    "mm": ("mm", 1.0),
+    "m": ("meter", 1.0),
+    "Å": ("micron", 1e-4),
+    "A": ("micron", 1e-4),
+    "nm": ("micron", 1e-3),
+    "cm": ("mm", 10.0),
+}
+
+
+def _nifti_unit(scan: Scan) -> tuple[str, float]:
+    return _NIFTI_UNITS.get(spacing_unit(scan) or "", ("unknown", 1.0))
+
+
+def nifti_units_note(scan: Scan) -> str | None:
+    """What a NIfTI heatmap of ``scan`` does with its spacing unit when NIfTI has no such unit
+    (MRC's Å become µm, the affine scaled to match), for manifests; ``None`` when kept as is."""
+    unit = spacing_unit(scan)
+    name, factor = _nifti_unit(scan)
+    if factor == 1.0:
+        return None
+    shown = {"micron": "µm", "mm": "mm"}[name]
+    return f"NIfTI has no {unit}: spacing and origin written in {shown} (× {factor:g})"
 
 
 def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
@@ -84,13 +107,20 @@ def write_nifti(path: str | os.PathLike[str], values: np.ndarray, scan: Scan) ->
     import nibabel
 
     affine, transpose = _nifti_affine(scan)
+    unit, factor = _nifti_unit(scan)
+    if factor != 1.0:  # a unit NIfTI lacks (MRC's Å): the affine in one it has
+        affine = affine.copy()
+        affine[:3, :] *= factor
     image = nibabel.Nifti1Image(values.T if transpose else values, affine)
     codes = scan.details.get("nifti_codes")
     if codes is not None:  # the input's own: a scanner (1) or aligned (2+) space, kept
         qform = np.asarray(scan.details.get("nifti_qform", affine), dtype=np.float64)
         image.set_sform(affine, code=int(codes["sform"]))
         image.set_qform(qform, code=int(codes["qform"]))
-    image.header.set_xyzt_units(_nifti_unit(scan))
+    image.header.set_xyzt_units(unit)
+    note = nifti_units_note(scan)
+    if note is not None:
+        image.header["descrip"] = note.encode("utf-8")[:80]
     final = Path(path)
     with atomic_write(final) as handle:
         if final.name.endswith(".gz"):

@@ -25,11 +25,14 @@ NumPy files at their byte offset, not through a memory map whose written pages w
 resident; Zarr chunk by chunk, each chunk file replaced whole). NIfTI stores its first axis
 fastest, so its rows go to a NumPy file first, turned into NIfTI a slice at a time at the end.
 
-After every window batch the work folder's ``progress.json`` records how many rows are complete,
-with the run's identity (the scan's content, the model's weights, the method and every setting).
-A run that stops (an error, Ctrl-C, a killed process) keeps the work folder; the same call again
-finds the record, checks the identity and goes on from the first window that reaches an unwritten
-row, so the files are the same as an uninterrupted run's, byte for byte. A record of another job
+After every window batch the work folder keeps the blenders' band of unfinished rows
+(``band.npy``, two slots used in turn, so the one the record names is never half-written) and
+``progress.json`` records how many windows and rows are done, with the run's identity (the scan's
+content, the model's weights, the method and every setting). A run that stops (an error, Ctrl-C,
+a killed process) keeps the work folder; the same call again finds the record, checks the
+identity, brings the band back and goes on from the first window not yet blended (it redoes at
+most the batch that was interrupted), so the files are the same as an uninterrupted run's, byte
+for byte. A record of another job
 (the scan, the model or a setting differ) is never resumed: the run starts over and says why.
 Records are flushed to the operating system after each batch, not synced to the disk: they
 survive a killed process, not a power cut.
@@ -54,6 +57,7 @@ from camscope.targets import RegionTarget, VoxelTarget
 __all__ = [
     "ScanFiles",
     "check_scan_out",
+    "content_digest",
     "job_identity",
     "out_kind",
     "out_stem",
@@ -195,6 +199,8 @@ class ScanFiles:
         self._zarr: Any = None
         self._outputs: _RowFile | None = None
         self._scores: _RowFile | None = None
+        self._band: _RowFile | None = None
+        self._slot = 1  # the slot the last record names (the first save uses slot 0)
         self.files: list[str] = []
 
     # -- resuming ---------------------------------------------------------------------------
@@ -217,6 +223,8 @@ class ScanFiles:
         )
         if differ:
             return None, f"it was made with a different {', '.join(differ)}"
+        if "band_slot" not in record:
+            return None, "its record keeps no band of blended windows (an older camscope's)"
         missing = self._damaged(record.get("layout", {}))
         if missing:
             return None, missing
@@ -265,6 +273,7 @@ class ScanFiles:
             if layout.get("scores"):
                 size = (self.windows, layout["scores"])
                 offsets["scores"] = _new_npy(self.work / "scores.npy", size, dtype)
+            offsets["band"] = _new_npy(self.work / "band.npy", self._band_shape(layout), dtype)
             layout["offsets"] = offsets
             layout["sizes"] = {  # checked before a resume: a damaged file is never trusted
                 path.name: (path.stat().st_size if path.is_file() else -1)
@@ -288,6 +297,34 @@ class ScanFiles:
         if layout.get("scores"):  # one "channel" of window rows
             size = (1, self.windows, layout["scores"])
             self._scores = _RowFile(self.work / "scores.npy", offsets["scores"], size, dtype)
+        self._band = _RowFile(
+            self.work / "band.npy", offsets["band"], self._band_shape(layout), dtype
+        )
+
+    @staticmethod
+    def _band_shape(layout: dict[str, Any]) -> tuple[int, ...]:
+        """Two slots of the blenders' bands: maps, outputs and their weights, stacked."""
+        channels = len(layout["labels"]) + int(layout.get("outputs") or 0) + 1
+        return (2, channels, *layout["band"])
+
+    def save_band(self, parts: list[np.ndarray]) -> int:
+        """Write the blenders' bands (stacked ``parts``) into the slot the last record does not
+        name, and return its number for the next record."""
+        assert self._band is not None
+        self._slot = 1 - self._slot
+        handle = self._band.handle
+        slot_bytes = int(np.prod(self._band.shape[1:], dtype=np.int64)) * self._band.dtype.itemsize
+        handle.seek(self._band.offset + self._slot * slot_bytes)
+        for part in parts:
+            handle.write(memoryview(np.ascontiguousarray(part, dtype=self._band.dtype)).cast("B"))
+        return self._slot
+
+    def load_band(self, slot: int) -> np.ndarray:
+        """The bands a record names ``(channels, rows, *rest)``; the next save uses the other
+        slot."""
+        self._slot = slot
+        band = np.load(self.work / "band.npy", mmap_mode="r")
+        return np.array(band[slot])
 
     def _new_zarr(self, shape: tuple[int, ...]) -> None:
         _new_zarr_image(self.work / "maps.zarr", shape, self.source, self.layout["labels"])
@@ -314,7 +351,7 @@ class ScanFiles:
 
     def checkpoint(self, progress: dict[str, Any]) -> None:
         """Hand written rows to the operating system, then record how far the run got."""
-        for handle in [*self._maps, self._outputs, self._scores]:
+        for handle in [*self._maps, self._outputs, self._scores, self._band]:
             if handle is not None:
                 handle.flush()
         write_json(
@@ -323,10 +360,11 @@ class ScanFiles:
         )
 
     def close(self) -> None:
-        for handle in [*self._maps, self._outputs, self._scores]:
+        for handle in [*self._maps, self._outputs, self._scores, self._band]:
             if handle is not None:
                 handle.close()
         self._maps, self._outputs, self._scores, self._zarr = [], None, None, None
+        self._band = None
 
     def finish(self) -> list[str]:
         """Move the complete files into place (NIfTI: written from the rows), remove the work
@@ -493,13 +531,13 @@ def job_identity(
         isinstance(t, RegionTarget | VoxelTarget) for t in targets
     ):
         described = [
-            f"region{t.class_index}:{_digest(t.mask)}"
+            f"region{t.class_index}:{content_digest(t.mask)}"
             if isinstance(t, RegionTarget)
             else f"voxel{t.class_index}:{t.position}"
             for t in targets
         ]
     return {
-        "scan": _digest(data),
+        "scan": content_digest(data),
         "model": f"{type(model).__qualname__}:{weights_digest(model)}",
         "method": method,
         "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
@@ -513,7 +551,7 @@ def job_identity(
     }
 
 
-def _digest(tensor: torch.Tensor) -> str:
+def content_digest(tensor: torch.Tensor) -> str:
     """Shape, dtype and a SHA-256 of the values, read in 64 MB pieces (a whole scan is never
     copied to bytes)."""
     import hashlib
@@ -531,7 +569,7 @@ def _describe(options: dict[str, Any]) -> str:
 
     def value(item: Any) -> Any:
         if isinstance(item, torch.Tensor):
-            return f"tensor{_digest(item)}"
+            return f"tensor{content_digest(item)}"
         return repr(item)
 
     return json.dumps({key: value(item) for key, item in sorted(options.items())})

@@ -12,9 +12,10 @@ from typing import Any
 __all__ = ["data_uri", "metrics_table", "render_page"]
 
 
-def data_uri(png: bytes) -> str:
-    """PNG bytes as a ``data:`` URI (an image inside the page, no file beside it)."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(image: bytes, kind: str = "image/png") -> str:
+    """Image bytes (PNG unless ``kind`` says otherwise) as a ``data:`` URI (an image inside the
+    page, no file beside it)."""
+    return f"data:{kind};base64," + base64.b64encode(image).decode("ascii")
 
 
 @functools.cache

@@ -39,6 +39,11 @@ __all__ = [
 
 #: At most this many slices per volume go into a slider (evenly spaced).
 MAX_SLICES = 64
+#: Slices of all the volumes of a report together: many maps share them (at least
+#: :data:`MIN_SLICES` each), so a scan of 23 classes makes a report of a few megabytes; the full
+#: maps are the files the report links to.
+SLICE_BUDGET = 256
+MIN_SLICES = 8
 
 
 @dataclass
@@ -49,6 +54,7 @@ class ReportMap:
     target: str
     heatmap: np.ndarray
     signed: bool
+    file: str | None = None  # the full-resolution map, relative to the report (linked)
 
 
 @dataclass
@@ -98,22 +104,39 @@ def _step(shape: Sequence[int]) -> int:
     return max(1, -(-max(shape[-2:]) // MAX_SIDE))
 
 
-def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict) -> dict:
+def _jpeg(rgb: np.ndarray) -> bytes:
+    """A slider's slice: JPEG (a tenth of a PNG's size for a smooth map over a scan)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def slices_per_volume(volumes: int) -> int:
+    """Slices in each slider when a report shows ``volumes`` volume maps."""
+    return max(MIN_SLICES, min(MAX_SLICES, SLICE_BUDGET // max(volumes, 1)))
+
+
+def _volume_block(
+    ident: str, entry: ReportEntry, item: ReportMap, slices: dict, count: int
+) -> dict:
     under = background(entry.data)  # (D, H, W) or (D, H, W, 3)
     depth = item.heatmap.shape[0]
-    indices = np.unique(np.linspace(0, depth - 1, min(depth, MAX_SLICES)).round().astype(int))
+    indices = np.unique(np.linspace(0, depth - 1, min(depth, count)).round().astype(int))
     limits = colour_limits(item.heatmap, item.signed)
     step = _step(item.heatmap.shape)
     images = [
         data_uri(
-            _png(
+            _jpeg(
                 colorize(
-                    item.heatmap[i, ::step, ::step],
+                    np.asarray(item.heatmap[i, ::step, ::step]),
                     signed=item.signed,
                     limits=limits,
                     under=under[i, ::step, ::step],
                 )
-            )
+            ),
+            "image/jpeg",
         )
         for i in indices
     ]
@@ -129,6 +152,7 @@ def _volume_block(ident: str, entry: ReportEntry, item: ReportMap, slices: dict)
         "start": start,
         "last": len(indices) - 1,
         "depth": depth,
+        "file": item.file,
     }
 
 
@@ -138,7 +162,8 @@ def _image_block(entry: ReportEntry, item: ReportMap) -> dict:
     limits = colour_limits(item.heatmap, item.signed)
     heat = item.heatmap[::step, ::step]
     png = _png(colorize(heat, signed=item.signed, limits=limits, under=under))
-    return {"volume": False, "caption": f"{item.method} · {item.target}", "src": data_uri(png)}
+    caption = f"{item.method} · {item.target}"
+    return {"volume": False, "caption": caption, "src": data_uri(png), "file": item.file}
 
 
 def write_report(
@@ -166,6 +191,7 @@ def write_report(
     """
     slices: dict[str, Any] = {}
     shown = []
+    count = slices_per_volume(sum(m.heatmap.ndim == 3 for e in entries for m in e.maps))
     for number, entry in enumerate(entries):
         overview = None
         if entry.maps:
@@ -175,7 +201,7 @@ def write_report(
             )
             overview = data_uri(figure_png(figure))
         blocks = [
-            _volume_block(f"v{number}-{index}", entry, item, slices)
+            _volume_block(f"v{number}-{index}", entry, item, slices, count)
             if item.heatmap.ndim == 3
             else _image_block(entry, item)
             for index, item in enumerate(entry.maps)

@@ -27,7 +27,7 @@ from torch import nn
 import camscope
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
-from camscope.io.heatmaps import heatmap_suffix, write_heatmap
+from camscope.io.heatmaps import heatmap_suffix, nifti_units_note, write_heatmap
 from camscope.io.inputs import INTENSITY_RULES, read_scan
 from camscope.layouts import parse_layout
 from camscope.methods.registry import check_option
@@ -54,7 +54,8 @@ class ExplainSettings:
 
     Attributes:
         methods: registry names.
-        layer: layer for methods that use one (``None``: the default layer).
+        layer: layer for methods that use one (``None``: the default layer), or a list of
+            layers whose maps are fused (mean, on the finest grid).
         layout: how that layer lays out its map (``None``: inferred; see
             :func:`camscope.layouts.parse_layout` for the text forms).
         targets: ``"predicted"``, ``"all"`` or a list of class indices.
@@ -72,7 +73,7 @@ class ExplainSettings:
     """
 
     methods: list[str]
-    layer: str | None = None
+    layer: str | list[str] | None = None
     layout: str | None = None
     targets: str | list[int] = "predicted"
     upsample: str = "auto"
@@ -86,7 +87,7 @@ class ExplainSettings:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        self.methods = [camscope.get_method(m).name for m in self.methods]
+        self.methods = list(dict.fromkeys(camscope.get_method(m).name for m in self.methods))
         parse_layout(self.layout)  # checked before any input is read
         infos = [camscope.get_method(m) for m in self.methods]
         for given, value, reads in (
@@ -284,6 +285,8 @@ class ExplainJob:
             }
             if refused:
                 record["refused"] = {method: str(error) for method, error in refused.items()}
+            if "nifti" in settings.formats and nifti_units_note(scan):
+                record["nifti_units"] = nifti_units_note(scan)
             if batch.labels is not None:
                 record["label"] = batch.labels[row]
             records.append(record)

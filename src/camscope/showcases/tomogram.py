@@ -37,7 +37,7 @@ from camscope.io.volumes import write_mrc
 from camscope.methods import get_method
 from camscope.render import figure_png, slice_image, subplots
 from camscope.render.text import text_table
-from camscope.reproduce import trained_model
+from camscope.reproduce import showcase_classifier
 from camscope.showcases.pages import write_figures_and_page
 from camscope.simulate import (
     SimulationConfig,
@@ -182,13 +182,14 @@ def run(
     """Simulate, explain and score a tomogram; see the module docstring. Returns the summary.
 
     Raises:
-        CamscopeError: no trained model at ``model_path`` (default: the reproduction's CNN-2
-            of the same SNR; run the reproduction first).
+        CamscopeError: no trained model at ``model_path`` (a path or a built-in name; see
+            :func:`camscope.reproduce.showcase_classifier`: without one a small CNN-2 is
+            trained into ``out_dir/model``).
     """
-    stem = trained_model(model_path, snr)
     for method in methods:  # a misspelt method is refused before any work
         get_method(method)
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
+    stem = showcase_classifier(model_path, snr, folder, progress=progress, log=log)
     started = time.perf_counter()
     model, saved = load_model(stem)
     identity = saved.metadata.get("identity") or {}
