@@ -38,10 +38,9 @@ def test_dense_networks_default_to_a_layer_that_does_not_restate_the_output():
     assert choose_layer(swin, torch.randn(1, 1, 64, 64, 64)) == "decoder2"  # not decoder1
 
 
-def test_a_layer_under_only_pointwise_modules_is_said_to_restate_the_output():
+def test_a_layer_under_only_pointwise_modules_is_recorded_to_restate_the_output():
     model, x = _unetr(), torch.randn(1, 1, 32, 32, 32)
-    with pytest.warns(RuntimeWarning, match="restate the output"):
-        e = camscope.explain(model, x, method="grad_cam", targets=[1], layer="decoder2")
+    e = camscope.explain(model, x, method="grad_cam", targets=[1], layer="decoder2")
     assert e.extras["restates_output"] == ["out.conv.conv"]
     # at decoder2 Grad-CAM of a class is (up to a factor) that class's logit map: what the
     # warning is about
@@ -150,3 +149,34 @@ def test_the_tomogram_showcase_trains_a_small_classifier_when_none_is_there(tmp_
         reproduce.showcase_classifier("cnn1", math.inf, tmp_path / "out", log=said.append)
     with pytest.raises(CamscopeError, match="no trained model"):
         reproduce.showcase_classifier("nothing.json", math.inf, tmp_path / "out")
+
+
+def test_the_command_line_notes_a_layer_whose_maps_restate_the_output(tmp_path):
+    from click.testing import CliRunner
+
+    from camscope.cli.main import cli
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 2, 1),
+    ).eval()  # fmt: skip
+    program = torch.export.export(
+        model, (torch.randn(2, 1, 16, 16),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, tmp_path / "net.pt2")
+    np.save(tmp_path / "image.npy", np.random.default_rng(0).standard_normal((16, 16)))
+    runner = CliRunner()
+    command = ["explain", str(tmp_path / "net.pt2"), str(tmp_path / "image.npy"), "--method"]
+    late = runner.invoke(
+        cli, [*command, "layer-cam", "--layer", "3", "--targets", "1", "--out", str(tmp_path / "a")]
+    )
+    assert late.exit_code == 0, late.output
+    assert "maps restate the output" in late.output and "layer 3" in late.output
+    manifest = (tmp_path / "a" / "manifest.json").read_text()
+    assert '"restates_output"' in manifest
+    early = runner.invoke(
+        cli, [*command, "layer-cam", "--layer", "1", "--targets", "1", "--out", str(tmp_path / "b")]
+    )
+    assert early.exit_code == 0, early.output
+    assert "restate" not in early.output

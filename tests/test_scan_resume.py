@@ -27,7 +27,9 @@ def _classifier() -> nn.Module:
 
 def _dense() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 1)).eval()
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 3, padding=1)
+    ).eval()
 
 
 def _scan() -> torch.Tensor:

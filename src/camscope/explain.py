@@ -159,7 +159,7 @@ def explain(
         context.graph = None
     # layer methods say so per layer, at the gradient (engine); input-space methods here
     if not _warn_if_output_is_zero(context.output) and info.kind == "input":
-        _warn_if_maps_are_zero(result.maps, info.name)
+        _warn_if_maps_are_zero(result.maps, context.scores, info)
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:
         tail = _restating_tail(model, x, layer_name, context.output)
@@ -208,17 +208,23 @@ def _warn_if_output_is_zero(output: Any) -> bool:
     return False
 
 
-def _warn_if_maps_are_zero(maps: torch.Tensor, method: str) -> None:
-    """An input-space map exactly 0 everywhere: the target does not depend on the input there
-    (a zero head, dead ReLUs, a saturated output): said, not shown in silence."""
-    if not isinstance(maps, torch.Tensor) or maps.ndim < 3 or maps.numel() == 0:
+def _warn_if_maps_are_zero(maps: torch.Tensor, scores: torch.Tensor, info: MethodInfo) -> None:
+    """An input-space map exactly 0 everywhere for a target that scores something: the score
+    does not change with the input (a zero head, dead ReLUs, a saturated output): said, not shown
+    in silence. A target that scores exactly 0 (a class absent from a dense output, a region
+    outside a scan window) has an empty map by right; so do methods that pass only positive
+    gradients back (``positive_paths``: Deconvnet, guided backpropagation)."""
+    if info.positive_paths or not isinstance(maps, torch.Tensor) or maps.ndim < 3:
         return
-    empty = ~maps.detach().flatten(2).any(-1)  # (B, T)
-    if bool(empty.any()):
+    if maps.numel() == 0 or tuple(scores.shape) != tuple(maps.shape[:2]):
+        return
+    silent = ~maps.detach().flatten(2).any(-1) & (scores.detach() != 0)  # (B, T)
+    if bool(silent.any()):
         warnings.warn(
-            f"camscope: {method}: {int(empty.sum())} of {empty.numel()} maps (sample × target) "
-            "are exactly 0 everywhere: the target's score does not change with the input (a "
-            "zero head, dead ReLUs, a saturated output?); check the model and the targets",
+            f"camscope: {info.name}: {int(silent.sum())} of {silent.numel()} maps (sample × "
+            "target) are exactly 0 everywhere though their target scores: the score does not "
+            "change with the input (a zero head, dead ReLUs, a saturated output?); check the "
+            "model and the targets",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -226,23 +232,15 @@ def _warn_if_maps_are_zero(maps: torch.Tensor, method: str) -> None:
 
 def _restating_tail(model: nn.Module, x: torch.Tensor, layer: str, output: Any) -> list[str] | None:
     """For a dense output: the pointwise modules that alone follow ``layer`` (its maps then
-    restate the output), with a warning; ``None`` otherwise."""
+    restate the output: each class's logits, position by position), recorded in the result's
+    ``extras["restates_output"]``; ``None`` otherwise."""
     if not isinstance(output, torch.Tensor) or tuple(output.shape[2:]) != tuple(x.shape[2:]):
         return None
     try:
         infos, _ = trace_layers(model, x[:1])
     except LayerError:  # a model whose modules cannot be traced: nothing to say
         return None
-    tail = pointwise_tail(infos, layer)
-    if tail:
-        warnings.warn(
-            f"camscope: only pointwise modules ({', '.join(tail)}) follow layer {layer} to the "
-            "output, so its maps restate the output (each class's logits, position by position) "
-            "rather than explain it; choose an earlier layer (camscope layers marks the default)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return tail
+    return pointwise_tail(infos, layer)
 
 
 def _method_layer(

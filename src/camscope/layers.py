@@ -158,7 +158,7 @@ def trace_layers(
             t.calls,
             t.order,
             t.same_as,
-            _leaf_pointwise(modules, t.name),
+            _leaf_pointwise(modules, t.name, t.kind),
         )
         for t in traces
     ]
@@ -174,19 +174,38 @@ POINTWISE_KINDS = re.compile(
 )
 
 
-def is_pointwise(module: nn.Module) -> bool:
+def is_pointwise(module: nn.Module, kind: str | None = None) -> bool:
     """Whether ``module`` maps each position's vector on its own: activations, norms, dropout,
-    and convolutions whose kernel and stride are 1 in every axis (MONAI's output blocks)."""
+    and convolutions whose kernel and stride are 1 in every axis (MONAI's output blocks).
+
+    ``kind`` is the class name the module was made from, for a ``torch.export`` program's
+    submodule (whose convolution is then read from its graph)."""
     if isinstance(module, nn.modules.conv._ConvNd):
         return all(k == 1 for k in module.kernel_size) and all(s == 1 for s in module.stride)
-    return bool(POINTWISE_KINDS.fullmatch(type(module).__name__))
+    kind = kind or type(module).__name__
+    if kind.startswith("Conv") and getattr(module, "graph", None) is not None:
+        return _exported_conv_is_pointwise(module)
+    return bool(POINTWISE_KINDS.fullmatch(kind))
 
 
-def _leaf_pointwise(modules: dict[str, nn.Module], name: str) -> bool | None:
+def _exported_conv_is_pointwise(module: nn.Module) -> bool:
+    """An exported convolution's kernel and stride, read from its graph's convolution node."""
+    for node in module.graph.nodes:  # type: ignore[union-attr]
+        if node.op != "call_function" or "conv" not in str(node.target):
+            continue
+        weight = node.args[1].meta.get("val") if len(node.args) > 1 else None
+        stride = node.args[3] if len(node.args) > 3 else [1]
+        if weight is None:
+            return False
+        return all(int(k) == 1 for k in weight.shape[2:]) and all(int(v) == 1 for v in stride)
+    return False
+
+
+def _leaf_pointwise(modules: dict[str, nn.Module], name: str, kind: str) -> bool | None:
     module = modules.get(name)
     if module is None or next(module.children(), None) is not None:
         return None
-    return is_pointwise(module)
+    return is_pointwise(module, kind)
 
 
 def pointwise_tail(infos: Sequence[LayerInfo], name: str) -> list[str] | None:

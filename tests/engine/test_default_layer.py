@@ -51,12 +51,16 @@ MONAI_NETWORKS = {
     "BasicUNet": (
         {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "features": (4, 4, 8, 16, 32, 4)},
         32,
-        "upcat_1",  # the last decoder stage
+        # upcat_1 (the last decoder stage) feeds only the 1×1×1 output convolution, where maps
+        # restate the output; the stage before it
+        "upcat_2",
     ),
     "SegResNet": (
         {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 8},
         16,
-        "conv_final.0",
+        # conv_final is norm → act → 1×1×1 convolution and up_layers.2 feeds only it (maps that
+        # restate the output); the last upsampling block's convolution before them
+        "up_samples.2.0",
     ),
     "DenseNet121": ({"spatial_dims": 3, "in_channels": 1, "out_channels": 3}, 32, None),
     "EfficientNetBN": (

@@ -255,12 +255,14 @@ def test_mrc_heatmap_keeps_voxel_size_and_origin(tmp_path):
         np.testing.assert_array_equal(mrc.data, heat)
         assert tuple(mrc.voxel_size.item()) == (10.0, 11.0, 12.0)
         assert tuple(mrc.header.origin.item()) == (1.0, 2.0, 3.0)
-    # MRC input → NIfTI heatmap: (z, y, x) becomes (x, y, z) with the voxel sizes and origin
+    # MRC input → NIfTI heatmap: (z, y, x) becomes (x, y, z) with the voxel sizes and origin,
+    # in µm (NIfTI has no Å): 10 Å = 1e-3 µm
     write_heatmap(tmp_path / "heat.nii.gz", heat, scan, "nifti")
     image = nibabel.load(tmp_path / "heat.nii.gz")
     np.testing.assert_array_equal(np.asarray(image.dataobj), heat.T)
-    np.testing.assert_allclose(np.diag(image.affine)[:3], [10.0, 11.0, 12.0])
-    np.testing.assert_allclose(image.affine[:3, 3], [1.0, 2.0, 3.0])
+    assert image.header.get_xyzt_units()[0] == "micron"
+    np.testing.assert_allclose(np.diag(image.affine)[:3], [1e-3, 1.1e-3, 1.2e-3], rtol=1e-6)
+    np.testing.assert_allclose(image.affine[:3, 3], [1e-4, 2e-4, 3e-4], rtol=1e-6)
 
 
 def test_nifti_input_to_mrc_heatmap(tmp_path):

@@ -316,7 +316,7 @@ class ScanFiles:
         slot_bytes = int(np.prod(self._band.shape[1:], dtype=np.int64)) * self._band.dtype.itemsize
         handle.seek(self._band.offset + self._slot * slot_bytes)
         for part in parts:
-            handle.write(memoryview(np.ascontiguousarray(part, dtype=self._band.dtype)).cast("B"))
+            handle.write(np.ascontiguousarray(part, dtype=self._band.dtype).data.cast("B"))
         return self._slot
 
     def load_band(self, slot: int) -> np.ndarray:

@@ -51,6 +51,9 @@ class MethodInfo:
             ``explain()`` then runs the one forward pass with gradients and under that rule,
             picks the targets from it and hands its graph to the method, instead of a separate
             no-grad pass to fix the targets first (one forward pass instead of two).
+        positive_paths: the method passes only positive gradients back through ReLUs
+            (Deconvnet, guided backpropagation), so a map can be empty while its target's score
+            depends on the input (no warning then).
     """
 
     name: str
@@ -63,6 +66,7 @@ class MethodInfo:
     upsampling: Upsampling = "linear"
     options: Mapping[str, Any] = field(default_factory=dict)
     gradient_rule: str | None = None
+    positive_paths: bool = False
 
     @property
     def shown_signed(self) -> bool:
@@ -159,6 +163,7 @@ def method(
     upsampling: Upsampling = "linear",
     name: str | None = None,
     gradient_rule: str | None = None,
+    positive_paths: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated function as a method (its name by default).
 
@@ -181,6 +186,7 @@ def method(
             upsampling=upsampling,
             options=_options(function, kind),
             gradient_rule=gradient_rule,
+            positive_paths=positive_paths,
         )
         return function
 

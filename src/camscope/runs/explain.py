@@ -274,6 +274,8 @@ class ExplainJob:
                     "scores": [float(v) for v in e.scores[row]],
                     "maps_shape": list(e.maps.shape[1:]),
                 }
+                if e.extras.get("restates_output"):
+                    results[row][method]["restates_output"] = list(e.extras["restates_output"])
         if refused and len(refused) == len(settings.methods):
             raise next(iter(refused.values()))
         records = []
