@@ -247,13 +247,14 @@ class Capture:
         return output
 
     def gradients(
-        self, scores: torch.Tensor, *, chunk_size: int | None = None
+        self, scores: torch.Tensor, *, chunk_size: int | None = None, progress: bool = False
     ) -> Iterator[tuple[int, int, torch.Tensor]]:
         """Gradients of every target score w.r.t. the recorded activations, chunk by chunk.
 
         Args:
             scores: ``(B, T)``, computed from the output of :meth:`run`.
             chunk_size: targets per batched backward; ``None`` chooses from a memory budget.
+            progress: show a progress bar over the chunks when they take a while.
 
         Yields:
             ``(start, stop, gradients)`` with gradients ``(B, stop - start, C, *s)``.
@@ -264,10 +265,16 @@ class Capture:
         activations = self.activations
         if activations is None:
             raise LayerError("no activations recorded; call run() first")
+        automatic = chunk_size is None
         if chunk_size is None and scores.ndim == 2:
             chunk_size = auto_chunk_size(scores.shape[1], activations)
         yield from chunked_vjp(
-            scores, activations, chunk_size=chunk_size, missing=self._independent
+            scores,
+            activations,
+            chunk_size=chunk_size,
+            missing=self._independent,
+            progress=f"gradients at {self.name}" if progress else None,
+            automatic=automatic,
         )
 
     def maps(
@@ -276,6 +283,7 @@ class Capture:
         function: Callable[..., torch.Tensor],
         *,
         chunk_size: int | None = None,
+        progress: bool = False,
     ) -> torch.Tensor:
         """A CAM-family ``function(activations, gradients)`` for every target: ``(B, T, *s)``.
 
@@ -288,7 +296,9 @@ class Capture:
         shared = activations.detach().unsqueeze(1)
         pieces = []
         silent = 0
-        for start, stop, gradients in self.gradients(scores, chunk_size=chunk_size):
+        for start, stop, gradients in self.gradients(
+            scores, chunk_size=chunk_size, progress=progress
+        ):
             with torch.no_grad():
                 pieces.append(function(shared, gradients, spatial_dims=activations.ndim - 2))
                 zero = gradients.flatten(2).abs().amax(-1) == 0

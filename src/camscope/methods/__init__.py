@@ -5,8 +5,12 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 
 * :mod:`~camscope.methods.cam_family`: the CAM family, pure dimension-free functions
   ``(activations, gradients) -> cam``.
+* :mod:`~camscope.methods.projections`: CAM variants from principal components (EigenCAM,
+  Eigen-Grad-CAM, KPCA-CAM).
+* :mod:`~camscope.methods.contrastive`: Finer-CAM (a CAM formula on a contrastive objective).
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, Integrated Gradients, Gradient SHAP).
+* :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM.
 * :mod:`~camscope.methods.attention`: transformer methods over the patch grid (attention
   rollout, Chefer's gradient-weighted attention, LeGrad).
@@ -17,12 +21,14 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 
 from __future__ import annotations
 
+from camscope.methods.ablation import ablation_cam
 from camscope.methods.attention import attention_rollout, chefer, legrad
 from camscope.methods.cam_family import (
     cam,
     counterfactual_grad_cam,
     extended_cam,
     grad_cam,
+    grad_cam_elementwise,
     grad_cam_pp,
     layer_cam,
     pixelwise_cam,
@@ -30,6 +36,7 @@ from camscope.methods.cam_family import (
     xgrad_cam,
 )
 from camscope.methods.context import MethodContext, MethodResult
+from camscope.methods.contrastive import finer_cam
 from camscope.methods.features import feature_visualization
 from camscope.methods.gradients import (
     deconvnet,
@@ -40,6 +47,7 @@ from camscope.methods.gradients import (
     saliency,
 )
 from camscope.methods.perturbation import kernel_shap, occlusion, score_cam
+from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
 from camscope.methods.rules import relu_rule
 
@@ -47,21 +55,27 @@ __all__ = [
     "MethodContext",
     "MethodInfo",
     "MethodResult",
+    "ablation_cam",
     "attention_rollout",
     "cam",
     "chefer",
     "counterfactual_grad_cam",
     "deconvnet",
+    "eigen_cam",
+    "eigen_grad_cam",
     "extended_cam",
     "feature_visualization",
+    "finer_cam",
     "get_method",
     "grad_cam",
+    "grad_cam_elementwise",
     "grad_cam_pp",
     "gradient_shap",
     "guided_backprop",
     "guided_grad_cam",
     "integrated_gradients",
     "kernel_shap",
+    "kpca_cam",
     "layer_cam",
     "legrad",
     "list_methods",

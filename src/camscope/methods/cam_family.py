@@ -26,6 +26,7 @@ __all__ = [
     "counterfactual_grad_cam",
     "extended_cam",
     "grad_cam",
+    "grad_cam_elementwise",
     "grad_cam_pp",
     "layer_cam",
     "pixelwise_cam",
@@ -133,6 +134,24 @@ def grad_cam(
     _, spatial = _axes(activations, gradients, spatial_dims)
     weights = gradients.mean(dim=spatial)
     return weighted_sum(weights, activations, spatial_dims=len(spatial))
+
+
+@method(
+    kind="cam",
+    summary="element-wise Grad-CAM: Σ_k ReLU(G ⊙ A), the positive products summed",
+    signed=False,
+)
+def grad_cam_elementwise(
+    activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
+) -> torch.Tensor:
+    """Element-wise Grad-CAM: ``L = Σ_k ReLU(G^k ⊙ A^k)``.
+
+    HiResCAM's products, each clipped at zero before the channel sum (pytorch-grad-cam's
+    ``GradCAMElementWise``): non-negative by construction, so unlike HiResCAM it no longer sums
+    to a Taylor term of the score.
+    """
+    channel, _ = _axes(activations, gradients, spatial_dims)
+    return torch.relu(gradients * activations).sum(dim=channel)
 
 
 @method(

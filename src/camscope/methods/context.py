@@ -307,7 +307,11 @@ class MethodContext:
         pieces = [
             grads
             for _, _, grads in chunked_vjp(
-                scores, x, chunk_size=self.chunk_size, missing=self._independent
+                scores,
+                x,
+                chunk_size=self.chunk_size,
+                missing=self._independent,
+                progress="input gradients" if self.progress else None,
             )
         ]
         grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
@@ -343,8 +347,17 @@ class MethodContext:
         self.laid_out = recording.layout
         return activations.detach()
 
-    def layer_maps(self, function: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """A CAM-family map ``(B, T, *s)`` at the chosen layer, e.g. Grad-CAM's."""
+    def layer_maps(
+        self,
+        function: Callable[..., torch.Tensor],
+        objective: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """A CAM-family map ``(B, T, *s)`` at the chosen layer, e.g. Grad-CAM's.
+
+        ``objective(output, scores)`` (optional) turns the target scores ``(B, T)`` into the
+        ``(B, T)`` values whose gradients the formula gets (e.g. Finer-CAM's contrast with the
+        nearest classes); it is computed on the output's graph.
+        """
         name, module = self.require_layer("this method")
         with Capture(self.model, module, name, self.layout) as capture:
             output = capture.run(self.inputs)
@@ -356,7 +369,12 @@ class MethodContext:
                 self.fix_targets(output)
                 assert self._selected is not None
                 scores = self._selected.scores
-            return capture.maps(scores, function, chunk_size=self.chunk_size)
+            if objective is not None:
+                with torch.enable_grad():
+                    scores = objective(output, scores)
+            return capture.maps(
+                scores, function, chunk_size=self.chunk_size, progress=self.progress
+            )
 
     def _independent(self) -> MethodError:
         return MethodError(
