@@ -9,9 +9,10 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
   Eigen-Grad-CAM, KPCA-CAM).
 * :mod:`~camscope.methods.contrastive`: Finer-CAM (a CAM formula on a contrastive objective).
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
-  guided backprop, Guided Grad-CAM, Integrated Gradients, Gradient SHAP).
+  guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM.
+* :mod:`~camscope.methods.segments`: feature ablation and Shapley value sampling over segments.
 * :mod:`~camscope.methods.attention`: transformer methods over the patch grid (attention
   rollout, Chefer's gradient-weighted attention, LeGrad).
 * :mod:`~camscope.methods.rules`: the Deconvnet / guided ReLU backward rules.
@@ -43,6 +44,7 @@ from camscope.methods.gradients import (
     gradient_shap,
     guided_backprop,
     guided_grad_cam,
+    input_x_gradient,
     integrated_gradients,
     saliency,
 )
@@ -50,6 +52,7 @@ from camscope.methods.perturbation import kernel_shap, occlusion, score_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
 from camscope.methods.rules import relu_rule
+from camscope.methods.segments import feature_ablation, shapley_value_sampling
 
 __all__ = [
     "MethodContext",
@@ -64,6 +67,7 @@ __all__ = [
     "eigen_cam",
     "eigen_grad_cam",
     "extended_cam",
+    "feature_ablation",
     "feature_visualization",
     "finer_cam",
     "get_method",
@@ -73,6 +77,7 @@ __all__ = [
     "gradient_shap",
     "guided_backprop",
     "guided_grad_cam",
+    "input_x_gradient",
     "integrated_gradients",
     "kernel_shap",
     "kpca_cam",
@@ -86,5 +91,6 @@ __all__ = [
     "respond_cam",
     "saliency",
     "score_cam",
+    "shapley_value_sampling",
     "xgrad_cam",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "gradient_shap",
     "guided_backprop",
     "guided_grad_cam",
+    "input_x_gradient",
     "integrated_gradients",
     "resolve_baseline",
     "saliency",
@@ -72,6 +73,21 @@ def _plain(context: MethodContext, rule: str) -> MethodResult:
 def saliency(context: MethodContext) -> MethodResult:
     """Vanilla gradient ``∂y/∂x`` (Simonyan et al. 2014), signed, per input channel."""
     return _plain(context, "gradient")
+
+
+@method(
+    kind="input",
+    summary="input × gradient: x ⊙ ∂y/∂x per input channel",
+    gradient_rule="gradient",
+)
+def input_x_gradient(context: MethodContext) -> MethodResult:
+    """Input × gradient (Shrikumar et al. 2016): ``x ⊙ ∂y/∂x``, signed, per input channel.
+
+    For a network without biases whose nonlinearities are ReLUs (piecewise linear through 0),
+    ``Σ x ⊙ ∂y/∂x = y``: the map sums to the score (Euler's theorem for homogeneous functions).
+    """
+    result = _plain(context, "gradient")
+    return MethodResult(result.maps * context.inputs.unsqueeze(1))
 
 
 @method(

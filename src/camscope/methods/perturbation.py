@@ -24,6 +24,7 @@ from camscope.methods.gradients import resolve_baseline
 from camscope.methods.registry import method
 
 __all__ = [
+    "feature_labels",
     "kernel_shap",
     "occlusion",
     "occlusion_windows",
@@ -181,6 +182,35 @@ def segment(
     return torch.as_tensor(np.stack(labels), dtype=torch.long, device=inputs.device)
 
 
+def feature_labels(
+    context: MethodContext,
+    segments: torch.Tensor | None,
+    n_segments: int,
+    compactness: float,
+) -> torch.Tensor:
+    """Segment labels ``(B, *S)`` numbered ``0..M_b − 1`` per sample: the user's ``segments``
+    (``(B, *S)`` or one ``(*S)`` shared by all samples: superpixels, atlas regions, organ or
+    particle labels) or SLIC's (see :func:`segment`).
+
+    Raises:
+        InputError: segments that are not integer labels of the inputs' spatial shape.
+    """
+    x = context.inputs
+    size = tuple(x.shape[2:])
+    if segments is None:
+        return segment(x, n_segments=n_segments, compactness=compactness)
+    if not isinstance(segments, torch.Tensor) or segments.is_floating_point():
+        raise InputError("segments must be an integer tensor of labels (B, *S) or (*S)")
+    try:
+        labels = torch.broadcast_to(segments.to(x.device), (context.batch_size, *size))
+    except RuntimeError as error:
+        raise InputError(
+            f"segments of shape {tuple(segments.shape)} do not fit the inputs' spatial shape "
+            f"{size}; give labels (B, *S) or (*S)"
+        ) from error
+    return torch.stack([torch.unique(row, return_inverse=True)[1] for row in labels])
+
+
 def shapley_kernel_weights(num_features: int, sizes: torch.Tensor) -> torch.Tensor:
     """The Shapley kernel ``(M-1) / (C(M, k) k (M-k))`` for coalition sizes ``0 < k < M``."""
     m = num_features
@@ -284,13 +314,7 @@ def kernel_shap(
     size = tuple(x.shape[2:])
     if int(n_samples) < 1:
         raise MethodError(f"n_samples must be at least 1, got {n_samples}")
-    if segments is None:
-        labels = segment(x, n_segments=n_segments, compactness=compactness)
-    else:
-        if not isinstance(segments, torch.Tensor) or segments.is_floating_point():
-            raise InputError("segments must be an integer tensor of labels (B, *S) or (*S)")
-        labels = torch.broadcast_to(segments.to(x.device), (context.batch_size, *size))
-        labels = torch.stack([torch.unique(row, return_inverse=True)[1] for row in labels])
+    labels = feature_labels(context, segments, n_segments, compactness)
     reference = resolve_baseline(context, baseline)
     rows = torch.arange(context.batch_size, device=x.device)
     empty_scores = context.target_scores(context.forward(reference, precision), rows)

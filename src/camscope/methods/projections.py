@@ -45,16 +45,23 @@ def first_component(values: torch.Tensor, *, spatial_dims: int) -> torch.Tensor:
     """Each position's coordinate on the first principal component of ``values (…, C, *s)``.
 
     ``M v₁`` with ``M`` the ``(Z, C)`` matrix centred over positions and ``v₁`` its first right
-    singular vector, oriented to correlate positively with ``Σ_k values^k``.
+    singular vector (from the top eigenvector of ``MᵀM`` or ``M Mᵀ``, whichever is smaller, in
+    float64), oriented to correlate positively with ``Σ_k values^k``.
 
     Shape:
         ``(…, C, *s)`` → ``(…, *s)``.
     """
     spatial_shape = values.shape[-spatial_dims:]
-    matrix = _positions_by_channels(values, spatial_dims)
-    work = matrix.double() if matrix.dtype == torch.float32 else matrix  # rank-deficient M
-    _, _, vh = torch.linalg.svd(work, full_matrices=False)  # batched over samples × targets
-    projection = (work @ vh[..., 0, :, None]).squeeze(-1).to(values.dtype)  # (..., Z)
+    matrix = _positions_by_channels(values, spatial_dims).double()  # (..., Z, C)
+    # The top eigenvector of the smaller Gram matrix (batched eigh: several times faster than a
+    # batched SVD on CPU): M v₁ from MᵀM's, or σ₁ u₁ from M Mᵀ's; the same up to sign.
+    if matrix.shape[-1] <= matrix.shape[-2]:
+        _, vectors = torch.linalg.eigh(matrix.transpose(-1, -2) @ matrix)
+        projection = (matrix @ vectors[..., -1:]).squeeze(-1)
+    else:
+        values_, vectors = torch.linalg.eigh(matrix @ matrix.transpose(-1, -2))
+        projection = vectors[..., -1] * values_[..., -1:].clamp_min(0).sqrt()
+    projection = projection.to(values.dtype)  # (..., Z)
     reference = torch.nan_to_num(values, nan=0.0).sum(dim=-(spatial_dims + 1))
     return _oriented(projection, reference.flatten(start_dim=-spatial_dims)).unflatten(
         -1, spatial_shape

@@ -1,0 +1,207 @@
+"""Speed of the methods that pytorch-grad-cam, torch-cam and Captum also ship, beside the peer's
+own implementation and the floor (the bare passes the work needs).
+
+Every contender runs in this one process on the same inputs, round-robin within each repeat
+(:mod:`harness`); minimum and median of the repeats are reported with the ratio to the floor.
+
+* ``ablation``: Ablation-CAM on ResNet-50's ``layer4`` (random weights, 128², batch 1, one
+  class), against pytorch-grad-cam's ``AblationCAM`` (which runs the whole network for every
+  ablated channel, 32 per batch) and against the floor: one forward pass of the network plus the
+  head (pooling and the classifier) on the 2,048 ablated copies.
+* ``segments``: feature ablation over 16 segments for all 10 classes of a ResNet-18 (64², batch
+  2), against Captum's ``FeatureAblation`` called once per sample and class (its default one row
+  per pass, and 16 rows per pass), and against the floor: one forward pass of the 32 perturbed
+  copies.
+* ``cnn2``: the paper's CNN-2, batch 8 of 40³ volumes, all 23 classes at ``maxpool2``: the new
+  gradient CAMs and input × gradient against one forward pass and one batched backward pass to the
+  layer (to the input for input × gradient).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_peer_methods.py --out benchmarks/results/peer_methods.json
+    .venv/bin/python benchmarks/bench_peer_methods.py --quick   # small sizes, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+
+import camscope
+from camscope.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_transformers import cpu_model
+from harness import time_round_robin
+
+Runner = Callable[[], object]
+
+
+def ablation_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=1000).eval()
+    edge = 64 if quick else 128
+    x = torch.randn(1, 3, edge, edge)
+    peer = AblationCAM(model, [model.layer4])
+
+    def theirs() -> object:
+        return peer(x, targets=[ClassifierOutputTarget(1)])
+
+    def floor() -> object:
+        with torch.inference_mode():
+            kept: dict[str, torch.Tensor] = {}
+            handle = model.layer4.register_forward_hook(lambda m, i, o: kept.__setitem__("a", o))
+            model(x)
+            handle.remove()
+            copies = kept["a"].expand(kept["a"].shape[1], -1, -1, -1).clone()
+            return model.fc(torch.flatten(model.avgpool(copies), 1))
+
+    runners = {
+        "floor (forward + head on the ablated copies)": floor,
+        "camscope ablation_cam": lambda: camscope.explain(
+            model, x, method="ablation_cam", layer="layer4", targets=1, progress=False
+        ),
+        "pytorch-grad-cam AblationCAM": theirs,
+    }
+    return f"Ablation-CAM, ResNet-50 layer4, {edge}², batch 1", runners, {"repeats": 1}
+
+
+def segments_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    from captum.attr import FeatureAblation
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    labels = (torch.arange(64)[:, None] // 16) * 4 + torch.arange(64)[None] // 16  # 16 boxes
+    mask = labels[None, None]
+    peer = FeatureAblation(model)
+
+    def theirs(per_eval: int) -> Runner:
+        def run() -> object:
+            with torch.no_grad():
+                return [
+                    peer.attribute(
+                        x[b : b + 1], target=c, feature_mask=mask, perturbations_per_eval=per_eval
+                    )
+                    for b in range(len(x))
+                    for c in range(10)
+                ]
+
+        return run
+
+    def floor() -> object:
+        with torch.inference_mode():
+            keep = (labels[None] != torch.arange(16)[:, None, None])[:, None]  # (16, 1, H, W)
+            return model((x[:, None] * keep[None]).flatten(0, 1))
+
+    runners = {
+        "floor (one pass of the 32 perturbed copies)": floor,
+        "camscope feature_ablation, all classes": lambda: camscope.explain(
+            model, x, method="feature_ablation", segments=labels, targets="all", progress=False
+        ),
+        "Captum FeatureAblation per class, 1 row/pass": theirs(1),
+        "Captum FeatureAblation per class, 16 rows/pass": theirs(16),
+    }
+    return "Feature ablation, ResNet-18, 64², 16 segments, 10 classes", runners, {"repeats": 3}
+
+
+def cnn2_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    torch.manual_seed(0)
+    model = create_model("cnn2").eval()
+    x = torch.randn(2 if quick else 8, 1, 40, 40, 40)
+    layer = model.get_submodule("maxpool2")
+
+    def floor(to_input: bool) -> Runner:
+        def run() -> object:
+            kept: dict[str, torch.Tensor] = {}
+            inputs = x.clone().requires_grad_(to_input)
+            handle = layer.register_forward_hook(lambda m, i, o: kept.__setitem__("a", o))
+            out = model(inputs)
+            handle.remove()
+            count = out.shape[1]
+            eye = torch.eye(count)[:, None, :].expand(count, out.shape[0], count)
+            wrt = inputs if to_input else kept["a"]
+            return torch.autograd.grad(out, wrt, grad_outputs=eye, is_grads_batched=True)
+
+        return run
+
+    def ours(method: str) -> Runner:
+        layer_option = {} if method == "input_x_gradient" else {"layer": "maxpool2"}
+        return lambda: camscope.explain(
+            model, x, method=method, targets="all", progress=False, **layer_option
+        )
+
+    runners = {
+        "floor: forward + batched backward to the layer": floor(False),
+        "camscope grad_cam": ours("grad_cam"),
+        "camscope grad_cam_elementwise": ours("grad_cam_elementwise"),
+        "camscope eigen_grad_cam": ours("eigen_grad_cam"),
+        "camscope finer_cam": ours("finer_cam"),
+        "floor: forward + batched backward to the input": floor(True),
+        "camscope input_x_gradient": ours("input_x_gradient"),
+    }
+    return f"CNN-2, batch {len(x)}, 40³, all 23 classes", runners, {"repeats": 3 if quick else 7}
+
+
+def table(title: str, times: dict[str, list[float]]) -> str:
+    lines = [title]
+    floor = None
+    for name, values in times.items():
+        low, mid = min(values), statistics.median(values)
+        if name.startswith("floor"):
+            floor = (low, mid)
+            lines.append(f"  {name:<52} {low:8.3f} s  {mid:8.3f} s")
+            continue
+        assert floor is not None
+        lines.append(
+            f"  {name:<52} {low:8.3f} s  {mid:8.3f} s  "
+            f"{low / floor[0]:6.2f}× / {mid / floor[1]:6.2f}× the floor"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--cases", nargs="+", default=["cnn2", "segments", "ablation"])
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    results: dict[str, object] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {
+            "cpu": cpu_model(),
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "camscope": camscope.__version__,
+        },
+        "cases": {},
+    }
+    builders = {"ablation": ablation_case, "segments": segments_case, "cnn2": cnn2_case}
+    for name in args.cases:
+        title, runners, settings = builders[name](args.quick)
+        print(f"== {title}: {len(runners)} contenders × {settings['repeats']}", flush=True)
+        times = time_round_robin(runners, settings["repeats"], warmup=name != "ablation")
+        print(table(title, times), flush=True)
+        results["cases"][name] = {"title": title, "times": times}  # type: ignore[index]
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.out.with_suffix(".tmp")
+        temporary.write_text(json.dumps(results, indent=2) + "\n")
+        temporary.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Perturbation methods over segments: feature ablation and Shapley value sampling.
+
+Features are segments of the input (``segments=``: superpixels, supervoxels, atlas regions, organ
+or particle labels read from a file; SLIC's by default, see
+:func:`~camscope.methods.perturbation.segment`). A segment is removed by setting it to the
+baseline in every channel. As the other perturbation methods, every perturbed copy of every sample
+goes through the model in batches without autograd, all targets are read from the same passes,
+and each element of a segment gets its segment's value in every channel (Captum's convention).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from camscope.errors import MethodError
+from camscope.methods.context import MethodContext, MethodResult
+from camscope.methods.gradients import resolve_baseline
+from camscope.methods.perturbation import feature_labels
+from camscope.methods.registry import method
+
+__all__ = ["feature_ablation", "shapley_value_sampling"]
+
+
+def _spread(values: torch.Tensor, labels: torch.Tensor, channels: int) -> torch.Tensor:
+    """Per-segment values ``(B, M, T)`` (``M`` the largest count) → maps ``(B, T, C, *S)``."""
+    picked = values.gather(1, labels.flatten(1)[..., None].expand(-1, -1, values.shape[2]))
+    maps = picked.transpose(1, 2).unflatten(2, labels.shape[1:])  # (B, T, *S)
+    return maps.unsqueeze(2).expand(-1, -1, channels, *labels.shape[1:]).clone()
+
+
+@method(
+    kind="input",
+    summary="feature ablation: score drop when one segment is set to the baseline",
+)
+def feature_ablation(
+    context: MethodContext,
+    *,
+    segments: torch.Tensor | None = None,
+    n_segments: int = 50,
+    compactness: float = 1.0,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int | None = None,
+    precision: str = "float32",
+) -> MethodResult:
+    """Feature ablation: each segment's value is ``y(x) − y(x with the segment at the baseline)``.
+
+    Captum's ``FeatureAblation`` with a feature mask. One forward pass per segment and sample,
+    all targets at once.
+
+    Args:
+        segments: feature labels ``(B, *S)`` or ``(*S)``, integers; default SLIC's.
+        n_segments, compactness: SLIC's, when ``segments`` is not given.
+        baseline: value of a removed segment: a number, one input or a batch.
+        batch_size: perturbed inputs per forward pass; default as for occlusion.
+        precision: ``"float32"`` or ``"bfloat16"`` (approximate, faster).
+
+    Extras:
+        ``segments`` ``(B, *S)``; ``values`` ``(B, M, T)``: each segment's score drop (0 past a
+        sample's own segment count).
+    """
+    x = context.inputs
+    labels = feature_labels(context, segments, n_segments, compactness)
+    reference = resolve_baseline(context, baseline)
+    full = context.reference_scores(precision)  # (B, T)
+    counts = labels.flatten(1).amax(1) + 1  # (B,)
+    sample = torch.repeat_interleave(torch.arange(context.batch_size, device=x.device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    feature = torch.arange(len(sample), device=x.device) - starts[sample]
+    values = torch.zeros(
+        (context.batch_size, int(counts.max()), context.num_targets), dtype=x.dtype, device=x.device
+    )
+    rows = batch_size or context.perturbation_rows()
+    view = (-1, *[1] * (x.ndim - 1))
+    for part in context.batches(len(sample), rows, "feature ablation"):
+        s, k = sample[part], feature[part]
+        removed = (labels[s] == k.view(view[:-1])).unsqueeze(1)  # (n, 1, *S)
+        masked = torch.where(removed, reference[s], x[s])
+        scores = context.target_scores(context.forward(masked, precision), s)
+        values[s, k] = (full[s] - scores).to(x.dtype)
+    return MethodResult(_spread(values, labels, x.shape[1]), {"segments": labels, "values": values})
+
+
+@method(
+    kind="input",
+    summary="Shapley value sampling: mean marginal gain of each segment over random orders",
+)
+def shapley_value_sampling(
+    context: MethodContext,
+    *,
+    n_samples: int = 25,
+    segments: torch.Tensor | None = None,
+    n_segments: int = 50,
+    compactness: float = 1.0,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int | None = None,
+    seed: int = 0,
+    precision: str = "float32",
+) -> MethodResult:
+    """Shapley value sampling (Castro et al. 2009): ``φ_i = mean_π [y(S_π,i ∪ {i}) − y(S_π,i)]``.
+
+    For each of ``n_samples`` random orders ``π`` of the segments, the segments are put back one by
+    one into the baseline in that order; each one's value is the mean score gain it brings
+    (Captum's ``ShapleyValueSampling``). The values of a sample add up to ``y(x) − y(baseline)``
+    exactly, whatever the orders; they are unbiased estimates of the Shapley values, exact for
+    any order when the model is additive over segments. ``n_samples × (M − 1)`` forward passes
+    per sample, all targets at once.
+
+    Args:
+        n_samples: random orders per sample.
+        segments, n_segments, compactness, baseline, batch_size, precision: as for
+            :func:`feature_ablation`.
+        seed: seed of the orders (each sample its own generator with this seed).
+
+    Extras:
+        ``segments`` ``(B, *S)``; ``values`` ``(B, M, T)``; ``base_scores`` ``(B, T)``: the
+        score of the baseline.
+    """
+    if int(n_samples) < 1:
+        raise MethodError(f"n_samples must be at least 1, got {n_samples}")
+    x = context.inputs
+    labels = feature_labels(context, segments, n_segments, compactness)
+    reference = resolve_baseline(context, baseline)
+    batch_rows = torch.arange(context.batch_size, device=x.device)
+    empty = context.target_scores(context.forward(reference, precision), batch_rows)  # (B, T)
+    full = context.reference_scores(precision)
+    counts = labels.flatten(1).amax(1) + 1
+    values = torch.zeros(
+        (context.batch_size, int(counts.max()), context.num_targets),
+        dtype=torch.float64,
+        device=x.device,
+    )
+    rows = batch_size or context.perturbation_rows()
+    for b in range(context.batch_size):  # segment counts differ per sample
+        m = int(counts[b])
+        generator = torch.Generator().manual_seed(int(seed))
+        orders = torch.rand((int(n_samples), m), generator=generator).argsort(1).to(x.device)
+        ranks = orders.argsort(1)  # (P, M): each segment's place in each order
+        # f[p, j]: the score with the first j segments of order p put back (j = 0..m)
+        f = torch.empty((len(orders), m + 1, context.num_targets), dtype=torch.float64)
+        f[:, 0], f[:, m] = empty[b].double(), full[b].double()
+        steps = torch.arange(1, m, device=x.device)
+        work = torch.cartesian_prod(torch.arange(len(orders), device=x.device), steps)
+        if m > 1:
+            sample = torch.full((len(work),), b, device=x.device)
+            for part in context.batches(len(work), rows, f"Shapley sampling {b + 1}"):
+                p, j = work[part, 0], work[part, 1]
+                kept = ranks[p][:, labels[b]] < j.view(-1, *[1] * (x.ndim - 2))  # (n, *S)
+                masked = torch.where(kept.unsqueeze(1), x[b], reference[b])
+                scores = context.target_scores(context.forward(masked, precision), sample[part])
+                f[p, j] = scores.double().cpu()
+        gains = f[:, 1:] - f[:, :-1]  # (P, m, T): the gain of the order's j-th segment
+        order_cpu = orders.cpu()
+        per_segment = torch.zeros((m, context.num_targets), dtype=torch.float64)
+        per_segment.index_add_(0, order_cpu.flatten(), gains.flatten(0, 1))
+        values[b, :m] = per_segment.to(x.device) / len(orders)
+    maps = _spread(values.to(x.dtype), labels, x.shape[1])
+    return MethodResult(
+        maps, {"segments": labels, "values": values.to(x.dtype), "base_scores": empty}
+    )
