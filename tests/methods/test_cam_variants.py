@@ -308,3 +308,71 @@ def test_finer_cam_refuses_what_it_cannot_contrast():
         camscope.explain(model, x, method="finer_cam", targets=1, references=[1, 2])
     with pytest.raises(camscope.TargetError, match="callable"):
         camscope.explain(model, x, method="finer_cam", targets=lambda out: out[:, 0])
+
+
+# -- SS-CAM and IS-CAM ----------------------------------------------------------------------------
+
+
+def _torchcam(extractor_name, model, x, targets, **options):
+    methods = pytest.importorskip("torchcam.methods")
+    extractor = getattr(methods, extractor_name)(model, "relu1", input_shape=x.shape[1:], **options)
+    try:
+        with torch.no_grad():
+            model(x)
+            (maps,) = extractor(class_idx=targets, normalized=False)
+    finally:
+        extractor.remove_hooks()
+    return maps
+
+
+def test_is_cam_equals_torchcam():
+    """At a layer of input resolution (no upsampling, where torch-cam scales before and camscope
+    after it) the two agree to its ε = 1e-8 in the scaling."""
+    model = create_model("tiny2d", num_classes=4).double().eval()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    ours = camscope.explain(
+        model, x, method="is_cam", layer="relu1", targets=[1, 3], weighting="channel_softmax"
+    )
+    reference = _torchcam("ISCAM", model, x, [1, 3])
+    torch.testing.assert_close(ours.relu().maps[:, 0], reference, rtol=1e-6, atol=1e-8)
+
+
+def test_is_cam_is_a_mean_of_score_cams_over_the_scaled_masks():
+    """``n_samples = 1``: the one mask is scaled by ``c_1 = 1``: Score-CAM itself."""
+    model = create_model("tiny2d", num_classes=4).double().eval()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    one = camscope.explain(model, x, method="is_cam", layer="relu2", targets="all", n_samples=1)
+    score = camscope.explain(model, x, method="score_cam", layer="relu2", targets="all")
+    assert_close(one.maps, score.maps)
+
+
+def test_ss_cam_without_noise_is_score_cam_and_its_noise_is_seeded():
+    model = create_model("tiny2d", num_classes=4).double().eval()
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    quiet = camscope.explain(
+        model, x, method="ss_cam", layer="relu2", targets="all", std=0.0, n_samples=3
+    )
+    score = camscope.explain(model, x, method="score_cam", layer="relu2", targets="all")
+    assert_close(quiet.maps, score.maps)
+    noisy = [
+        camscope.explain(
+            model, x, method="ss_cam", layer="relu2", targets=[1, 2], n_samples=4, seed=seed
+        ).maps
+        for seed in (0, 0, 1)
+    ]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
+
+
+@pytest.mark.slow
+def test_ss_cam_agrees_with_torchcam_in_expectation():
+    """Noise of σ = 0.3 in every mask: with 300 draws the channel weights of both (a softmax over
+    channels of the mean score) agree within a few percent."""
+    model = create_model("tiny2d", num_classes=4).double().eval()
+    x = torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    ours = camscope.explain(
+        model, x, method="ss_cam", layer="relu1", targets=[2], weighting="channel_softmax",
+        std=0.3, n_samples=300,
+    )  # fmt: skip
+    reference = _torchcam("SSCAM", model, x, [2], std=0.3, num_samples=300)
+    mine = ours.relu().maps[:, 0]
+    assert (mine - reference).abs().amax() < 0.05 * reference.abs().amax()

@@ -11,8 +11,9 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
-* :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM.
-* :mod:`~camscope.methods.segments`: feature ablation and Shapley value sampling over segments.
+* :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM, SS-CAM, IS-CAM.
+* :mod:`~camscope.methods.segments`: feature ablation, Shapley value sampling and LIME
+  over segments.
 * :mod:`~camscope.methods.attention`: transformer methods over the patch grid (attention
   rollout, Chefer's gradient-weighted attention, LeGrad).
 * :mod:`~camscope.methods.rules`: the Deconvnet / guided ReLU backward rules.
@@ -48,11 +49,11 @@ from camscope.methods.gradients import (
     integrated_gradients,
     saliency,
 )
-from camscope.methods.perturbation import kernel_shap, occlusion, score_cam
+from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_cam, ss_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
 from camscope.methods.rules import relu_rule
-from camscope.methods.segments import feature_ablation, shapley_value_sampling
+from camscope.methods.segments import feature_ablation, lime, shapley_value_sampling
 
 __all__ = [
     "MethodContext",
@@ -79,10 +80,12 @@ __all__ = [
     "guided_grad_cam",
     "input_x_gradient",
     "integrated_gradients",
+    "is_cam",
     "kernel_shap",
     "kpca_cam",
     "layer_cam",
     "legrad",
+    "lime",
     "list_methods",
     "method",
     "occlusion",
@@ -92,5 +95,6 @@ __all__ = [
     "saliency",
     "score_cam",
     "shapley_value_sampling",
+    "ss_cam",
     "xgrad_cam",
 ]

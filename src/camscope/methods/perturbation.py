@@ -1,4 +1,5 @@
-"""Perturbation methods: occlusion, Kernel SHAP over superpixels/supervoxels, and Score-CAM.
+"""Perturbation methods: occlusion, Kernel SHAP over superpixels/supervoxels, Score-CAM, SS-CAM
+and IS-CAM.
 
 They explain by changing the input and watching the score, so they need many forward passes;
 here every pass is batched (``batch_size`` rows, rows of all samples mixed), runs without autograd,
@@ -10,7 +11,7 @@ the chosen layer, like the rest of the CAM family.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from typing import Literal
 
@@ -25,12 +26,14 @@ from camscope.methods.registry import method
 
 __all__ = [
     "feature_labels",
+    "is_cam",
     "kernel_shap",
     "occlusion",
     "occlusion_windows",
     "score_cam",
     "segment",
     "shapley_kernel_weights",
+    "ss_cam",
 ]
 
 
@@ -436,3 +439,147 @@ def score_cam(
         cam,
         {"weights": weights, "forward_passes": (len(work) + batch) / batch},
     )
+
+
+def _channel_masks(activations: torch.Tensor, size: tuple[int, ...], align: bool) -> torch.Tensor:
+    """Channels ``(n, *s)`` upsampled to ``size`` and min-max scaled to ``[0, 1]``: ``(n, 1, *S)``
+    (a constant channel gives zeros)."""
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+    masks = F.interpolate(activations.unsqueeze(1), size=size, mode=mode, align_corners=align)
+    flat = masks.flatten(1)
+    view = (-1, 1, *[1] * len(size))
+    lo, hi = flat.amin(-1).view(view), flat.amax(-1).view(view)
+    return (masks - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+
+
+def _repeated_mask_cam(
+    context: MethodContext,
+    name: str,
+    draws: int,
+    perturb: Callable[[torch.Tensor, int, int], torch.Tensor],
+    *,
+    weighting: str,
+    batch_size: int | None,
+    align_corners: bool,
+    precision: str,
+) -> MethodResult:
+    """Score-CAM with ``draws`` perturbed versions of each channel's mask, their target scores
+    averaged: ``perturb(masks (D, 1, *S), sample, channel)`` gives the ``D`` masks of one
+    channel (seeded per channel, so a sample's map does not depend on the batch)."""
+    if weighting not in ("probability", "score", "channel_softmax"):
+        raise MethodError(
+            f"weighting must be 'probability', 'score' or 'channel_softmax', not {weighting!r}"
+        )
+    if weighting == "probability" and context.classes is None:
+        raise MethodError(
+            f"{name}'s 'probability' weighting needs class targets; pass weighting='score' "
+            "with a callable target"
+        )
+    if draws < 1:
+        raise MethodError(f"{name}: n_samples must be at least 1, got {draws}")
+    x = context.inputs
+    activations = context.layer_activations()  # (B, C, *s)
+    batch, channels = activations.shape[:2]
+    size = tuple(x.shape[2:])
+    score = context.probabilities if weighting == "probability" else context.target_scores
+    raw = torch.zeros((batch, channels, context.num_targets), dtype=x.dtype, device=x.device)
+    per_pass = max(1, (batch_size or context.perturbation_rows()) // draws)
+    for b in range(batch):
+        rows = torch.full((per_pass * draws,), b, device=x.device)
+        for part in context.batches(channels, per_pass, f"{name} {b + 1}/{batch}"):
+            masks = _channel_masks(activations[b, part], size, align_corners)  # (n, 1, *S)
+            perturbed = torch.cat(
+                [
+                    perturb(masks[i].expand(draws, *masks.shape[1:]), b, part.start + i)
+                    for i in range(len(masks))
+                ]
+            )
+            scores = score(context.forward(x[b] * perturbed, precision), rows[: len(perturbed)])
+            raw[b, part] = scores.view(len(masks), draws, -1).mean(1).to(x.dtype)
+    weights = torch.softmax(raw, dim=1) if weighting == "channel_softmax" else raw
+    weights = weights.transpose(1, 2)  # (B, T, C)
+    cam = torch.einsum("btc,bc...->bt...", weights, activations)
+    return MethodResult(cam, {"weights": weights})
+
+
+@method(
+    kind="layer",
+    summary="SS-CAM: Score-CAM with Gaussian noise in each mask, scores averaged",
+)
+def ss_cam(
+    context: MethodContext,
+    *,
+    n_samples: int = 35,
+    std: float = 2.0,
+    weighting: ScoreWeighting = "probability",
+    batch_size: int | None = None,
+    align_corners: bool = False,
+    seed: int = 0,
+    precision: str = "float32",
+) -> MethodResult:
+    """SS-CAM (Wang et al. 2020, "Smoothed Score-CAM"): ``α_k = mean_i s(x ⊙ (M_k + δ_i))``.
+
+    ``M_k`` is channel ``k`` upsampled and min-max scaled to ``[0, 1]`` (as in Score-CAM),
+    ``δ_i ~ N(0, std²)`` per element, ``s`` the target's probability, score or (with
+    ``"channel_softmax"``) a softmax over channels of the mean scores (torch-cam's choice);
+    ``L = Σ_k α_k A^k``, raw. ``n_samples × C`` forward passes per sample, all targets at once.
+
+    Args:
+        n_samples: noisy masks per channel (torch-cam: 35).
+        std: the noise's standard deviation (torch-cam: 2).
+        weighting, batch_size, align_corners, precision: as for :func:`score_cam`.
+        seed: seed of the noise (per channel; a sample's map does not depend on the batch).
+
+    Extras:
+        ``weights`` ``(B, T, C)``.
+    """
+    if not std >= 0:
+        raise MethodError(f"ss_cam: std must be ≥ 0, got {std!r}")
+
+    def noisy(masks: torch.Tensor, sample: int, channel: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + channel)
+        noise = torch.randn(masks.shape, generator=generator, dtype=masks.dtype)
+        return masks + float(std) * noise.to(masks.device)
+
+    return _repeated_mask_cam(
+        context, "SS-CAM", int(n_samples), noisy, weighting=weighting, batch_size=batch_size,
+        align_corners=align_corners, precision=precision,
+    )  # fmt: skip
+
+
+@method(
+    kind="layer",
+    summary="IS-CAM: Score-CAM with each mask scaled along an integration path, scores averaged",
+)
+def is_cam(
+    context: MethodContext,
+    *,
+    n_samples: int = 10,
+    weighting: ScoreWeighting = "probability",
+    batch_size: int | None = None,
+    align_corners: bool = False,
+    precision: str = "float32",
+) -> MethodResult:
+    """IS-CAM (Naidu et al. 2020, "Integrated Score-CAM"): ``α_k = mean_i s(x ⊙ c_i M_k)``.
+
+    ``M_k`` as in Score-CAM; the masks are scaled by ``c_i = Σ_{j ≤ i} j/N = i(i+1)/(2N)``,
+    ``i = 1..N`` (torch-cam's path); ``s`` and the map as in :func:`ss_cam`. Deterministic.
+
+    Args:
+        n_samples: steps along the path (torch-cam: 10).
+        weighting, batch_size, align_corners, precision: as for :func:`score_cam`.
+
+    Extras:
+        ``weights`` ``(B, T, C)``.
+    """
+    steps = torch.arange(1, int(n_samples) + 1, dtype=torch.float64)
+    coefficients = steps * (steps + 1) / (2 * max(int(n_samples), 1))
+
+    def scaled(masks: torch.Tensor, sample: int, channel: int) -> torch.Tensor:
+        view = (-1, *[1] * (masks.ndim - 1))
+        return masks * coefficients.to(masks.device, masks.dtype).view(view)
+
+    return _repeated_mask_cam(
+        context, "IS-CAM", int(n_samples), scaled, weighting=weighting, batch_size=batch_size,
+        align_corners=align_corners, precision=precision,
+    )  # fmt: skip
