@@ -146,7 +146,7 @@ def test_lime_equals_captum_on_the_same_draws(spatial_dims):
     for b, target in enumerate([1, 3]):
         rows = iter(e.extras["samples"][b].long())
 
-        def draws(original, **kwargs):
+        def draws(original, rows=rows, **kwargs):
             return next(rows)[None]
 
         lime = captum.Lime(model, perturb_func=draws)
