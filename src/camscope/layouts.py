@@ -28,6 +28,7 @@ the shape seen: a map with a wrong axis is never made.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -355,6 +356,12 @@ class LayoutResolver:
         return cls(
             spec, inputs.shape[2:], model_geometry(model, inputs.ndim - 2), int(inputs.shape[0])
         )
+
+    def for_batch(self, batch: int) -> LayoutResolver:
+        """The same resolver for a batch of another size (e.g. points on a path)."""
+        other = copy.copy(self)
+        other.batch = int(batch)
+        return other
 
     def check_batch(self, name: str, shape: Sequence[int]) -> None:
         """Refuse an output whose first axis is not the batch (Swin's windows, attention heads

@@ -11,6 +11,8 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
+* :mod:`~camscope.methods.layer_attribution`: internal influence and layer conductance (which
+  channels and positions of a layer carry a target).
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM, SS-CAM, IS-CAM.
 * :mod:`~camscope.methods.segments`: feature ablation, Shapley value sampling and LIME
   over segments.
@@ -49,6 +51,7 @@ from camscope.methods.gradients import (
     integrated_gradients,
     saliency,
 )
+from camscope.methods.layer_attribution import internal_influence, layer_conductance
 from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_cam, ss_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
@@ -80,10 +83,12 @@ __all__ = [
     "guided_grad_cam",
     "input_x_gradient",
     "integrated_gradients",
+    "internal_influence",
     "is_cam",
     "kernel_shap",
     "kpca_cam",
     "layer_cam",
+    "layer_conductance",
     "legrad",
     "lime",
     "list_methods",

@@ -376,6 +376,26 @@ class MethodContext:
                 scores, function, chunk_size=self.chunk_size, progress=self.progress
             )
 
+    def layer_gradients(
+        self, inputs: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chosen layer's activations ``(N, C, *s)`` on a batch of (possibly changed) inputs
+        and the gradients ``(N, T, C, *s)`` of every target score of their samples ``rows`` at
+        them: one forward pass (the trunk without autograd) and one batched backward pass."""
+        name, module = self.require_layer("this method")
+        self._ensure_fixed()
+        layout = None if self.layout is None else self.layout.for_batch(len(inputs))
+        with Capture(self.model, module, name, layout) as capture:
+            output = capture.run(inputs)
+            self.laid_out = capture.laid_out
+            with torch.enable_grad():
+                scores = self.target_scores(output, rows)
+            activations = capture.activations
+            assert activations is not None
+            pieces = [g for _, _, g in capture.gradients(scores, chunk_size=self.chunk_size)]
+        grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        return activations.detach(), grads
+
     def _independent(self) -> MethodError:
         return MethodError(
             "the target scores do not depend on the input, so there is no gradient to show"
