@@ -1,5 +1,6 @@
-"""Layer conductance and internal influence: equal to Captum's on the same model, layer and path
-(2D and 3D), and by hand on a network whose layer is linear in the input."""
+"""Layer conductance, internal influence and layer Integrated Gradients: equal to Captum's on the
+same model, layer and path (2D and 3D), and by hand on a network whose layer is linear in the
+input."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def test_layer_conductance_and_internal_influence_equal_captum(spatial_dims):
     torch.testing.assert_close(
         influence.extras["attributions"][:, 0], reference, rtol=1e-5, atol=1e-8
     )
+    integrated = camscope.explain(
+        model, x, method="layer_integrated_gradients", layer="relu2", targets=targets, steps=12
+    )
+    reference = captum.LayerIntegratedGradients(model, model.relu2).attribute(
+        x, target=targets, n_steps=12, method="riemann_right"
+    )
+    torch.testing.assert_close(
+        integrated.extras["attributions"][:, 0], reference, rtol=1e-5, atol=1e-8
+    )
 
 
 def test_conductance_of_a_linear_head_by_hand():
@@ -60,6 +70,11 @@ def test_conductance_of_a_linear_head_by_hand():
     torch.testing.assert_close(e.extras["attributions"], v[None] * moved[:, None])
     torch.testing.assert_close(e.extras["channels"], (v[None] * moved[:, None]).flatten(3).sum(-1))
     assert e.extras["completeness_gap"].amax() < 1e-10
+    integrated = camscope.explain(
+        model, x, method="layer_integrated_gradients", layer="0", targets="all", steps=2,
+        baseline=0.2,
+    )  # fmt: skip
+    torch.testing.assert_close(integrated.extras["attributions"], e.extras["attributions"])
     influence = camscope.explain(model, x, method="internal_influence", layer="0", targets="all")
     torch.testing.assert_close(influence.extras["attributions"], v[None].expand(2, -1, -1, -1, -1))
 

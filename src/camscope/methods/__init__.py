@@ -11,7 +11,8 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
-* :mod:`~camscope.methods.layer_attribution`: internal influence and layer conductance (which
+* :mod:`~camscope.methods.layer_attribution`: internal influence, layer conductance and layer
+  Integrated Gradients (which
   channels and positions of a layer carry a target).
 * :mod:`~camscope.methods.perturbation`: occlusion, Kernel SHAP, Score-CAM, SS-CAM, IS-CAM.
 * :mod:`~camscope.methods.segments`: feature ablation, Shapley value sampling and LIME
@@ -51,7 +52,11 @@ from camscope.methods.gradients import (
     integrated_gradients,
     saliency,
 )
-from camscope.methods.layer_attribution import internal_influence, layer_conductance
+from camscope.methods.layer_attribution import (
+    internal_influence,
+    layer_conductance,
+    layer_integrated_gradients,
+)
 from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_cam, ss_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
@@ -89,6 +94,7 @@ __all__ = [
     "kpca_cam",
     "layer_cam",
     "layer_conductance",
+    "layer_integrated_gradients",
     "legrad",
     "lime",
     "list_methods",

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camscope.engine import Capture, call_model, chunked_vjp, detached, record_layer, run_to_layer
+from camscope.engine.capture import attach_hook
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
 from camscope.layouts import CHANNELS_FIRST, Layout, LayoutResolver
 from camscope.methods.rules import ReluRule, check_rule_applied, relu_rule
@@ -395,6 +396,38 @@ class MethodContext:
             pieces = [g for _, _, g in capture.gradients(scores, chunk_size=self.chunk_size)]
         grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return activations.detach(), grads
+
+    def replaced_layer_gradients(
+        self, inputs: torch.Tensor, rows: torch.Tensor, maps: torch.Tensor
+    ) -> torch.Tensor:
+        """Gradients ``(N, T, C, *s)`` of every target score of samples ``rows`` when the chosen
+        layer's output on ``inputs`` is replaced by ``maps (N, C, *s)`` (in the layout the layer
+        was read in by :meth:`layer_activations`): the trunk without autograd, one batched
+        backward pass from the head."""
+        name, module = self.require_layer("this method")
+        self._ensure_fixed()
+        leaf = maps.detach().requires_grad_(True)
+        layout = self.laid_out
+
+        def hook(module: nn.Module, args: object, output: Any) -> torch.Tensor:
+            torch.set_grad_enabled(True)  # from here on: only the head above the layer
+            return layout.from_maps(leaf.to(output.dtype), output)
+
+        handle = attach_hook(module, name, hook)
+        try:
+            with torch.no_grad():
+                output = call_model(self.model, inputs)
+        finally:
+            handle.remove()
+        with torch.enable_grad():
+            scores = self.target_scores(output, rows)
+        pieces = [
+            grads
+            for _, _, grads in chunked_vjp(
+                scores, leaf, chunk_size=self.chunk_size, missing=self._independent
+            )
+        ]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def _independent(self) -> MethodError:
         return MethodError(

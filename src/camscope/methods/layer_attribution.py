@@ -1,7 +1,7 @@
 """Layer attribution: how much each channel and position of a layer carries a target, along the
 straight path from a baseline to the input.
 
-Both methods here return, like the CAM family, a map ``(B, T, *s)`` at the layer (the channels
+The methods here return, like the CAM family, a map ``(B, T, *s)`` at the layer (the channels
 summed at each position), and in ``extras`` the full attribution ``(B, T, C, *s)`` and its total
 per channel ``(B, T, C)``: which channels carry a class. Every point of the path of every sample
 is one row of a batched forward pass (the trunk below the layer without autograd) and one batched
@@ -17,7 +17,7 @@ from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
 from camscope.methods.registry import method
 
-__all__ = ["internal_influence", "layer_conductance"]
+__all__ = ["internal_influence", "layer_conductance", "layer_integrated_gradients"]
 
 
 def _checked_steps(steps: int) -> int:
@@ -141,3 +141,66 @@ def layer_conductance(
     empty = context.target_scores(context.forward(reference), rows_all)
     gap = (attributions.flatten(2).sum(-1) - (context.scores - empty)).abs()
     return _result(attributions, {"completeness_gap": gap})
+
+
+@method(
+    kind="layer",
+    summary="layer Integrated Gradients: IG along the straight path between two layer outputs",
+)
+def layer_integrated_gradients(
+    context: MethodContext,
+    *,
+    steps: int = 50,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int | None = None,
+) -> MethodResult:
+    """Layer Integrated Gradients: ``(h(x) − h(x')) ⊙ (1/m) Σ_{i=1..m} ∂y/∂h`` at
+    ``h(x') + (i/m)(h(x) − h(x'))``.
+
+    Integrated Gradients with the layer's output ``h`` as the input: the path runs between the
+    layer's outputs on the baseline and on the input, and only the network above the layer is
+    differentiated (Captum's ``LayerIntegratedGradients`` with ``method="riemann_right"``). It adds
+    up to ``y(x) − y(x')`` as ``steps`` grows (``completeness_gap``).
+
+    Args:
+        steps: ``m``, points on the path.
+        baseline: ``x'`` (an input-space baseline): a number, one input or a batch.
+        batch_size: path points per pass; default from a memory budget.
+
+    Extras:
+        ``attributions`` ``(B, T, C, *s)``; ``channels`` ``(B, T, C)``; ``completeness_gap``
+        ``(B, T)``.
+
+    References:
+        Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017, applied
+        at a layer.
+    """
+    m = _checked_steps(steps)
+    x = context.inputs
+    reference = resolve_baseline(context, baseline)
+    start = _layer_output(context, reference)
+    end = context.layer_activations()
+    total = torch.zeros((context.batch_size, context.num_targets, *end.shape[1:]), dtype=end.dtype)
+    points = context.batch_size * m
+    for part in context.batches(points, batch_size or context.gradient_rows(), "layer IG"):
+        index = torch.arange(part.start, part.stop, device=x.device)
+        sample, step = index // m, index % m
+        alpha = ((step + 1).to(end.dtype) / m).view(-1, *[1] * (end.ndim - 1))
+        maps = start[sample] + alpha * (end[sample] - start[sample])
+        grads = context.replaced_layer_gradients(x[sample], sample, maps)
+        total.index_add_(0, sample, grads)
+    attributions = (end - start).unsqueeze(1) * total / m
+    rows = torch.arange(context.batch_size, device=x.device)
+    empty = context.target_scores(context.forward(reference), rows)
+    gap = (attributions.flatten(2).sum(-1) - (context.scores - empty)).abs()
+    return _result(attributions, {"completeness_gap": gap})
+
+
+def _layer_output(context: MethodContext, inputs: torch.Tensor) -> torch.Tensor:
+    """The chosen layer's output (as maps) on other inputs of the batch's size."""
+    own = context.inputs
+    context.inputs = inputs
+    try:
+        return context.layer_activations()
+    finally:
+        context.inputs = own
