@@ -8,6 +8,7 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.projections`: CAM variants from principal components (EigenCAM,
   Eigen-Grad-CAM, KPCA-CAM).
 * :mod:`~camscope.methods.contrastive`: Finer-CAM (a CAM formula on a contrastive objective).
+* :mod:`~camscope.methods.fullgrad`: FullGrad (input and bias gradients of every layer).
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
 * :mod:`~camscope.methods.ablation`: Ablation-CAM (the head above the layer on ablated copies).
@@ -43,6 +44,7 @@ from camscope.methods.cam_family import (
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.contrastive import finer_cam
 from camscope.methods.features import feature_visualization
+from camscope.methods.fullgrad import full_grad
 from camscope.methods.gradients import (
     deconvnet,
     gradient_shap,
@@ -79,6 +81,7 @@ __all__ = [
     "feature_ablation",
     "feature_visualization",
     "finer_cam",
+    "full_grad",
     "get_method",
     "grad_cam",
     "grad_cam_elementwise",
