@@ -169,10 +169,20 @@ def test_the_command_line_notes_a_layer_whose_maps_restate_the_output(tmp_path):
     runner = CliRunner()
     command = ["explain", str(tmp_path / "net.pt2"), str(tmp_path / "image.npy"), "--method"]
     late = runner.invoke(
-        cli, [*command, "layer-cam", "--layer", "3", "--targets", "1", "--out", str(tmp_path / "a")]
+        cli,
+        [
+            *command,
+            "layer-cam,grad-cam",
+            "--layer",
+            "3",
+            "--targets",
+            "1",
+            "--out",
+            str(tmp_path / "a"),
+        ],
     )
     assert late.exit_code == 0, late.output
-    assert "maps restate the output" in late.output and "layer 3" in late.output
+    assert late.output.count("maps restate the output") == 1 and "layer 3" in late.output
     manifest = (tmp_path / "a" / "manifest.json").read_text()
     assert '"restates_output"' in manifest
     early = runner.invoke(
@@ -180,3 +190,22 @@ def test_the_command_line_notes_a_layer_whose_maps_restate_the_output(tmp_path):
     )
     assert early.exit_code == 0, early.output
     assert "restate" not in early.output
+
+
+def test_the_output_layer_itself_is_recorded_to_restate_the_output():
+    model, x = _unetr(), torch.randn(1, 1, 32, 32, 32)
+    e = camscope.explain(model, x, method="grad_cam", targets=[1], layer="out")
+    assert e.extras["restates_output"] == []  # nothing follows: it is the output
+
+
+def test_a_zero_head_warning_is_not_given_for_maps_that_do_not_read_the_head():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    ).eval()  # its head is initialised to zero: every logit is 0
+    x = torch.randn(1, 3, 32, 32)
+    e = camscope.explain(model, x, method="attention_rollout")  # no warning: errors in tests
+    assert e.maps.abs().amax() > 0
+    with pytest.warns(RuntimeWarning, match="every output of the model is exactly 0"):
+        camscope.explain(model, x, method="saliency")

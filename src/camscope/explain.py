@@ -158,12 +158,13 @@ def explain(
         result = info.run(context, **options)
         context.graph = None
     # layer methods say so per layer, at the gradient (engine); input-space methods here
-    if not _warn_if_output_is_zero(context.output) and info.kind == "input":
+    zero_output = not info.target_blind and _warn_if_output_is_zero(context.output)
+    if not zero_output and info.kind == "input":
         _warn_if_maps_are_zero(result.maps, context.scores, info)
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:
         tail = _restating_tail(model, x, layer_name, context.output)
-        if tail:
+        if tail is not None:  # [] when the layer gives the output itself
             extras["restates_output"] = tail
     if info.needs_layer:
         read_as = str(context.laid_out)

@@ -210,12 +210,13 @@ def _leaf_pointwise(modules: dict[str, nn.Module], name: str, kind: str) -> bool
 
 def pointwise_tail(infos: Sequence[LayerInfo], name: str) -> list[str] | None:
     """The modules after layer ``name`` when every one of them acts on each position alone (its
-    maps then restate the output, position by position), else ``None``."""
+    maps then restate the output, position by position): ``[]`` when nothing follows (the layer
+    gives the output itself); ``None`` when some module after it mixes positions."""
     order = next((info.order for info in infos if info.name == name), None)
     if order is None:
         return None
     later = [info for info in infos if info.order > order and info.pointwise is not None]
-    if not later or not all(info.pointwise for info in later):
+    if not all(info.pointwise for info in later):
         return None
     return [info.name for info in later]
 

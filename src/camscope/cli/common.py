@@ -210,19 +210,26 @@ class ModelChoice:
 def show_input_warnings(records: list[dict[str, Any]]) -> None:
     """Print what the readers warned about (e.g. a spacing assumed), one line per input, and
     once per method a layer whose maps only restate the output."""
-    restating: dict[str, tuple[str, list[str]]] = {}
+    restating: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for record in records:
         scan = record.get("input", {})
         if scan.get("warning"):
             click.echo(f"camscope: note: {scan.get('path')}: {scan['warning']}", err=True)
         for method, result in record.get("results", {}).items():
-            if isinstance(result, dict) and result.get("restates_output"):
-                restating[method] = (result.get("layer", "?"), result["restates_output"])
-    for method, (layer, tail) in restating.items():
+            if isinstance(result, dict) and "restates_output" in result:
+                key = (str(result.get("layer", "?")), tuple(result["restates_output"]))
+                if method not in restating.setdefault(key, []):
+                    restating[key].append(method)
+    for (layer, tail), methods in restating.items():
+        why = (
+            f"only pointwise modules ({', '.join(tail)}) follow layer {layer}"
+            if tail
+            else f"layer {layer} gives the model's output itself"
+        )
         click.echo(
-            f"camscope: note: {method}: only pointwise modules ({', '.join(tail)}) follow layer "
-            f"{layer}, so its maps restate the output (each class's logits, position by "
-            "position); choose an earlier layer (camscope layers marks the default)",
+            f"camscope: note: {', '.join(methods)}: {why}, so the maps restate the output (each "
+            "class's logits, position by position); choose an earlier layer (camscope layers "
+            "marks the default)",
             err=True,
         )
 

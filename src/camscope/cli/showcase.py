@@ -23,7 +23,7 @@ def showcase() -> None:
     default=None,
     help="A saved subtomogram classifier, or cnn2/cnn1: the one `camscope reproduce respond-cam` "
     "trained at the same SNR (default cnn2; when it is not there, a small CNN-2 is trained into "
-    "OUT/model first, about a minute).",
+    "OUT/model first: a few minutes on 2 cores, and 24³ windows).",
 )
 @click.option(
     "--shape",

@@ -77,6 +77,7 @@ def _blocks(context: MethodContext, outputs: bool = False) -> AttentionTap:
     kind="layer",
     needs_layer=False,
     signed=False,
+    target_blind=True,
     summary="attention rollout (Abnar & Zuidema 2020): head-fused attention with the residual, "
     "multiplied through the blocks",
 )

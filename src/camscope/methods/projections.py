@@ -71,6 +71,7 @@ def first_component(values: torch.Tensor, *, spatial_dims: int) -> torch.Tensor:
 @method(
     kind="cam",
     summary="EigenCAM: first principal component of the activations (target-blind)",
+    target_blind=True,
 )
 def eigen_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None
@@ -113,6 +114,7 @@ def eigen_grad_cam(
 @method(
     kind="cam",
     summary="Kernel-PCA CAM: first kernel principal component of the activations (sigmoid kernel)",
+    target_blind=True,
 )
 def kpca_cam(
     activations: torch.Tensor, gradients: torch.Tensor, *, spatial_dims: int | None = None

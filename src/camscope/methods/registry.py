@@ -54,6 +54,8 @@ class MethodInfo:
         positive_paths: the method passes only positive gradients back through ReLUs
             (Deconvnet, guided backpropagation), so a map can be empty while its target's score
             depends on the input (no warning then).
+        target_blind: the map does not depend on the target or the model's output (attention
+            rollout, EigenCAM, KPCA-CAM): an all-zero output does not empty it.
     """
 
     name: str
@@ -67,6 +69,7 @@ class MethodInfo:
     options: Mapping[str, Any] = field(default_factory=dict)
     gradient_rule: str | None = None
     positive_paths: bool = False
+    target_blind: bool = False
 
     @property
     def shown_signed(self) -> bool:
@@ -164,6 +167,7 @@ def method(
     name: str | None = None,
     gradient_rule: str | None = None,
     positive_paths: bool = False,
+    target_blind: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated function as a method (its name by default).
 
@@ -187,6 +191,7 @@ def method(
             options=_options(function, kind),
             gradient_rule=gradient_rule,
             positive_paths=positive_paths,
+            target_blind=target_blind,
         )
         return function
 

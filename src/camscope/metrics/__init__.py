@@ -9,6 +9,9 @@
 * ROAD: :func:`road` (MoRF/LeRF under :func:`noisy_linear_imputation`)
 * localisation with masks: :func:`relevance_mass_accuracy`, :func:`relevance_rank_accuracy`,
   :func:`energy_pointing_game`
+* localisation by ranks and shares: :func:`top_k_intersection`, :func:`auc`,
+  :func:`attribution_localisation`
+* complexity: :func:`sparseness`, :func:`complexity`, :func:`effective_complexity`
 * robustness: :func:`contrastivity`, :func:`max_sensitivity`, :func:`one_pixel_sensitivity`
 * sanity checks (does the map depend on the model?): :func:`mprt`, :func:`efficient_mprt`,
   :func:`random_logit`
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+from camscope.metrics.complexity import complexity, effective_complexity, sparseness
 from camscope.metrics.correlation import (
     faithfulness_correlation,
     infidelity,
@@ -36,11 +40,14 @@ from camscope.metrics.localization import (
     LocalizationResult,
     PointingResult,
     RelevanceResult,
+    attribution_localisation,
+    auc,
     energy_pointing_game,
     localization,
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
+    top_k_intersection,
 )
 from camscope.metrics.randomization import (
     MPRTResult,
@@ -73,9 +80,13 @@ __all__ = [
     "RoadResult",
     "SensitivityResult",
     "SumToScore",
+    "attribution_localisation",
+    "auc",
     "average_drop",
+    "complexity",
     "contrastivity",
     "deletion",
+    "effective_complexity",
     "efficient_mprt",
     "energy_pointing_game",
     "faithfulness_correlation",
@@ -98,6 +109,8 @@ __all__ = [
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "road",
+    "sparseness",
     "sum_to_score",
     "target_probabilities",
+    "top_k_intersection",
 ]

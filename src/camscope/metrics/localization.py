@@ -20,11 +20,14 @@ __all__ = [
     "LocalizationResult",
     "PointingResult",
     "RelevanceResult",
+    "attribution_localisation",
+    "auc",
     "energy_pointing_game",
     "localization",
     "pointing_game",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "top_k_intersection",
 ]
 
 
@@ -270,4 +273,70 @@ def energy_pointing_game(saliency: Any, boxes: torch.Tensor) -> RelevanceResult:
     total = positive.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, (positive * inside).sum(1) / total, 0.0)
+    return RelevanceResult(torch.from_numpy(share))
+
+
+def top_k_intersection(saliency: Any, masks: torch.Tensor, *, k: int = 1000) -> RelevanceResult:
+    """Top-k intersection (Theiner et al. 2021): the share of the ``k`` highest-valued positions
+    that fall inside the ground truth (Quantus's default ``k = 1000``; ties broken by position).
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        masks: boolean ``(B, *S)`` ground truth, or boxes ``(B, 2·n)``.
+        k: how many positions (at most the map's size).
+
+    Raises:
+        InputError: ``k`` not in ``1..N``.
+    """
+    values, inside = _flat(saliency, masks)
+    if not 1 <= int(k) <= values.shape[1]:
+        raise InputError(f"k must be in 1..{values.shape[1]} (the map's size), got {k}")
+    order = np.argsort(-values, axis=1, kind="stable")[:, : int(k)]
+    share = np.take_along_axis(inside, order, axis=1).mean(1).astype(np.float64)
+    share[inside.sum(1) == 0] = np.nan
+    return RelevanceResult(torch.from_numpy(share))
+
+
+def auc(saliency: Any, masks: torch.Tensor) -> RelevanceResult:
+    """Area under the ROC curve of the map as a detector of the ground truth (Fawcett 2006): the
+    chance that a random position inside it outscores a random one outside (ties count ½;
+    equal to scikit-learn's ``roc_curve`` + ``auc`` that Quantus uses). 0.5 is chance.
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        masks: boolean ``(B, *S)`` ground truth, or boxes ``(B, 2·n)``.
+    """
+    from scipy.stats import rankdata
+
+    values, inside = _flat(saliency, masks)
+    ranks = rankdata(values, axis=1)  # average ranks: ties share
+    positives = inside.sum(1).astype(np.float64)
+    negatives = inside.shape[1] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = ((ranks * inside).sum(1) - positives * (positives + 1) / 2) / (positives * negatives)
+    area[(positives == 0) | (negatives == 0)] = np.nan
+    return RelevanceResult(torch.from_numpy(area))
+
+
+def attribution_localisation(
+    saliency: Any, masks: torch.Tensor, *, weighted: bool = False
+) -> RelevanceResult:
+    """Attribution localisation (Kohlbrenner et al. 2020): the share of the absolute attribution
+    inside the ground truth, ``Σ_{mask} |a| / Σ |a|`` (Quantus: ``abs=True``); ``weighted``
+    multiplies it by the mask's share of the positions (Quantus's option). Quantus 0.6 computes
+    that share from ``x_batch[2:].size``, the size of all samples but the first two; camscope
+    uses the map's own number of positions.
+
+    Args:
+        saliency: ``(B, *S)`` maps at input resolution (or ``(B, 1, *S)``, an Explanation).
+        masks: boolean ``(B, *S)`` ground truth, or boxes ``(B, 2·n)``.
+        weighted: weigh by the mask's size.
+    """
+    values, inside = _flat(saliency, masks)
+    magnitude = np.abs(values)
+    share = (magnitude * inside).sum(1) / (magnitude.sum(1) + 1e-9)
+    if weighted:
+        share = share * inside.sum(1) / inside.shape[1]
+    share = share.astype(np.float64)
+    share[inside.sum(1) == 0] = np.nan
     return RelevanceResult(torch.from_numpy(share))

@@ -39,7 +39,7 @@ BUILT_IN = ("cnn1", "cnn2")
 
 
 def _small_config(snr: float) -> Any:
-    """CNN-2 at 24³, trained on 40 subtomograms of each class (about a minute on 2 cores)."""
+    """CNN-2 at 24³, trained on 40 subtomograms of each class (a few minutes on 2 cores)."""
     import math
 
     from camscope.reproduce.respond_cam import ModelSpec, ReproduceConfig
@@ -58,7 +58,7 @@ def _small_config(snr: float) -> Any:
 
 
 #: What :func:`showcase_classifier` trains when no trained classifier is there.
-SHOWCASE_CLASSIFIER = "CNN-2 at 24³, 40 subtomograms of each class (about a minute on 2 cores)"
+SHOWCASE_CLASSIFIER = "CNN-2 at 24³, 40 subtomograms of each class (a few minutes on 2 cores)"
 
 
 def showcase_classifier(

@@ -274,7 +274,7 @@ class ExplainJob:
                     "scores": [float(v) for v in e.scores[row]],
                     "maps_shape": list(e.maps.shape[1:]),
                 }
-                if e.extras.get("restates_output"):
+                if "restates_output" in e.extras:
                     results[row][method]["restates_output"] = list(e.extras["restates_output"])
         if refused and len(refused) == len(settings.methods):
             raise next(iter(refused.values()))

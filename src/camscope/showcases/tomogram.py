@@ -189,8 +189,8 @@ def run(
     for method in methods:  # a misspelt method is refused before any work
         get_method(method)
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
+    started = time.perf_counter()  # the whole run, training a classifier included
     stem = showcase_classifier(model_path, snr, folder, progress=progress, log=log)
-    started = time.perf_counter()
     model, saved = load_model(stem)
     identity = saved.metadata.get("identity") or {}
     simulation = (
