@@ -23,9 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -39,20 +36,9 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
+from harness import results_header, time_round_robin, write_results
 
 Runner = Callable[[], object]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _batched_grads(scores: torch.Tensor, wrt: torch.Tensor | tuple[torch.Tensor, ...]) -> object:
@@ -249,17 +235,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["vit", "cnn2"])
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    results: dict[str, object] = {
-        "date": datetime.date.today().isoformat(),
-        "machine": {
-            "cpu": cpu_model(),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "camscope": camscope.__version__,
-        },
-        "cases": {},
-    }
+    results = results_header()
     builders = {"vit": vit_case, "cnn2": cnn2_case}
     for name in args.cases:
         title, runners = builders[name](args.quick)
@@ -269,10 +245,7 @@ def main() -> None:
         print(table(title, times), flush=True)
         results["cases"][name] = {"title": title, "times": times}  # type: ignore[index]
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(".tmp")
-        temporary.write_text(json.dumps(results, indent=2) + "\n")
-        temporary.replace(args.out)
+        write_results(args.out, results)
 
 
 if __name__ == "__main__":

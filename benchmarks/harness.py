@@ -3,9 +3,17 @@ noise hits all alike; one warm-up run each first."""
 
 from __future__ import annotations
 
+import datetime
 import gc
+import json
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import camscope
 
 
 def time_round_robin(
@@ -26,3 +34,38 @@ def time_round_robin(
             run()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def results_header() -> dict[str, object]:
+    """What every results JSON records first: the date and the machine it was measured on."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": {
+            "cpu": cpu_model(),
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "camscope": camscope.__version__,
+        },
+        "cases": {},
+    }
+
+
+def write_results(path: Path, results: dict[str, object]) -> None:
+    """Write the results JSON whole or not at all (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    temporary.replace(path)

@@ -102,6 +102,8 @@ def test_model_left_exactly_as_it_was(method, spatial_dims, case):
         e = camscope.explain(model, x, method=method, targets=targets, **options)
         if info.resolution == "input":
             assert e.maps.shape == (2, 4, 1, *([8] * spatial_dims))
+        elif method == "full_grad":  # all layers' bias gradients, on the input grid
+            assert e.maps.shape == (2, 4, *([8] * spatial_dims))
         else:
             assert e.maps.shape == (2, 4, *([2] * spatial_dims))
         assert torch.isfinite(e.maps).all()

@@ -434,8 +434,10 @@ def test_every_method_takes_dense_class_targets(method):
     x = _input(2)[:, :, :8, :8].contiguous()
     info = camscope.get_method(method)
     options: dict = {"layer": "0"} if info.needs_layer else {}
-    if method == "score_cam":
+    if method in ("score_cam", "ss_cam", "is_cam"):  # probabilities need (B, K) logits
         options["weighting"] = "score"
+    if method == "ss_cam":
+        options["n_samples"] = 2
     if method == "kernel_shap":
         options["n_samples"] = 16
     e = camscope.explain(net, x, method=method, targets=1, **options)

@@ -213,9 +213,10 @@ def _warn_if_maps_are_zero(maps: torch.Tensor, scores: torch.Tensor, info: Metho
     """An input-space map exactly 0 everywhere for a target that scores something: the score
     does not change with the input (a zero head, dead ReLUs, a saturated output): said, not shown
     in silence. A target that scores exactly 0 (a class absent from a dense output, a region
-    outside a scan window) has an empty map by right; so do methods that pass only positive
-    gradients back (``positive_paths``: Deconvnet, guided backpropagation)."""
-    if info.positive_paths or not isinstance(maps, torch.Tensor) or maps.ndim < 3:
+    outside a scan window) has an empty map by right; so do methods whose maps can be empty
+    while the score depends on the input (``may_be_empty``: Deconvnet, guided backpropagation,
+    LIME)."""
+    if info.may_be_empty or not isinstance(maps, torch.Tensor) or maps.ndim < 3:
         return
     if maps.numel() == 0 or tuple(scores.shape) != tuple(maps.shape[:2]):
         return

@@ -268,7 +268,7 @@ def default_layer(
 
     kinds = {info.name: info.kind for info in infos}
     restating = (
-        [info.name for info in infos if pointwise_tail(infos, info.name) is not None]
+        [info.name for info in infos if pointwise_tail(infos, info.name)]  # a tail: not the end
         if dense
         else []
     )

@@ -11,9 +11,9 @@ layer except through it. A head that also takes a skip connection from the trunk
 residual block around the layer) gets that tensor with batch 1 beside the layer's batch ``n``:
 broadcasting then gives each row exactly what it would get alone (the trunk is the same for all),
 and an op that does not broadcast (a concatenation) raises. Both are checked: the first call
-compares an unchanged copy's output with the model's own output on the sample, and on any
-mismatch or error every later call runs the whole model on ``n`` copies of the input instead
-(slower, always right).
+runs one more row, an unchanged copy, and compares its output with the model's own output on
+the sample; on any mismatch or error that call and every later one run the whole model on ``n``
+copies of the input instead (slower, always right).
 """
 
 from __future__ import annotations
@@ -68,25 +68,33 @@ class LayerHead:
         ``unchanged`` ``(1, C, *s)`` is the layer's own output on ``inputs`` and ``reference`` the
         model's own output on them: the first call checks the head-only run against them.
         """
-        if self.head_only is None:
-            self.head_only = self._head_only_works(inputs, maps, unchanged, reference)
+        if self.head_only is None:  # the first call checks the head-only run on its own rows
+            checked = self._checked_head_only(inputs, maps, unchanged, reference)
+            if checked is not None:
+                return checked
         if self.head_only:
             return self._run(inputs, maps)
         return self._run(inputs.expand(len(maps), *inputs.shape[1:]), maps)
 
-    def _head_only_works(
+    def _checked_head_only(
         self, inputs: torch.Tensor, maps: torch.Tensor, unchanged: torch.Tensor, reference: Any
-    ) -> bool:
-        probe = torch.cat([maps[:1], unchanged], dim=0)  # a changed row first: rows stay apart
+    ) -> Any:
+        """The head-only outputs of ``maps``, run with the unchanged maps as one more row (last,
+        so rows stay apart) and that row compared with the model's own output; ``None`` (and
+        :attr:`head_only` ``False``) when the model cannot take it."""
+        self.head_only = False
         try:
-            output = self._run(inputs, probe)
+            output = self._run(inputs, torch.cat([maps, unchanged], dim=0))
         except CamscopeError:
-            return False
+            return None
         if not isinstance(output, torch.Tensor) or not isinstance(reference, torch.Tensor):
-            return False
-        if output.shape[0] != 2 or output.shape[1:] != reference.shape[1:]:
-            return False
-        return bool(torch.allclose(output[1:], reference[:1], rtol=1e-4, atol=1e-5))
+            return None
+        if output.shape[0] != len(maps) + 1 or output.shape[1:] != reference.shape[1:]:
+            return None
+        if not bool(torch.allclose(output[-1:], reference[:1], rtol=1e-4, atol=1e-5)):
+            return None
+        self.head_only = True
+        return output[:-1]
 
     def _run(self, inputs: torch.Tensor, maps: torch.Tensor) -> Any:
         def hook(module: nn.Module, args: object, output: Any) -> torch.Tensor:

@@ -17,8 +17,9 @@ from camscope.methods.registry import method
 
 __all__ = ["ablation_cam"]
 
-#: Layer values (rows × channels × positions) per chunk of ablations by default.
-ABLATION_VALUES = 1 << 24
+#: Layer values (rows × channels × positions) per chunk of ablations by default (256 MB in
+#: float32): each chunk runs the trunk below the layer once, so fewer chunks cost less.
+ABLATION_VALUES = 1 << 26
 
 
 @method(
@@ -33,8 +34,8 @@ def ablation_cam(context: MethodContext, *, batch_size: int | None = None) -> Me
     target. Raw: no ReLU (the paper's display applies one).
 
     Args:
-        batch_size: ablated copies per pass of the head; default: about 16 M layer values per
-            chunk (e.g. 160 copies of ResNet-50's ``layer4`` at 224²).
+        batch_size: ablated copies per pass of the head; default: about 64 M layer values per
+            chunk (e.g. 650 copies of ResNet-50's ``layer4`` at 224²).
 
     Extras:
         ``weights`` ``(B, T, C)``; ``head_only``: whether the trunk below the layer ran once per

@@ -95,7 +95,7 @@ def input_x_gradient(context: MethodContext) -> MethodResult:
     summary="Deconvnet: ReLUs pass positive gradients backwards",
     channel_reduction="max_abs",
     gradient_rule="deconvnet",
-    positive_paths=True,
+    may_be_empty=True,
 )
 def deconvnet(context: MethodContext) -> MethodResult:
     """Deconvnet (Zeiler & Fergus 2014): every ReLU passes ``max(grad_out, 0)`` backwards."""
@@ -107,7 +107,7 @@ def deconvnet(context: MethodContext) -> MethodResult:
     summary="guided backpropagation: positive gradients through active ReLUs",
     channel_reduction="max_abs",
     gradient_rule="guided",
-    positive_paths=True,
+    may_be_empty=True,
 )
 def guided_backprop(context: MethodContext) -> MethodResult:
     """Guided backpropagation (Springenberg et al. 2015): ``grad_out · 1[x>0] · 1[grad_out>0]``."""
@@ -119,7 +119,7 @@ def guided_backprop(context: MethodContext) -> MethodResult:
     summary="guided backprop ⊙ upsampled ReLU(Grad-CAM) at the layer",
     needs_layer=True,
     channel_reduction="max_abs",
-    positive_paths=True,
+    may_be_empty=True,
 )
 def guided_grad_cam(context: MethodContext, *, upsample_mode: str = "linear") -> MethodResult:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled ReLU(Grad-CAM).

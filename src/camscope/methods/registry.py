@@ -51,9 +51,9 @@ class MethodInfo:
             ``explain()`` then runs the one forward pass with gradients and under that rule,
             picks the targets from it and hands its graph to the method, instead of a separate
             no-grad pass to fix the targets first (one forward pass instead of two).
-        positive_paths: the method passes only positive gradients back through ReLUs
-            (Deconvnet, guided backpropagation), so a map can be empty while its target's score
-            depends on the input (no warning then).
+        may_be_empty: a map can be all zero while its target's score depends on the input (no
+            warning then): Deconvnet and guided backpropagation pass only positive gradients
+            back through ReLUs; LIME's Lasso can shrink every coefficient to zero.
         target_blind: the map does not depend on the target or the model's output (attention
             rollout, EigenCAM, KPCA-CAM): an all-zero output does not empty it.
     """
@@ -68,7 +68,7 @@ class MethodInfo:
     upsampling: Upsampling = "linear"
     options: Mapping[str, Any] = field(default_factory=dict)
     gradient_rule: str | None = None
-    positive_paths: bool = False
+    may_be_empty: bool = False
     target_blind: bool = False
 
     @property
@@ -166,7 +166,7 @@ def method(
     upsampling: Upsampling = "linear",
     name: str | None = None,
     gradient_rule: str | None = None,
-    positive_paths: bool = False,
+    may_be_empty: bool = False,
     target_blind: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated function as a method (its name by default).
@@ -190,7 +190,7 @@ def method(
             upsampling=upsampling,
             options=_options(function, kind),
             gradient_rule=gradient_rule,
-            positive_paths=positive_paths,
+            may_be_empty=may_be_empty,
             target_blind=target_blind,
         )
         return function

@@ -162,6 +162,7 @@ def shapley_value_sampling(
 @method(
     kind="input",
     summary="LIME: a weighted Lasso of the score on which segments are kept",
+    may_be_empty=True,
 )
 def lime(
     context: MethodContext,
