@@ -526,3 +526,26 @@ def test_region_and_voxel_targets_over_a_2d_scan():
     )
     torch.testing.assert_close(both.maps[0], both.maps[1])
     assert both.maps[0, :44].abs().max() == 0 and both.maps[0, 44:].abs().max() > 0
+
+
+def test_writing_a_scan_s_heatmap_files_shows_progress(tmp_path, monkeypatch):
+    import nibabel
+    import numpy as np
+    from click.testing import CliRunner
+
+    from camscope.cli import scan_outputs
+    from camscope.cli.main import cli
+
+    monkeypatch.setattr(scan_outputs, "WRITE_PROGRESS_DELAY", 0.0)
+    volume = np.random.default_rng(0).standard_normal((20, 20, 20)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "ct.nii.gz")
+    torch.save(_dense(3).float(), tmp_path / "net.pt")
+    done = CliRunner().invoke(
+        cli,
+        ["scan", str(tmp_path / "net.pt"), str(tmp_path / "ct.nii.gz"), "--roi", "16",
+         "--method", "grad-cam", "--layer", "0", "--targets", "all", "--format", "nifti",
+         "--trust-pickle", "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "writing grad_cam" in done.output
+    assert len(list((tmp_path / "o").glob("ct.grad_cam.*.nii.gz"))) == 3

@@ -249,7 +249,7 @@ def _explain_and_write(
         written.layers[info.name] = result.layer
         written.labels, written.windows = result.labels, result.windows
         written.files += [Path(name).name for name in result.files]
-        shown += heatmap_files(written, info, maps, result.labels, stem)
+        shown += heatmap_files(written, info, maps, result.labels, stem, progress=not quiet)
     shown += network_maps(written, result, stem)  # the same for every method: the last one's
     if settings["regions"] or settings["voxels"]:  # which file or voxel, and which class
         written.extra["target_details"] = dict(

@@ -55,11 +55,23 @@ class ScanOutputs:
         )
 
 
+#: Seconds the writing of a method's heatmap files runs before its progress bar appears.
+WRITE_PROGRESS_DELAY = 3.0
+
+
 def heatmap_files(
-    written: ScanOutputs, info: Any, maps: Any, labels: list[str], stem: str
+    written: ScanOutputs,
+    info: Any,
+    maps: Any,
+    labels: list[str],
+    stem: str,
+    *,
+    progress: bool = False,
 ) -> list[Any]:
-    """One method's heatmaps in every format asked for; its maps for the report, each linked to
-    its full-resolution file."""
+    """One method's heatmaps in every format asked for (a progress bar over the files when it
+    takes a while); its maps for the report, each linked to its full-resolution file."""
+    from tqdm.auto import tqdm
+
     from camscope.io import write_heatmap
     from camscope.io.heatmaps import heatmap_suffix
     from camscope.io.streamed import write_zarr
@@ -67,11 +79,22 @@ def heatmap_files(
 
     folder, volume = written.folder, written.volume
     linked = {label: f"{stem}.{info.name}.npy" for label in labels}
-    for kind in written.settings["formats"]:
+    kinds = written.settings["formats"]
+    count = sum(1 if kind == "zarr" else len(labels) for kind in kinds)
+    bar = tqdm(
+        total=count,
+        desc=f"writing {info.name}",
+        unit="file",
+        disable=not progress or count < 2,
+        delay=WRITE_PROGRESS_DELAY,
+        leave=False,
+    )
+    for kind in kinds:
         if kind == "zarr":  # one OME-Zarr image of every target
             name = f"{stem}.{info.name}.zarr"
             write_zarr(folder / name, maps, volume, labels)
             written.files.append(name)
+            bar.update()
             continue
         for label, heat in zip(labels, maps, strict=True):  # one target in memory at a time
             name = f"{stem}.{info.name}.{label}{heatmap_suffix(kind)}"
@@ -84,8 +107,10 @@ def heatmap_files(
                 title=f"{info.name} · {label}",
             )
             written.files.append(name)
+            bar.update()
             if kind != "png":
                 linked[label] = name
+    bar.close()
     return [
         ReportMap(info.name, label, heat, info.shown_signed, file=linked[label])
         for label, heat in zip(labels, maps, strict=True)
