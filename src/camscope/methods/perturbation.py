@@ -527,7 +527,10 @@ def ss_cam(
     Args:
         n_samples: noisy masks per channel (torch-cam: 35).
         std: the noise's standard deviation (torch-cam: 2).
-        weighting, batch_size, align_corners, precision: as for :func:`score_cam`.
+        weighting: as for :func:`score_cam`.
+        batch_size: as for :func:`score_cam`.
+        align_corners: as for :func:`score_cam`.
+        precision: as for :func:`score_cam`.
         seed: seed of the noise (per channel; a sample's map does not depend on the batch).
 
     Extras:
@@ -567,7 +570,10 @@ def is_cam(
 
     Args:
         n_samples: steps along the path (torch-cam: 10).
-        weighting, batch_size, align_corners, precision: as for :func:`score_cam`.
+        weighting: as for :func:`score_cam`.
+        batch_size: as for :func:`score_cam`.
+        align_corners: as for :func:`score_cam`.
+        precision: as for :func:`score_cam`.
 
     Extras:
         ``weights`` ``(B, T, C)``.

@@ -49,7 +49,8 @@ def feature_ablation(
 
     Args:
         segments: feature labels ``(B, *S)`` or ``(*S)``, integers; default SLIC's.
-        n_segments, compactness: SLIC's, when ``segments`` is not given.
+        n_segments: SLIC's number of segments, when ``segments`` is not given.
+        compactness: SLIC's compactness, when ``segments`` is not given.
         baseline: value of a removed segment: a number, one input or a batch.
         batch_size: perturbed inputs per forward pass; default as for occlusion.
         precision: ``"float32"`` or ``"bfloat16"`` (approximate, faster).
@@ -107,8 +108,12 @@ def shapley_value_sampling(
 
     Args:
         n_samples: random orders per sample.
-        segments, n_segments, compactness, baseline, batch_size, precision: as for
-            :func:`feature_ablation`.
+        segments: as for :func:`feature_ablation`.
+        n_segments: as for :func:`feature_ablation`.
+        compactness: as for :func:`feature_ablation`.
+        baseline: as for :func:`feature_ablation`.
+        batch_size: as for :func:`feature_ablation`.
+        precision: as for :func:`feature_ablation`.
         seed: seed of the orders (each sample its own generator with this seed).
 
     Extras:
@@ -191,8 +196,12 @@ def lime(
         n_samples: draws per sample.
         alpha: the Lasso's L1 weight (Captum: 0.01); 0: weighted least squares.
         kernel_width: of the exponential similarity kernel.
-        segments, n_segments, compactness, baseline, batch_size, precision: as for
-            :func:`feature_ablation`.
+        segments: as for :func:`feature_ablation`.
+        n_segments: as for :func:`feature_ablation`.
+        compactness: as for :func:`feature_ablation`.
+        baseline: as for :func:`feature_ablation`.
+        batch_size: as for :func:`feature_ablation`.
+        precision: as for :func:`feature_ablation`.
         seed: seed of the draws (each sample its own generator with this seed).
 
     Extras:

@@ -69,7 +69,9 @@ def complexity(saliency: Any, *, normalise: bool = True, absolute: bool = True) 
     everything, ``ln N`` for a uniform map. Lower is simpler.
 
     Args:
-        saliency, normalise, absolute: as for :func:`sparseness`.
+        saliency: as for :func:`sparseness`.
+        normalise: as for :func:`sparseness`.
+        absolute: as for :func:`sparseness`.
     """
     values = _prepared(saliency, normalise, absolute)
     shares = values / values.abs().sum(1, keepdim=True)
@@ -86,7 +88,9 @@ def effective_complexity(
 
     Args:
         eps: the threshold.
-        saliency, normalise, absolute: as for :func:`sparseness`.
+        saliency: as for :func:`sparseness`.
+        normalise: as for :func:`sparseness`.
+        absolute: as for :func:`sparseness`.
     """
     values = _prepared(saliency, normalise, absolute)
     return PerSample((values > eps).sum(1).double(), "effective_complexity")
