@@ -23,8 +23,13 @@ def test_methods_lists_registry_in_kebab_case():
 def test_layers_marks_the_default():
     result = CliRunner().invoke(cli, ["layers", "cnn2"])
     assert result.exit_code == 0, result.output
-    marked = [line for line in result.output.splitlines() if line.startswith("*")]
+    lines = result.output.splitlines()
+    marked = [line for line in lines if line.startswith("*")]
     assert len(marked) == 1 and "maxpool2" in marked[0] and "64×5×5×5" in marked[0]
+    header = next(line for line in lines if line.split()[:2] == ["layer", "kind"])
+    # columns aligned under the header, whatever the names' lengths
+    assert marked[0].index("MaxPool3d") == header.index("kind")
+    assert marked[0].index("64×5×5×5") == header.index("output")
 
 
 def test_user_error_is_one_line_and_exit_code_2():

@@ -100,14 +100,24 @@ def layers(
         infos, output_shape = trace_layers(model, probe)
     resolver = LayoutResolver.of(model, probe)
     chosen = default_layer(infos, output_shape=output_shape, layout=resolver)
+    rows = []
     for info in infos:
-        mark = "*" if info.name == chosen else " "
         shape_text = "×".join(str(v) for v in info.output_shape) if info.output_shape else "-"
         laid = None
         if info.output_shape is not None and len(info.output_shape) >= 2:
             laid = resolver.fits(info.name, (1, *info.output_shape), info.kind)
         layout_text = str(laid) if laid is not None else "-"
-        click.echo(f"{mark} {info.name:<18} {info.kind:<14} {shape_text:<16} {layout_text}")
+        rows.append(
+            ("*" if info.name == chosen else " ", info.name, info.kind, shape_text, layout_text)
+        )
+    header = (" ", "layer", "kind", "output", "layout")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(1, 4)]
+    for mark, name, kind, shape_text, layout_text in [header, *rows]:  # columns kept aligned
+        click.echo(
+            f"{mark} {name:<{widths[0]}}  {kind:<{widths[1]}}  {shape_text:<{widths[2]}}  "
+            f"{layout_text}"
+        )
+    click.echo("(the layer marked * is the default)")
     click.echo(
         "layout: how camscope reads the layer as a map (- : not a map over the input's axes; "
         "camscope explain --layout reads it another way)"
