@@ -59,6 +59,7 @@ from camscope.methods.layer_attribution import (
     layer_conductance,
     layer_integrated_gradients,
 )
+from camscope.methods.lrp import lrp
 from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_cam, ss_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
@@ -101,6 +102,7 @@ __all__ = [
     "legrad",
     "lime",
     "list_methods",
+    "lrp",
     "method",
     "occlusion",
     "pixelwise_cam",
