@@ -1,4 +1,4 @@
-"""LRP: zennit's attributions for every composite (2D, 3D, a ResNet), rules by hand, conservation."""
+"""LRP: equal to zennit for every composite (2D, 3D, a ResNet), rules by hand, conservation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 import camscope
 from camscope.errors import MethodError
-from camscope.methods.lrp import COMPOSITES
+from camscope.methods.layerwise_relevance import COMPOSITES
 
 
 def _conv_bn_net(dims: int) -> nn.Module:

@@ -43,6 +43,7 @@ from camscope.methods.cam_family import (
 )
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.contrastive import finer_cam
+from camscope.methods.deep_lift import deeplift, deeplift_shap
 from camscope.methods.features import feature_visualization
 from camscope.methods.fullgrad import full_grad
 from camscope.methods.gradients import (
@@ -59,7 +60,7 @@ from camscope.methods.layer_attribution import (
     layer_conductance,
     layer_integrated_gradients,
 )
-from camscope.methods.lrp import lrp
+from camscope.methods.layerwise_relevance import lrp
 from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_cam, ss_cam
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
@@ -76,6 +77,8 @@ __all__ = [
     "chefer",
     "counterfactual_grad_cam",
     "deconvnet",
+    "deeplift",
+    "deeplift_shap",
     "eigen_cam",
     "eigen_grad_cam",
     "extended_cam",

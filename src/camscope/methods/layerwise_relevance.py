@@ -98,13 +98,17 @@ _AVERAGE = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
             F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, _aten.avg_pool2d.default,
             _aten.avg_pool3d.default, _aten.adaptive_avg_pool2d.default,
             _aten.adaptive_avg_pool3d.default}  # fmt: skip
-_ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__,
-        _aten.add.Tensor}
+_ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, _aten.add.Tensor}
 _ADD_IN_PLACE = {torch.Tensor.add_, torch.Tensor.__iadd__, _aten.add_.Tensor}
 _PASS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh, torch.Tensor.tanh, F.tanh,
          F.gelu, F.silu, F.elu, F.selu, F.celu, F.softplus, F.hardswish, F.mish, F.relu6,
          F.hardtanh, F.hardsigmoid, _aten.gelu.default, _aten.silu.default,
          _aten.sigmoid.default, _aten.tanh.default}  # fmt: skip
+
+
+_FUNCTIONAL_NORM = ("input", "running_mean", "running_var", "weight", "bias", "training")
+_ATEN_NORM = ("input", "weight", "bias", "running_mean", "running_var", "training")
+_NORM_TAIL = ("momentum", "eps")
 
 
 def _two_activations(a: Any, b: Any) -> bool:
@@ -238,13 +242,8 @@ class _LrpMode(TorchFunctionMode):
     def _batch_norm(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         y = func(*args, **kwargs)
         x = args[0]
-        names = (
-            ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-            if func is F.batch_norm
-            else ("input", "weight", "bias", "running_mean", "running_var", "training",
-                  "momentum", "eps")  # fmt: skip
-        )
-        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        names = _FUNCTIONAL_NORM if func is F.batch_norm else _ATEN_NORM
+        given = {**dict(zip(names + _NORM_TAIL, args, strict=False)), **kwargs}
         defaults = {"weight": None, "bias": None, "training": False, "eps": 1e-5}
         given = {**defaults, **given}
         last = self._last
@@ -280,7 +279,11 @@ class _LrpMode(TorchFunctionMode):
 
     def _rule_for(self, index: int, dense: bool) -> Rule:
         composite = self.composite
-        if index == 0 and composite.first is not None and (composite.first_on == "any" or not dense):
+        if (
+            index == 0
+            and composite.first is not None
+            and (composite.first_on == "any" or not dense)
+        ):
             return composite.first
         return composite.dense if dense else composite.conv
 

@@ -1,0 +1,132 @@
+"""DeepLIFT and DeepLIFT-SHAP: summation to delta, Captum's maps, 2D and 3D, bad options."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import camscope
+from camscope.errors import InputError, MethodError
+
+
+def _net(dims: int, pool: bool = True) -> nn.Module:
+    torch.manual_seed(0)
+    conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    down = (
+        {2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims]
+        if pool
+        else {2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims]
+    )
+    return nn.Sequential(
+        conv(2, 6, 3, padding=1), nn.ReLU(), down(2),
+        conv(6, 6, 3, padding=1), nn.Sigmoid(), down(2), nn.Flatten(),
+        nn.Linear(6 * 2**dims, 8), nn.Tanh(), nn.Linear(8, 4),
+    ).double().eval()  # fmt: skip
+
+
+def _captum(cls_name: str, model: nn.Module, x: torch.Tensor, **options: object) -> torch.Tensor:
+    attr = pytest.importorskip("captum.attr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Captum warns that it sets hooks
+        explainer = getattr(attr, cls_name)(model)
+        return torch.stack([explainer.attribute(x, target=c, **options) for c in range(4)], 1)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_deeplift_sums_to_the_score_difference_with_max_pooling(dims):
+    """DeepLIFT's summation-to-delta: ``Σ map = y(x) − y(x')`` for every target."""
+    model = _net(dims)
+    x = torch.randn(3, 2, *[8] * dims, dtype=torch.float64)
+    reference = 0.3 * torch.randn_like(x)
+    e = camscope.explain(model, x, method="deeplift", targets="all", baseline=reference)
+    with torch.no_grad():
+        expected = model(x) - model(reference)
+    torch.testing.assert_close(e.maps.flatten(2).sum(-1), expected)
+    assert float(e.extras["delta_gap"].max()) < 1e-12
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_deeplift_equals_captum(dims):
+    """Without max-pooling the two agree exactly; with it, Captum 0.9 gives max-pooling its plain
+    gradient, which ``max_pool="gradient"`` reproduces (and which misses summation to delta)."""
+    x = torch.randn(3, 2, *[8] * dims, dtype=torch.float64)
+    reference = 0.3 * torch.randn_like(x)
+    model = _net(dims, pool=False)
+    ours = camscope.explain(model, x, method="deeplift", targets="all", baseline=reference)
+    theirs = _captum("DeepLift", model, x, baselines=reference)
+    torch.testing.assert_close(ours.maps, theirs)
+    model = _net(dims)
+    ours = camscope.explain(
+        model, x, method="deeplift", targets="all", baseline=reference, max_pool="gradient"
+    )
+    theirs = _captum("DeepLift", model, x, baselines=reference)
+    torch.testing.assert_close(ours.maps, theirs)
+    assert float(ours.extras["delta_gap"].max()) > 1e-3  # what that rule gives up
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_deeplift_shap_equals_captum(dims):
+    x = torch.randn(2, 2, *[8] * dims, dtype=torch.float64)
+    background = torch.randn(5, 2, *[8] * dims, dtype=torch.float64)
+    model = _net(dims, pool=False)
+    ours = camscope.explain(model, x, method="deeplift_shap", targets="all", baselines=background)
+    theirs = _captum("DeepLiftShap", model, x, baselines=background)
+    torch.testing.assert_close(ours.maps, theirs)
+    with torch.no_grad():
+        expected = model(x) - model(background).mean(0)
+    torch.testing.assert_close(ours.maps.flatten(2).sum(-1), expected)
+
+
+def test_deeplift_by_hand_on_one_relu():
+    """``y = relu(w·x)``: multiplier = ``(relu(w x) − relu(w x')) / (w x − w x')``."""
+    layer = nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 2.0]]))
+    model = nn.Sequential(nn.Flatten(), layer, nn.ReLU()).eval()
+    x = torch.tensor([1.0, 1.0], dtype=torch.float64).view(1, 1, 1, 2)  # w·x = 3
+    reference = torch.tensor([-1.0, -1.0], dtype=torch.float64).view(1, 1, 1, 2)  # w·x' = -3
+    e = camscope.explain(model, x, method="deeplift", targets=0, baseline=reference)
+    secant = (3.0 - 0.0) / (3.0 - -3.0)
+    expected = torch.tensor([2.0 * 1.0, 2.0 * 2.0], dtype=torch.float64) * secant
+    torch.testing.assert_close(e.maps.view(2), expected)
+
+
+def test_functional_and_reused_relus_are_caught():
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3)
+            self.relu = nn.ReLU()  # used twice: Captum cannot take this
+            self.dense = nn.Linear(4 * 36, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.relu(self.conv(x))
+            h = torch.nn.functional.max_pool2d(self.relu(h - 0.1), 1)
+            return self.dense(h.flatten(1))
+
+    torch.manual_seed(0)
+    model = Functional().double().eval()
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    e = camscope.explain(model, x, method="deeplift", targets="all")
+    with torch.no_grad():
+        expected = model(x) - model(torch.zeros_like(x))
+    torch.testing.assert_close(e.maps.flatten(2).sum(-1), expected)
+
+
+def test_bad_options_are_refused():
+    model = _net(2).float()
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.raises(MethodError, match="max_pool must be"):
+        camscope.explain(model, x, method="deeplift", max_pool="switch")
+    with pytest.raises(MethodError, match="eps must be"):
+        camscope.explain(model, x, method="deeplift", eps=-1.0)
+    with pytest.raises(InputError, match="background sample"):
+        camscope.explain(model, x, method="deeplift_shap")
+    with pytest.raises(InputError, match="baselines must be a tensor"):
+        camscope.explain(model, x, method="deeplift_shap", baselines=torch.zeros(3, 1, 8, 8))
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(128, 2)).eval()
+    with pytest.raises(MethodError, match="no nonlinearity"):
+        camscope.explain(linear, x, method="deeplift")
