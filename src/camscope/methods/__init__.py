@@ -8,6 +8,9 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.projections`: CAM variants from principal components (EigenCAM,
   Eigen-Grad-CAM, KPCA-CAM).
 * :mod:`~camscope.methods.contrastive`: Finer-CAM (a CAM formula on a contrastive objective).
+* :mod:`~camscope.methods.second_order`: ShapleyCAM (gradient and Hessian–vector product).
+* :mod:`~camscope.methods.layerwise_relevance`: LRP with zennit's composites and rules.
+* :mod:`~camscope.methods.deep_lift`: DeepLIFT (rescale rule) and DeepLIFT-SHAP.
 * :mod:`~camscope.methods.fullgrad`: FullGrad (input and bias gradients of every layer).
 * :mod:`~camscope.methods.gradients`: input-space maps from gradients (saliency, Deconvnet,
   guided backprop, Guided Grad-CAM, input × gradient, Integrated Gradients, Gradient SHAP).
@@ -65,6 +68,7 @@ from camscope.methods.perturbation import is_cam, kernel_shap, occlusion, score_
 from camscope.methods.projections import eigen_cam, eigen_grad_cam, kpca_cam
 from camscope.methods.registry import MethodInfo, get_method, list_methods, method
 from camscope.methods.rules import relu_rule
+from camscope.methods.second_order import shapley_cam
 from camscope.methods.segments import feature_ablation, lime, shapley_value_sampling
 
 __all__ = [
@@ -113,6 +117,7 @@ __all__ = [
     "respond_cam",
     "saliency",
     "score_cam",
+    "shapley_cam",
     "shapley_value_sampling",
     "ss_cam",
     "xgrad_cam",

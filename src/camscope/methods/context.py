@@ -404,6 +404,21 @@ class MethodContext:
         layer's output on ``inputs`` is replaced by ``maps (N, C, *s)`` (in the layout the layer
         was read in by :meth:`layer_activations`): the trunk without autograd, one batched
         backward pass from the head."""
+        leaf, output = self.head_on(inputs, maps)
+        with torch.enable_grad():
+            scores = self.target_scores(output, rows)
+        pieces = [
+            grads
+            for _, _, grads in chunked_vjp(
+                scores, leaf, chunk_size=self.chunk_size, missing=self._independent
+            )
+        ]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def head_on(self, inputs: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The model's output on ``inputs`` with the chosen layer's output replaced by ``maps``
+        ``(N, C, *s)`` (in the layout :meth:`layer_activations` read it in), and the leaf that
+        stands for ``maps``: the output has a graph from the leaf up (the head), none below."""
         name, module = self.require_layer("this method")
         self._ensure_fixed()
         leaf = maps.detach().requires_grad_(True)
@@ -419,15 +434,7 @@ class MethodContext:
                 output = call_model(self.model, inputs)
         finally:
             handle.remove()
-        with torch.enable_grad():
-            scores = self.target_scores(output, rows)
-        pieces = [
-            grads
-            for _, _, grads in chunked_vjp(
-                scores, leaf, chunk_size=self.chunk_size, missing=self._independent
-            )
-        ]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        return leaf, output
 
     def _independent(self) -> MethodError:
         return MethodError(
