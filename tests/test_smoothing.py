@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import camscope
+from camscope.errors import InputError
 from camscope.models import create_model
 
 
@@ -54,3 +55,53 @@ def test_bad_arguments():
         camscope.smooth(model, x, method="saliency", noise_samples=0)
     with pytest.raises(camscope.InputError, match="kind"):
         camscope.smooth(model, x, method="saliency", kind="median")  # type: ignore[arg-type]
+
+
+def test_smooth_grad_cam_pp_without_noise_is_grad_cam_pp():
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(2, 1, 16, 16)
+    plain = camscope.explain(model, x, method="grad_cam_pp", targets="all")
+    smoothed = camscope.smooth(
+        model, x, method="grad_cam_pp", target="gradients", noise_std=0.0, targets="all"
+    )
+    assert smoothed.method == "smooth_grad_cam_pp"
+    torch.testing.assert_close(smoothed.maps, plain.maps, rtol=1e-5, atol=1e-6)
+
+
+def test_smooth_grad_cam_pp_averages_the_gradient_moments_of_the_noisy_copies():
+    """The moments ``mean_i G_i^p`` by hand, one noisy copy at a time, with the same draws."""
+    model = create_model("tiny3d", num_classes=3, input_size=16).double().eval()
+    x = torch.randn(2, 1, 16, 16, 16, dtype=torch.float64)
+    count, std = 3, 0.2
+    e = camscope.explain(
+        model, x, method="smooth_grad_cam_pp", targets=[0, 2], noise_samples=count,
+        noise_std=std, seed=5, batch_size=2,
+    )  # fmt: skip
+    layer = e.layer
+    noise = torch.randn((count, *x.shape[1:]), generator=torch.Generator().manual_seed(5))
+    span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1, 1)
+    module = dict(model.named_modules())[layer]
+    seen = {}
+    handle = module.register_forward_hook(lambda m, i, o: seen.__setitem__("a", o))
+    moments = [0.0, 0.0, 0.0]
+    for i in range(count):
+        noisy = x + noise[i].double() * std * span
+        out = model(noisy)
+        (g,) = torch.autograd.grad(out[[0, 1], [0, 2]].sum(), seen["a"])
+        moments = [m + g**p / count for m, p in zip(moments, (1, 2, 3), strict=True)]
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    a = seen["a"].detach()
+    d1, d2, d3 = moments
+    alpha = d2 / (2 * d2 + a.sum(dim=(2, 3, 4), keepdim=True) * d3)
+    alpha = torch.nan_to_num(alpha)
+    weights = (alpha * torch.relu(d1)).sum(dim=(2, 3, 4))
+    expected = (weights[..., None, None, None] * a).sum(1)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+
+
+def test_smooth_of_gradients_refuses_other_methods():
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    with pytest.raises(InputError, match="Grad-CAM"):
+        camscope.smooth(model, torch.randn(1, 1, 16, 16), method="grad_cam", target="gradients")

@@ -42,6 +42,7 @@ def smooth(
     seed: int = 0,
     budget: int = SMOOTHING_BUDGET,
     targets: Any = None,
+    target: Literal["maps", "gradients"] = "maps",
     **explain_options: Any,
 ) -> Explanation:
     """SmoothGrad / VarGrad of ``method``: an Explanation like ``explain()``'s, ``method`` named
@@ -55,6 +56,10 @@ def smooth(
         budget: input values explained at once (copies are chunked to fit).
         targets: as for :func:`camscope.explain`; fixed on the noise-free inputs (the predicted
             class of the clean input is explained in every copy).
+        target: what is averaged: ``"maps"`` (SmoothGrad of any method) or ``"gradients"``
+            (the layer's gradients and their powers, for ``method="grad_cam_pp"``: Smooth
+            Grad-CAM++, the registered method ``smooth_grad_cam_pp``, with the clean input's
+            activations).
         **explain_options: ``layer``, the method's options, ...
 
     Raises:
@@ -66,6 +71,29 @@ def smooth(
         raise InputError(f"kind must be 'smoothgrad' or 'vargrad', not {kind!r}")
     if noise_std < 0:
         raise InputError(f"noise_std must be non-negative, got {noise_std}")
+    if target not in ("maps", "gradients"):
+        raise InputError(f"target must be 'maps' or 'gradients', not {target!r}")
+    if target == "gradients":
+        if method not in ("grad_cam_pp", "smooth_grad_cam_pp") or kind != "smoothgrad":
+            raise InputError(
+                "smooth(target='gradients') averages Grad-CAM++'s gradient moments (Smooth "
+                f"Grad-CAM++): use method='grad_cam_pp' with kind='smoothgrad', not {method!r} "
+                f"with {kind!r}; target='maps' smooths any method's maps"
+            )
+        if "batch_size" not in explain_options and budget != SMOOTHING_BUDGET:
+            per_sample = max(inputs[0].numel(), 1) if isinstance(inputs, torch.Tensor) else 1
+            explain_options["batch_size"] = max(1, budget // per_sample)
+        return explain(
+            model,
+            inputs,
+            method="smooth_grad_cam_pp",
+            targets=targets,
+            noise_samples=noise_samples,
+            noise_std=noise_std,
+            seed=seed,
+            progress=False,
+            **explain_options,
+        )
     x = check_inputs(model, inputs)
     clean = explain(model, x, method=method, targets=targets, progress=False, **explain_options)
     fixed = clean.targets if clean.targets is not None else targets

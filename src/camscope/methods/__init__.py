@@ -8,6 +8,7 @@ Each method is declared beside its formula with :func:`~camscope.methods.registr
 * :mod:`~camscope.methods.projections`: CAM variants from principal components (EigenCAM,
   Eigen-Grad-CAM, KPCA-CAM).
 * :mod:`~camscope.methods.contrastive`: Finer-CAM (a CAM formula on a contrastive objective).
+* :mod:`~camscope.methods.smoothed`: Smooth Grad-CAM++ (gradient moments over noisy copies).
 * :mod:`~camscope.methods.second_order`: ShapleyCAM (gradient and Hessian–vector product).
 * :mod:`~camscope.methods.layerwise_relevance`: LRP with zennit's composites and rules.
 * :mod:`~camscope.methods.deep_lift`: DeepLIFT (rescale rule) and DeepLIFT-SHAP.
@@ -70,6 +71,7 @@ from camscope.methods.registry import MethodInfo, get_method, list_methods, meth
 from camscope.methods.rules import relu_rule
 from camscope.methods.second_order import shapley_cam
 from camscope.methods.segments import feature_ablation, lime, shapley_value_sampling
+from camscope.methods.smoothed import smooth_grad_cam_pp
 
 __all__ = [
     "MethodContext",
@@ -119,6 +121,7 @@ __all__ = [
     "score_cam",
     "shapley_cam",
     "shapley_value_sampling",
+    "smooth_grad_cam_pp",
     "ss_cam",
     "xgrad_cam",
 ]
