@@ -13,6 +13,10 @@ Every contender runs in this one process on the same inputs, round-robin within 
   2), against Captum's ``FeatureAblation`` called once per sample and class (its default one row
   per pass, and 16 rows per pass), and against the floor: one forward pass of the 32 perturbed
   copies.
+* ``propagation``: LRP (``epsilon_plus``) and DeepLIFT for all 23 classes of CNN-2 (batch 8,
+  40³), against zennit's ``EpsilonPlus`` and Captum's ``DeepLift`` called once per class, and
+  against the floor: one forward pass (of the inputs and their references for DeepLIFT) and one
+  batched backward pass to the input.
 * ``cnn2``: the paper's CNN-2, batch 8 of 40³ volumes, all 23 classes at ``maxpool2``: the new
   gradient CAMs and input × gradient against one forward pass and one batched backward pass to the
   layer (to the input for input × gradient).
@@ -153,6 +157,57 @@ def cnn2_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
     return f"CNN-2, batch {len(x)}, 40³, all 23 classes", runners, {"repeats": 3 if quick else 7}
 
 
+def propagation_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    import warnings
+
+    from captum.attr import DeepLift
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlus
+
+    torch.manual_seed(0)
+    model = create_model("cnn2").eval()
+    x = torch.randn(2 if quick else 8, 1, 40, 40, 40)
+    classes = 23
+
+    def floor(rows: int) -> Runner:
+        def run() -> object:
+            inputs = torch.cat([x] * rows).requires_grad_(True)
+            out = model(inputs)[: len(x)]
+            eye = torch.eye(classes)[:, None, :].expand(classes, len(x), classes)
+            return torch.autograd.grad(out, inputs, grad_outputs=eye, is_grads_batched=True)
+
+        return run
+
+    def zennit_per_class() -> object:
+        maps = []
+        with Gradient(model, EpsilonPlus()) as attributor:
+            for c in range(classes):
+                output = model(x)
+                relevance = torch.zeros_like(output)
+                relevance[:, c] = output[:, c]
+                maps.append(attributor(x, relevance.detach())[1])
+        return maps
+
+    def captum_per_class() -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it warns that it sets hooks
+            explainer = DeepLift(model)
+            return [explainer.attribute(x, target=c) for c in range(classes)]
+
+    def ours(method: str) -> Runner:
+        return lambda: camscope.explain(model, x, method=method, targets="all", progress=False)
+
+    runners = {
+        "floor: forward + batched backward to the input": floor(1),
+        "camscope lrp (epsilon_plus), all classes": ours("lrp"),
+        "zennit EpsilonPlus, once per class": zennit_per_class,
+        "floor: forward of input and reference + backward": floor(2),
+        "camscope deeplift, all classes": ours("deeplift"),
+        "Captum DeepLift, once per class": captum_per_class,
+    }
+    return f"CNN-2, batch {len(x)}, 40³, all 23 classes", runners, {"repeats": 2 if quick else 3}
+
+
 def table(title: str, times: dict[str, list[float]]) -> str:
     lines = [title]
     floor = None
@@ -173,11 +228,18 @@ def table(title: str, times: dict[str, list[float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    parser.add_argument("--cases", nargs="+", default=["cnn2", "segments", "ablation"])
+    parser.add_argument(
+        "--cases", nargs="+", default=["cnn2", "propagation", "segments", "ablation"]
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     results = results_header()
-    builders = {"ablation": ablation_case, "segments": segments_case, "cnn2": cnn2_case}
+    builders = {
+        "ablation": ablation_case,
+        "segments": segments_case,
+        "cnn2": cnn2_case,
+        "propagation": propagation_case,
+    }
     for name in args.cases:
         title, runners, settings = builders[name](args.quick)
         print(f"== {title}: {len(runners)} contenders × {settings['repeats']}", flush=True)

@@ -148,8 +148,10 @@ def _multipliers(
     context: MethodContext, inputs: torch.Tensor, references: torch.Tensor, rows: torch.Tensor,
     eps: float,
     max_pool: str,
-) -> torch.Tensor:  # fmt: skip
-    """DeepLIFT maps ``(N, T, C, *S)`` of ``inputs`` against ``references`` (samples ``rows``)."""
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """DeepLIFT maps ``(N, T, C, *S)`` of ``inputs`` against ``references`` (samples ``rows``),
+    and the references' target scores ``(N, T)``. When the targets are not fixed yet and these
+    are all the samples, the input pass fixes them (no separate forward pass)."""
     n = len(inputs)
     leaf = inputs.detach().requires_grad_(True)
     mode = _RescaleMode(n, eps, max_pool)
@@ -167,9 +169,12 @@ def _multipliers(
             "softplus, GELU, SiLU, max-pooling) in this model's forward pass; use "
             "integrated_gradients"
         )
-    first = _first_half(output, n)
+    first = _take(output, torch.arange(n))
+    if not context.fixed:
+        context.fix_targets(first)
     with torch.enable_grad():
         scores = context.target_scores(first, rows)
+        reference_scores = context.target_scores(_take(output, torch.arange(n, 2 * n)), rows)
     pieces = [
         grads
         for _, _, grads in chunked_vjp(
@@ -177,12 +182,7 @@ def _multipliers(
         )
     ]
     grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-    return (inputs - references).unsqueeze(1) * grads
-
-
-def _first_half(output: Any, n: int) -> Any:
-    """The input pass's part of a paired output."""
-    return _take(output, torch.arange(n))
+    return (inputs - references).unsqueeze(1) * grads, reference_scores.detach()
 
 
 def _check(eps: float, max_pool: str) -> float:
@@ -230,15 +230,17 @@ def deeplift(
     eps = _check(eps, max_pool)
     x = context.inputs
     reference = resolve_baseline(context, baseline)
-    context._ensure_fixed()
     rows_per_batch = batch_size or max(1, context.gradient_rows() // 2)
-    pieces = []
+    if rows_per_batch < context.batch_size:
+        context._ensure_fixed()  # several passes: the targets of all samples first
+    pieces, references = [], []
     for part in context.batches(context.batch_size, rows_per_batch, "deeplift"):
         rows = torch.arange(part.start, part.stop, device=x.device)
-        pieces.append(_multipliers(context, x[part], reference[part], rows, eps, max_pool))
+        maps, scores = _multipliers(context, x[part], reference[part], rows, eps, max_pool)
+        pieces.append(maps)
+        references.append(scores)
     maps = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    rows = torch.arange(context.batch_size, device=x.device)
-    baseline_scores = context.target_scores(context.forward(reference), rows)
+    baseline_scores = torch.cat(references)
     gap = (maps.flatten(2).sum(-1) - (context.scores - baseline_scores)).abs()
     return MethodResult(maps, {"delta_gap": gap, "baseline_scores": baseline_scores})
 
@@ -298,7 +300,7 @@ def deeplift_shap(
     for part in context.batches(context.batch_size * count, rows_per_batch, "deeplift shap"):
         index = torch.arange(part.start, part.stop, device=x.device)
         sample, which = index // count, index % count
-        maps = _multipliers(context, x[sample], references[which], sample, eps, max_pool)
+        maps, _ = _multipliers(context, x[sample], references[which], sample, eps, max_pool)
         total.index_add_(0, sample, maps)
     maps = total / count
     expected = _mean_reference_scores(context, references)

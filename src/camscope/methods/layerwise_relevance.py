@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from camscope.engine import call_model, chunked_vjp
+from camscope.engine.state import is_exported
 from camscope.engine.vjp import chunk_for_bytes
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
@@ -318,7 +319,7 @@ class _LrpMode(TorchFunctionMode):
                 denominator = call(x, w, b)
             part = call(x, w) * ratio(denominator, self.epsilon)
         elif rule == "zplus":
-            z = call(xp, pos(w), pos(b)) + call(xn, neg(w))  # type: ignore[arg-type]
+            z = _split_call(call, xp, xn, w, pos(b))
             part = z * ratio(z)
         elif rule == "alpha_beta":
             a, c = self.composite.alpha, self.composite.beta
@@ -364,6 +365,20 @@ class _LrpMode(TorchFunctionMode):
         self.aux += [(low, x), (high, x)]
         z = call(x, w) - call(low, w.clamp(min=0)) - call(high, w.clamp(max=0))
         return z * ratio(z)
+
+
+def _split_call(
+    call: _Call, xp: torch.Tensor, xn: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``f(x⁺; w⁺, bias) + f(x⁻; w⁻)``, as one call over stacked input channels where the layer
+    allows (a dense layer, or a convolution of one group): the same products, one operation."""
+    groups = call.kwargs.get("groups", call.args[6] if len(call.args) > 6 else 1)
+    if call.func in _DENSE or (call.func in _CONV and call.func is not _aten.convolution.default
+                               and groups == 1):  # fmt: skip
+        stacked = torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1)
+        axis = -1 if call.func in _DENSE else 1  # features last; channels second
+        return call(torch.cat([xp, xn], dim=axis), stacked, bias)
+    return call(xp, w.clamp(min=0), bias) + call(xn, w.clamp(max=0))
 
 
 def _expand_bound(bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -452,16 +467,24 @@ def lrp(
         "high": float(x.max()) if high is None else high,
         "fold": bool(fold_batch_norm),
     }
-    probe = _LrpMode(chosen, **options)  # type: ignore[arg-type]
-    with torch.no_grad(), probe:
-        output = call_model(context.model, x)
-    _check_ran(probe, context)
-    if not context.fixed:
-        context.fix_targets(output)
-    mode = _LrpMode(chosen, **options, folded=probe.folded)  # type: ignore[arg-type]
+    folded: set[int] = set()
+    if fold_batch_norm and _may_have_batch_norms(context.model):
+        # A first pass finds the batch norms that take a layer's output (to fold them into it)
+        # and fixes the targets.
+        probe = _LrpMode(chosen, **options)  # type: ignore[arg-type]
+        with torch.no_grad(), probe:
+            output = call_model(context.model, x)
+        _check_ran(probe, context)
+        if not context.fixed:
+            context.fix_targets(output)
+        folded = probe.folded
+    mode = _LrpMode(chosen, **options, folded=folded)  # type: ignore[arg-type]
     inputs = x.detach().requires_grad_(True)
     with torch.enable_grad(), mode:
         output = call_model(context.model, inputs)
+    _check_ran(mode, context)
+    if not context.fixed:  # the values are the model's own: this pass fixes the targets
+        context.fix_targets(output)
     rows = torch.arange(context.batch_size, device=x.device)
     with torch.enable_grad():
         scores = context.target_scores(output, rows)
@@ -495,6 +518,14 @@ def lrp(
     total = maps.flatten(2).sum(-1)
     gap = (total - scores.detach()).abs()
     return MethodResult(maps, {"relevance_sum": total, "conservation_gap": gap})
+
+
+def _may_have_batch_norms(model: torch.nn.Module) -> bool:
+    """Whether a batch norm may run: a batch-norm module, or a graph whose calls are not modules
+    (an exported program)."""
+    if is_exported(model):
+        return True
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _composite(name: str, rule: str | None, alpha: float, beta: float) -> Composite:
