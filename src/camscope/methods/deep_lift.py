@@ -79,7 +79,7 @@ class _RescaleMode(TorchFunctionMode):
                     y = func(a, *args[1:], **{**kwargs, "inplace": False})
             else:
                 y = func(*args, **kwargs)
-            result = self._secant(a, y)
+            result = self._secant(a, y, func in _RELU or func in _RELU_IN_PLACE)
             if in_place and not (a.is_leaf and a.requires_grad):
                 return a.copy_(result)
             return result
@@ -99,18 +99,23 @@ class _RescaleMode(TorchFunctionMode):
             )
         return True
 
-    def _secant(self, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _secant(self, a: torch.Tensor, y: torch.Tensor, relu: bool) -> torch.Tensor:
         """``y`` whose input half's backward pass is ``Δy/Δa`` (the derivative where
-        ``|Δa| < eps``); the reference half gets none."""
+        ``|Δa| < eps``); the reference half gets none. Whole-batch tensors (no halves split and
+        joined), so the backward pass is one product, as a plain ReLU's is."""
         self.calls += 1
         n = self.rows
-        ax, ar, yx, yr = a[:n], a[n:], y[:n], y[n:]
         with torch.no_grad():
-            delta = ax - ar
+            delta = a[:n] - a[n:]
             small = delta.abs() < self.eps
-            slope = torch.where(small, torch.zeros_like(delta), (yx - yr) / delta)
-        part = (yx - yx.detach()) * small + (ax - ax.detach()) * slope
-        return torch.cat([yx.detach() + part, yr.detach()])
+            # a ReLU's derivative where unchanged is 1[a > 0]; another function's is autograd's
+            fallback = (a[:n] > 0).to(a.dtype) if relu else torch.zeros_like(delta)
+            slope = torch.where(small, fallback, (y[:n] - y[n:]) / delta)
+            slope = torch.cat([slope, torch.zeros_like(slope)])
+        part = (a - a.detach()) * slope
+        if not relu and bool(small.any()):
+            part = part + (y - y.detach()) * torch.cat([small, torch.zeros_like(small)])
+        return y.detach() + part
 
     def _max_pool(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         a = args[0]
@@ -124,24 +129,36 @@ class _RescaleMode(TorchFunctionMode):
                 return func(*args, **kwargs)  # the caller un-pools itself: plain gradient
             pool = func
         options["return_indices"] = True
-        y, indices = pool(a, **options)
+        with torch.no_grad():
+            y, indices = pool(a, **options)
+        options["return_indices"] = False
         self.calls += 1
         n = self.rows
-        ax, ar, yx, yr = a[:n], a[n:], y[:n], y[n:]
-        ix, ir = indices[:n], indices[n:]
         with torch.no_grad():
-            delta = ax - ar
-            small = (delta.abs() < self.eps).to(ax.dtype)
-            inverse = torch.where(small.bool(), torch.zeros_like(delta), 1.0 / delta)
-            top = torch.maximum(yx, yr)
-            up, down = top - yr, yx - top  # the pooled change, split between the two maxima
+            delta = a[:n] - a[n:]
+            small = delta.abs() < self.eps
+            top = torch.maximum(y[:n], y[n:])
+            up, down = top - y[n:], y[:n] - top  # the pooled change, split between the maxima
 
-        def pick(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-            flat = values.flatten(2).gather(2, where.flatten(2))
-            return flat.view_as(yx)
+            def at(where: torch.Tensor) -> torch.Tensor:  # `small` at each window's maximum
+                return small.flatten(2).gather(2, where.flatten(2)).view_as(up)
 
-        part = pick(ax * small, ix) + up * pick(ax * inverse, ix) + down * pick(ax * inverse, ir)
-        return torch.cat([yx.detach() + (part - part.detach()), yr.detach()])
+            # An unchanged maximum of the input pass keeps max-pooling's own gradient (its `up`
+            # is 0 there); one of the reference pass passes nothing. One input-space scale then
+            # serves both routes: 1/Δa, or 1 where unchanged.
+            scale = torch.where(small, torch.ones_like(delta), 1.0 / delta)
+            first = torch.where(at(indices[:n]), torch.ones_like(up), up)
+            second = torch.where(at(indices[n:]), torch.zeros_like(down), down)
+            zeros = torch.zeros_like(up)
+            first, second = torch.cat([first, zeros]), torch.cat([second, zeros])
+            scale = torch.cat([scale, torch.zeros_like(scale)])
+            references = torch.cat([a[n:], a[n:]])
+        moving = (a - a.detach()) * scale
+        # Pooling the input's (the reference's) values routes the gradient to the input's (the
+        # reference's) maxima, by max-pooling's own backward kernel.
+        part = first * pool(a.detach() + moving, **options)
+        part = part + second * pool(references + moving, **options)
+        return y.detach() + (part - part.detach())
 
 
 def _multipliers(
