@@ -78,6 +78,14 @@ def test_deeplift_shap_equals_captum(dims):
     with torch.no_grad():
         expected = model(x) - model(background).mean(0)
     torch.testing.assert_close(ours.maps.flatten(2).sum(-1), expected)
+    per_input = camscope.explain(
+        model,
+        x,
+        method="deeplift_shap",
+        targets="all",
+        baselines=background[None].repeat(2, 1, 1, *[1] * dims),
+    )
+    torch.testing.assert_close(per_input.maps, ours.maps)
 
 
 def test_deeplift_by_hand_on_one_relu():
@@ -123,9 +131,9 @@ def test_bad_options_are_refused():
         camscope.explain(model, x, method="deeplift", max_pool="switch")
     with pytest.raises(MethodError, match="eps must be"):
         camscope.explain(model, x, method="deeplift", eps=-1.0)
-    with pytest.raises(InputError, match="background sample"):
-        camscope.explain(model, x, method="deeplift_shap")
-    with pytest.raises(InputError, match="baselines must be a tensor"):
+    with pytest.raises(InputError, match="n_samples must be"):
+        camscope.explain(model, x, method="deeplift_shap", n_samples=0)
+    with pytest.raises(InputError, match="references for every input"):
         camscope.explain(model, x, method="deeplift_shap", baselines=torch.zeros(3, 1, 8, 8))
     linear = nn.Sequential(nn.Flatten(), nn.Linear(128, 2)).eval()
     with pytest.raises(MethodError, match="no nonlinearity"):

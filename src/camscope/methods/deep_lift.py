@@ -270,6 +270,8 @@ def deeplift_shap(
     context: MethodContext,
     *,
     baselines: torch.Tensor | None = None,
+    n_samples: int = 8,
+    seed: int = 0,
     eps: float = 1e-10,
     max_pool: str = "rescale",
     batch_size: int | None = None,
@@ -278,8 +280,12 @@ def deeplift_shap(
     ``x'_j`` of DeepLIFT's ``(x − x'_j) ⊙ m_j``.
 
     Args:
-        baselines: the references ``(n, C, *S)``, a background sample of the data (SHAP's
-            expectation is over it); default: the batch's own samples (at least two needed).
+        baselines: the references: ``(n, C, *S)`` for every input (a background sample of the
+            data: SHAP's expectation is over it) or ``(B, n, C, *S)`` per input; default:
+            ``n_samples`` draws of uniform noise within each input's value range (seeded, the
+            same draws for every input, so an input's map does not depend on its batch).
+        n_samples: references drawn when ``baselines`` is not given.
+        seed: seed of those draws.
         eps: as for :func:`deeplift`.
         max_pool: as for :func:`deeplift`.
         batch_size: (input, reference) pairs per pass; default fits a memory budget.
@@ -292,48 +298,57 @@ def deeplift_shap(
     """
     eps = _check(eps, max_pool)
     x = context.inputs
-    if baselines is None:
-        if context.batch_size < 2:
-            raise InputError(
-                "deeplift_shap averages over references, and a batch of one has only itself: "
-                "give baselines=(n, C, *S), a background sample of your data"
-            )
-        baselines = x
-    if not isinstance(baselines, torch.Tensor) or tuple(baselines.shape[1:]) != tuple(x.shape[1:]):
-        shape = tuple(baselines.shape) if isinstance(baselines, torch.Tensor) else baselines
-        raise InputError(
-            f"baselines must be a tensor (n, {', '.join(map(str, x.shape[1:]))}) of references, "
-            f"got {shape}"
-        )
-    if not bool(torch.isfinite(baselines).all()):
-        raise InputError("the baselines contain NaN or infinite values")
-    references = baselines.to(x.device, x.dtype)
-    count = len(references)
+    references = _references(x, baselines, n_samples, seed)  # (B, n, C, *S)
+    count = references.shape[1]
     context._ensure_fixed()
     total = torch.zeros(
         (context.batch_size, context.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
     )
+    expected = torch.zeros((context.batch_size, context.num_targets), dtype=x.dtype)
     rows_per_batch = batch_size or max(1, context.gradient_rows() // 2)
     for part in context.batches(context.batch_size * count, rows_per_batch, "deeplift shap"):
         index = torch.arange(part.start, part.stop, device=x.device)
         sample, which = index // count, index % count
-        maps, _ = _multipliers(context, x[sample], references[which], sample, eps, max_pool)
+        pairs = references[sample, which]
+        maps, scores = _multipliers(context, x[sample], pairs, sample, eps, max_pool)
         total.index_add_(0, sample, maps)
+        expected.index_add_(0, sample.cpu(), scores.cpu().to(x.dtype))
     maps = total / count
-    expected = _mean_reference_scores(context, references)
+    expected = (expected / count).to(x.device)
     gap = (maps.flatten(2).sum(-1) - (context.scores - expected)).abs()
     return MethodResult(maps, {"delta_gap": gap})
 
 
-def _mean_reference_scores(context: MethodContext, references: torch.Tensor) -> torch.Tensor:
-    """``mean_j y_t(x'_j)`` for every sample's targets ``(B, T)``: each reference's output
-    scored for every sample's targets, in one call."""
-    count, batch = len(references), context.batch_size
-    output = context.forward(references)
-    which = torch.arange(count, device=references.device).repeat_interleave(batch)
-    rows = torch.arange(batch, device=references.device).repeat(count)
-    scores = context.target_scores(_take(output, which), rows)
-    return scores.view(count, batch, -1).mean(0)
+def _references(
+    x: torch.Tensor, baselines: torch.Tensor | None, count: int, seed: int
+) -> torch.Tensor:
+    """DeepLIFT-SHAP's references as ``(B, n, C, *S)``."""
+    item = tuple(x.shape[1:])
+    if baselines is None:
+        if int(count) < 1:
+            raise InputError(f"n_samples must be at least 1, got {count}")
+        generator = torch.Generator().manual_seed(int(seed))
+        draws = torch.rand((int(count), *item), generator=generator, dtype=x.dtype).to(x.device)
+        low = x.flatten(1).amin(1).view(-1, 1, *[1] * len(item))
+        high = x.flatten(1).amax(1).view(-1, 1, *[1] * len(item))
+        return low + (high - low) * draws[None]
+    if not isinstance(baselines, torch.Tensor):
+        raise InputError(f"baselines must be a tensor, not {type(baselines).__name__}")
+    if tuple(baselines.shape[1:]) == item:
+        baselines = baselines[None].expand(len(x), *baselines.shape)
+    elif (
+        baselines.ndim != x.ndim + 1
+        or tuple(baselines.shape[2:]) != item
+        or (baselines.shape[0] != len(x))
+    ):
+        shape = ", ".join(map(str, item))
+        raise InputError(
+            f"baselines must be (n, {shape}) references for every input or ({len(x)}, n, "
+            f"{shape}) per input, got {tuple(baselines.shape)}"
+        )
+    if not bool(torch.isfinite(baselines).all()):
+        raise InputError("the baselines contain NaN or infinite values")
+    return baselines.to(x.device, x.dtype)
 
 
 def _take(output: Any, index: torch.Tensor) -> Any:

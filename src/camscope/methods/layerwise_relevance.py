@@ -397,6 +397,7 @@ def _expand_bound(bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @method(
     kind="input",
     summary="layer-wise relevance propagation: zennit's composites, BN folded; sums to the score",
+    may_be_empty=True,  # z⁺ hands everything to the biases where no positive path carries it
 )
 def lrp(
     context: MethodContext,

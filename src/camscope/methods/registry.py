@@ -53,7 +53,8 @@ class MethodInfo:
             no-grad pass to fix the targets first (one forward pass instead of two).
         may_be_empty: a map can be all zero while its target's score depends on the input (no
             warning then): Deconvnet and guided backpropagation pass only positive gradients
-            back through ReLUs; LIME's Lasso can shrink every coefficient to zero.
+            back through ReLUs; LIME's Lasso can shrink every coefficient to zero; LRP's z⁺ rule
+            hands all relevance to the biases when no positive weight carries it.
         target_blind: the map does not depend on the target or the model's output (attention
             rollout, EigenCAM, KPCA-CAM): an all-zero output does not empty it.
     """

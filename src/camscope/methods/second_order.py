@@ -22,6 +22,7 @@ import torch
 from camscope.errors import MethodError, TargetError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.registry import method
+from camscope.targets import dense_class_scores
 
 __all__ = ["shapley_cam"]
 
@@ -40,8 +41,9 @@ def shapley_cam(context: MethodContext, *, objective: str = "rest") -> MethodRes
 
     Args:
         objective: ``"rest"``: ``y_c + log softmax(y)_c`` (the paper's; pytorch-grad-cam's
-            ``ClassifierOutputReST``), class targets of ``(B, K)`` logits only; ``"logit"``: the
-            target's score itself (any target).
+            ``ClassifierOutputReST``), class targets only (on a dense output both terms summed
+            over the class's predicted region); ``"logit"``: the target's score itself (any
+            target).
 
     Extras:
         ``weights`` ``(B, T, C)``: the channel weights.
@@ -69,13 +71,18 @@ def shapley_cam(context: MethodContext, *, objective: str = "rest") -> MethodRes
 
 
 def _log_probabilities(context: MethodContext, output: Any) -> torch.Tensor:
+    """``log softmax(y)_c`` of each target; on a dense output summed over the class's predicted
+    region, as its score is."""
     classes = context.classes
-    if classes is None or not isinstance(output, torch.Tensor) or output.ndim != 2:
+    if classes is None or not isinstance(output, torch.Tensor) or output.ndim < 2:
         raise TargetError(
-            "shapley_cam's 'rest' objective needs class targets of (B, K) logits; use "
-            "objective='logit' for other targets"
+            "shapley_cam's 'rest' objective needs class targets of a classifier or a dense "
+            "(segmentation) output; use objective='logit' for other targets"
         )
-    return torch.log_softmax(output, dim=1).gather(1, classes)
+    logp = torch.log_softmax(output, dim=1)
+    if output.ndim == 2:
+        return logp.gather(1, classes)
+    return dense_class_scores(logp, classes)
 
 
 def _gradient_and_hessian_product(
