@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from camscope.engine import call_model, chunked_vjp
 from camscope.errors import InputError, MethodError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
 from camscope.methods.registry import method
+from camscope.methods.rules import CallMode, in_place
 
 __all__ = ["deeplift", "deeplift_shap"]
 
@@ -49,7 +49,7 @@ _MAX_POOL = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
 _MAX_POOL_ATEN = {_aten.max_pool2d.default, _aten.max_pool3d.default}
 
 
-class _RescaleMode(TorchFunctionMode):
+class _RescaleMode(CallMode):
     """While active, the batch is ``[inputs; references]`` (``rows`` each): every nonlinearity's
     output keeps its value, and its first half gets the rescale rule's backward pass."""
 
@@ -60,27 +60,18 @@ class _RescaleMode(TorchFunctionMode):
         self.pool_rule = max_pool
         self.calls = 0
 
-    def __torch_function__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        in_place = func in _RELU_IN_PLACE or bool(kwargs.get("inplace", False))
-        if func is F.relu and len(args) > 1:
-            in_place = bool(args[1])
+    def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        writes = in_place(func, args, kwargs)
         if (func in _ELEMENTWISE or func in _RELU_IN_PLACE) and self._paired(args):
             a = args[0]
-            if func in _RELU_IN_PLACE or in_place:
+            if writes:
                 y = torch.relu(a) if func in _RELU_IN_PLACE or func in _RELU else None
                 if y is None:
                     y = func(a, *args[1:], **{**kwargs, "inplace": False})
             else:
                 y = func(*args, **kwargs)
             result = self._secant(a, y, func in _RELU or func in _RELU_IN_PLACE)
-            if in_place and not (a.is_leaf and a.requires_grad):
+            if writes and not (a.is_leaf and a.requires_grad):
                 return a.copy_(result)
             return result
         pooling = func in _MAX_POOL or func in _MAX_POOL_ATEN

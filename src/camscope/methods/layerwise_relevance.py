@@ -50,7 +50,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from camscope.engine import call_model, chunked_vjp
 from camscope.engine.state import is_exported
@@ -58,6 +57,7 @@ from camscope.engine.vjp import chunk_for_bytes
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.registry import method
+from camscope.methods.rules import CallMode
 
 __all__ = ["COMPOSITES", "LRP_RULES", "lrp"]
 
@@ -157,7 +157,7 @@ class _Call:
         return self.func(x, weight, bias, *self.args[3:], **rest)
 
 
-class _LrpMode(TorchFunctionMode):
+class _LrpMode(CallMode):
     """Replaces each rule-bearing call's output by its value with the rule's backward pass.
 
     ``folded`` (call indices whose output a batch norm takes) comes from a first pass with
@@ -189,14 +189,7 @@ class _LrpMode(TorchFunctionMode):
         self.aux: list[tuple[torch.Tensor, torch.Tensor]] = []  # (leaf, its value) of rules
         self._last: tuple[int, torch.Tensor, _Call, bool] | None = None
 
-    def __torch_function__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
+    def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if func in _DENSE or func in _CONV or func in _TRANSPOSED:
             return self._linear(func, args, kwargs)
         if func is F.batch_norm or func is _aten.batch_norm.default:

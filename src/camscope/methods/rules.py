@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["ReluRule", "check_rule_applied", "relu_rule"]
+__all__ = ["CallMode", "ReluRule", "check_rule_applied", "in_place", "relu_rule"]
 
 ReluRule = Literal["gradient", "guided", "deconvnet"]
 
@@ -75,11 +75,9 @@ _OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu, torch.ops.aten.relu.defa
 _IN_PLACE = {F.relu_, torch.relu_, torch.Tensor.relu_, torch.ops.aten.relu_.default}
 
 
-class _ReluMode(TorchFunctionMode):
-    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.function = function
-        self.calls = 0
+class CallMode(TorchFunctionMode):
+    """A :class:`~torch.overrides.TorchFunctionMode` that hands every torch call made while it is
+    active to :meth:`handle` (inside which the mode is off, so the calls it makes run as usual)."""
 
     def __torch_function__(
         self,
@@ -88,16 +86,37 @@ class _ReluMode(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
-        in_place = func in _IN_PLACE or (func is F.relu and bool(kwargs.get("inplace", False)))
-        if len(args) > 1 and func is F.relu:
-            in_place = bool(args[1])
+        return self.handle(func, args, kwargs or {})
+
+    def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run ``func`` (or what replaces it); by default as it is."""
+        return func(*args, **kwargs)
+
+
+def in_place(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether an activation call writes into its input: ``relu_`` and its kin, or a functional
+    activation with ``inplace=True`` (``F.relu(x, True)``)."""
+    if func in _IN_PLACE:
+        return True
+    if func is F.relu and len(args) > 1:
+        return bool(args[1])
+    return bool(kwargs.get("inplace", False))
+
+
+class _ReluMode(CallMode):
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.function = function
+        self.calls = 0
+
+    def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        writes = in_place(func, args, kwargs)
         if func in _OUT_OF_PLACE or func in _IN_PLACE:
             x = args[0]
             if isinstance(x, torch.Tensor) and x.is_floating_point():
                 self.calls += 1
                 result = self.function(x)
-                if in_place and not (x.is_leaf and x.requires_grad):
+                if writes and not (x.is_leaf and x.requires_grad):
                     x.copy_(result)  # keep in-place semantics for code that reuses x
                     return x
                 return result
