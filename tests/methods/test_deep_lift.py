@@ -138,3 +138,22 @@ def test_bad_options_are_refused():
     linear = nn.Sequential(nn.Flatten(), nn.Linear(128, 2)).eval()
     with pytest.raises(MethodError, match="no nonlinearity"):
         camscope.explain(linear, x, method="deeplift")
+
+
+def test_deeplift_on_a_dense_output_sums_to_the_change_over_the_inputs_region():
+    """A segmentation class is scored over the region the input predicts; the reference's score
+    (and so ``delta_gap``) is taken over that same region."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool3d(2), nn.Conv3d(4, 3, 1),
+        nn.Upsample(scale_factor=2),
+    ).double().eval()  # fmt: skip
+    x = torch.randn(2, 1, 8, 8, 8, dtype=torch.float64)
+    reference = 0.5 * torch.randn_like(x)
+    e = camscope.explain(model, x, method="deeplift", targets=1, baseline=reference)
+    with torch.no_grad():
+        out, ref = model(x), model(reference)
+    region = out.argmax(1) == 1
+    expected = ((out[:, 1] - ref[:, 1]) * region).flatten(1).sum(1)
+    torch.testing.assert_close(e.maps.flatten(2).sum(-1)[:, 0], expected)
+    assert float(e.extras["delta_gap"].max()) < 1e-10

@@ -64,7 +64,8 @@ def test_every_composite_equals_zennit(name, dims):
     model = _conv_bn_net(dims).double()
     x = torch.randn(2, 3, *[12] * dims, dtype=torch.float64)
     theirs = _zennit_maps(model, x, name, canonizers.SequentialMergeBatchNorm(), 5)
-    ours = camscope.explain(model, x, method="lrp", targets="all", composite=name).maps
+    bounds = {"low": float(x.min()), "high": float(x.max())} if "box" in name else {}
+    ours = camscope.explain(model, x, method="lrp", targets="all", composite=name, **bounds).maps
     scale = theirs.abs().max()
     assert scale > 0
     # In float64 the only difference left is zennit's: its merged batch norms still divide by
@@ -89,7 +90,10 @@ def test_resnet18_with_residual_additions_equals_zennit():
     for name in ("epsilon_plus", "epsilon_gamma_box"):
         canonizer = zennit_torchvision.ResNetCanonizer()
         theirs = _zennit_maps(model, x, name, canonizer, 4)
-        ours = camscope.explain(model, x, method="lrp", targets="all", composite=name).maps
+        bounds = {"low": float(x.min()), "high": float(x.max())} if "box" in name else {}
+        ours = camscope.explain(
+            model, x, method="lrp", targets="all", composite=name, **bounds
+        ).maps
         scale = theirs.abs().max()
         # zennit's merged batch norms each still divide by √(1 + 1e-5); through ResNet-18's depth
         # its canonized model's output is 4e-5 (relative) off the model's, and its maps ~6e-4.
@@ -208,3 +212,16 @@ def test_torchscript_is_refused_with_what_to_do():
         model = torch.jit.script(_bias_free_relu_net())
     with pytest.raises(MethodError, match="TorchScript"):
         camscope.explain(model, torch.randn(1, 2, 8, 8), method="lrp")
+
+
+def test_z_box_bounds_are_each_inputs_own_and_composites_take_kebab_case():
+    model = _conv_bn_net(2)
+    x = torch.randn(3, 3, 12, 12)
+    x[2] *= 5  # a batch-mate with a much wider range
+    batch = camscope.explain(model, x, method="lrp", targets="all", composite="epsilon-gamma-box")
+    alone = camscope.explain(
+        model, x[:1], method="lrp", targets="all", composite="epsilon_gamma_box"
+    )
+    torch.testing.assert_close(batch.maps[:1], alone.maps)
+    with pytest.raises(MethodError, match="low must not exceed high"):
+        camscope.explain(model, x, method="lrp", composite="epsilon_gamma_box", low=3.0, high=-3.0)

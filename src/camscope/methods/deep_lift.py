@@ -182,7 +182,9 @@ def _multipliers(
         context.fix_targets(first)
     with torch.enable_grad():
         scores = context.target_scores(first, rows)
-        reference_scores = context.target_scores(_take(output, torch.arange(n, 2 * n)), rows)
+        reference_scores = _reference_scores(
+            context, first, _take(output, torch.arange(n, 2 * n)), rows
+        )
     pieces = [
         grads
         for _, _, grads in chunked_vjp(
@@ -203,7 +205,7 @@ def _check(eps: float, max_pool: str) -> float:
 
 @method(
     kind="input",
-    summary="DeepLIFT (rescale rule) against a reference; sums to y(x) − y(x')",
+    summary="DeepLIFT (rescale rule) against a reference; delta_gap: Σ map − (y(x) − y(x'))",
 )
 def deeplift(
     context: MethodContext,
@@ -291,6 +293,8 @@ def deeplift_shap(
     x = context.inputs
     references = _references(x, baselines, n_samples, seed)  # (B, n, C, *S)
     count = references.shape[1]
+    if count < 1:
+        raise InputError("baselines holds no reference: give at least one (n ≥ 1)")
     context._ensure_fixed()
     total = torch.zeros(
         (context.batch_size, context.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
@@ -340,6 +344,20 @@ def _references(
     if not bool(torch.isfinite(baselines).all()):
         raise InputError("the baselines contain NaN or infinite values")
     return baselines.to(x.device, x.dtype)
+
+
+def _reference_scores(
+    context: MethodContext, first: Any, second: Any, rows: torch.Tensor
+) -> torch.Tensor:
+    """The references' target scores ``(N, T)``, as the map explains them: on a dense output,
+    each class over the region the *input* predicts (the region is fixed by the input's pass)."""
+    classes = context.classes
+    if classes is None or not isinstance(first, torch.Tensor) or first.ndim <= 2:
+        return context.target_scores(second, rows)
+    picked = classes[rows].view(len(rows), -1, *[1] * (first.ndim - 2))
+    region = first.detach().max(dim=1).indices.unsqueeze(1) == picked
+    logits = second.gather(1, picked.expand(-1, -1, *first.shape[2:]))
+    return (logits * region).flatten(2).sum(-1)
 
 
 def _take(output: Any, index: torch.Tensor) -> Any:

@@ -389,7 +389,7 @@ def _expand_bound(bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @method(
     kind="input",
-    summary="layer-wise relevance propagation: zennit's composites, BN folded; sums to the score",
+    summary="layer-wise relevance propagation: zennit's composites, BN folded; conservation_gap",
     may_be_empty=True,  # z⁺ hands everything to the biases where no positive path carries it
 )
 def lrp(
@@ -430,9 +430,9 @@ def lrp(
         gamma: γ of the γ rule.
         alpha: α of ``rule="alpha_beta"`` (the composites use α = 2, β = 1).
         beta: β of ``rule="alpha_beta"``; ``alpha − beta`` must be 1.
-        low: lowest input value for z^B (a number or one per channel); default: the inputs'
-            minimum.
-        high: highest input value for z^B; default: the inputs' maximum.
+        low: lowest input value for z^B (a number or one per channel); default: each input's
+            own minimum.
+        high: highest input value for z^B; default: each input's own maximum.
         stabilizer: added (with the sign) to the denominators of the rules other than ε.
         fold_batch_norm: fold each batch norm into the convolution or dense layer whose output
             it normalises (zennit's canonizers); ``False`` passes relevance through it.
@@ -448,7 +448,9 @@ def lrp(
         Propagation: An Overview", 2019. Anders et al., "Software for Dataset-wide XAI: From
         Local Explanations to Global Insights with Zennit, CoRelAy, and ViRelAy", 2021.
     """
-    chosen = _composite(composite, rule, alpha, beta)
+    chosen = _composite(composite.replace("-", "_"), rule, alpha, beta)
+    if low is not None and high is not None and bool(torch.as_tensor(low).gt(high).any()):
+        raise MethodError(f"low must not exceed high for z^B, got low={low}, high={high}")
     for name, value in (("epsilon", epsilon), ("gamma", gamma), ("stabilizer", stabilizer)):
         if not float(value) >= 0:
             raise MethodError(f"{name} must be a non-negative number, got {value}")
@@ -457,8 +459,8 @@ def lrp(
         "epsilon": float(epsilon),
         "gamma": float(gamma),
         "stabilizer": float(stabilizer),
-        "low": float(x.min()) if low is None else low,
-        "high": float(x.max()) if high is None else high,
+        "low": _per_sample(x, "min") if low is None else low,
+        "high": _per_sample(x, "max") if high is None else high,
         "fold": bool(fold_batch_norm),
     }
     folded: set[int] = set()
@@ -512,6 +514,14 @@ def lrp(
     total = maps.flatten(2).sum(-1)
     gap = (total - scores.detach()).abs()
     return MethodResult(maps, {"relevance_sum": total, "conservation_gap": gap})
+
+
+def _per_sample(x: torch.Tensor, which: str) -> torch.Tensor:
+    """Each input's own minimum or maximum ``(B, 1, ...)``: z^B's default bounds, so a sample's
+    map does not depend on its batch."""
+    flat = x.flatten(1)
+    values = flat.amin(1) if which == "min" else flat.amax(1)
+    return values.view(-1, *[1] * (x.ndim - 1))
 
 
 def _may_have_batch_norms(model: torch.nn.Module) -> bool:

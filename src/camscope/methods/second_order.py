@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from camscope.errors import MethodError, TargetError
 from camscope.methods.context import MethodContext, MethodResult
@@ -54,7 +55,9 @@ def shapley_cam(context: MethodContext, *, objective: str = "rest") -> MethodRes
     if objective not in OBJECTIVES:
         raise MethodError(f"shapley_cam: objective must be one of {OBJECTIVES}, not {objective!r}")
     activations = context.layer_activations()  # (B, C, *s); sets the layout the head reads
-    leaf, output = context.head_on(context.inputs, activations)
+    # PyTorch's fused CPU attention has no second derivative: the head runs the plain kernel.
+    with sdpa_kernel([SDPBackend.MATH]):
+        leaf, output = context.head_on(context.inputs, activations)
     rows = torch.arange(context.batch_size, device=activations.device)
     with torch.enable_grad():
         scores = context.target_scores(output, rows)
