@@ -25,13 +25,13 @@ from camscope.methods.gradients import resolve_baseline
 from camscope.methods.registry import method
 
 __all__ = [
-    "feature_labels",
     "is_cam",
     "kernel_shap",
     "occlusion",
     "occlusion_windows",
     "score_cam",
     "segment",
+    "segment_labels",
     "shapley_kernel_weights",
     "ss_cam",
 ]
@@ -185,11 +185,12 @@ def segment(
     return torch.as_tensor(np.stack(labels), dtype=torch.long, device=inputs.device)
 
 
-def feature_labels(
-    context: MethodContext,
+def segment_labels(
+    inputs: torch.Tensor,
     segments: torch.Tensor | None,
-    n_segments: int,
-    compactness: float,
+    *,
+    n_segments: int = 50,
+    compactness: float = 1.0,
 ) -> torch.Tensor:
     """Segment labels ``(B, *S)`` numbered ``0..M_b − 1`` per sample: the user's ``segments``
     (``(B, *S)`` or one ``(*S)`` shared by all samples: superpixels, atlas regions, organ or
@@ -198,14 +199,13 @@ def feature_labels(
     Raises:
         InputError: segments that are not integer labels of the inputs' spatial shape.
     """
-    x = context.inputs
-    size = tuple(x.shape[2:])
+    size = tuple(inputs.shape[2:])
     if segments is None:
-        return segment(x, n_segments=n_segments, compactness=compactness)
+        return segment(inputs, n_segments=n_segments, compactness=compactness)
     if not isinstance(segments, torch.Tensor) or segments.is_floating_point():
         raise InputError("segments must be an integer tensor of labels (B, *S) or (*S)")
     try:
-        labels = torch.broadcast_to(segments.to(x.device), (context.batch_size, *size))
+        labels = torch.broadcast_to(segments.to(inputs.device), (inputs.shape[0], *size))
     except RuntimeError as error:
         raise InputError(
             f"segments of shape {tuple(segments.shape)} do not fit the inputs' spatial shape "
@@ -317,7 +317,9 @@ def kernel_shap(
     size = tuple(x.shape[2:])
     if int(n_samples) < 1:
         raise MethodError(f"n_samples must be at least 1, got {n_samples}")
-    labels = feature_labels(context, segments, n_segments, compactness)
+    labels = segment_labels(
+        context.inputs, segments, n_segments=n_segments, compactness=compactness
+    )
     reference = resolve_baseline(context, baseline)
     rows = torch.arange(context.batch_size, device=x.device)
     empty_scores = context.target_scores(context.forward(reference, precision), rows)

@@ -15,7 +15,7 @@ import torch
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
-from camscope.methods.perturbation import feature_labels
+from camscope.methods.perturbation import segment_labels
 from camscope.methods.registry import method
 
 __all__ = ["feature_ablation", "lime", "shapley_value_sampling"]
@@ -60,7 +60,9 @@ def feature_ablation(
         sample's own segment count).
     """
     x = context.inputs
-    labels = feature_labels(context, segments, n_segments, compactness)
+    labels = segment_labels(
+        context.inputs, segments, n_segments=n_segments, compactness=compactness
+    )
     reference = resolve_baseline(context, baseline)
     full = context.reference_scores(precision)  # (B, T)
     counts = labels.flatten(1).amax(1) + 1  # (B,)
@@ -123,7 +125,9 @@ def shapley_value_sampling(
     if int(n_samples) < 1:
         raise MethodError(f"n_samples must be at least 1, got {n_samples}")
     x = context.inputs
-    labels = feature_labels(context, segments, n_segments, compactness)
+    labels = segment_labels(
+        context.inputs, segments, n_segments=n_segments, compactness=compactness
+    )
     reference = resolve_baseline(context, baseline)
     batch_rows = torch.arange(context.batch_size, device=x.device)
     empty = context.target_scores(context.forward(reference, precision), batch_rows)  # (B, T)
@@ -218,7 +222,9 @@ def lime(
             f"kernel_width={kernel_width!r}"
         )
     x = context.inputs
-    labels = feature_labels(context, segments, n_segments, compactness)
+    labels = segment_labels(
+        context.inputs, segments, n_segments=n_segments, compactness=compactness
+    )
     reference = resolve_baseline(context, baseline)
     counts = labels.flatten(1).amax(1) + 1
     values = torch.zeros(
