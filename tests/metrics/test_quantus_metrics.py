@@ -282,6 +282,23 @@ def test_sensitivities_agree_with_quantus_in_expectation(case):
         explain_func=explain,
     )
     np.testing.assert_allclose(lipschitz.numpy(), theirs, rtol=0.15)
+    continuity = metrics.continuity(model, x, "saliency", y, normalise=False).values
+    theirs = _quantus(
+        quantus.Continuity(normalise=False, disable_warnings=True),
+        model,
+        x,
+        y,
+        a,
+        explain_func=explain,
+    )
+    np.testing.assert_allclose(continuity.numpy(), theirs, rtol=1e-4)
+
+
+def test_translation_moves_along_the_last_axis_and_fills():
+    x = torch.arange(4.0).view(1, 1, 1, 4).expand(3, 1, 1, 4)
+    fill = torch.full_like(x, -1.0)
+    moved = metrics.stability.translated(x, torch.tensor([1, -2, 4]), fill)
+    assert moved[:, 0, 0].tolist() == [[-1, 0, 1, 2], [2, 3, -1, -1], [-1, -1, -1, -1]]
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -329,7 +346,6 @@ def test_input_invariance_separates_gradients_from_input_times_gradient():
     assert not model._forward_pre_hooks
 
 
-@pytest.mark.slow
 def test_every_model_metric_runs_on_volumes_and_leaves_the_model_alone():
     model = _conv(3)
     model.train()
@@ -355,6 +371,7 @@ def test_every_model_metric_runs_on_volumes_and_leaves_the_model_alone():
         metrics.relative_output_stability(model, x, "saliency", y, n_samples=3),
         metrics.relative_representation_stability(model, x, "saliency", y, n_samples=3),
         metrics.input_invariance(model, x, "saliency", y),
+        metrics.continuity(model, x, "saliency", y, nr_steps=4),
         metrics.coherency(model, x, "grad_cam", y),
         metrics.arcc(model, x, "grad_cam", y),
     ]

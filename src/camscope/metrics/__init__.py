@@ -19,7 +19,7 @@
 * robustness: :func:`contrastivity`, :func:`max_sensitivity`, :func:`one_pixel_sensitivity`,
   :func:`avg_sensitivity`, :func:`local_lipschitz_estimate`, :func:`relative_input_stability`,
   :func:`relative_output_stability`, :func:`relative_representation_stability`,
-  :func:`consistency`
+  :func:`consistency`, :func:`continuity`
 * axioms: :func:`non_sensitivity`, :func:`input_invariance`
 * self-consistency of CAMs: :func:`coherency`, :func:`arcc`
 * sanity checks (does the map depend on the model?): :func:`mprt`, :func:`efficient_mprt`,
@@ -96,6 +96,7 @@ from camscope.metrics.robustness import (
 from camscope.metrics.stability import (
     avg_sensitivity,
     consistency,
+    continuity,
     local_lipschitz_estimate,
     relative_input_stability,
     relative_output_stability,
@@ -125,6 +126,7 @@ __all__ = [
     "coherency",
     "complexity",
     "consistency",
+    "continuity",
     "contrastivity",
     "deletion",
     "effective_complexity",

@@ -8,6 +8,8 @@ perturbed inputs, in 2D and 3D.
 * :func:`relative_input_stability`, :func:`relative_output_stability`,
   :func:`relative_representation_stability` (Agarwal et al. 2022): the largest relative change
   of the map over the relative change of the input, of the logits, or of a layer's output.
+* :func:`continuity` (Montavon et al. 2018): the largest change of the map per unit change of
+  the input under translations.
 * :func:`consistency` (Dasgupta et al. 2022): samples whose maps are the same once discretised
   share their predicted class.
 
@@ -37,6 +39,7 @@ from camscope.metrics._stats import PerSample
 __all__ = [
     "avg_sensitivity",
     "consistency",
+    "continuity",
     "local_lipschitz_estimate",
     "relative_input_stability",
     "relative_output_stability",
@@ -473,3 +476,85 @@ def consistency(
     count = same_map.sum(1)
     share = (same_map & same_class).sum(1).double() / count.clamp_min(1)
     return PerSample(torch.where(count > 0, share, 0.0), "consistency")
+
+
+def translated(inputs: torch.Tensor, shifts: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Each input moved along its last axis by ``shifts`` positions (``(N,)``; positive: towards
+    the end), the uncovered part filled from ``fill`` (same shape as ``inputs``)."""
+    width = inputs.shape[-1]
+    source = torch.arange(width, device=inputs.device)[None, :] - shifts[:, None].to(inputs.device)
+    inside = (source >= 0) & (source < width)
+    view = (len(inputs),) + (1,) * (inputs.ndim - 2) + (width,)
+    index = source.clamp(0, width - 1).view(view).expand_as(inputs)
+    moved = inputs.gather(-1, index)
+    return torch.where(inside.view(view), moved, fill)
+
+
+@any_model
+def continuity(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    method: MethodLike,
+    targets: Any = None,
+    *,
+    nr_steps: int = 28,
+    absolute: bool = True,
+    normalise: bool = True,
+    skip_changed: bool = False,
+    batch_size: int = 32,
+    options: dict[str, Any] | None = None,
+) -> PerSample:
+    """Continuity (Montavon et al. 2018), per sample: ``max_t ‖E(x) − E(x_t)‖₁ / ‖x − x_t‖₂``
+    over the input translated along its last axis by ``t`` positions (``nr_steps`` evenly
+    spaced shifts between ``−W`` and ``W``, as Quantus's ``Continuity``; the uncovered part
+    takes the sample's minimum). Lower is better. Equal to Quantus's with ``normalise=False``
+    (Quantus normalises by the batch's largest value; camscope each map by its own).
+
+    Args:
+        model: the classifier.
+        inputs: ``(B, C, *S)``.
+        method: a registered method's name or a callable ``(inputs, targets) -> maps``.
+        targets: ``(B,)`` classes; default the model's predictions.
+        nr_steps: translations per sample.
+        absolute: compare ``|map|``.
+        normalise: divide each map by its largest magnitude first.
+        skip_changed: leave out translations that change the predicted class.
+        batch_size: translated inputs explained at a time.
+        options: the method's options, for a named method.
+    """
+    from camscope.metrics.flipping import fill_values
+    from camscope.metrics.randomization import _fixed_targets
+
+    if int(nr_steps) < 1:
+        raise InputError(f"nr_steps must be at least 1, got {nr_steps}")
+    options = dict(options or {})
+    targets = _fixed_targets(model, inputs, targets)
+    width, batch, steps = inputs.shape[-1], inputs.shape[0], int(nr_steps)
+    step = (2 * width + 1) // steps
+    shifts = torch.tensor([-width + step * (k + 1) for k in range(steps)])
+
+    def shown(maps: torch.Tensor) -> torch.Tensor:
+        maps = maps.abs() if absolute else maps
+        if normalise:
+            scale = maps.abs().amax(1, keepdim=True)
+            maps = maps / torch.where(scale > 0, scale, 1.0)
+        return maps
+
+    original = shown(_maps_of(model, method, inputs, targets, options))
+    logits, _ = _forward(model, inputs, None)
+    fill = fill_values(inputs, "black")
+    ratios = torch.empty(batch * steps, dtype=torch.float64)
+    for start in range(0, batch * steps, batch_size):
+        index = torch.arange(start, min(start + batch_size, batch * steps))
+        sample, shift = index // steps, shifts[index % steps]
+        moved = translated(inputs[sample], shift, fill[sample])
+        maps = shown(_maps_of(model, method, moved, targets[sample], options))
+        distance = (moved - inputs[sample]).flatten(1).double().norm(dim=1)
+        ratio = (maps - original[sample]).abs().sum(1) / (distance + 1e-9)
+        if skip_changed:
+            after, _ = _forward(model, moved, None)
+            ratio = ratio.masked_fill(after.argmax(1) != logits.argmax(1)[sample], torch.nan)
+        ratios[index] = ratio
+    per_sample = ratios.view(batch, steps)
+    worst = per_sample.nan_to_num(nan=-torch.inf).amax(1)
+    return PerSample(worst.masked_fill(torch.isneginf(worst), torch.nan), "continuity")
