@@ -13,6 +13,11 @@ Cases (random weights, eval mode; the same inputs, maps and settings for both):
   percentages, Grad-CAM-like maps given: Quantus's ``ROAD`` against ``camscope.metrics.road``
   (which also computes LeRF unless told not to; here ``order="morf"`` for like with like).
 * ``mprt_3d`` / ``road_3d``: camscope alone on CNN-2 at 40³ (Quantus takes no volumes).
+* ``pixel_flipping``, ``region_perturbation``, ``irof``, ``faithfulness_estimate``,
+  ``avg_sensitivity``, ``local_lipschitz``: the same ResNet-18 at 64², a batch of 8, logits,
+  random maps (saliency maps for the two robustness metrics, 20 perturbations each): Quantus's
+  metric against camscope's, and the floor: the bare forward passes (or, for the robustness
+  metrics, the saliency maps) of the same perturbed inputs, built beforehand, in batches of 64.
 
 Usage::
 
@@ -60,7 +65,7 @@ def _resnet(size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 def _quantus_saliency(model, inputs, targets, **kwargs):
     from captum.attr import Saliency
 
-    x = torch.as_tensor(inputs).requires_grad_(True)
+    x = torch.as_tensor(inputs).detach().clone().requires_grad_(True)
     maps = Saliency(model).attribute(x, target=torch.as_tensor(targets), abs=True)
     return maps.detach().abs().amax(1, keepdim=True).numpy()
 
@@ -159,6 +164,154 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
         seconds = statistics.median(time_round_robin({case: run}, 1, warmup=False)[case])
         results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": {"camscope": seconds}}
         print(f"{case}: camscope {seconds:.2f} s (Quantus: 2D only)", flush=True)
+    if cases & set(_METRIC_CASES):
+        results.update(_metric_cases(quick, cases))
+    return results
+
+
+_METRIC_CASES = (
+    "pixel_flipping",
+    "region_perturbation",
+    "irof",
+    "faithfulness_estimate",
+    "avg_sensitivity",
+    "local_lipschitz",
+)
+
+
+def _quantus_call(metric, model, x, y, a, **call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return metric(
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=a.numpy()[:, None],
+            channel_first=True,
+            softmax=False,
+            device="cpu",
+            **call,
+        )
+
+
+def _floor_forward(model, frames: torch.Tensor) -> None:
+    with torch.inference_mode():
+        for start in range(0, len(frames), 64):
+            model(frames[start : start + 64])
+
+
+def _metric_cases(quick: bool, cases: set[str]) -> dict[str, dict[str, object]]:
+    """Quantus's removal and robustness metrics against camscope's, with the floor."""
+    import quantus
+
+    np.trapz = getattr(np, "trapz", np.trapezoid)  # noqa: NPY201 (Quantus 0.6 calls it)
+    size = 32 if quick else 64
+    model, x, y = _resnet(size)
+    a = torch.randn(8, size, size, generator=torch.Generator().manual_seed(0))
+    metrics = camscope.metrics
+    steps = size  # one row of positions per step
+    segments = torch.from_numpy(
+        np.repeat(np.repeat(np.arange(64).reshape(8, 8), size // 8, 0), size // 8, 1)
+    )
+    import quantus.helpers.utils as quantus_utils
+
+    quantus_utils.get_superpixel_segments = lambda **_: segments.numpy()
+    saliency = torch.from_numpy(_quantus_saliency(model, x, y)[:, 0])
+    n = 5 if quick else 20
+
+    def frames(count: int) -> torch.Tensor:  # as many perturbed inputs as the metric needs
+        return x.repeat((count + 7) // 8, 1, 1, 1)[:count].clone()
+
+    def saliency_floor() -> None:
+        noisy = x.repeat_interleave(n, 0) + 0.1
+        camscope.explain(model, noisy, method="saliency", targets=y.repeat_interleave(n))
+
+    runners = {
+        "pixel_flipping": {
+            "quantus": lambda: _quantus_call(
+                quantus.PixelFlipping(features_in_step=size, disable_warnings=True),
+                model,
+                x,
+                y,
+                a,
+            ),
+            "camscope": lambda: metrics.pixel_flipping(model, x, a, y, features_in_step=size),
+            "floor": lambda: _floor_forward(model, frames(8 * steps)),
+        },
+        "region_perturbation": {
+            "quantus": lambda: _quantus_call(
+                quantus.RegionPerturbation(patch_size=4, disable_warnings=True), model, x, y, a
+            ),
+            "camscope": lambda: metrics.region_perturbation(model, x, a, y, patch_size=4),
+            "floor": lambda: _floor_forward(model, frames(8 * min(100, (size // 4) ** 2))),
+        },
+        "irof": {
+            "quantus": lambda: _quantus_call(
+                quantus.IROF(perturb_baseline=0.0, disable_warnings=True), model, x, y, a
+            ),
+            "camscope": lambda: metrics.irof(model, x, a, y, segments=segments, baseline=0.0),
+            "floor": lambda: _floor_forward(model, frames(8 * 64)),
+        },
+        "faithfulness_estimate": {
+            "quantus": lambda: _quantus_call(
+                quantus.FaithfulnessEstimate(features_in_step=size, disable_warnings=True),
+                model,
+                x,
+                y,
+                a,
+            ),
+            "camscope": lambda: metrics.faithfulness_estimate(
+                model, x, a, y, features_in_step=size
+            ),
+            "floor": lambda: _floor_forward(model, frames(8 * steps)),
+        },
+        "avg_sensitivity": {
+            "quantus": lambda: _quantus_call(
+                quantus.AvgSensitivity(nr_samples=n, lower_bound=0.2, disable_warnings=True),
+                model,
+                x,
+                y,
+                saliency,
+                explain_func=_quantus_saliency,
+            ),
+            "camscope": lambda: metrics.avg_sensitivity(model, x, "saliency", y, n_samples=n),
+            "floor": saliency_floor,
+        },
+        "local_lipschitz": {
+            "quantus": lambda: _quantus_call(
+                quantus.LocalLipschitzEstimate(
+                    nr_samples=n, normalise=False, abs=False, disable_warnings=True
+                ),
+                model,
+                x,
+                y,
+                saliency,
+                explain_func=_quantus_saliency,
+            ),
+            "camscope": lambda: metrics.local_lipschitz_estimate(
+                model, x, "saliency", y, n_samples=n
+            ),
+            "floor": saliency_floor,
+        },
+    }
+    results: dict[str, dict[str, object]] = {}
+    for case, contenders in runners.items():
+        if case not in cases:
+            continue
+        times = time_round_robin(contenders, 3 if quick else 2)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        results[case] = {
+            "setting": f"ResNet-18, {size}², batch 8, logits",
+            "seconds": medians,
+            "speedup": medians["quantus"] / medians["camscope"],
+            "over_floor": medians["camscope"] / medians["floor"],
+            "quantus_over_floor": medians["quantus"] / medians["floor"],
+        }
+        print(
+            f"{case}: {medians}  speed-up ×{results[case]['speedup']:.2f}, "
+            f"camscope {results[case]['over_floor']:.2f}× its floor",
+            flush=True,
+        )
     return results
 
 
@@ -170,7 +323,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--cases",
-        default="mprt,mprt_blocks,road,mprt_3d,road_3d",
+        default="mprt,mprt_blocks,road,mprt_3d,road_3d," + ",".join(_METRIC_CASES),
         help="comma-separated subset to run",
     )
     arguments = parser.parse_args()

@@ -93,6 +93,11 @@ def _maps_of(
     return maps.detach().double().flatten(1)
 
 
+def rows_per_batch(inputs: torch.Tensor, budget: int = 4_000_000) -> int:
+    """Perturbed inputs per explanation call: about ``budget`` input values at once."""
+    return max(1, budget // max(1, inputs[0].numel()))
+
+
 def _relative(
     before: torch.Tensor, after: torch.Tensor, eps: float
 ) -> torch.Tensor:  # ‖(a − b) / a‖ per row
@@ -130,10 +135,11 @@ def _changes(
     scale: float,
     n_samples: int,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
     options: dict[str, Any] | None,
     layer: str | None = None,
     eps: float = 1e-6,
+    outputs: bool = True,
 ) -> _Changes:
     from camscope.metrics.randomization import _fixed_targets
 
@@ -147,10 +153,14 @@ def _changes(
     targets = _fixed_targets(model, inputs, targets)
     batch, n = inputs.shape[0], int(n_samples)
     original = _maps_of(model, method, inputs, targets, options)
-    logits, representation = _forward(model, inputs, layer)
+    logits, representation = _forward(model, inputs, layer) if outputs else (None, None)
     generator = torch.Generator().manual_seed(seed)
-    columns: dict[str, list[torch.Tensor]] = {key: [] for key in _Changes.__dataclass_fields__}
+    columns: dict[str, list[torch.Tensor]] = {
+        key: [] for key in _Changes.__dataclass_fields__ if key != "map_norm"
+    }
     total = batch * n
+    batch_size = batch_size or rows_per_batch(inputs)
+    nothing = torch.full((total,), torch.nan, dtype=torch.float64)
     for start in range(0, total, batch_size):
         index = torch.arange(start, min(start + batch_size, total))
         sample = index // n
@@ -161,18 +171,24 @@ def _changes(
             delta = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
         perturbed = inputs[sample] + delta.to(inputs)
         maps = _maps_of(model, method, perturbed, targets[sample], options)
-        after, layer_after = _forward(model, perturbed, layer)
         columns["map_change"].append((maps - original[sample]).norm(dim=1))
         columns["input_change"].append((perturbed - inputs[sample]).flatten(1).double().norm(dim=1))
         columns["relative_map"].append(_relative(original[sample], maps, eps))
         columns["relative_input"].append(_relative(inputs[sample], perturbed, eps))
+        if not outputs:  # the sensitivities need neither the outputs nor the class
+            continue
+        assert logits is not None
+        after, layer_after = _forward(model, perturbed, layer)
         columns["relative_output"].append(_relative(logits[sample], after, eps))
         if representation is not None and layer_after is not None:
             columns["relative_layer"].append(_relative(representation[sample], layer_after, eps))
         else:
-            columns["relative_layer"].append(torch.full((len(index),), torch.nan))
+            columns["relative_layer"].append(nothing[: len(index)])
         columns["changed"].append(after.argmax(1) != logits.argmax(1)[sample])
-    joined = {key: torch.cat(value).view(batch, n) for key, value in columns.items() if value}
+    if not outputs:
+        columns["relative_output"] = columns["relative_layer"] = [nothing]
+        columns["changed"] = [torch.zeros(total, dtype=torch.bool)]
+    joined = {key: torch.cat(value).view(batch, n) for key, value in columns.items()}
     return _Changes(map_norm=original.norm(dim=1, keepdim=True), **joined)
 
 
@@ -186,7 +202,7 @@ def avg_sensitivity(
     radius: float = 0.2,
     n_samples: int = 20,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Average sensitivity (Yeh et al. 2019), per sample: ``mean_δ ‖E(x + δ) − E(x)‖ / ‖E(x)‖``
@@ -201,7 +217,7 @@ def avg_sensitivity(
         radius: the noise's bound, in input units.
         n_samples: perturbations per sample (seeded).
         seed: the noise's seed.
-        batch_size: perturbed inputs explained at a time.
+        batch_size: perturbed inputs explained at a time (default: about 4 M input values).
         options: the method's options (``layer``, ...), for a named method.
     """
     changes = _changes(
@@ -215,6 +231,7 @@ def avg_sensitivity(
         seed=seed,
         batch_size=batch_size,
         options=options,
+        outputs=False,
     )
     ratio = changes.map_change / changes.map_norm.clamp_min(1e-30)
     return PerSample(ratio.mean(1), "avg_sensitivity")
@@ -230,7 +247,7 @@ def local_lipschitz_estimate(
     std: float = 0.1,
     n_samples: int = 20,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018), per sample:
@@ -246,7 +263,7 @@ def local_lipschitz_estimate(
         std: the noise's standard deviation, in input units.
         n_samples: perturbations per sample (seeded).
         seed: the noise's seed.
-        batch_size: perturbed inputs explained at a time.
+        batch_size: perturbed inputs explained at a time (default: about 4 M input values).
         options: the method's options (``layer``, ...), for a named method.
     """
     changes = _changes(
@@ -260,6 +277,7 @@ def local_lipschitz_estimate(
         seed=seed,
         batch_size=batch_size,
         options=options,
+        outputs=False,
     )
     return PerSample(
         (changes.map_change / changes.input_change.clamp_min(1e-30)).amax(1),
@@ -284,7 +302,7 @@ def relative_input_stability(
     eps: float = 1e-6,
     n_samples: int = 20,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Relative input stability (Agarwal et al. 2022), per sample:
@@ -302,7 +320,7 @@ def relative_input_stability(
         eps: replaces zeros in the divisions and bounds the denominator.
         n_samples: perturbations per sample (seeded).
         seed: the noise's seed.
-        batch_size: perturbed inputs explained at a time.
+        batch_size: perturbed inputs explained at a time (default: about 4 M input values).
         options: the method's options (``layer``, ...), for a named method.
     """
     changes = _changes(
@@ -332,7 +350,7 @@ def relative_output_stability(
     eps: float = 1e-6,
     n_samples: int = 20,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Relative output stability (Agarwal et al. 2022), per sample: as
@@ -348,7 +366,7 @@ def relative_output_stability(
         eps: replaces zeros in the divisions and bounds the denominator.
         n_samples: perturbations per sample (seeded).
         seed: the noise's seed.
-        batch_size: perturbed inputs explained at a time.
+        batch_size: perturbed inputs explained at a time (default: about 4 M input values).
         options: the method's options (``layer``, ...), for a named method.
     """
     changes = _changes(
@@ -379,7 +397,7 @@ def relative_representation_stability(
     eps: float = 1e-6,
     n_samples: int = 20,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Relative representation stability (Agarwal et al. 2022), per sample: as
@@ -397,7 +415,7 @@ def relative_representation_stability(
         eps: replaces zeros in the divisions and bounds the denominator.
         n_samples: perturbations per sample (seeded).
         seed: the noise's seed.
-        batch_size: perturbed inputs explained at a time.
+        batch_size: perturbed inputs explained at a time (default: about 4 M input values).
         options: the method's options (``layer``, ...), for a named method.
     """
     if layer is None:
@@ -501,7 +519,7 @@ def continuity(
     absolute: bool = True,
     normalise: bool = True,
     skip_changed: bool = False,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> PerSample:
     """Continuity (Montavon et al. 2018), per sample: ``max_t ‖E(x) − E(x_t)‖₁ / ‖x − x_t‖₂``
@@ -519,7 +537,7 @@ def continuity(
         absolute: compare ``|map|``.
         normalise: divide each map by its largest magnitude first.
         skip_changed: leave out translations that change the predicted class.
-        batch_size: translated inputs explained at a time.
+        batch_size: translated inputs explained at a time (default: about 4 M input values).
         options: the method's options, for a named method.
     """
     from camscope.metrics.flipping import fill_values
@@ -544,6 +562,7 @@ def continuity(
     logits, _ = _forward(model, inputs, None)
     fill = fill_values(inputs, "black")
     ratios = torch.empty(batch * steps, dtype=torch.float64)
+    batch_size = batch_size or rows_per_batch(inputs)
     for start in range(0, batch * steps, batch_size):
         index = torch.arange(start, min(start + batch_size, batch * steps))
         sample, shift = index // steps, shifts[index % steps]
