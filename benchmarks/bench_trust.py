@@ -6,6 +6,11 @@ Cases (random weights, eval mode; the same inputs, maps and settings for both):
   channel: Quantus's ROAD fails on three) at 224², a batch of 8, saliency maps, Spearman
   similarity: Quantus's ``MPRT`` (its explain function from Captum's ``Saliency``) against
   ``camscope.metrics.mprt``.
+* ``mprt_grad_cam``: the same test on Grad-CAM maps of ``layer4``: Quantus with Captum's
+  ``LayerGradCam`` (upsampled to the input, as Quantus wants) against camscope's (maps at the
+  layer), and the floor: one plain forward pass per step (what re-running the network costs;
+  camscope replays the unchanged bottom, so it can go below it). The saliency case's floor is
+  one forward and one backward pass to the input per step.
 * ``mprt_blocks``: the same, camscope randomising the model's top-level blocks
   (``layers="blocks"``, 7 steps) against Quantus's per-layer test (41 steps): not the same
   test, measured to show what the coarser choice saves.
@@ -103,6 +108,52 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
     def ours_mprt() -> object:
         return camscope.metrics.mprt(model, x, method="saliency", targets=y)
 
+    steps = len(camscope.metrics.randomizable_layers(model, x)) + 1  # and the original map
+
+    def floor_mprt() -> None:  # one forward and one backward to the input per step
+        for _ in range(steps):
+            inputs = x.clone().requires_grad_(True)
+            model(inputs).gather(1, y[:, None]).sum().backward(inputs=[inputs])
+
+    def quantus_grad_cam(model, inputs, targets, **kwargs):
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        inputs = torch.as_tensor(inputs)
+        maps = LayerGradCam(model, model.layer4).attribute(inputs, target=torch.as_tensor(targets))
+        # absolute values: Quantus refuses a batch of maps that are all negative, which a
+        # randomised network's raw Grad-CAM can be (the same cost)
+        return LayerAttribution.interpolate(maps, inputs.shape[2:]).detach().abs().numpy()
+
+    def quantus_mprt_grad_cam() -> object:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantus.MPRT(
+                layer_order="top_down",
+                display_progressbar=False,
+                disable_warnings=True,
+                return_last_correlation=False,
+                return_average_correlation=False,
+                similarity_func=quantus.similarity_func.correlation_spearman,
+                normalise=False,
+                abs=False,
+            )(
+                model=model,
+                x_batch=x.numpy(),
+                y_batch=y.numpy(),
+                a_batch=None,
+                explain_func=quantus_grad_cam,
+                device="cpu",
+                batch_size=8,
+            )
+
+    def ours_mprt_grad_cam() -> object:
+        return camscope.metrics.mprt(model, x, method="grad_cam", layer="layer4", targets=y)
+
+    def floor_mprt_grad_cam() -> None:  # one forward per step, no replay, no backward
+        with torch.inference_mode():
+            for _ in range(steps):
+                model(x)
+
     def ours_mprt_blocks() -> object:  # a coarser test: 7 steps instead of 41
         return camscope.metrics.mprt(model, x, method="saliency", targets=y, layers="blocks")
 
@@ -133,7 +184,12 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
         )
 
     for case, runners in {
-        "mprt": {"quantus": quantus_mprt, "camscope": ours_mprt},
+        "mprt": {"quantus": quantus_mprt, "camscope": ours_mprt, "floor": floor_mprt},
+        "mprt_grad_cam": {
+            "quantus": quantus_mprt_grad_cam,
+            "camscope": ours_mprt_grad_cam,
+            "floor": floor_mprt_grad_cam,
+        },
         "mprt_blocks": {"quantus": quantus_mprt, "camscope": ours_mprt_blocks},
         "road": {"quantus": quantus_road, "camscope": ours_road},
     }.items():
@@ -148,6 +204,8 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
             "speedup": medians["quantus"] / medians["camscope"],
             "repeats": repeats,
         }
+        if "floor" in medians:
+            results[case]["to_floor"] = medians["camscope"] / medians["floor"]
         print(f"{case}: {medians}  speed-up ×{results[case]['speedup']:.2f}", flush=True)
     volume = 16 if quick else 40
     net = create_model("cnn2", input_size=volume).eval()
@@ -323,7 +381,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--cases",
-        default="mprt,mprt_blocks,road,mprt_3d,road_3d," + ",".join(_METRIC_CASES),
+        default="mprt,mprt_grad_cam,mprt_blocks,road,mprt_3d,road_3d," + ",".join(_METRIC_CASES),
         help="comma-separated subset to run",
     )
     arguments = parser.parse_args()

@@ -5,6 +5,8 @@
 * :mod:`~camscope.engine.capture`: record a layer (one hook context, early stop, a copy handed
   on), :class:`Capture` for the CAM family, :func:`trace_modules` for layer listings.
 * :mod:`~camscope.engine.vjp`: gradients of many target scores from one batched backward pass.
+* :mod:`~camscope.engine.replay`: :class:`~camscope.engine.replay.PrefixReplay`, the unchanged
+  bottom of a network replayed instead of run again between randomisation steps.
 """
 
 from __future__ import annotations

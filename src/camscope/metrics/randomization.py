@@ -38,6 +38,7 @@ from torch import nn
 
 from camscope.checks import check_inputs
 from camscope.engine import ModelState, any_model, call_model, is_exported_graph, trace_modules
+from camscope.engine.replay import PrefixReplay
 from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
 from camscope.methods import get_method
@@ -170,7 +171,9 @@ def _redraw(module: nn.Module, seed: int) -> None:
     (so the result equals the eager model's), else from a normal distribution of the
     parameter's spread."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
+        # the CPU generator only (what the initialisers draw from; torch.manual_seed would also
+        # seed every accelerator backend, which costs milliseconds a call)
+        torch.default_generator.manual_seed(seed)
         for part in module.modules():
             if not _owns_parameters(part):
                 continue
@@ -282,6 +285,14 @@ def _explainer(
     return run
 
 
+def _replay(model: nn.Module, working: nn.Module, inputs: torch.Tensor) -> PrefixReplay | None:
+    """The recorded pass of the working copy (none for a model randomised in place, an
+    exported program's, or TorchScript, which runs no hooks)."""
+    if working is model or isinstance(working, torch.jit.ScriptModule):
+        return None
+    return PrefixReplay(working, check_inputs(working, inputs))
+
+
 def _fixed_targets(model: nn.Module, inputs: torch.Tensor, targets: Any) -> torch.Tensor:
     """One class per sample ``(B,)``: ``targets`` checked, or the model's prediction."""
     inputs = check_inputs(model, inputs)
@@ -312,6 +323,7 @@ def mprt(
     layers: list[str] | Literal["layers", "blocks"] = "layers",
     keep_maps: bool = False,
     noise_samples: int = 0,
+    reuse: bool = True,
     **method_options: Any,
 ) -> MPRTResult:
     """Model parameter randomisation test (Adebayo et al. 2018).
@@ -333,6 +345,11 @@ def mprt(
         keep_maps: keep every step's maps (for pictures, the Adebayo figure).
         noise_samples: Smooth MPRT (Hedström et al. 2023): compare SmoothGrad maps of this many
             noisy copies (denoised, so that noise in the maps does not hide the trend).
+        reuse: for a layer method, replay what the modules below the first randomised one
+            computed, where autograd is off (the trunk below the layer), instead of running them
+            again
+            (:class:`~camscope.engine.replay.PrefixReplay`; the same maps, fewer passes). Set
+            False for a network whose modules read parameters that another module owns.
         **method_options: passed to the method.
 
     Returns:
@@ -365,11 +382,15 @@ def mprt(
     with _working_copy(model) as randomized:
         modules = dict(randomized.named_modules())
         state = copy.deepcopy(randomized.state_dict())
+        layered = get_method(method).needs_layer and not noise_samples
+        replay = _replay(model, randomized, inputs) if reuse and layered else None
         for step, name in enumerate(names):
             if order == "independent":
                 randomized.load_state_dict(state)
             _redraw(modules[name], seed + step)
-            maps = explain(randomized)
+            changed = names[: step + 1] if order == "cascading" else [name]
+            with replay.replaying(changed) if replay else contextlib.nullcontext():
+                maps = explain(randomized)
             columns.append(map_similarity(original, maps, similarity))
             if keep_maps:
                 kept.append(maps)
