@@ -4,8 +4,9 @@ the model (and on the labels it learned), and is it faithful under ROAD?
 For every method: the cascading model parameter randomisation test (the Adebayo figure: the
 similarity of the maps to the original ones as layers are re-drawn from the top), the random
 logit test, optionally the data randomisation test (the maps of a network trained on permuted
-labels), and ROAD's MoRF/LeRF gap. A method **passes** when, once every layer is randomised, its
-maps keep a mean absolute Spearman correlation with the original maps below
+labels), ROAD's MoRF/LeRF gap, and beside them the maps' complexity (sparseness) and robustness
+(average sensitivity to small input noise). A method **passes** when, once every layer is
+randomised, its maps keep a mean absolute Spearman correlation with the original maps below
 :data:`PASS_THRESHOLD` (Adebayo et al. judged by eye; this makes the judgement a number).
 """
 
@@ -20,7 +21,14 @@ import torch
 from torch import nn
 
 from camscope.engine import any_model
-from camscope.metrics import map_similarity, mprt, random_logit, road
+from camscope.metrics import (
+    avg_sensitivity,
+    map_similarity,
+    mprt,
+    random_logit,
+    road,
+    sparseness,
+)
 
 __all__ = [
     "PASS_THRESHOLD",
@@ -62,6 +70,8 @@ class SanityResult:
     original: torch.Tensor  # (B, ...)
     steps: torch.Tensor  # (L, B, ...)
     layer: str | None = None  # where a layer method took its maps
+    sparseness: torch.Tensor | None = None  # (B,) Gini of the shown maps
+    sensitivity: torch.Tensor | None = None  # (B,) average sensitivity
 
     @property
     def final_similarity(self) -> float:
@@ -87,6 +97,10 @@ class SanityResult:
         }
         if self.data_randomization is not None:
             row["data_randomization"] = float(self.data_randomization.mean())
+        if self.sparseness is not None:
+            row["sparseness"] = float(self.sparseness.mean())
+        if self.sensitivity is not None:
+            row["avg_sensitivity"] = float(self.sensitivity.mean())
         if self.layer is not None:
             row["layer"] = self.layer
         return row
@@ -104,6 +118,7 @@ def sanity_check(
     seed: int = 0,
     road_percentages: Sequence[float] = (10, 30, 50, 70, 90),
     randomize: Literal["layers", "blocks"] = "layers",
+    sensitivity_samples: int = 5,
     progress: bool = True,
 ) -> SanityResults:
     """Run every sanity check for every method (see the module docstring). A method that does
@@ -118,6 +133,10 @@ def sanity_check(
         control: the same architecture trained on permuted labels (data randomisation test).
         randomize: MPRT's steps: every layer with parameters, or the model's top-level blocks
             (fewer steps: several times faster on a deep network).
+        sensitivity_samples: noisy copies per input for the robustness column (average
+            sensitivity, :func:`~camscope.metrics.avg_sensitivity`, uniform noise of a tenth
+            of the inputs' standard deviation); 0 leaves it out. The complexity column is the
+            sparseness (Gini) of the maps the ROAD gap ranks.
         progress: a bar over the methods (each takes one MPRT, one ROAD and a few explanations).
     """
     from tqdm.auto import tqdm
@@ -159,6 +178,19 @@ def sanity_check(
         shown = explain(model, inputs, method=info.name, targets=targets, progress=False, **where)
         shown = shown.reduce_channels() if shown.per_channel else shown.upsample()
         gap = road(model, inputs, shown, targets, percentages=road_percentages, seed=seed).gap
+        spread = sparseness(shown).values
+        sensitivity = None
+        if sensitivity_samples:
+            sensitivity = avg_sensitivity(
+                model,
+                inputs,
+                info.name,
+                targets,
+                radius=0.1 * float(inputs.detach().double().std()),
+                n_samples=sensitivity_samples,
+                seed=seed,
+                options=where,
+            ).values
         data = None
         if control is not None:
             other = explain(
@@ -177,6 +209,8 @@ def sanity_check(
                 test.original,
                 test.maps,
                 shown.layer if info.needs_layer else None,
+                spread,
+                sensitivity,
             )
         )
     return results
@@ -217,6 +251,8 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
     header = ["method", "MPRT top layer", "MPRT all layers", "|ρ| all", "random logit"]
     header += ["ROAD gap"]
     header += ["data rand."] if data else []
+    sensitive = any(r.sensitivity is not None for r in results)
+    header += ["sparseness"] + (["avg. sensitivity"] if sensitive else [])
     header += ["sanity"]
     cells = []
     for result in results:
@@ -231,6 +267,9 @@ def sanity_table(results: Sequence[SanityResult]) -> str:
         ]
         if data:
             line.append(f"{row.get('data_randomization', float('nan')):.2f}")
+        line.append(f"{row.get('sparseness', float('nan')):.2f}")
+        if sensitive:
+            line.append(f"{row.get('avg_sensitivity', float('nan')):.2f}")
         line.append("passes" if result.passes else "FAILS")
         cells.append(line)
     passing = [r.method for r in results if r.passes]
@@ -333,6 +372,8 @@ COLUMNS = {
     "random_logit": "random logit",
     "road_gap": "ROAD gap",
     "data_randomization": "data randomisation",
+    "sparseness": "sparseness (Gini)",
+    "avg_sensitivity": "average sensitivity",
     "passes": "sanity",
 }
 

@@ -2,8 +2,9 @@
 
 For one (method, upsampling) setting, every sample is explained for all classes in one pass; the
 true class's map is upsampled to the input and scored with Average Drop / Increase in Confidence
-(absolute and relative masking), deletion and insertion, fidelity, and, when ground-truth masks
-or boxes are given, localisation and the pointing game; all-class maps give contrastivity and
+(absolute and relative masking), deletion and insertion, fidelity, its sparseness (Gini) and
+complexity (entropy), and, when ground-truth masks or boxes are given, localisation, the pointing
+game and the ROC AUC of the map against the mask; all-class maps give contrastivity and
 sum-to-score. Rows hold means and standard deviations over the samples.
 """
 
@@ -20,13 +21,16 @@ from torch import nn
 import camscope
 from camscope.layouts import LayoutSpec
 from camscope.metrics import (
+    auc,
     average_drop,
+    complexity,
     contrastivity,
     deletion,
     fidelity,
     insertion,
     localization,
     pointing_game,
+    sparseness,
     sum_to_score,
 )
 from camscope.metrics._stats import mean_std
@@ -65,9 +69,12 @@ TABLE_KEYS = (
     "insertion_auc",
     "fidelity",
     "contrastivity",
+    "sparseness",
+    "complexity",
     "iou",
     "hit",
     "pointing",
+    "auc",
     "l1",
     "kendall_tau",
 )
@@ -157,6 +164,8 @@ def score_batch(
         "insertion_auc": inserted.auc,
         "fidelity": fidelity(model, x, up, y, batch_size=batch_size).drop,
         "contrastivity": contrastivity(e.maps, y).values,
+        "sparseness": sparseness(up).values,
+        "complexity": complexity(up).values,
         "l1": check.l1,
         "kendall_tau": check.kendall_tau,
         "deletion_curve": removed.curves,
@@ -167,4 +176,5 @@ def score_batch(
         values["iou"] = located.iou
         values["hit"] = located.hit.double()
         values["pointing"] = pointing_game(up, truth).hit.double()
+        values["auc"] = auc(up, truth).values
     return {key: value.detach().double().cpu() for key, value in values.items()}
