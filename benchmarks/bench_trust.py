@@ -83,7 +83,7 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
     model, x, y = _resnet(size)
     results: dict[str, dict[str, object]] = {}
 
-    def quantus_mprt() -> object:
+    def quantus_mprt(explain_func=_quantus_saliency) -> object:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return quantus.MPRT(
@@ -100,7 +100,7 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
                 x_batch=x.numpy(),
                 y_batch=y.numpy(),
                 a_batch=None,
-                explain_func=_quantus_saliency,
+                explain_func=explain_func,
                 device="cpu",
                 batch_size=8,
             )
@@ -125,26 +125,7 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
         return LayerAttribution.interpolate(maps, inputs.shape[2:]).detach().abs().numpy()
 
     def quantus_mprt_grad_cam() -> object:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return quantus.MPRT(
-                layer_order="top_down",
-                display_progressbar=False,
-                disable_warnings=True,
-                return_last_correlation=False,
-                return_average_correlation=False,
-                similarity_func=quantus.similarity_func.correlation_spearman,
-                normalise=False,
-                abs=False,
-            )(
-                model=model,
-                x_batch=x.numpy(),
-                y_batch=y.numpy(),
-                a_batch=None,
-                explain_func=quantus_grad_cam,
-                device="cpu",
-                batch_size=8,
-            )
+        return quantus_mprt(quantus_grad_cam)
 
     def ours_mprt_grad_cam() -> object:
         return camscope.metrics.mprt(model, x, method="grad_cam", layer="layer4", targets=y)
