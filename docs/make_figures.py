@@ -120,11 +120,11 @@ def _shapes_swin(images: torch.Tensor, labels: torch.Tensor, test, epochs: int) 
 def transformers_figure(cache: Path) -> None:
     from torch.utils.data import TensorDataset
 
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
     from camscope.render.overlays import background, show_map
     from camscope.simulate.shapes2d import shape_arrays
 
-    vit = benchmarks.shapes(
+    vit = testbeds.shapes(
         cache,
         log=print,
         quiet=False,

@@ -95,12 +95,12 @@ def test_a_nifti_heatmap_of_an_mrc_scan_is_in_microns(tmp_path):
     import mrcfile
     import nibabel
 
-    from camscope.io import read_scan, write_heatmap
+    from camscope.io import read_image, write_heatmap
 
     with mrcfile.new(tmp_path / "t.mrc") as mrc:
         mrc.set_data(np.zeros((4, 5, 6), np.float32))
         mrc.voxel_size = 10.0  # Å
-    scan = read_scan(tmp_path / "t.mrc")
+    scan = read_image(tmp_path / "t.mrc")
     write_heatmap(
         tmp_path / "h.nii.gz", np.ones((4, 5, 6), np.float32), scan, "nifti", signed=False
     )

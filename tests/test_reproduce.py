@@ -90,10 +90,12 @@ def test_lazy_training_set_gives_the_same_results(tmp_path, monkeypatch):
     from camscope.reproduce import respond_cam
 
     config = dataclasses.replace(SCALES["smoke"], snrs=(math.inf,))
-    in_memory = respond_cam.run(tmp_path / "a", config, progress=False, log=lambda *_: None)
+    in_memory = respond_cam.reproduce_table(
+        tmp_path / "a", config, progress=False, log=lambda *_: None
+    )
     monkeypatch.setattr(respond_cam, "IN_MEMORY_BYTES", 0)
     messages: list[str] = []
-    lazy = respond_cam.run(tmp_path / "b", config, progress=False, log=messages.append)
+    lazy = respond_cam.reproduce_table(tmp_path / "b", config, progress=False, log=messages.append)
     assert any("simulated lazily" in m for m in messages)
     assert lazy == in_memory
 
@@ -102,8 +104,12 @@ def test_lazy_training_set_gives_the_same_results(tmp_path, monkeypatch):
 def test_two_runs_on_one_machine_are_identical_and_noisy_rows_start_warm(tmp_path):
     from camscope.reproduce import respond_cam
 
-    first = respond_cam.run(tmp_path / "a", SCALES["smoke"], progress=False, log=lambda *_: None)
-    second = respond_cam.run(tmp_path / "b", SCALES["smoke"], progress=False, log=lambda *_: None)
+    first = respond_cam.reproduce_table(
+        tmp_path / "a", SCALES["smoke"], progress=False, log=lambda *_: None
+    )
+    second = respond_cam.reproduce_table(
+        tmp_path / "b", SCALES["smoke"], progress=False, log=lambda *_: None
+    )
     assert first == second
     assert [(row["snr"], row["warm_start"]) for row in first] == [("inf", False), (0.1, True)]
     results = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -136,7 +142,7 @@ def test_a_vit_row_is_measured_at_its_own_layer(tmp_path):
     assert vit.architecture == "vit3d" and vit.layer == "blocks.3.norm1"
     tiny = dataclasses.replace(vit, per_class=2, epochs=1, batch_size=16)
     config = dataclasses.replace(SCALES["smoke"], models=(tiny,), snrs=(math.inf,))
-    rows = respond_cam.run(tmp_path, config, progress=False, log=lambda *_: None)
+    rows = respond_cam.reproduce_table(tmp_path, config, progress=False, log=lambda *_: None)
     assert rows[0]["layer"] == "blocks.3.norm1" and rows[0]["model"].startswith("ViT")
     assert math.isfinite(rows[0]["l1_respond"]) and -1 <= rows[0]["kt_respond"] <= 1
     assert (tmp_path / "figures" / "figure4_vit3d_snr-inf.png").stat().st_size > 10_000

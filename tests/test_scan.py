@@ -10,7 +10,7 @@ from torch import nn
 
 import camscope
 from camscope.models import create_model
-from camscope.windows import importance_map, plan_windows
+from camscope.wholescan.windows import importance_map, plan_windows
 
 
 def _dense(spatial_dims: int) -> nn.Module:
@@ -168,7 +168,7 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == before
     other = CliRunner().invoke(cli, [*command, "--overlap", "0.5"])
     assert other.exit_code != 0 and "another camscope scan" in other.output, other.output
-    from camscope.cli.scan_outputs import _window_score_map
+    from camscope.wholescan.outputs import _window_score_map
 
     coarse = _window_score_map(
         torch.tensor([1.0, 3.0]), torch.tensor([[0, 0, 4, 4], [2, 0, 6, 4]]), (6, 4)
@@ -179,7 +179,7 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
 def test_maps_that_would_not_fit_are_refused_before_any_work(monkeypatch):
     import sys
 
-    scan_module = sys.modules["camscope.scan"]
+    scan_module = sys.modules["camscope.wholescan.explain"]
     monkeypatch.setattr(scan_module, "_available_bytes", lambda: 1_000_000)
     model = create_model("tiny2d", num_classes=3, input_size=16)
     with pytest.raises(camscope.InputError, match="GiB free; explain fewer targets"):
@@ -233,12 +233,12 @@ def test_streamed_nifti_keeps_the_scans_affine_and_equals_the_in_memory_maps(tmp
     import nibabel
     import numpy as np
 
-    from camscope.io import read_scan
+    from camscope.io import read_image
 
     affine = np.array([[0, 0, 1.5, -20], [0, 2.0, 0, 7], [-1.2, 0, 0, 3], [0, 0, 0, 1]])
     volume = np.random.default_rng(0).standard_normal((23, 19, 26)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(volume, affine), tmp_path / "ct.nii.gz")
-    scan = read_scan(tmp_path / "ct.nii.gz")
+    scan = read_image(tmp_path / "ct.nii.gz")
     model = create_model("tiny3d", num_classes=3, input_size=16).eval()
     kept = camscope.explain_scan(model, scan, method="grad_cam", roi_size=16, progress=False)
     streamed = camscope.explain_scan(
@@ -533,8 +533,8 @@ def test_writing_a_scan_s_heatmap_files_shows_progress(tmp_path, monkeypatch):
     import numpy as np
     from click.testing import CliRunner
 
-    from camscope.cli import scan_outputs
     from camscope.cli.main import cli
+    from camscope.wholescan import outputs as scan_outputs
 
     monkeypatch.setattr(scan_outputs, "WRITE_PROGRESS_DELAY", 0.0)
     volume = np.random.default_rng(0).standard_normal((20, 20, 20)).astype(np.float32)

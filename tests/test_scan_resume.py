@@ -46,10 +46,12 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 class _Interrupt:
-    """Stands in for camscope.scan.explain: the real one, until call ``after`` is reached."""
+    """Stands in for the explain() that explain_scan calls: the real one, until call ``after``."""
 
     def __init__(self, after: int) -> None:
-        from camscope.explain import explain  # the real one, whatever camscope.scan holds now
+        from camscope.explain import (
+            explain,  # the real one, whatever explain_scan holds now
+        )
 
         self.real, self.after, self.calls = explain, after, 0
 
@@ -80,7 +82,7 @@ def test_an_interrupted_scan_resumes_to_the_same_bytes(
         model(), _scan(), out=tmp_path / "whole" / f"maps{ending}", **settings, **layer
     )
     interrupt = _Interrupt(after=8)
-    monkeypatch.setattr("camscope.scan.explain", interrupt)
+    monkeypatch.setattr("camscope.wholescan.explain.explain", interrupt)
     with pytest.raises(KeyboardInterrupt) as stopped:
         camscope.explain_scan(
             model(), _scan(), out=tmp_path / "resumed" / f"maps{ending}", **settings, **layer
@@ -92,7 +94,7 @@ def test_an_interrupted_scan_resumes_to_the_same_bytes(
     assert [p.name for p in (tmp_path / "resumed").iterdir()] == [work.name]  # nothing final yet
 
     counting = _Interrupt(after=10**6)
-    monkeypatch.setattr("camscope.scan.explain", counting)
+    monkeypatch.setattr("camscope.wholescan.explain.explain", counting)
     resumed = camscope.explain_scan(
         model(), _scan(), out=tmp_path / "resumed" / f"maps{ending}", **settings, **layer
     )
@@ -108,7 +110,7 @@ def test_an_interrupted_scan_resumes_to_the_same_bytes(
 
 def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch, capsys):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=3))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=3))
     with pytest.raises(KeyboardInterrupt):
         camscope.explain_scan(
             _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
@@ -133,7 +135,7 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
         ({"batch_size": 3}, "batch_size"),
         ({"targets": [1]}, "targets"),
     ):
-        monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=2))
+        monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=2))
         with pytest.raises(KeyboardInterrupt):
             camscope.explain_scan(
                 _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
@@ -150,16 +152,16 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
 
 def test_resume_false_starts_over_and_an_early_failure_leaves_nothing(tmp_path, monkeypatch):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2, progress=False)
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=2))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=2))
     with pytest.raises(KeyboardInterrupt):
         camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "maps.npy", **settings)
     counting = _Interrupt(after=10**6)
-    monkeypatch.setattr("camscope.scan.explain", counting)
+    monkeypatch.setattr("camscope.wholescan.explain.explain", counting)
     done = camscope.explain_scan(
         _classifier(), _scan(), out=tmp_path / "maps.npy", resume=False, **settings
     )
     assert counting.calls == -(-len(done.windows) // 2)  # every batch again
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=0))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=0))
     with pytest.raises(KeyboardInterrupt) as stopped:
         camscope.explain_scan(_classifier(), _scan(), out=tmp_path / "other.npy", **settings)
     assert not getattr(stopped.value, "__notes__", [])  # nothing was done: nothing kept
@@ -168,7 +170,7 @@ def test_resume_false_starts_over_and_an_early_failure_leaves_nothing(tmp_path, 
 
 _KILLED = """
 import sys, time, torch, camscope
-import camscope.scan as scan_module
+import camscope.wholescan.explain as scan_module
 from camscope.models import create_model
 real = scan_module.explain
 def slow(*args, **kwargs):
@@ -208,14 +210,14 @@ def test_zarr_output_is_an_ome_zarr_image_with_the_scans_geometry(tmp_path):
     import mrcfile
     import zarr
 
-    from camscope.io import read_scan
+    from camscope.io import read_image
 
     volume = np.random.default_rng(0).standard_normal((20, 24, 18)).astype(np.float32)
     with mrcfile.new(tmp_path / "tomo.mrc") as mrc:
         mrc.set_data(volume)
         mrc.voxel_size = (2.5, 3.0, 4.0)  # x, y, z in Å
         mrc.header.origin = (10.0, 20.0, 30.0)
-    scan = read_scan(tmp_path / "tomo.mrc")
+    scan = read_image(tmp_path / "tomo.mrc")
     kept = camscope.explain_scan(
         _classifier(), scan, method="grad_cam", roi_size=16, progress=False
     )
@@ -281,7 +283,7 @@ def test_the_scan_command_resumes_an_interrupted_run(tmp_path, monkeypatch):
         ]  # fmt: skip
 
     assert CliRunner().invoke(cli, [*command("whole"), "--quiet"]).exit_code == 0
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=5))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=5))
     stopped = CliRunner().invoke(cli, command("resumed"))
     assert stopped.exit_code == 130, stopped.output
     assert "the same call (the same command) goes on from there" in stopped.output
@@ -306,7 +308,7 @@ def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
         (lambda work: (work / "class1.mrc").unlink(), "is missing"),
         (lambda work: os.truncate(work / "class1.mrc", 5000), "bytes, not"),
     ):
-        monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=6))
+        monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=6))
         with pytest.raises(KeyboardInterrupt):
             camscope.explain_scan(
                 _classifier(), _scan(), out=tmp_path / "maps.mrc", progress=False, **settings
@@ -326,7 +328,7 @@ def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
 
 def test_the_resume_message_says_where_it_goes_on(tmp_path, monkeypatch, capsys):
     settings = dict(method="grad_cam", roi_size=16, overlap=0.5, batch_size=3)
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=8))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=8))
     with pytest.raises(KeyboardInterrupt):
         camscope.explain_scan(
             _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
@@ -376,7 +378,7 @@ def test_a_model_error_after_the_first_batch_is_not_blamed_on_the_window_size(mo
             raise ModelError("the model ran out of memory")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("camscope.scan.explain", failing)
+    monkeypatch.setattr("camscope.wholescan.explain.explain", failing)
     with pytest.raises(ModelError) as raised:
         camscope.explain_scan(
             _classifier(), _scan(), method="grad_cam", roi_size=16, progress=False
@@ -403,10 +405,10 @@ def test_scripted_exported_and_compiled_models_stream_and_resume(tmp_path, monke
         wrapped = torch.compile(model)
     settings = dict(method="saliency", roi_size=16, batch_size=3, progress=False)
     eager = camscope.explain_scan(model, _scan(), **settings)
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=8))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=8))
     with pytest.raises(KeyboardInterrupt):
         camscope.explain_scan(wrapped, _scan(), out=tmp_path / "maps.npy", **settings)
-    monkeypatch.setattr("camscope.scan.explain", counting := _Interrupt(after=10**6))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", counting := _Interrupt(after=10**6))
     done = camscope.explain_scan(wrapped, _scan(), out=tmp_path / "maps.npy", **settings)
     assert counting.calls < -(-len(done.windows) // 3)  # resumed, not started over
     np.testing.assert_allclose(np.load(done.files[0]), eager.maps.numpy(), rtol=1e-5, atol=1e-6)
@@ -419,10 +421,10 @@ def test_a_2d_scan_resumes_to_the_same_bytes(tmp_path, monkeypatch):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2, progress=False)
     (tmp_path / "whole").mkdir()
     camscope.explain_scan(model, image, out=tmp_path / "whole" / "maps.zarr", **settings)
-    monkeypatch.setattr("camscope.scan.explain", _Interrupt(after=9))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=9))
     with pytest.raises(KeyboardInterrupt):
         camscope.explain_scan(model, image, out=tmp_path / "maps.zarr", **settings)
-    monkeypatch.setattr("camscope.scan.explain", counting := _Interrupt(after=10**6))
+    monkeypatch.setattr("camscope.wholescan.explain.explain", counting := _Interrupt(after=10**6))
     done = camscope.explain_scan(model, image, out=tmp_path / "maps.zarr", **settings)
     assert 0 < counting.calls < -(-len(done.windows) // 2)
     assert _tree(tmp_path / "maps.zarr") == _tree(tmp_path / "whole" / "maps.zarr")

@@ -27,8 +27,8 @@ from camscope.layouts import Layout, tokens
 from camscope.methods import get_method, list_methods
 from camscope.postprocess import normalize, relu, upsample
 from camscope.receptive import ReceptiveField, effective_receptive_field
-from camscope.scan import ScanExplanation, explain_scan
 from camscope.smoothing import smooth
+from camscope.wholescan import ScanExplanation, explain_scan
 
 try:
     __version__ = version("camscope")

@@ -55,7 +55,7 @@ def explain(
 
     Args:
         model: a network taking ``(B, C, H, W)`` images or ``(B, C, D, H, W)`` volumes; a
-            ``torch.compile``\\ d model is explained through the module it compiled, a
+            model from ``torch.compile`` is explained through the module it compiled, a
             ``torch.export`` program through its unflattened module (see
             :func:`camscope.io.load_model_spec`).
         inputs: the batch, floating point, same dtype as the model.

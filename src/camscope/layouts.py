@@ -375,6 +375,7 @@ class LayoutResolver:
 
     @property
     def spatial_dims(self) -> int:
+        """Spatial axes of the grid (2 or 3)."""
         return len(self.input_size)
 
     def _model_grid(self) -> tuple[int, ...] | None:

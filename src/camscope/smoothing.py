@@ -49,6 +49,9 @@ def smooth(
     ``"smoothgrad(<method>)"`` or ``"vargrad(<method>)"``.
 
     Args:
+        model: the network (never modified).
+        inputs: ``(B, C, *S)``.
+        method: any registered method.
         noise_samples: noisy copies per input.
         noise_std: noise standard deviation as a share of each input's value range.
         kind: ``"smoothgrad"`` (mean of the maps) or ``"vargrad"`` (their variance).

@@ -228,6 +228,7 @@ class RegionTarget:
     takes_rows: ClassVar[bool] = True
 
     def __call__(self, output: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``(B, T)`` of a dense output ``(B, K, *S)``; ``rows[n]``: row n's sample."""
         if not isinstance(output, torch.Tensor) or output.ndim < 3:
             raise TargetError(
                 "a region target needs a dense output (B, K, *S); got "
@@ -267,6 +268,7 @@ class VoxelTarget:
     position: tuple[int, ...]
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, T)`` of a dense output ``(B, K, *S)``."""
         if not isinstance(output, torch.Tensor) or output.ndim != 2 + len(self.position):
             raise TargetError(
                 f"a voxel target at {self.position} needs a dense output (B, K, *S) with "

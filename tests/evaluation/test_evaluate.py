@@ -585,17 +585,17 @@ def test_sanity_command_mistakes_are_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_subtomogram_data_randomisation_control_fits_its_permuted_labels(tmp_path, monkeypatch):
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
     from camscope.io.checkpoints import read_checkpoint
     from camscope.reproduce import respond_cam
 
     config = dataclasses.replace(respond_cam.SCALES["smoke"], snrs=(math.inf,))
-    respond_cam.run(tmp_path / "rc", config, progress=False, log=lambda *_: None)
+    respond_cam.reproduce_table(tmp_path / "rc", config, progress=False, log=lambda *_: None)
     stem = tmp_path / "rc" / "models" / "cnn2_snr-inf"
-    monkeypatch.setattr(benchmarks, "CONTROL_PER_CLASS", 4)  # smaller and shorter than the
-    monkeypatch.setattr(benchmarks, "CONTROL_EPOCHS", 30)  # real control, for the test's time
+    monkeypatch.setattr(testbeds, "CONTROL_PER_CLASS", 4)  # smaller and shorter than the
+    monkeypatch.setattr(testbeds, "CONTROL_EPOCHS", 30)  # real control, for the test's time
     lines: list[str] = []
-    built = benchmarks.subtomograms(
+    built = testbeds.subtomograms(
         tmp_path / "sanity",
         log=lines.append,
         quiet=True,
@@ -636,14 +636,14 @@ def test_control_note_says_when_the_control_has_not_fitted():
 
 
 def test_subtomogram_control_needs_a_reproduction_model(tmp_path):
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
 
     options = {"num_classes": 23, "input_size": 16}
     save_model(
         tmp_path / "net", create_model("tiny3d", **options), architecture="tiny3d", options=options
     )
     with pytest.raises(CamscopeError, match="trained by `camscope reproduce"):
-        benchmarks.subtomograms(
+        testbeds.subtomograms(
             tmp_path,
             log=lambda *_: None,
             quiet=True,

@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from camscope import InputError
 from camscope.io.heatmaps import HEATMAP_FORMATS, heatmap_suffix, write_heatmap
-from camscope.io.inputs import read_scan
+from camscope.io.inputs import read_image
 
 RNG = np.random.default_rng(0)
 
@@ -82,7 +82,7 @@ def write_dicom(
 def test_nifti_keeps_affine_and_axes(tmp_path):
     data = RNG.standard_normal((6, 7, 8)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(data, _affine()), tmp_path / "scan.nii.gz")
-    scan = read_scan(tmp_path / "scan.nii.gz")
+    scan = read_image(tmp_path / "scan.nii.gz")
     assert scan.format == "nifti" and scan.data.shape == (1, 6, 7, 8)
     np.testing.assert_array_equal(scan.data[0], data)
     np.testing.assert_allclose(scan.affine, _affine())
@@ -101,7 +101,7 @@ def _map_with_geometry(path):
 
 def test_mrc_keeps_voxel_size_and_origin(tmp_path):
     data = _map_with_geometry(tmp_path / "map.mrc")
-    scan = read_scan(tmp_path / "map.mrc")
+    scan = read_image(tmp_path / "map.mrc")
     np.testing.assert_array_equal(scan.data[0], data)
     assert scan.spacing == (12.0, 11.0, 10.0)  # (z, y, x) like the array
     assert scan.origin == (1.0, 2.0, 3.0)
@@ -112,49 +112,49 @@ def test_tiff_stack_is_a_volume_and_a_page_an_image(tmp_path):
     tifffile.imwrite(
         tmp_path / "stack.tif", stack, imagej=True, metadata={"spacing": 2.5, "axes": "ZYX"}
     )
-    scan = read_scan(tmp_path / "stack.tif")
+    scan = read_image(tmp_path / "stack.tif")
     assert scan.data.shape == (1, 4, 9, 10) and scan.is_volume
     np.testing.assert_array_equal(scan.data[0], stack)
     assert scan.spacing == (2.5, 1.0, 1.0)  # (z, y, x): ImageJ spacing, no resolution tags
     page = (RNG.random((9, 10)) * 65535).astype(np.uint16)
     tifffile.imwrite(tmp_path / "page.tiff", page)
-    image = read_scan(tmp_path / "page.tiff")
+    image = read_image(tmp_path / "page.tiff")
     assert image.data.shape == (1, 9, 10)
     np.testing.assert_allclose(image.data[0], page / 65535.0, rtol=1e-6)
     rgb = (RNG.random((9, 10, 3)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
-    assert read_scan(tmp_path / "rgb.tif").data.shape == (3, 9, 10)
+    assert read_image(tmp_path / "rgb.tif").data.shape == (3, 9, 10)
 
 
 def test_png_and_jpeg(tmp_path):
     grey = (RNG.random((12, 14)) * 255).astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "g.png")
-    np.testing.assert_allclose(read_scan(tmp_path / "g.png").data[0], grey / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "g.png").data[0], grey / 255.0, rtol=1e-6)
     Image.fromarray((RNG.random((12, 14, 3)) * 255).astype(np.uint8)).save(tmp_path / "c.jpg")
-    assert read_scan(tmp_path / "c.jpg").data.shape == (3, 12, 14)
+    assert read_image(tmp_path / "c.jpg").data.shape == (3, 12, 14)
     Image.fromarray((RNG.random((12, 14, 4)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
-    assert read_scan(tmp_path / "a.png").data.shape == (3, 12, 14)  # alpha dropped
+    assert read_image(tmp_path / "a.png").data.shape == (3, 12, 14)  # alpha dropped
 
 
 def test_dicom_rescale_window_and_monochrome1(tmp_path):
     raw = RNG.integers(0, 4000, (8, 9)).astype(np.uint16)
     write_dicom(tmp_path / "ct.dcm", raw, slope=2.0, intercept=-1024.0)
-    scan = read_scan(tmp_path / "ct.dcm", dicom_window="none")
+    scan = read_image(tmp_path / "ct.dcm", dicom_window="none")
     np.testing.assert_allclose(scan.data[0], raw * 2.0 - 1024.0)  # Hounsfield units
     assert scan.spacing == (0.7, 0.6)
     write_dicom(tmp_path / "w.dcm", raw, slope=2.0, intercept=-1024.0, window=(40.0, 400.0))
-    windowed = read_scan(tmp_path / "w.dcm").data[0]
+    windowed = read_image(tmp_path / "w.dcm").data[0]
     hu = raw * 2.0 - 1024.0
     assert windowed.min() == 0.0 and windowed.max() == 1.0
     assert (windowed[hu <= 40 - 200] == 0).all() and (windowed[hu >= 40 + 200] == 1).all()
     write_dicom(tmp_path / "m1.dcm", raw, photometric="MONOCHROME1")
-    inverted = read_scan(tmp_path / "m1.dcm", dicom_window="none").data[0]
+    inverted = read_image(tmp_path / "m1.dcm", dicom_window="none").data[0]
     np.testing.assert_allclose(inverted, raw.max() + raw.min() - raw.astype(np.float64))
 
 
 def test_real_chest_radiograph_dicom():
     path = importlib.resources.files("data_store") / "data" / "RG1_UNCR.dcm"
-    scan = read_scan(str(path))
+    scan = read_image(str(path))
     dataset = pydicom.dcmread(str(path))
     assert dataset.PhotometricInterpretation == "MONOCHROME1"
     assert scan.data.shape == (1, dataset.Rows, dataset.Columns)
@@ -165,18 +165,18 @@ def test_real_chest_radiograph_dicom():
 def test_numpy_inputs(tmp_path):
     volume = RNG.standard_normal((5, 6, 7)).astype(np.float32)
     np.save(tmp_path / "v.npy", volume)
-    assert read_scan(tmp_path / "v.npy").data.shape == (1, 5, 6, 7)
+    assert read_image(tmp_path / "v.npy").data.shape == (1, 5, 6, 7)
     np.savez(tmp_path / "v.npz", x=volume, other=np.zeros(3))
-    np.testing.assert_array_equal(read_scan(tmp_path / "v.npz").data[0], volume)
+    np.testing.assert_array_equal(read_image(tmp_path / "v.npz").data[0], volume)
     np.savez(tmp_path / "two.npz", a=volume, b=volume)
     with pytest.raises(InputError, match="name the input array 'x'"):
-        read_scan(tmp_path / "two.npz")
+        read_image(tmp_path / "two.npz")
     np.save(tmp_path / "five.npy", np.zeros((1, 1, 2, 2, 2), dtype=np.float32))
     with pytest.raises(InputError, match="give"):
-        read_scan(tmp_path / "five.npy")
+        read_image(tmp_path / "five.npy")
     np.save(tmp_path / "nan.npy", np.full((4, 4), np.nan, dtype=np.float32))
     with pytest.raises(InputError, match="NaN"):
-        read_scan(tmp_path / "nan.npy")
+        read_image(tmp_path / "nan.npy")
 
 
 def _truncate(path, keep: float = 0.5):
@@ -213,21 +213,21 @@ def test_truncated_or_corrupted_files_give_a_clear_error(tmp_path, kind):
         np.save(path, volume)
     else:
         np.savez(path, x=volume)
-    read_scan(path)  # whole: fine
+    read_image(path)  # whole: fine
     _truncate(path)
     with pytest.raises(InputError, match=r"cannot read .* as|truncated|complete"):
-        read_scan(path)
+        read_image(path)
     path.write_bytes(b"\x00garbage" * 3)
     with pytest.raises(InputError, match="cannot read"):
-        read_scan(path)
+        read_image(path)
 
 
 def test_unsupported_and_missing(tmp_path):
     (tmp_path / "a.gif").write_bytes(b"GIF89a")
     with pytest.raises(InputError, match=r"unsupported input type \.gif"):
-        read_scan(tmp_path / "a.gif")
+        read_image(tmp_path / "a.gif")
     with pytest.raises(InputError, match="no such file"):
-        read_scan(tmp_path / "missing.nii.gz")
+        read_image(tmp_path / "missing.nii.gz")
 
 
 # -- heatmap outputs ----------------------------------------------------------------------------
@@ -236,19 +236,19 @@ def test_unsupported_and_missing(tmp_path):
 def test_nifti_heatmap_has_the_inputs_affine(tmp_path):
     data = RNG.standard_normal((6, 7, 8)).astype(np.float32)
     nibabel.save(nibabel.Nifti1Image(data, _affine()), tmp_path / "scan.nii.gz")
-    scan = read_scan(tmp_path / "scan.nii.gz")
+    scan = read_image(tmp_path / "scan.nii.gz")
     heat = RNG.standard_normal((6, 7, 8)).astype(np.float32)
     write_heatmap(tmp_path / "heat.nii.gz", heat, scan, "nifti")
     back = nibabel.load(tmp_path / "heat.nii.gz")
     np.testing.assert_allclose(back.affine, _affine(), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(back.dataobj), heat)
     # the same voxel of scan and heatmap maps to the same world point
-    assert read_scan(tmp_path / "heat.nii.gz").data.shape == (1, 6, 7, 8)
+    assert read_image(tmp_path / "heat.nii.gz").data.shape == (1, 6, 7, 8)
 
 
 def test_mrc_heatmap_keeps_voxel_size_and_origin(tmp_path):
     _map_with_geometry(tmp_path / "map.mrc")
-    scan = read_scan(tmp_path / "map.mrc")
+    scan = read_image(tmp_path / "map.mrc")
     heat = RNG.standard_normal((5, 6, 7)).astype(np.float32)
     write_heatmap(tmp_path / "heat.mrc", heat, scan, "mrc")
     with mrcfile.open(tmp_path / "heat.mrc") as mrc:
@@ -270,7 +270,7 @@ def test_nifti_input_to_mrc_heatmap(tmp_path):
     image = nibabel.Nifti1Image(data, np.diag([0.5, 0.6, 0.7, 1.0]))
     image.header.set_xyzt_units("micron")
     nibabel.save(image, tmp_path / "s.nii")
-    scan = read_scan(tmp_path / "s.nii")
+    scan = read_image(tmp_path / "s.nii")
     write_heatmap(tmp_path / "h.mrc", data, scan, "mrc")
     with mrcfile.open(tmp_path / "h.mrc") as mrc:
         np.testing.assert_array_equal(mrc.data, data.T)
@@ -282,7 +282,7 @@ def test_tiff_png_npy_heatmaps(tmp_path):
     tifffile.imwrite(
         tmp_path / "stack.tif", volume, imagej=True, metadata={"spacing": 2.5, "axes": "ZYX"}
     )
-    scan = read_scan(tmp_path / "stack.tif")
+    scan = read_image(tmp_path / "stack.tif")
     heat = RNG.standard_normal((4, 9, 10)).astype(np.float32)
     write_heatmap(tmp_path / "h.tif", heat, scan, "tiff")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "h.tif"), heat)
@@ -302,13 +302,13 @@ def test_tiff_png_npy_heatmaps(tmp_path):
 def test_every_format_round_trips_a_two_d_heatmap(tmp_path, kind):
     image = (RNG.random((12, 14)) * 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "in.png")
-    scan = read_scan(tmp_path / "in.png")
+    scan = read_image(tmp_path / "in.png")
     heat = RNG.standard_normal((12, 14)).astype(np.float32)
     path = write_heatmap(tmp_path / f"h{heatmap_suffix(kind)}", heat, scan, kind)
     if kind == "png":
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         return
-    back = read_scan(path).data[0]
+    back = read_image(path).data[0]
     np.testing.assert_array_equal(back.T if kind == "nifti" else back.reshape(heat.shape), heat)
 
 
@@ -335,7 +335,7 @@ def _series(folder, *, count=5, spacing=2.5, shuffle=True):
 
 def test_dicom_series_folder_is_a_volume_with_a_ras_affine(tmp_path):
     raws = _series(tmp_path / "ct")
-    scan = read_scan(tmp_path / "ct", dicom_window="none")
+    scan = read_image(tmp_path / "ct", dicom_window="none")
     assert scan.format == "dicom-series" and scan.data.shape == (1, 5, 6, 7)
     for k, raw in enumerate(raws):  # ordered along z, each slice rescaled with its own slope
         np.testing.assert_allclose(scan.data[0, k], raw * (1.0 + 0.5 * k) - 1024.0)
@@ -354,10 +354,10 @@ def test_dicom_series_errors(tmp_path):
     for file in (tmp_path / "two_b").iterdir():
         file.rename(tmp_path / "two" / f"b_{file.name}")
     with pytest.raises(InputError, match="2 DICOM series"):
-        read_scan(tmp_path / "two")
+        read_image(tmp_path / "two")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="at least 2"):
-        read_scan(tmp_path / "empty")
+        read_image(tmp_path / "empty")
 
 
 def test_folder_dataset_groups_series_and_keeps_single_files(tmp_path):
@@ -369,7 +369,7 @@ def test_folder_dataset_groups_series_and_keeps_single_files(tmp_path):
     dataset = resolve_dataset([str(tmp_path / "data")])
     names = [str(Path(p).relative_to(tmp_path / "data")) for p in dataset.paths]
     assert names == ["a.png", "patient1/ct", "xray.dcm"]
-    assert read_scan(dataset.paths[1]).data.shape == (1, 5, 6, 7)
+    assert read_image(dataset.paths[1]).data.shape == (1, 5, 6, 7)
 
 
 def test_mrc_heatmap_keeps_start_indices_and_is_the_same_bytes_every_time(tmp_path):
@@ -377,7 +377,7 @@ def test_mrc_heatmap_keeps_start_indices_and_is_the_same_bytes_every_time(tmp_pa
 
     import mrcfile
 
-    from camscope.io import read_scan, write_heatmap
+    from camscope.io import read_image, write_heatmap
 
     volume = np.random.default_rng(0).standard_normal((6, 5, 4)).astype(np.float32)
     with mrcfile.new(tmp_path / "sub.mrc") as mrc:
@@ -385,7 +385,7 @@ def test_mrc_heatmap_keeps_start_indices_and_is_the_same_bytes_every_time(tmp_pa
         mrc.voxel_size = (2.0, 3.0, 4.0)
         mrc.header.origin = (10.0, 20.0, 30.0)
         mrc.header.nxstart, mrc.header.nystart, mrc.header.nzstart = 100, 200, 30
-    scan = read_scan(tmp_path / "sub.mrc")
+    scan = read_image(tmp_path / "sub.mrc")
     write_heatmap(tmp_path / "a.mrc", volume, scan, "mrc")
     time.sleep(1.1)  # mrcfile's default label holds the time of day
     write_heatmap(tmp_path / "b.mrc", volume, scan, "mrc")

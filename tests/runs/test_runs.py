@@ -110,9 +110,9 @@ def test_dicom_files_without_extension_are_found(tmp_path):
     (tmp_path / "scan" / "README").write_text("not an image")
     dataset = resolve_dataset([str(tmp_path / "scan")])
     assert [Path(p).name for p in dataset.paths] == ["IM0001"]
-    from camscope.io import read_scan
+    from camscope.io import read_image
 
-    assert read_scan(tmp_path / "scan" / "IM0001").format == "dicom"
+    assert read_image(tmp_path / "scan" / "IM0001").format == "dicom"
 
 
 def test_subfolders_name_outputs_and_batches_equal_single_inputs(data):

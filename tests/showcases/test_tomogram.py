@@ -49,7 +49,7 @@ def test_showcase_command_end_to_end_on_a_tiny_tomogram(tmp_path):
     from camscope.reproduce import respond_cam
 
     config = dataclasses.replace(respond_cam.SCALES["smoke"], snrs=(math.inf,))
-    respond_cam.run(tmp_path / "rc", config, progress=False, log=lambda *_: None)
+    respond_cam.reproduce_table(tmp_path / "rc", config, progress=False, log=lambda *_: None)
     out = tmp_path / "tomo"
     args = ["showcase", "tomogram", "--model", str(tmp_path / "rc/models/cnn2_snr-inf")]
     args += ["--shape", "24", "40", "40", "--particles", "3", "--gap", "0", "--out", str(out)]

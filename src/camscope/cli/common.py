@@ -195,6 +195,7 @@ class ModelChoice:
         }
 
     def with_options(self, *extra: tuple[str, object]) -> ModelChoice:
+        """This choice with more KEY=VALUE architecture options."""
         return ModelChoice(self.architecture, (*self.options, *extra), self.trust_pickle)
 
     def load(self, text: str) -> tuple[nn.Module, dict[str, object]]:

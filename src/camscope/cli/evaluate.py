@@ -96,7 +96,7 @@ def _benchmark(
     sanity: bool = False,
     **settings: Any,
 ) -> None:
-    """Build a benchmark (:mod:`camscope.evaluation.benchmarks`), evaluate it, report (with
+    """Build a benchmark (:mod:`camscope.evaluation.testbeds`), evaluate it, report (with
     ``sanity``, the sanity checks as a section of the report)."""
     import inspect
 
@@ -164,10 +164,10 @@ def evaluate_subtomograms(
 ) -> None:
     """Simulated subtomograms whose particle mask is known from the pose: every metric, every
     method, linear and Gaussian upsampling; a table, results.csv/json and one plot per metric."""
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
 
     _benchmark(
-        benchmarks.subtomograms,
+        testbeds.subtomograms,
         out_dir,
         methods,
         modes,
@@ -203,10 +203,10 @@ def evaluate_shapes(
     """2D objects (disk, square, triangle, cross) on textured backgrounds with known boxes: a
     small CNN or ViT (--network) trained here (seeded, cached in OUT/model), then every metric
     for every method."""
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
 
     _benchmark(
-        benchmarks.shapes,
+        testbeds.shapes,
         out_dir,
         methods,
         modes,
@@ -246,10 +246,10 @@ def evaluate_chest(
 ) -> None:
     """A real chest radiograph (pydicom-data's RG1_UNCR.dcm) with lesions pasted at known places:
     a lesion / no-lesion classifier trained here on crops, scored on the lesion crops."""
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
 
     _benchmark(
-        benchmarks.chest,
+        testbeds.chest,
         out_dir,
         methods,
         modes,
@@ -281,10 +281,10 @@ def evaluate_faces(
 ) -> None:
     """A real trained CNN (MTCNN's ONet, facenet-pytorch) on crops of a real photograph
     (scikit-image's astronaut) whose face box is known: every metric for every method."""
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation import testbeds
 
     _benchmark(
-        benchmarks.faces, out_dir, methods, modes, force, quiet, sanity, count=count, layer=layer
+        testbeds.faces, out_dir, methods, modes, force, quiet, sanity, count=count, layer=layer
     )
 
 

@@ -218,7 +218,7 @@ def features(
     import numpy as np
 
     from camscope.io.atomic import OutputError, atomic_write
-    from camscope.io.inputs import read_scan
+    from camscope.io.inputs import read_image
     from camscope.methods import feature_visualization
     from camscope.render import figure_png, methods_figure
 
@@ -227,7 +227,7 @@ def features(
         raise OutputError(f"{out} exists; pass --force to overwrite")
     wanted = None if channels is None else list(channels)
     model, _ = weights.load(model_spec_text)
-    scan = read_scan(input_file)
+    scan = read_image(input_file)
     maps = feature_visualization(
         model,
         scan.tensor()[None],

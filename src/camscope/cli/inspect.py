@@ -70,13 +70,13 @@ def layers(
     models (camscope needs one forward pass to see the shapes).
     """
     from camscope.engine import ModelState, eager_model
-    from camscope.io.inputs import read_scan
+    from camscope.io.inputs import read_image
     from camscope.layers import default_layer, trace_layers
     from camscope.layouts import LayoutResolver
     from camscope.models import list_models
 
     builtin = model_spec_text.replace("-", "_") in list_models() and weights.architecture is None
-    scan = None if input_file is None else read_scan(input_file)
+    scan = None if input_file is None else read_image(input_file)
     if builtin and input_size is None and scan is not None:
         input_size = max(scan.spatial_shape)  # a built-in network's head is sized for its input
         in_channels = scan.data.shape[0]

@@ -60,6 +60,7 @@ class CommaList(click.ParamType):
         self.name = f"list of {what}"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[Any, ...]:
+        """Parse the option's text (Click's hook)."""
         if isinstance(value, tuple):
             return value
         parts = [part.strip() for part in str(value).split(",") if part.strip()]

@@ -98,7 +98,7 @@ def reproduce_respond_cam(
     if snrs:
         top["snrs"] = tuple(snrs)
     config = dataclasses.replace(config, **top)  # type: ignore[arg-type]
-    respond_cam.run(out_dir, config, force=force, progress=not quiet, log=click.echo)
+    respond_cam.reproduce_table(out_dir, config, force=force, progress=not quiet, log=click.echo)
 
 
 def _device(name: str) -> str:

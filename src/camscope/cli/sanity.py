@@ -3,8 +3,6 @@ randomisation, ROAD), on a built-in benchmark or your own model and data."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +22,7 @@ ALL_METHODS = (
 @click.command("sanity")
 @click.option(
     "--benchmark",
-    type=click.Choice(["shapes", "chest", "faces", "subtomograms"]),
+    type=click.Choice(["shapes", "chest", "faces", "subtomograms"]),  # TESTBEDS' names
     default=None,
     help="A built-in benchmark (its model and test data); else give --model and DATA.",
 )
@@ -78,11 +76,8 @@ def sanity(
     subtomograms: the same network trained on permuted labels, minutes for subtomograms) and
     ROAD; a table, results.json and report.html, and one line
     saying which methods pass on this model."""
-    import torch
-
     import camscope
-    from camscope.engine import ModelState, call_model
-    from camscope.evaluation import benchmarks
+    from camscope.evaluation.own_data import read_own_data
     from camscope.evaluation.sanity import (
         report_rows,
         sanity_check,
@@ -90,6 +85,7 @@ def sanity(
         sanity_notes,
         sanity_table,
     )
+    from camscope.evaluation.testbeds import build_for_sanity
     from camscope.io import prepare_output_dir, write_json
     from camscope.render.report import write_report
 
@@ -103,69 +99,27 @@ def sanity(
     notes: list[str] = []
     record: dict[str, Any] = {}  # what was checked, for results.json and the report
     if benchmark is not None:
-        builders = {
-            "shapes": lambda: benchmarks.shapes(
-                folder,
-                log=click.echo,
-                quiet=quiet,
-                train_per_class=400,
-                test_per_class=25,
-                epochs=epochs,
-                control=True,
-                network=network,
-            ),
-            "chest": lambda: benchmarks.chest(
-                folder, log=click.echo, quiet=quiet, train_count=800, test_count=120, epochs=8
-            ),
-            "faces": lambda: benchmarks.faces(
-                folder, log=click.echo, quiet=quiet, count=count, layer=layer
-            ),
-            "subtomograms": lambda: benchmarks.subtomograms(
-                folder,
-                log=click.echo,
-                quiet=quiet,
-                model_path=None,
-                snr=float("inf"),
-                per_class=1,
-                offset=1000,
-                control=True,
-            ),
-        }
-        built = builders[benchmark]()
+        built = build_for_sanity(
+            benchmark,
+            folder,
+            log=click.echo,
+            quiet=quiet,
+            epochs=epochs,
+            network=network,
+            count=count,
+            layer=layer,
+        )
         model, inputs, labels = built.model, built.inputs[:count], built.labels[:count]
         control, layer = built.control, layer or built.layer
         title = f"{len(inputs)} of {built.title}"
         fit, accuracy = built.extra.get("control"), built.extra.get("accuracy")
         record.update(model=f"{benchmark} benchmark model", targets_from="the true labels")
     elif data is not None and model_spec_text is not None:
-        from camscope.runs import resolve_dataset
-        from camscope.runs.sources import FileSource
-
-        dataset = resolve_dataset([data])
         model, _ = weights.load(model_spec_text)
-        if count > len(dataset.paths):
-            notes.append(f"--count {count}, but DATA holds {len(dataset.paths)}: all are checked")
-        source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
-        scans = [source.read(i).tensor() for i in range(len(source))]
-        shapes = sorted({tuple(scan.shape) for scan in scans})
-        if len(shapes) > 1:
-            raise CamscopeError(
-                f"the inputs have different shapes {shapes}; sanity checks take inputs of one "
-                "shape (give a folder of same-sized inputs)"
-            )
-        inputs = torch.stack(scans)
-        with torch.no_grad(), ModelState(model):
-            predicted = call_model(model, inputs).argmax(1)
-        labels = torch.tensor(dataset.labels[:count]) if dataset.labels else predicted
-        title = f"{len(inputs)} input{'s' * (len(inputs) != 1)} from {Path(dataset.source).name}"
-        record.update(
-            model=model_spec_text,
-            inputs=[
-                Path(path).name if dataset.root is None else os.path.relpath(path, dataset.root)
-                for path in source.paths
-            ],
-            targets_from="the data's labels" if dataset.labels else "the predicted classes",
-        )
+        own = read_own_data(data, model, count)
+        inputs, labels, title = own.inputs, own.labels, own.title
+        notes += own.notes
+        record.update(model=model_spec_text, **own.record)
     else:
         raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
     if given_layer is not None:  # a wrong or unused --layer: one error now, not a silent default

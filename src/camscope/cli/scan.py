@@ -16,7 +16,7 @@ from camscope.cli.common import (
     output_options,
 )
 from camscope.cli.params import LAYOUT, NAME_LIST, layer_option, methods_option, targets_option
-from camscope.cli.scan_outputs import ScanOutputs, heatmap_files, network_maps
+from camscope.wholescan.outputs import ScanOutputs, heatmap_files, network_maps
 
 __all__ = ["scan"]
 
@@ -105,7 +105,7 @@ def scan(
     where it stopped when the same command is run again, and writes the same files; a finished
     run asked again is already done (exit 0); --force starts over."""
     from camscope import get_method
-    from camscope.io import read_scan
+    from camscope.io import read_image
     from camscope.io.heatmaps import heatmap_suffix
 
     if targets == "predicted" or targets == "label":
@@ -119,7 +119,7 @@ def scan(
     for kind in formats:
         if kind != "zarr":
             heatmap_suffix(kind)
-    volume = read_scan(
+    volume = read_image(
         input_file,
         intensity=intensity,  # type: ignore[arg-type]
         dicom_window=dicom_window,  # type: ignore[arg-type]
@@ -155,38 +155,27 @@ def scan(
 
 def _fingerprint(volume: Any, model: Any, record: dict[str, Any], settings: dict) -> str:
     """What makes a scan run's outputs: the scan's content, the model's weights, the settings."""
-    import hashlib
-    import json
-
     from camscope.engine import weights_digest
-    from camscope.io.streamed import content_digest
+    from camscope.runs.identity import content_digest, fingerprint
 
-    text = json.dumps(
+    return fingerprint(
         {
             "scan": content_digest(volume.tensor()),
             "model": {**record, "weights_sha256": weights_digest(model)},
             "settings": settings,
-        },
-        sort_keys=True,
-        default=str,
+        }
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _finished(folder: Path, fingerprint: str) -> bool:
     """Whether ``folder`` holds a finished run of this job; another job's run is refused."""
-    import json
-
     from camscope.io.atomic import OutputError
+    from camscope.runs.identity import recorded_fingerprint
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
         return False
-    try:
-        previous = json.loads(manifest.read_text()).get("fingerprint")
-    except (OSError, ValueError):
-        previous = None
-    if previous == fingerprint:
+    if recorded_fingerprint(manifest) == fingerprint:
         return True
     raise OutputError(
         f"{folder} already holds another camscope scan (manifest.json: other settings, model or "
@@ -210,10 +199,10 @@ def _explain_and_write(
     import numpy as np
 
     from camscope.io import prepare_output_dir
-    from camscope.io.streamed import out_stem
     from camscope.layouts import parse_layout
     from camscope.render.report import ReportEntry, write_report
-    from camscope.scan import explain_scan
+    from camscope.wholescan.explain import explain_scan
+    from camscope.wholescan.streaming import out_stem
 
     new_folder = not folder.exists()
     prepare_output_dir(folder, [], force=force)
@@ -270,7 +259,7 @@ def _region_targets(
 ) -> list[Any]:
     """``--region`` and ``--voxel`` as region and voxel targets over the scan."""
     from camscope.errors import InputError
-    from camscope.io import read_scan
+    from camscope.io import read_image
     from camscope.targets import region_target, voxel_target
 
     def split(text: str, option: str) -> tuple[str, int]:
@@ -286,7 +275,7 @@ def _region_targets(
         path, class_index = split(text, "--region")
         if not Path(path).exists():
             raise InputError(f"--region {path}: no such file")
-        stored = read_scan(path, intensity="stored").data
+        stored = read_image(path, intensity="stored").data
         mask = (stored != 0).any(0)
         if tuple(mask.shape) != tuple(shape):
             raise InputError(

@@ -12,7 +12,7 @@ __all__ = ["showcase"]
 
 @click.group()
 def showcase() -> None:
-    """camscope end to end on a whole problem."""
+    """End-to-end uses of camscope on a whole problem."""
 
 
 @showcase.command("tomogram")
@@ -74,7 +74,7 @@ def tomogram(
     (detection)? Per method, with figures and a report."""
     from camscope.showcases import tomogram as showcase_tomogram
 
-    showcase_tomogram.run(
+    showcase_tomogram.run_showcase(
         out_dir,
         model_path=model_path,
         shape=shape,
@@ -142,7 +142,7 @@ def lesions(
     each method's map falls inside the lesion. Figures, NIfTI maps and a report."""
     from camscope.showcases import lesions as showcase_lesions
 
-    showcase_lesions.run(
+    showcase_lesions.run_showcase(
         out_dir,
         methods=tuple(m.replace("-", "_") for m in methods),
         layer=layer,

@@ -1,7 +1,7 @@
 """A real chest radiograph with synthetic lesions pasted at known places.
 
 The radiograph is ``RG1_UNCR.dcm`` from the ``pydicom-data`` package (pydicom's test data), read
-with :func:`camscope.io.read_scan`: modality and VOI LUTs applied, MONOCHROME1 inverted (bones
+with :func:`camscope.io.read_image`: modality and VOI LUTs applied, MONOCHROME1 inverted (bones
 bright), scaled to [0, 1] and resized to 256² with anti-aliasing (scikit-image). Crops of the
 lung fields get, half of them, a nodule-like Gaussian blob; its box is the ground truth.
 Deterministic in the seed.
@@ -32,7 +32,7 @@ def chest_radiograph(size: int = 256) -> np.ndarray:
 
     from skimage.transform import resize
 
-    from camscope.io.inputs import read_scan
+    from camscope.io.inputs import read_image
 
     try:
         path = importlib.resources.files("data_store") / "data" / "RG1_UNCR.dcm"
@@ -42,7 +42,7 @@ def chest_radiograph(size: int = 256) -> np.ndarray:
             "(./scripts/setup installs it)"
         ) from error
     # Modality and VOI LUTs, MONOCHROME1 inverted, scaled to [0, 1]: camscope's DICOM reader.
-    pixels = read_scan(str(path), dicom_window="auto").data[0].astype(np.float64)
+    pixels = read_image(str(path), dicom_window="auto").data[0].astype(np.float64)
     return resize(pixels, (size, size), anti_aliasing=True).astype(np.float32)
 
 

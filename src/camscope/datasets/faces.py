@@ -44,6 +44,7 @@ class FaceClassifier(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Two logits (no face, face) for ``(B, 3, 48, 48)`` crops."""
         net = self.onet
         x = net.pool1(net.prelu1(net.conv1(x)))
         x = net.pool2(net.prelu2(net.conv2(x)))

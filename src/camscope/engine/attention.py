@@ -154,6 +154,7 @@ class AttentionTap:
             self._stack = None
 
     def clear(self) -> None:
+        """Forget what was recorded."""
         self.attentions.clear()
         self.tokens.clear()
         self.order.clear()

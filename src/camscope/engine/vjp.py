@@ -131,6 +131,11 @@ def chunked_vjp(
     """:func:`batched_vjp` over chunks of ``chunk_size`` targets (``None``: all at once).
 
     Args:
+        scores: ``(N, T)`` target scores (every target's gradient is taken).
+        wrt: the tensor(s) the gradients are taken with respect to.
+        chunk_size: targets per backward pass.
+        missing: the error to raise when ``wrt`` is not reached from the scores.
+        retain_graph: keep the graph after the last chunk (a later backward pass needs it).
         progress: a description for a progress bar over the chunks (shown after
             :data:`PROGRESS_DELAY` seconds); ``None``: no bar.
         automatic: the chunk size was not chosen by the user: with ``progress``, chunks of at

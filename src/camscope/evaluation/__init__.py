@@ -1,10 +1,10 @@
 """Evaluation: methods × upsampling × metrics over data, as tables, plots and reports.
 
 * :mod:`~camscope.evaluation.api`: :func:`evaluate` (tensors) and :func:`evaluate_files`.
-* :mod:`~camscope.evaluation.job`: the evaluation job the dataset-run engine runs.
+* :mod:`~camscope.evaluation.job`: the evaluation job the dataset runner runs.
 * :mod:`~camscope.evaluation.scoring`: every metric of one batch, per sample; rows from records.
 * :mod:`~camscope.evaluation.results`: the table as text, CSV, JSON and plots.
-* :mod:`~camscope.evaluation.benchmarks`: the built-in benchmarks' data and models.
+X
 
 The metrics themselves are plain functions in :mod:`camscope.metrics`.
 """

@@ -18,7 +18,7 @@ from torch import nn
 from camscope.evaluation.job import EvaluateJob
 from camscope.evaluation.scoring import EvaluationRow
 from camscope.layouts import LayoutSpec, layout_text
-from camscope.runs.engine import run
+from camscope.runs.runner import run_job
 from camscope.runs.sources import FileSource, TensorSource
 
 __all__ = ["evaluate", "evaluate_files"]
@@ -87,7 +87,7 @@ def evaluate(
     """
     job = _job(methods, upsample_modes, layer, layout, deletion_steps, batch_size)
     source = TensorSource.from_tensor(inputs, labels=labels, truths=truth)
-    rows: list[EvaluationRow] = run(
+    rows: list[EvaluationRow] = run_job(
         job,
         source,
         out_dir,
@@ -120,11 +120,22 @@ def evaluate_files(
     """Score methods on every file; write per-input records and return the table.
 
     Args:
+        model: the network (``None`` with the Ray backend, which loads ``model_spec`` in each
+            worker).
+        paths: input files, in the dataset's order.
         labels: the class of each input (the maps explain it); ``None``: the predicted class.
+        out_dir: where the per-input records go (resumable).
+        methods: registry names.
+        upsample_modes: how layer maps reach input size (``"linear"``, ``"gaussian"``, ...).
+        layer: for layer methods (default: their default layer).
+        layout: a transformer's token layout (default: inferred).
+        root: name records by their path relative to this folder.
+        batch_size: inputs per batch.
+        deletion_steps: steps of the deletion and insertion curves.
         truths: per input, a boolean mask ``(*S)`` or a box ``(2·n,)`` (localisation metrics).
-        read_options: keyword arguments of :func:`camscope.io.read_scan` (``intensity``, ...).
+        read_options: keyword arguments of :func:`camscope.io.read_image` (``intensity``, ...).
         **run_options: ``model_record``, ``force``, ``progress``, ``read_workers``, ``backend``,
-            ``model_spec``, ``ray_address``, ``ray_workers``: see :func:`camscope.runs.run`.
+            ``model_spec``, ``ray_address``, ``ray_workers``: see :func:`camscope.runs.run_job`.
 
     Returns:
         The summary rows (as :func:`evaluate` gives) and the manifest.
@@ -137,7 +148,7 @@ def evaluate_files(
     source = FileSource.from_paths(
         paths, root=root, labels=labels, truths=truths, **dict(read_options or {})
     )
-    summary = run(
+    summary = run_job(
         job,
         source,
         out_dir,

@@ -65,11 +65,11 @@ def file_examples(
 ) -> list[Any]:
     """:func:`example_entries` for the first inputs of a file run's records (those of the first
     input's shape), read as the run read them."""
-    from camscope.io import read_scan
+    from camscope.io import read_image
 
     chosen: list[tuple[dict[str, Any], Any]] = []
     for record in records:
-        scan = read_scan(record["input"]["path"], **read_options)
+        scan = read_image(record["input"]["path"], **read_options)
         if chosen and scan.data.shape != chosen[0][1].data.shape:
             continue
         chosen.append((record, scan))

@@ -1,6 +1,6 @@
 """The evaluation job: every metric of every (method, upsampling) setting, per input.
 
-Run by the dataset-run engine (:mod:`camscope.runs.engine`) like any job: records per input,
+Run by the dataset runner (:mod:`camscope.runs.runner`) like any job: records per input,
 resumable, on the local or the Ray backend; the table is computed from the records, so it is the
 same whether the run was interrupted or not.
 """
@@ -46,9 +46,11 @@ class EvaluateJob:
 
     @property
     def settings(self) -> list[tuple[str, str]]:
+        """The (method, upsampling) pairs scored."""
         return settings_of(self.methods, self.upsample_modes)
 
     def describe(self) -> dict[str, Any]:
+        """The settings that make the records (part of the run's fingerprint)."""
         return {
             "settings": self.settings,
             "layer": self.layer,
@@ -58,6 +60,7 @@ class EvaluateJob:
         }
 
     def run(self, model: nn.Module, batch: Batch) -> list[dict[str, Any]]:
+        """Score one batch: one record per input."""
         x = batch.tensor()
         if batch.labels is None:
             with torch.no_grad(), ModelState(model):
@@ -90,7 +93,9 @@ class EvaluateJob:
         ]
 
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
+        """Whether a record holds every score (its outputs are in the record itself)."""
         return True
 
     def finish(self, run: Finished) -> dict[str, Any]:
+        """The summary table, built from the records alone."""
         return {"n_evaluated": len(run.records), "rows": summarise(run.records, self.settings)}

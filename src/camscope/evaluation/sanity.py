@@ -80,6 +80,7 @@ class SanityResult:
 
     @property
     def passes(self) -> bool:
+        """Whether the maps keep a mean ``|ρ| < 0.5`` once every layer is re-drawn."""
         return self.final_similarity < PASS_THRESHOLD
 
     def row(self) -> dict[str, Any]:
@@ -127,10 +128,13 @@ def sanity_check(
 
     Args:
         model: the trained network (never modified).
-        inputs: ``(B, C, *S)``; targets: ``(B,)`` the classes explained.
+        inputs: ``(B, C, *S)``.
+        targets: ``(B,)``, the classes explained.
         methods: registry names.
         layer: for layer methods (default: their default layer).
         control: the same architecture trained on permuted labels (data randomisation test).
+        seed: for every random draw (MPRT's re-drawn weights, the random logit's class, noise).
+        road_percentages: ROAD's removal fractions, in percent.
         randomize: MPRT's steps: every layer with parameters, or the model's top-level blocks
             (fewer steps: several times faster on a deep network).
         sensitivity_samples: noisy copies per input for the robustness column (average

@@ -1,7 +1,7 @@
 """Files in and out; every write is atomic (temporary file, then rename).
 
 * :mod:`~camscope.io.inputs`: read images and volumes (PNG/JPEG/TIFF/DICOM/NIfTI/MRC/NumPy) as a
-  :class:`Scan` with their geometry.
+  :class:`LoadedImage` with their geometry.
 * :mod:`~camscope.io.heatmaps`: write heatmaps as NIfTI/MRC/TIFF/PNG/NPY aligned with their scan.
 * :mod:`~camscope.io.models`: load models safely (TorchScript, torch.export, state dicts).
 * :mod:`~camscope.io.checkpoints`: camscope's own model files (safetensors + JSON).
@@ -12,19 +12,36 @@ from __future__ import annotations
 
 from camscope.io.atomic import atomic_write, prepare_output_dir, write_json, write_npz
 from camscope.io.heatmaps import HEATMAP_FORMATS, write_heatmap
-from camscope.io.inputs import Scan, read_input, read_scan
+from camscope.io.inputs import LoadedImage, read_image, read_input
 from camscope.io.models import build_architecture, load_model_spec
 
 __all__ = [
     "HEATMAP_FORMATS",
-    "Scan",
+    "LoadedImage",
     "atomic_write",
     "build_architecture",
     "load_model_spec",
     "prepare_output_dir",
+    "read_image",
     "read_input",
-    "read_scan",
     "write_heatmap",
     "write_json",
     "write_npz",
 ]
+
+#: Names camscope 0.x exported before they were renamed; importing one still works, with a warning.
+_RENAMED = {"Scan": "LoadedImage", "read_scan": "read_image"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"camscope.io.{name} is now camscope.io.{new}; the old name will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module 'camscope.io' has no attribute {name!r}")

@@ -116,7 +116,9 @@ def save_model(
         architecture: a name :func:`camscope.models.create_model` knows.
         options: the constructor options that rebuild the architecture.
         metadata: anything JSON-serialisable (accuracy, data set, seed, ...).
-        optimizer, scheduler, epoch: training state, for resuming.
+        optimizer: its state, for resuming training.
+        scheduler: the learning-rate scheduler's state, for resuming.
+        epoch: epochs done, for resuming.
 
     Returns:
         The JSON file's path.

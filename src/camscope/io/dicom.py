@@ -4,8 +4,8 @@ Values: rescale slope/intercept (modality LUT), then the file's window (VOI LUT)
 with ``window="auto"`` when the file has one, else modality values (e.g. Hounsfield units);
 MONOCHROME1 is inverted. Geometry: pixel spacing, and for single slices and series the affine
 from ImagePositionPatient and ImageOrientationPatient in RAS (NIfTI's convention: DICOM's LPS with
-x and y negated). Missing or degenerate spacing (``0\\0``) falls back to 1 mm with a warning in
-the scan's details; slices that are not parallel are refused (they are not one volume).
+x and y negated). Missing or degenerate spacing (zero or negative) falls back to 1 mm with a
+warning in the scan's details; slices that are not parallel are refused (they are not one volume).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from camscope.errors import InputError
-from camscope.io.scan import Scan, channels_first, format_of
+from camscope.io.image import LoadedImage, channels_first, format_of
 
 __all__ = ["dicom_series_files", "read_dicom", "read_dicom_series"]
 
@@ -63,7 +63,7 @@ def _dicom_values(
 
 def _pixel_spacing(dataset: Any, details: dict[str, Any]) -> tuple[float, float]:
     """(row, column) spacing in mm: PixelSpacing, else ImagerPixelSpacing (radiographs), else 1
-    with a warning; zero or negative values (``0\\0``) count as missing."""
+    with a warning; zero or negative values count as missing."""
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         if tag in dataset:
             try:
@@ -122,7 +122,7 @@ def _affine(
     return affine
 
 
-def read_dicom(file: Path, window: str) -> Scan:
+def read_dicom(file: Path, window: str) -> LoadedImage:
     """One DICOM file: a 2D image (its position and orientation as an affine when the file has
     them) or a multi-frame volume."""
     import pydicom
@@ -146,7 +146,7 @@ def read_dicom(file: Path, window: str) -> Scan:
             normal = np.cross(along_row, along_column) * _slice_thickness(dataset)
             origin = np.asarray(dataset.ImagePositionPatient, dtype=float)
             affine = _affine(along_row, along_column, normal, (row, column), origin, volume=False)
-    return Scan(
+    return LoadedImage(
         values.astype(np.float32),
         str(file),
         "dicom",
@@ -162,7 +162,7 @@ def dicom_series_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and format_of(p) == "dicom")
 
 
-def read_dicom_series(folder: Path, window: str) -> Scan:
+def read_dicom_series(folder: Path, window: str) -> LoadedImage:
     """A folder of single-slice DICOM files of one series → a volume ``(1, D, H, W)``.
 
     Slices are ordered along the slice normal (from ImageOrientationPatient and
@@ -230,7 +230,7 @@ def read_dicom_series(folder: Path, window: str) -> Scan:
     values = _dicom_values(first, window, details, stack)
     spacing = _pixel_spacing(first, details)
     affine = _affine(along_row, along_column, slice_step, spacing, origin, volume=True)
-    return Scan(
+    return LoadedImage(
         values[None].astype(np.float32),
         str(folder),
         "dicom-series",

@@ -26,7 +26,7 @@ import numpy as np
 
 from camscope.errors import InputError
 from camscope.io.atomic import atomic_write
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 from camscope.io.volumes import write_mrc
 
 __all__ = ["HEATMAP_FORMATS", "heatmap_suffix", "nifti_units_note", "write_heatmap", "write_nifti"]
@@ -49,7 +49,7 @@ _UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm"}
 _ANGSTROM = {"Å": 1.0, "A": 1.0, "nm": 10.0, "µm": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10}
 
 
-def spacing_unit(scan: Scan) -> str | None:
+def spacing_unit(scan: LoadedImage) -> str | None:
     """The length unit of the scan's spacing, or ``None`` when the file does not say."""
     unit = scan.details.get("unit", _UNITS.get(scan.format))
     return None if unit is None else str(unit)
@@ -67,11 +67,11 @@ _NIFTI_UNITS = {
 }
 
 
-def _nifti_unit(scan: Scan) -> tuple[str, float]:
+def _nifti_unit(scan: LoadedImage) -> tuple[str, float]:
     return _NIFTI_UNITS.get(spacing_unit(scan) or "", ("unknown", 1.0))
 
 
-def nifti_units_note(scan: Scan) -> str | None:
+def nifti_units_note(scan: LoadedImage) -> str | None:
     """What a NIfTI heatmap of ``scan`` does with its spacing unit when NIfTI has no such unit
     (MRC's Å become µm, the affine scaled to match), for manifests; ``None`` when kept as is."""
     unit = spacing_unit(scan)
@@ -82,7 +82,7 @@ def nifti_units_note(scan: Scan) -> str | None:
     return f"NIfTI has no {unit}: spacing and origin written in {shown} (× {factor:g})"
 
 
-def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
+def _nifti_affine(scan: LoadedImage) -> tuple[np.ndarray, bool]:
     """Affine for the heatmap and whether the array must go from (z, y, x) to (x, y, z)."""
     if scan.affine is not None:
         return scan.affine, False
@@ -95,7 +95,7 @@ def _nifti_affine(scan: Scan) -> tuple[np.ndarray, bool]:
     return affine, True
 
 
-def write_nifti(path: str | os.PathLike[str], values: np.ndarray, scan: Scan) -> Path:
+def write_nifti(path: str | os.PathLike[str], values: np.ndarray, scan: LoadedImage) -> Path:
     """One heatmap ``(*S)`` as NIfTI (gzipped when the name ends in ``.gz``) with the scan's
     geometry: its own affine, qform/sform codes and units for a NIfTI input, else its spacing and
     origin (axes reversed: camscope's volumes from MRC/DICOM/TIFF are ``(z, y, x)``).
@@ -134,7 +134,7 @@ def write_nifti(path: str | os.PathLike[str], values: np.ndarray, scan: Scan) ->
 def write_heatmap(
     path: str | os.PathLike[str],
     heatmap: np.ndarray,
-    scan: Scan,
+    scan: LoadedImage,
     kind: str,
     *,
     signed: bool = True,

@@ -1,4 +1,4 @@
-"""Read one input file as a :class:`Scan`: the array ``(C, *S)`` and the geometry to write back.
+"""Read one image or volume file as a :class:`LoadedImage`: the array ``(C, *S)`` and its geometry.
 
 ================  ===========================  ==============================================
 format            library                      what is kept
@@ -30,16 +30,16 @@ import torch
 
 from camscope.errors import InputError
 from camscope.io.dicom import dicom_series_files, read_dicom, read_dicom_series
-from camscope.io.scan import FORMATS, Scan, channels_first, format_of, scaled_by_type
+from camscope.io.image import FORMATS, LoadedImage, channels_first, format_of, scaled_by_type
 
 __all__ = [
     "INTENSITY_RULES",
     "SUPPORTED_SUFFIXES",
-    "Scan",
+    "LoadedImage",
     "dicom_series_files",
     "format_of",
+    "read_image",
     "read_input",
-    "read_scan",
 ]
 
 SUPPORTED_SUFFIXES = tuple(FORMATS)
@@ -63,13 +63,13 @@ INTENSITY_RULES: dict[str, str] = {
 }
 
 
-def read_scan(
+def read_image(
     path: str | os.PathLike[str],
     *,
     intensity: Intensity = "auto",
     dicom_window: Literal["auto", "none"] = "auto",
     nifti_volume: int | str | None = None,
-) -> Scan:
+) -> LoadedImage:
     """Read one image or volume file, by its suffix (or DICOM's preamble).
 
     Args:
@@ -95,7 +95,9 @@ def read_scan(
     return _apply_intensity(scan, intensity)
 
 
-def _read(file: Path, dicom_window: str, nifti_volume: int | str | None, *, scale: bool) -> Scan:
+def _read(
+    file: Path, dicom_window: str, nifti_volume: int | str | None, *, scale: bool
+) -> LoadedImage:
     if file.is_dir():
         try:
             return _finish(read_dicom_series(file, dicom_window), file, "DICOM series")
@@ -138,7 +140,7 @@ def _read(file: Path, dicom_window: str, nifti_volume: int | str | None, *, scal
     return _finish(scan, file, kind)
 
 
-def _apply_intensity(scan: Scan, intensity: str) -> Scan:
+def _apply_intensity(scan: LoadedImage, intensity: str) -> LoadedImage:
     values = scan.data
     if intensity == "window" and scan.format.startswith("dicom"):
         if not str(scan.details.get("window", "")).startswith("file's"):
@@ -161,14 +163,14 @@ def _apply_intensity(scan: Scan, intensity: str) -> Scan:
     return scan
 
 
-def _finish(scan: Scan, file: Path, kind: str) -> Scan:
+def _finish(scan: LoadedImage, file: Path, kind: str) -> LoadedImage:
     if not np.isfinite(scan.data).all():
         raise InputError(f"{file}: contains NaN or infinite values")
     scan.data = np.ascontiguousarray(scan.data, dtype=np.float32)
     return scan
 
 
-def _read_picture(file: Path, scale: bool) -> Scan:
+def _read_picture(file: Path, scale: bool) -> LoadedImage:
     from PIL import Image
 
     with Image.open(file) as opened:
@@ -183,7 +185,7 @@ def _read_picture(file: Path, scale: bool) -> Scan:
     values = scaled_by_type(array) if scale else array.astype(np.float32)
     values = values[None] if values.ndim == 2 else np.moveaxis(values[..., :3], -1, 0)
     kind = "png" if file.suffix.lower() == ".png" else "jpeg"
-    return Scan(values, str(file), kind, details={"mode": mode, "stored": str(array.dtype)})
+    return LoadedImage(values, str(file), kind, details={"mode": mode, "stored": str(array.dtype)})
 
 
 def _tiff_spacing(tiff: Any) -> tuple[tuple[float, float, float | None], str | None]:
@@ -215,7 +217,7 @@ def _tiff_spacing(tiff: Any) -> tuple[tuple[float, float, float | None], str | N
     return (per_unit[0], per_unit[1], z), unit
 
 
-def _read_tiff(file: Path, scale: bool) -> Scan:
+def _read_tiff(file: Path, scale: bool) -> LoadedImage:
     import tifffile
 
     with tifffile.TiffFile(file) as tiff:
@@ -235,10 +237,10 @@ def _read_tiff(file: Path, scale: bool) -> Scan:
     if unit is not None:
         details["unit"] = unit
     spacing = (z or 1.0, y, x) if values.ndim == 4 else (y, x)
-    return Scan(values, str(file), "tiff", spacing=spacing, details=details)
+    return LoadedImage(values, str(file), "tiff", spacing=spacing, details=details)
 
 
-def _read_nifti(file: Path, volume: int | str | None) -> Scan:
+def _read_nifti(file: Path, volume: int | str | None) -> LoadedImage:
     import nibabel
 
     image = nibabel.load(file)
@@ -253,7 +255,7 @@ def _read_nifti(file: Path, volume: int | str | None) -> Scan:
         if volume is None:
             raise InputError(
                 f"{file} is a 4D NIfTI {array.shape} (x, y, z and {count} volumes); choose one "
-                f"volume with --nifti-volume N (0 to {count - 1}; in Python read_scan(..., "
+                f"volume with --nifti-volume N (0 to {count - 1}; in Python read_image(..., "
                 "nifti_volume=N)), or --nifti-volume channels to give the model all of them as "
                 "input channels"
             )
@@ -276,7 +278,7 @@ def _read_nifti(file: Path, volume: int | str | None) -> Scan:
         details["unit"] = unit
     if qform is not None:
         details["nifti_qform"] = np.asarray(qform).tolist()
-    return Scan(
+    return LoadedImage(
         values,
         str(file),
         "nifti",
@@ -286,7 +288,7 @@ def _read_nifti(file: Path, volume: int | str | None) -> Scan:
     )
 
 
-def _read_mrc(file: Path) -> Scan:
+def _read_mrc(file: Path) -> LoadedImage:
     import mrcfile
 
     with mrcfile.open(file, permissive=False) as mrc:
@@ -299,7 +301,7 @@ def _read_mrc(file: Path) -> Scan:
         start_xyz = [int(header.nxstart), int(header.nystart), int(header.nzstart)]
     values = channels_first(data, file, "MRC map")
     spacing = spacing_xyz[::-1] if values.ndim == 4 else spacing_xyz[1::-1]  # (z, y, x) order
-    return Scan(
+    return LoadedImage(
         values,
         str(file),
         "mrc",
@@ -314,7 +316,7 @@ def _read_mrc(file: Path) -> Scan:
     )
 
 
-def _read_numpy(file: Path) -> Scan:
+def _read_numpy(file: Path) -> LoadedImage:
     if file.suffix.lower() == ".npz":
         with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             names = list(archive.files)
@@ -337,10 +339,10 @@ def _read_numpy(file: Path) -> Scan:
             f"{file}: array of shape {array.shape}; give (H, W), (C, H, W), (D, H, W) or "
             "(C, D, H, W)"
         )
-    return Scan(array.astype(np.float32), str(file), kind)
+    return LoadedImage(array.astype(np.float32), str(file), kind)
 
 
 def read_input(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, Any]]:
-    """One file → ``(C, *S)`` float32 tensor and its manifest record (see :func:`read_scan`)."""
-    scan = read_scan(path)
+    """One file → ``(C, *S)`` float32 tensor and its manifest record (see :func:`read_image`)."""
+    scan = read_image(path)
     return scan.tensor(), scan.record()

@@ -45,14 +45,14 @@ def write_mrc(
 def read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
     """Read an MRC/MAP volume ``(z, y, x)`` and its voxel size along x (Å).
 
-    A shortcut for :func:`camscope.io.read_scan`, which also keeps all voxel sizes and the origin.
+    A shortcut for :func:`camscope.io.read_image`, which also keeps all voxel sizes and the origin.
 
     Raises:
         CamscopeError: missing, unreadable or not an MRC file.
     """
-    from camscope.io.inputs import read_scan
+    from camscope.io.inputs import read_image
 
-    scan = read_scan(path)
+    scan = read_image(path)
     if scan.format != "mrc" or scan.data.ndim != 4:
         raise CamscopeError(f"{path} is not an MRC volume")
     return scan.data[0], float(scan.details["voxel_size_A"])

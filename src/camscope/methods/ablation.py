@@ -34,6 +34,7 @@ def ablation_cam(context: MethodContext, *, batch_size: int | None = None) -> Me
     target. Raw: no ReLU (the paper's display applies one).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         batch_size: ablated copies per pass of the head; default: about 64 M layer values per
             chunk (e.g. 650 copies of ResNet-50's ``layer4`` at 224²).
 

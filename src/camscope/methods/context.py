@@ -157,14 +157,17 @@ class MethodContext:
 
     @property
     def batch_size(self) -> int:
+        """Samples in the batch."""
         return int(self.inputs.shape[0])
 
     @property
     def num_targets(self) -> int:
+        """Targets per sample (fixes the targets on first use)."""
         return int(self._ensure_fixed().scores.shape[1])
 
     @property
     def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes."""
         return self.inputs.ndim - 2
 
     # -- scores -------------------------------------------------------------------------------
@@ -333,6 +336,7 @@ class MethodContext:
     # -- the layer path ---------------------------------------------------------------------------
 
     def require_layer(self, method: str) -> tuple[str, nn.Module]:
+        """The layer's name and module; a layer method without one raises ``LayerError``."""
         if self.layer is None or self.layer_name is None:
             raise LayerError(f"{method} needs a layer")
         return self.layer_name, self.layer

@@ -61,6 +61,7 @@ def finer_cam(
     any dense class target).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         gamma: weight of the references' mean score (≥ 0).
         num_references: how many nearest classes (capped at ``K − 1``).
         references: fixed reference classes instead of the nearest ones.

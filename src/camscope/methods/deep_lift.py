@@ -221,6 +221,7 @@ def deeplift(
     ``(f(a) − f(a')) / (a − a')`` at its inputs ``a`` (input pass) and ``a'`` (reference pass).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         baseline: ``x'``: a number, one input ``(C, *S)`` or a batch; black (0) by default.
         eps: below this ``|a − a'|`` a nonlinearity keeps its derivative (Captum's 1e-10).
         max_pool: ``"rescale"`` (the pooled change handed to the maxima of both passes: the
@@ -273,6 +274,7 @@ def deeplift_shap(
     ``x'_j`` of DeepLIFT's ``(x − x'_j) ⊙ m_j``.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         baselines: the references: ``(n, C, *S)`` for every input (a background sample of the
             data: SHAP's expectation is over it) or ``(B, n, C, *S)`` per input; default:
             ``n_samples`` draws of uniform noise within each input's value range (seeded, the

@@ -74,6 +74,7 @@ def full_grad(context: MethodContext, *, rescale: bool = True) -> MethodResult:
     its sum over layers is not normalised (an explicit step).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         rescale: apply ψ's ``[0, 1]`` scaling to each channel's map (``False``: absolute values
             only, so layers with large bias gradients weigh more).
 

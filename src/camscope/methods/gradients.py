@@ -125,6 +125,7 @@ def guided_grad_cam(context: MethodContext, *, upsample_mode: str = "linear") ->
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled ReLU(Grad-CAM).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         upsample_mode: how the layer's Grad-CAM reaches input size: ``"linear"`` (the paper's
             bilinear; trilinear in 3D), ``"nearest"`` (Captum's default: PyTorch's legacy
             ``nearest``, which picks ``floor(i · s / S)``) or ``"nearest-exact"`` (the pixel whose
@@ -204,6 +205,7 @@ def integrated_gradients(
     ``IG = (x - x') ⊙ (1/m) Σ_{i=1..m} ∂y/∂x (x' + (i/m)(x - x'))``.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         steps: ``m``, points on the straight path (the paper suggests 20–300; 50 as Captum).
         baseline: ``x'``: a number, one input ``(C, *S)`` or a batch; black (0) by default.
         batch_size: path points per forward/backward pass; default fits a memory budget.
@@ -255,6 +257,7 @@ def gradient_shap(
     Seeded: the same call gives the same map.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: draws per sample.
         baselines: a number, one input ``(C, *S)``, or a set of reference inputs
             ``(R, C, *S)`` to draw from (e.g. a few training images).

@@ -53,6 +53,7 @@ def internal_influence(
     influence per unit of activation, not a share of the score.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         steps: ``m``, points on the path.
         baseline: ``x'``: a number, one input or a batch.
         batch_size: path points per pass; default from a memory budget.
@@ -102,6 +103,7 @@ def layer_conductance(
     evaluates the same ``m + 1`` points.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         steps: ``m``, intervals on the path.
         baseline: ``x'``: a number, one input or a batch.
         batch_size: path points per pass; default from a memory budget.
@@ -163,6 +165,7 @@ def layer_integrated_gradients(
     up to ``y(x) − y(x')`` as ``steps`` grows (``completeness_gap``).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         steps: ``m``, points on the path.
         baseline: ``x'`` (an input-space baseline): a number, one input or a batch.
         batch_size: path points per pass; default from a memory budget.

@@ -423,6 +423,7 @@ def lrp(
     - flat (first layer): relevance spread evenly over each output's receptive field.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         composite: one of :data:`COMPOSITES` (zennit's, snake case).
         rule: one rule for every convolution and dense layer instead of a composite:
             ``"epsilon"``, ``"zplus"``, ``"alpha_beta"`` or ``"gamma"``.

@@ -110,6 +110,7 @@ def occlusion(
     (Captum's definition). Windows span all input channels; in 3D they are boxes.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         window: patch size per spatial axis (an int for all); default ``ceil(S/8)`` per axis.
         stride: step per axis; default the window (8 × 8 patches in 2D, 8 × 8 × 8 in 3D);
             a smaller stride overlaps patches and smooths the map at more cost.
@@ -300,6 +301,7 @@ def kernel_shap(
     (Captum's convention), in every channel.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: coalitions evaluated per sample (besides the empty and the full one).
         n_segments: SLIC's number of segments (see :func:`segment`).
         compactness: SLIC's compactness (see :func:`segment`).
@@ -375,6 +377,7 @@ def score_cam(
     same all-zero mask, so their score is computed once per sample.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         batch_size: masked inputs per forward pass; default as for :func:`occlusion`.
         weighting: ``"probability"``: the softmax probability of the target class (the paper's
             Algorithm 1; class targets only); ``"score"``: the raw target score;
@@ -527,6 +530,7 @@ def ss_cam(
     ``L = Σ_k α_k A^k``, raw. ``n_samples × C`` forward passes per sample, all targets at once.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: noisy masks per channel (torch-cam: 35).
         std: the noise's standard deviation (torch-cam: 2).
         weighting: as for :func:`score_cam`.
@@ -571,6 +575,7 @@ def is_cam(
     ``i = 1..N`` (torch-cam's path); ``s`` and the map as in :func:`ss_cam`. Deterministic.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: steps along the path (torch-cam: 10).
         weighting: as for :func:`score_cam`.
         batch_size: as for :func:`score_cam`.

@@ -41,6 +41,7 @@ def shapley_cam(context: MethodContext, *, objective: str = "rest") -> MethodRes
     ``o`` of each target.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         objective: ``"rest"``: ``y_c + log softmax(y)_c`` (the paper's; pytorch-grad-cam's
             ``ClassifierOutputReST``), class targets only (on a dense output both terms summed
             over the class's predicted region); ``"logit"``: the target's score itself (any

@@ -48,6 +48,7 @@ def feature_ablation(
     all targets at once.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         segments: feature labels ``(B, *S)`` or ``(*S)``, integers; default SLIC's.
         n_segments: SLIC's number of segments, when ``segments`` is not given.
         compactness: SLIC's compactness, when ``segments`` is not given.
@@ -109,6 +110,7 @@ def shapley_value_sampling(
     per sample, all targets at once.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: random orders per sample.
         segments: as for :func:`feature_ablation`.
         n_segments: as for :func:`feature_ablation`.
@@ -197,6 +199,7 @@ def lime(
     at once on the same draws.
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         n_samples: draws per sample.
         alpha: the Lasso's L1 weight (Captum: 0.01); 0: weighted least squares.
         kernel_width: of the exponential similarity kernel.

@@ -43,6 +43,7 @@ def smooth_grad_cam_pp(
     """Smooth Grad-CAM++ (Omeiza et al. 2019).
 
     Args:
+        context: what explain() hands every method: inputs, layer, targets.
         noise_samples: noisy copies per input.
         noise_std: noise standard deviation as a share of each input's value range.
         seed: seed of the noise.

@@ -67,8 +67,16 @@ def faithfulness_correlation(
     """Faithfulness correlation (Bhatt et al. 2020), per sample ``(B,)`` in [−1, 1] (``.values``).
 
     Args:
+        model: the network (never modified).
+        inputs: ``(B, C, *S)``.
+        maps: one map per sample ``(B, *S)``, ``(B, 1, *s)`` or an Explanation (layer maps are
+            upsampled to the input).
+        targets: the class of each sample (default: the predicted class).
         subset_size: positions set to ``baseline`` per run; default 10 % of the positions.
         runs: random subsets per sample.
+        baseline: the value removed positions take.
+        seed: for the random subsets.
+        batch_size: perturbed copies per forward pass.
         softmax: correlate with the drop of the target's probability instead of its logit.
     """
     size, maps, targets = _check(inputs, maps, targets)

@@ -277,9 +277,15 @@ def deletion(
     probability against the removed fraction. Lower is better.
 
     Args:
+        model: the network (never modified).
+        inputs: ``(B, C, *S)``.
+        saliency: one map per sample ``(B, *S)``, ``(B, 1, *s)`` or an Explanation (layer maps
+            are upsampled to the input).
+        targets: the class of each sample (default: the predicted class).
+        steps: number of removal steps (``steps + 1`` forward passes per sample).
         baseline: what removed positions become: ``"zero"``, ``"blur"`` (Gaussian, σ = 5 px) or a
             number.
-        steps: number of removal steps (``steps + 1`` forward passes per sample).
+        batch_size: perturbed copies per forward pass.
     """
     return _curve(
         model,
@@ -328,6 +334,7 @@ class FidelityResult:
     masked: torch.Tensor
 
     def summary(self) -> dict[str, float]:
+        """Mean and standard deviation over the samples."""
         mean, std = mean_std(self.drop)
         return {"fidelity": mean, "fidelity_std": std}
 

@@ -216,6 +216,7 @@ class RelevanceResult:
     values: torch.Tensor
 
     def summary(self) -> dict[str, float]:
+        """The mean over the samples whose value is finite."""
         finite = self.values[torch.isfinite(self.values)]
         return {"mean": float(finite.double().mean()) if len(finite) else float("nan")}
 

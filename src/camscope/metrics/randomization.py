@@ -426,9 +426,10 @@ def efficient_mprt(
     seed: int = 0,
     **method_options: Any,
 ) -> PerSample:
-    """eMPRT (Hedström et al. 2023): entropy of the maps of the fully randomised model divided by
-    that of the trained model's, per sample ``(B,)``. Above 1: randomising the model made the
-    maps more disordered (the method is sensitive to the model); near 1: it is not.
+    """The efficient MPRT, eMPRT (Hedström et al. 2023): entropy of the maps of the fully
+    randomised model divided by that of the trained model's, per sample ``(B,)``. Above 1:
+    randomising the model made the maps more disordered (the method is sensitive to the model);
+    near 1: it is not.
     """
     if int(bins) < 2:
         raise InputError(f"bins must be at least 2, got {bins}")

@@ -251,6 +251,7 @@ class RoadResult:
     gap: torch.Tensor
 
     def summary(self) -> dict[str, float]:
+        """Mean and standard deviation over the samples."""
         out: dict[str, float] = {}
         for name in ("morf_area", "lerf_area", "gap"):
             out[name], out[f"{name}_std"] = mean_std(getattr(self, name))

@@ -29,6 +29,7 @@ class ContrastivityResult:
     values: torch.Tensor
 
     def summary(self) -> dict[str, float]:
+        """Mean and standard deviation over the samples."""
         mean, std = mean_std(self.values)
         return {"contrastivity": mean, "contrastivity_std": std}
 
@@ -44,6 +45,7 @@ def contrastivity(maps: Any, targets: Any, *, threshold: float = 0.15) -> Contra
         maps: ``(B, K, *S)`` one map per class (e.g. ``targets="all"``), any resolution, or
             such an Explanation.
         targets: ``(B,)`` (or ``(B, 1)``) the class of each sample.
+        threshold: where the min-max scaled maps are binarised.
 
     Returns:
         Per-sample contrastivity ``(B,)`` and its summary.
@@ -80,6 +82,7 @@ class SensitivityResult:
     radius: float
 
     def summary(self) -> dict[str, float]:
+        """Mean and standard deviation over the samples."""
         mean, std = mean_std(self.values)
         return {"sensitivity": mean, "sensitivity_std": std}
 
@@ -107,6 +110,7 @@ def max_sensitivity(
         radius: perturbation bound, in input units.
         n_samples: perturbations drawn (seeded).
         relative: divide by the norm of the unperturbed explanation (scale-free).
+        seed: for the perturbations.
 
     Returns:
         ``(B,)`` ``max_δ ‖E(x + δ) − E(x)‖ (/ ‖E(x)‖)``.

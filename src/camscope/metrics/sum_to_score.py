@@ -34,7 +34,6 @@ class SumToScore:
 
     def summary(self) -> dict[str, float]:
         """Mean and (sample) standard deviation of both values over the batch."""
-
         l1_mean, l1_std = mean_std(self.l1)
         kt_mean, kt_std = mean_std(self.kendall_tau)
         return {"l1": l1_mean, "l1_std": l1_std, "kendall_tau": kt_mean, "kendall_tau_std": kt_std}

@@ -154,13 +154,15 @@ def train_classifier(
         evaluate_on: a test set for the final accuracy.
         progress: show progress bars.
         checkpoint: file stem to save after every epoch and to resume from.
-        architecture, options: the registered name and options that rebuild ``model`` (stored
-            in the checkpoint, required with ``checkpoint``).
+        architecture: the registered name that rebuilds ``model`` (stored in the checkpoint,
+            required with ``checkpoint``).
+        options: the options that rebuild it with ``architecture``.
         description: a label for the progress bar.
         identity: what else defines the run (e.g. the data set's settings); a checkpoint is
             resumed or reused only when this, the training settings and the data size match.
         replace_mismatched: train from scratch over a checkpoint of other settings instead of
             raising (the result says so).
+        **overrides: single fields of :class:`TrainingConfig` (``epochs=5``, ``seed=1``, ...).
 
     Raises:
         CheckpointError: a checkpoint exists at ``checkpoint`` with other settings.

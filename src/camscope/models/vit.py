@@ -34,6 +34,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, N, D)`` through attention and the MLP, each with a residual."""
         normed = self.norm1(tokens)
         mixed, _ = self.attn(normed, normed, normed, need_weights=False)
         tokens = tokens + mixed
@@ -95,6 +96,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised tokens ``(B, N, D)``, class token first."""
         patches = self.patch_embed(x).flatten(2).transpose(1, 2)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         tokens = torch.cat([cls, patches], dim=1) + self.pos_embed
@@ -105,6 +107,7 @@ class VisionTransformer(nn.Module):
         return self.head(tokens[:, 0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` from the class token."""
         return self.forward_head(self.forward_features(x))
 
 

@@ -30,6 +30,7 @@ def layer_grid(
         method: a layer method (CAM family).
         target: class to explain (default: predicted).
         layers: layer names; default every layer with spatial extent that runs once.
+        title: the figure's title.
 
     Returns:
         A Matplotlib figure (see :func:`camscope.render.layer_grid_figure`).

@@ -82,6 +82,7 @@ def overlay_figure(data: np.ndarray, heatmap: np.ndarray, *, signed: bool, title
         data: the input ``(C, *S)``.
         heatmap: ``(*S)`` at input resolution.
         signed: diverging colour map centred on 0 (else sequential).
+        title: the figure's title.
     """
     under = background(data)
     limits = colour_limits(heatmap, signed)

@@ -14,6 +14,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int
     Args:
         header: column titles.
         rows: cells, already formatted as text; a row may be shorter (blank cells after).
+        gap: spaces between columns.
     """
     columns = len(header)
     cells = [[str(c) for c in row] + [""] * (columns - len(row)) for row in rows]

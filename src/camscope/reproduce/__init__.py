@@ -95,7 +95,7 @@ def showcase_classifier(
             f"no trained cnn1 at {stem}.json: run `camscope reproduce respond-cam` first (it "
             "trains CNN-1 and CNN-2), or leave --model out for a small CNN-2 trained here"
         )
-    from camscope.reproduce.respond_cam import run
+    from camscope.reproduce.respond_cam import reproduce_table
 
     small = folder / "model"
     trained = small / "models" / f"cnn2_snr-{snr_label(snr)}"
@@ -106,5 +106,5 @@ def showcase_classifier(
         f"no trained CNN-2 at {stem}.json (`camscope reproduce respond-cam` trains it): training "
         f"a small one into {small} ({SHOWCASE_CLASSIFIER})"
     )
-    run(small, _small_config(snr), force=True, progress=progress, log=lambda text: None)
+    reproduce_table(small, _small_config(snr), force=True, progress=progress, log=lambda text: None)
     return trained

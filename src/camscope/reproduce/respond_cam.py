@@ -34,7 +34,14 @@ from camscope.simulate import SimulationConfig, Simulator, SubtomogramDataset
 from camscope.simulate.structures import BENCHMARK_COMPLEXES
 from camscope.simulate.subtomogram import parse_snr, simulate_arrays, snr_label
 
-__all__ = ["PAPER_TABLE", "SCALES", "ModelSpec", "ReproduceConfig", "format_table", "run"]
+__all__ = [
+    "PAPER_TABLE",
+    "SCALES",
+    "ModelSpec",
+    "ReproduceConfig",
+    "format_table",
+    "reproduce_table",
+]
 
 #: Table 1 of the paper: (model, snr) → (L1 Grad, L1 Respond, KT Grad, KT Respond), mean and std.
 PAPER_TABLE: dict[tuple[str, float], dict[str, tuple[float, float]]] = {
@@ -103,6 +110,7 @@ class ReproduceConfig:
     channels_last: bool = True
 
     def simulation(self) -> SimulationConfig:
+        """The simulator's settings for this run."""
         return SimulationConfig(size=self.size, seed=self.seed, similarity=self.similarity)
 
 
@@ -341,7 +349,7 @@ def _up(maps: torch.Tensor, size: int) -> np.ndarray:
     return camscope.upsample(maps.cpu(), (size,) * 3, mode="linear")[:, 0].numpy()
 
 
-def run(
+def reproduce_table(
     out_dir: str | Path,
     config: ReproduceConfig,
     *,

@@ -1,7 +1,8 @@
-"""Runs over many inputs: one engine, with jobs and backends as plug-ins.
+"""Runs over many inputs: one runner, with jobs and backends as plug-ins.
 
-* :mod:`~camscope.runs.engine`: :func:`run`: a job over a source, in fixed batches, with
+* :mod:`~camscope.runs.runner`: :func:`run_job`: a job over a source, in fixed batches, with
   per-input records, resumable, and a manifest built from the records.
+* :mod:`~camscope.runs.identity`: digests of data and settings that say whether a run may resume.
 * :mod:`~camscope.runs.job`: the :class:`Job` protocol (what a run computes per batch).
 * :mod:`~camscope.runs.sources`: inputs from files or from tensors in memory.
 * :mod:`~camscope.runs.backends`: ``local`` (this process, reading ahead in threads) and ``ray``.
@@ -16,9 +17,9 @@ The evaluation job lives with the evaluation (:mod:`camscope.evaluation.job`).
 from __future__ import annotations
 
 from camscope.runs.dataset import Dataset, resolve_dataset
-from camscope.runs.engine import RunSummary, run
 from camscope.runs.explain import ExplainJob, ExplainSettings, explain_files
 from camscope.runs.job import Batch, Job
+from camscope.runs.runner import RunSummary, run_job
 from camscope.runs.sources import FileSource, Source, TensorSource
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
     "TensorSource",
     "explain_files",
     "resolve_dataset",
-    "run",
+    "run_job",
 ]

@@ -17,7 +17,7 @@ from torch import nn
 
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_json
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 from camscope.runs.job import Batch, Job
 from camscope.runs.records import RECORDS, group_by_shape
 from camscope.runs.sources import Source
@@ -29,7 +29,7 @@ def process_batch(
     job: Job,
     model: nn.Module,
     source: Source,
-    items: Sequence[tuple[int, Scan | Exception]],
+    items: Sequence[tuple[int, LoadedImage | Exception]],
     folder: Path | None,
     fingerprint: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -62,7 +62,7 @@ def process_batch(
     return records, failed
 
 
-def _batch(source: Source, group: list[tuple[int, Scan]], folder: Path | None) -> Batch:
+def _batch(source: Source, group: list[tuple[int, LoadedImage]], folder: Path | None) -> Batch:
     indices = [i for i, _ in group]
     return Batch(
         indices=indices,

@@ -5,7 +5,7 @@ explain and evaluate for that input. Paths are relative to the CSV's folder; a p
 outside that folder (``../``, or an absolute path elsewhere) is refused unless
 ``allow_outside=True`` (``--allow-outside`` on the command line), so a manifest cannot make a run
 read files its author did not mean to share. A folder holding a ``labels.csv`` is read as that
-manifest; other folders are searched recursively for the formats :func:`camscope.io.read_scan`
+manifest; other folders are searched recursively for the formats :func:`camscope.io.read_image`
 reads (DICOM files are recognised by their ``DICM`` preamble too, without an extension), a
 folder holding the slice files of one DICOM series being one input (a volume), and the run's own
 output folder, or any folder holding a camscope run's results, is never an input. Every listing

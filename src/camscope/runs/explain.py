@@ -7,7 +7,7 @@ For every input and method, :class:`ExplainJob` writes
 * ``<name>.<method>.<target>.<ext>`` in each requested format (NIfTI, MRC, TIFF, PNG, NPY) with the
   input's geometry;
 
-then the run engine (:mod:`camscope.runs.engine`) writes its record, and at the end
+then the run engine (:mod:`camscope.runs.runner`) writes its record, and at the end
 ``manifest.json`` and ``report.html``. Each file is written atomically; resuming, failures and
 backends are the engine's.
 """
@@ -28,11 +28,11 @@ import camscope
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
 from camscope.io.heatmaps import heatmap_suffix, nifti_units_note, write_heatmap
-from camscope.io.inputs import INTENSITY_RULES, read_scan
+from camscope.io.inputs import INTENSITY_RULES, read_image
 from camscope.layouts import parse_layout
 from camscope.methods.registry import check_option
-from camscope.runs.engine import RunSummary, run
 from camscope.runs.job import Batch, Finished
+from camscope.runs.runner import RunSummary, run_job
 from camscope.runs.sources import FileSource
 
 __all__ = [
@@ -65,7 +65,7 @@ class ExplainSettings:
         formats: heatmap formats beside the NPZ (see :data:`HEATMAP_FORMATS`).
         options: per-method options, ``{method: {name: value}}``.
         intensity: what the model receives (:data:`camscope.io.inputs.INTENSITY_RULES`).
-        dicom_window: ``"auto"`` or ``"none"`` (see :func:`camscope.io.read_scan`).
+        dicom_window: ``"auto"`` or ``"none"`` (see :func:`camscope.io.read_image`).
         nifti_volume: for 4D NIfTI inputs: a volume index or ``"channels"``.
         report: write ``report.html``.
         batch_size: inputs explained together. Batches are fixed ranges of the dataset's order,
@@ -121,7 +121,7 @@ class ExplainSettings:
             )
 
     def read_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`camscope.io.read_scan` for the inputs."""
+        """Keyword arguments of :func:`camscope.io.read_image` for the inputs."""
         return {
             "intensity": self.intensity,
             "dicom_window": self.dicom_window,
@@ -192,6 +192,7 @@ class ExplainJob:
     kind: str = "explain"
 
     def describe(self) -> dict[str, Any]:
+        """The settings that make the outputs (part of the run's fingerprint)."""
         return asdict(self.settings)
 
     def run(self, model: nn.Module, batch: Batch) -> list[dict[str, Any]]:
@@ -295,9 +296,11 @@ class ExplainJob:
         return records
 
     def complete(self, record: dict[str, Any], folder: Path) -> bool:
+        """Whether every output file a record names exists."""
         return all((folder / output).exists() for output in record.get("outputs", []))
 
     def finish(self, run: Finished) -> dict[str, Any]:
+        """The manifest, built from the records alone."""
         if run.folder is None or not self.settings.report:
             return {}
         _write_run_report(run.folder, run.records, run.failed, self.settings)
@@ -322,18 +325,18 @@ def explain_files(
         paths: input files, in the dataset's order.
         out_dir: output folder (created).
         settings: methods, targets, formats, batch size, ...
-        model_record: how the model was loaded, for the manifest and the resume check.
         root: name outputs by their path relative to this folder (datasets with subfolders).
         labels: per-input classes (for ``targets="label"``), recorded beside each result.
-        **run_options: ``force``, ``progress``, ``read_workers``, ``backend``, ``model_spec``,
-            ``ray_address``, ``ray_workers``: see :func:`camscope.runs.engine.run`.
+        **run_options: ``model_record`` (how the model was loaded, for the manifest and the
+            resume check), ``force``, ``progress``, ``read_workers``, ``backend``,
+            ``model_spec``, ``ray_address``, ``ray_workers``: see :func:`camscope.runs.run_job`.
 
     Raises:
         OutputError: the folder holds another run's results and ``force`` is not set.
         InputError: every input failed (the first failure).
     """
     source = FileSource.from_paths(paths, root=root, labels=labels, **settings.read_options())
-    return run(
+    return run_job(
         ExplainJob(settings),
         source,
         out_dir,
@@ -355,7 +358,7 @@ def _write_run_report(
     entries = []
     for record in records[:REPORT_INPUTS]:
         try:
-            scan = read_scan(record["input"]["path"], **settings.read_options())
+            scan = read_image(record["input"]["path"], **settings.read_options())
         except CamscopeError:
             continue
         maps = []

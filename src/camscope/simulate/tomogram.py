@@ -135,6 +135,7 @@ class Tomogram:
 
     @property
     def voxel_nm(self) -> float:
+        """Voxel size in nm."""
         return self.config.simulation.voxel
 
 

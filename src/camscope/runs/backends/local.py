@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 from camscope.runs.batch import process_batch
 from camscope.runs.job import Job
 from camscope.runs.loader import read_ahead
@@ -31,5 +31,5 @@ def run_local(
     """Run ``batches`` here and hand each batch's records and failures to ``collect``."""
     stream = read_ahead([i for batch in batches for i in batch], source.read, workers=read_workers)
     for batch in batches:
-        items: list[tuple[int, Scan | Exception]] = [next(stream) for _ in batch]
+        items: list[tuple[int, LoadedImage | Exception]] = [next(stream) for _ in batch]
         collect(*process_batch(job, model, source, items, folder, fingerprint))

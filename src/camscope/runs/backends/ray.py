@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from camscope.errors import CamscopeError
-from camscope.io.inputs import Scan
+from camscope.io.inputs import LoadedImage
 from camscope.runs.batch import process_batch
 from camscope.runs.job import Job
 from camscope.runs.sources import Source
@@ -59,7 +59,7 @@ class _Actor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out_records, out_failures = [], []
         for indices in batch["indices"]:
-            items: list[tuple[int, Scan | Exception]] = []
+            items: list[tuple[int, LoadedImage | Exception]] = []
             for index in [int(i) for i in indices]:
                 try:
                     items.append((index, self.source.read(index)))

@@ -1,4 +1,4 @@
-"""One engine for many inputs: a job over a source, in fixed batches, resumable, on a backend.
+"""One runner for many inputs: a job over a source, in fixed batches, resumable, on a backend.
 
 For every batch of input indices (fixed ranges of the source's order), the backend reads the
 inputs, the job computes and writes each input's outputs and then its record
@@ -16,7 +16,6 @@ in memory: nothing is written or resumed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from camscope.engine import weights_digest
 from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json
 from camscope.runs.backends import BACKENDS, run_local, run_ray
+from camscope.runs.identity import fingerprint, recorded_fingerprint
 from camscope.runs.job import Finished, Job
 from camscope.runs.records import (
     RECORDS,
@@ -42,7 +42,7 @@ from camscope.runs.records import (
 )
 from camscope.runs.sources import Source
 
-__all__ = ["MANIFEST", "RunSummary", "fingerprint_of", "run"]
+__all__ = ["MANIFEST", "RunSummary", "fingerprint_of", "run_job"]
 
 MANIFEST = "manifest.json"
 
@@ -63,12 +63,9 @@ class RunSummary:
 def fingerprint_of(job: Job, model_record: dict[str, Any], batch_size: int) -> str:
     """16 hex digits naming what made a record: the job's settings, the model (with the digest
     of its weights) and the batch size (batches are fixed, so it changes numbers)."""
-    text = json.dumps(
-        {"job": job.kind, "settings": job.describe(), "model": model_record, "batch": batch_size},
-        sort_keys=True,
-        default=str,
+    return fingerprint(
+        {"job": job.kind, "settings": job.describe(), "model": model_record, "batch": batch_size}
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _reusable(
@@ -85,20 +82,15 @@ def _reusable(
         complete=lambda record: "failed" in record or job.complete(record, folder),
     )
     manifest = folder / MANIFEST
-    if not done and manifest.exists():
-        try:
-            previous = json.loads(manifest.read_text()).get("fingerprint")
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous != fingerprint:
-            raise OutputError(
-                f"{folder} already holds a camscope run ({MANIFEST}); choose another --out "
-                "or pass --force to overwrite"
-            )
+    if not done and manifest.exists() and recorded_fingerprint(manifest) != fingerprint:
+        raise OutputError(
+            f"{folder} already holds a camscope run ({MANIFEST}); choose another --out "
+            "or pass --force to overwrite"
+        )
     return done
 
 
-def run(
+def run_job(
     job: Job,
     source: Source,
     out_dir: str | os.PathLike[str] | None,
@@ -130,7 +122,8 @@ def run(
         progress: show a progress bar.
         backend: ``"local"`` or ``"ray"`` (:mod:`camscope.runs.backends`).
         read_workers: threads reading inputs ahead of the computation (local backend).
-        ray_address, ray_workers: an existing Ray cluster (``None`` starts one) and its actors.
+        ray_address: an existing Ray cluster's address (``None`` starts one).
+        ray_workers: Ray actors.
         made: run-level files the job writes at the end (removed by ``force`` too).
 
     Raises:

@@ -12,7 +12,7 @@ import torch
 
 from camscope.errors import InputError
 
-__all__ = ["FORMATS", "Scan", "channels_first", "format_of", "scaled_by_type"]
+__all__ = ["FORMATS", "LoadedImage", "channels_first", "format_of", "scaled_by_type"]
 
 #: File endings and the format they name.
 FORMATS = {
@@ -34,7 +34,7 @@ FORMATS = {
 
 
 @dataclass
-class Scan:
+class LoadedImage:
     """One input: data and the geometry needed to write heatmaps that align with it.
 
     Attributes:
@@ -58,10 +58,12 @@ class Scan:
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
+        """``S``: ``(H, W)`` or ``(D, H, W)``."""
         return tuple(self.data.shape[1:])
 
     @property
     def is_volume(self) -> bool:
+        """Whether the data is 3D."""
         return self.data.ndim == 4
 
     def tensor(self) -> torch.Tensor:
@@ -85,6 +87,11 @@ class Scan:
 
 
 def channels_first(array: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """``(C, *S)``: a channel axis added to a 2D image or 3D volume without one.
+
+    Raises:
+        InputError: the array has fewer than 2 or more than 4 axes.
+    """
     if array.ndim not in (2, 3, 4):
         raise InputError(
             f"{path}: a {what} with {array.ndim} axes {array.shape}; camscope takes 2D images "

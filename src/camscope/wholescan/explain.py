@@ -1,10 +1,11 @@
 """``explain_scan()``: explain a whole scan (a CT, a tomogram) window by window.
 
 The scan is cut into windows as MONAI's ``sliding_window_inference`` cuts it
-(:mod:`camscope.windows`); each batch of windows is explained with :func:`camscope.explain`, all
-targets from one forward and one batched backward pass; each window's maps are brought to window
-resolution (upsampled the method's own way, input-space maps reduced over channels) and blended
-into scan-sized maps with the same weights MONAI blends predictions with. For a network with a
+(:mod:`~camscope.wholescan.windows`); each batch of windows is explained with
+:func:`camscope.explain`, all targets from one forward and one batched backward pass; each window's
+maps are brought to window resolution (upsampled the method's own way, input-space maps reduced
+over channels) and blended into scan-sized maps with the same weights MONAI blends predictions
+with. For a network with a
 dense output (segmentation: an output the size of its window) the blended output equals MONAI's;
 for a classifier applied window by window (a subtomogram classifier over a tomogram) each window's
 scores are kept with its box.
@@ -31,28 +32,20 @@ from tqdm.auto import tqdm
 from camscope.engine import eager_model
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
-from camscope.io.streamed import ScanFiles, check_scan_out, job_identity
 from camscope.layouts import LayoutSpec
 from camscope.methods import get_method
-from camscope.postprocess import linear_upsampling_matrix, separable_apply
-from camscope.targets import RegionTarget, TargetSpec, VoxelTarget
-from camscope.windows import (
-    Blend,
-    Blender,
-    WindowPlan,
+from camscope.wholescan.blending import Blender
+from camscope.wholescan.identity import job_identity
+from camscope.wholescan.streaming import ScanFiles, check_scan_out
+from camscope.wholescan.targets import (
+    ScanTargets,
     classes_for_windows,
-    importance_map,
-    pad_to_plan,
-    plan_windows,
     region_scores_for_windows,
     scan_regions,
 )
+from camscope.wholescan.windows import Blend, WindowPlan, importance_map, pad_to_plan, plan_windows
 
 __all__ = ["ScanExplanation", "ScanTargets", "explain_scan"]
-
-#: What ``explain_scan`` explains: any :data:`~camscope.targets.TargetSpec`, or region targets
-#: over the whole scan (one map per region).
-ScanTargets = TargetSpec | RegionTarget | VoxelTarget | Sequence[RegionTarget | VoxelTarget]
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ def explain_scan(
     Args:
         model: a network taking windows ``(B, C, *roi)``: a classifier, or a dense network whose
             output has the window's size.
-        scan: ``(C, *S)`` tensor or array, 2D or 3D, or a :class:`~camscope.io.Scan` (whose
+        scan: ``(C, *S)`` tensor or array, 2D or 3D, or a :class:`~camscope.io.LoadedImage` (whose
             geometry the files written with ``out`` keep).
         method: any camscope method.
         roi_size: the window's size (an int for every axis).
@@ -120,7 +113,8 @@ def explain_scan(
             :func:`camscope.explain`; ``None`` infers it.
         batch_size: windows explained together.
         out: write the maps to disk as the rows they cover are complete, holding only a band of
-            rows in memory (see :mod:`camscope.io.streamed`): ``.npy`` (one array ``(T, *S)``),
+            rows in memory (see :mod:`~camscope.wholescan.streaming`): ``.npy`` (one array
+            ``(T, *S)``),
             ``.mrc``, ``.nii`` or ``.nii.gz`` (one volume per target, ``<stem>.class<c>.mrc``)
             or ``.zarr`` (an OME-Zarr image ``(T, *S)``), with the scan's geometry; dense
             outputs go to ``<stem>.outputs.npy`` and window scores to ``<stem>.scores.npy``. The
@@ -223,7 +217,7 @@ def explain_scan(
             if info.needs_layer and layer is None:
                 layer = e.layer  # the same layer for every window
             run.layer = e.layer
-            maps = _at_window_resolution(e, info.upsampling, plan.roi_size).to(dtype)
+            maps = _at_window_resolution(e, plan.roi_size).to(dtype)
             run.add(indices, maps, e)
             bar.update(len(indices))
         run.finish()
@@ -457,17 +451,10 @@ def _dense_output(outputs: Any, plan: WindowPlan, dtype: torch.dtype) -> torch.T
     return None
 
 
-def _at_window_resolution(e: Any, upsampling: str, roi: tuple[int, ...]) -> torch.Tensor:
+def _at_window_resolution(e: Any, roi: tuple[int, ...]) -> torch.Tensor:
     """A window batch's maps ``(n, T, *roi)`` on the CPU: input-space maps reduced over
-    channels, layer maps upsampled the method's way (linear upsampling as separable matrix
-    products, equal to ``F.interpolate``'s and several times faster for many targets)."""
+    channels, layer maps upsampled the method's way."""
     if e.per_channel:
         return e.reduce_channels().maps.detach().cpu()
-    maps = e.maps.detach().cpu()
-    if upsampling != "linear" or tuple(maps.shape[2:]) == roi:
-        return e.upsample(roi).maps.detach().cpu() if tuple(maps.shape[2:]) != roi else maps
-    matrices = [
-        linear_upsampling_matrix(grid, size, dtype=maps.dtype)
-        for grid, size in zip(maps.shape[2:], roi, strict=True)
-    ]
-    return separable_apply(maps, matrices)
+    maps = e.maps if tuple(e.maps.shape[2:]) == roi else e.upsample(roi).maps
+    return maps.detach().cpu()

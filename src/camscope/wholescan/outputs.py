@@ -24,6 +24,7 @@ class ScanOutputs:
         self.extra: dict[str, object] = {}
 
     def write_manifest(self, record: dict[str, Any], fingerprint: str) -> None:
+        """Write ``manifest.json``, the mark that the scan's outputs are complete."""
         from camscope.io import write_json
         from camscope.io.heatmaps import nifti_units_note
 
@@ -74,8 +75,8 @@ def heatmap_files(
 
     from camscope.io import write_heatmap
     from camscope.io.heatmaps import heatmap_suffix
-    from camscope.io.streamed import write_zarr
     from camscope.render.report import ReportMap
+    from camscope.wholescan.streaming import write_zarr
 
     folder, volume = written.folder, written.volume
     linked = {label: f"{stem}.{info.name}.npy" for label in labels}

@@ -1,7 +1,10 @@
-"""The built-in evaluation benchmarks: data with known ground truth, and the model to explain.
+"""The built-in test beds (``camscope evaluate <name>``, ``camscope evaluate sanity --benchmark
+<name>``): data with known ground truth, and the model to explain.
 
 Each function takes ``(folder, *, log, quiet, **settings)`` (``folder``: where a model trained
-here is cached) and returns a :class:`Benchmark` ready for :func:`camscope.evaluation.evaluate`:
+here is cached) and returns a :class:`Testbed` ready for :func:`camscope.evaluation.evaluate`;
+:data:`TESTBEDS` names them all and :func:`build_for_sanity` builds one at the sizes of the
+sanity checks:
 
 * :func:`subtomograms`: simulated subtomograms whose particle mask is known from the pose, with
   the reproduction's trained CNN-2;
@@ -25,14 +28,23 @@ from torch import nn
 
 from camscope.errors import CamscopeError
 
-__all__ = ["Benchmark", "chest", "faces", "shapes", "subtomograms"]
+__all__ = [
+    "SANITY_SETTINGS",
+    "TESTBEDS",
+    "Testbed",
+    "build_for_sanity",
+    "chest",
+    "faces",
+    "shapes",
+    "subtomograms",
+]
 
 Log = Callable[[str], None]
 
 
 @dataclass
-class Benchmark:
-    """Data with ground truth and the model to explain."""
+class Testbed:
+    """Data with ground truth and the model to explain (a built-in benchmark)."""
 
     model: nn.Module
     inputs: torch.Tensor
@@ -56,7 +68,7 @@ def subtomograms(
     per_class: int,
     offset: int,
     control: bool = False,
-) -> Benchmark:
+) -> Testbed:
     """Test subtomograms (past the reproduction's training samples) and the trained CNN-2; with
     ``control``, the same network trained on permuted labels until it fits them (cached in
     ``folder/model``; see :func:`_permuted_subtomogram_model`)."""
@@ -83,7 +95,7 @@ def subtomograms(
         permuted_model, extra["control"] = _permuted_subtomogram_model(
             folder, saved, snr, log=log, quiet=quiet
         )
-    return Benchmark(
+    return Testbed(
         model,
         inputs,
         labels,
@@ -164,7 +176,7 @@ def shapes(
     epochs: int,
     control: bool = False,
     network: str = "tiny2d",
-) -> Benchmark:
+) -> Testbed:
     """2D shapes with boxes; a small network (``network``: ``"tiny2d"``, a CNN, or ``"vit2d"``,
     a ViT) trained (or reused) in ``folder/model``; with ``control``, a second one trained on
     the same images with permuted labels (seeded)."""
@@ -212,7 +224,7 @@ def shapes(
         )
         log(f"permuted labels: the control fits {fit:.0%} of its {len(permuted)} training labels")
         extra["control"] = {"n_train": len(permuted), "epochs": epochs, "train_accuracy": fit}
-    return Benchmark(
+    return Testbed(
         model,
         torch.from_numpy(test_images),
         torch.from_numpy(test_labels),
@@ -225,7 +237,7 @@ def shapes(
 
 def chest(
     folder: Path, *, log: Log, quiet: bool, train_count: int, test_count: int, epochs: int
-) -> Benchmark:
+) -> Testbed:
     """Chest radiograph crops with pasted lesions; scored on the crops that have one."""
     from camscope.datasets.chest import LESION_CONTRAST, lesion_crops
     from camscope.models.training import train_small_2d
@@ -244,7 +256,7 @@ def chest(
     )
     with_lesion = test_labels == 1
     count = int(with_lesion.sum())
-    return Benchmark(
+    return Testbed(
         model,
         torch.from_numpy(test_images[with_lesion]),
         torch.from_numpy(test_labels[with_lesion]),
@@ -254,7 +266,7 @@ def chest(
     )
 
 
-def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None) -> Benchmark:
+def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None) -> Testbed:
     """MTCNN's ONet on astronaut face crops (class 1: face)."""
     from camscope.datasets.faces import FaceClassifier, astronaut_face_crops
 
@@ -266,7 +278,7 @@ def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None)
         f"ONet face probability on the {count} crops: min {float(face.min()):.3f}, "
         f"mean {float(face.mean()):.3f}"
     )
-    return Benchmark(
+    return Testbed(
         model,
         inputs,
         torch.ones(count, dtype=torch.long),
@@ -276,3 +288,42 @@ def faces(folder: Path, *, log: Log, quiet: bool, count: int, layer: str | None)
         layer=layer or "onet.prelu4",  # the documented numbers: after the activation
         batch_size=count,
     )
+
+
+#: Every built-in test bed by name.
+TESTBEDS: dict[str, Callable[..., Testbed]] = {
+    "subtomograms": subtomograms,
+    "shapes": shapes,
+    "chest": chest,
+    "faces": faces,
+}
+
+#: The sizes the sanity checks build each test bed at (``camscope evaluate sanity --benchmark``);
+#: the shapes and subtomograms beds also train their permuted-label control.
+SANITY_SETTINGS: dict[str, dict[str, Any]] = {
+    "subtomograms": {
+        "model_path": None,
+        "snr": float("inf"),
+        "per_class": 1,
+        "offset": 1000,
+        "control": True,
+    },
+    "shapes": {"train_per_class": 400, "test_per_class": 25, "control": True},
+    "chest": {"train_count": 800, "test_count": 120, "epochs": 8},
+    "faces": {},
+}
+
+
+def build_for_sanity(name: str, folder: Path, *, log: Log, quiet: bool, **options: Any) -> Testbed:
+    """The test bed ``name`` at the sanity checks' sizes (:data:`SANITY_SETTINGS`); ``options``
+    (e.g. ``epochs``, ``network``, ``count``, ``layer``) go to the beds that take them and are
+    ignored by the others."""
+    import inspect
+
+    if name not in TESTBEDS:
+        raise CamscopeError(f"no built-in benchmark {name!r}; choose one of {', '.join(TESTBEDS)}")
+    build = TESTBEDS[name]
+    accepted = inspect.signature(build).parameters
+    fixed = SANITY_SETTINGS[name]
+    chosen = {k: v for k, v in options.items() if k in accepted and k not in fixed}
+    return build(folder, log=log, quiet=quiet, **fixed, **chosen)

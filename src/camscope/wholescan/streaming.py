@@ -47,18 +47,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from camscope.errors import InputError
 from camscope.io.atomic import write_json
-from camscope.targets import RegionTarget, VoxelTarget
 
 __all__ = [
     "ScanFiles",
     "check_scan_out",
-    "content_digest",
-    "job_identity",
     "out_kind",
     "out_stem",
     "write_zarr",
@@ -177,7 +172,7 @@ class ScanFiles:
         out: the path the user gave (checked by :func:`check_scan_out`).
         scan_size: the scan's spatial size ``S``.
         windows: the number of windows.
-        source: the :class:`~camscope.io.Scan` whose geometry the files keep, or ``None``.
+        source: the :class:`~camscope.io.LoadedImage` whose geometry the files keep, or ``None``.
         identity: what must match for a run to resume; ``None`` never resumes.
     """
 
@@ -341,11 +336,13 @@ class ScanFiles:
                 handle.write(0, start, rows[target])
 
     def write_outputs(self, start: int, rows: np.ndarray) -> None:
+        """Write blended output rows from row ``start`` on."""
         assert self._outputs is not None
         for channel in range(rows.shape[0]):
             self._outputs.write(channel, start, rows[channel])
 
     def write_scores(self, first: int, scores: np.ndarray) -> None:
+        """Write the scores of the windows from window ``first`` on."""
         assert self._scores is not None
         self._scores.write(0, first, scores)
 
@@ -360,6 +357,7 @@ class ScanFiles:
         )
 
     def close(self) -> None:
+        """Close the open files."""
         for handle in [*self._maps, self._outputs, self._scores, self._band]:
             if handle is not None:
                 handle.close()
@@ -399,12 +397,14 @@ class ScanFiles:
 
     def _to_nifti(self, labels: list[str]) -> list[Path]:
         from camscope.io.heatmaps import write_nifti
-        from camscope.io.inputs import Scan
+        from camscope.io.inputs import LoadedImage
 
         geometry = (
             self.source
-            if isinstance(self.source, Scan)  # a bare tensor: voxel axes as given, unit voxels
-            else Scan(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy", affine=np.eye(4))
+            if isinstance(
+                self.source, LoadedImage
+            )  # a bare tensor: voxel axes as given, unit voxels
+            else LoadedImage(np.zeros((1, 1, 1, 1), np.float32), "tensor", "npy", affine=np.eye(4))
         )
         ending = ".nii.gz" if self.out.name.lower().endswith(".gz") else ".nii"
         maps = np.load(self.work / "maps.npy", mmap_mode="r")
@@ -495,81 +495,3 @@ def _ome_attributes(source: Any, spatial_dims: int, layout: dict[str, Any]) -> d
         },
         "camscope": camscope,
     }
-
-
-def job_identity(
-    model: nn.Module,
-    data: torch.Tensor,
-    method: str,
-    layer: Any,
-    targets: Any,
-    options: dict[str, Any],
-    plan: Any,
-    overlap: float,
-    blend: str,
-    sigma_scale: float,
-    batch_size: int,
-) -> dict[str, Any] | None:
-    """What an interrupted run must share with this one to be resumed: the scan's values, the
-    model (its class and weights), the method and every setting; ``None`` for a callable target
-    (which cannot be recognised again)."""
-    if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
-        return None
-    from importlib.metadata import PackageNotFoundError, version
-
-    from camscope.engine import weights_digest
-
-    try:
-        camscope_version = version("camscope")
-    except PackageNotFoundError:  # a source tree without installation
-        camscope_version = "0.0.0"
-
-    described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
-    if isinstance(targets, RegionTarget | VoxelTarget):
-        targets = [targets]
-    if isinstance(targets, list | tuple) and any(
-        isinstance(t, RegionTarget | VoxelTarget) for t in targets
-    ):
-        described = [
-            f"region{t.class_index}:{content_digest(t.mask)}"
-            if isinstance(t, RegionTarget)
-            else f"voxel{t.class_index}:{t.position}"
-            for t in targets
-        ]
-    return {
-        "scan": content_digest(data),
-        "model": f"{type(model).__qualname__}:{weights_digest(model)}",
-        "method": method,
-        "layer": layer if isinstance(layer, str | None) else type(layer).__qualname__,
-        "targets": json.loads(json.dumps(described, default=str)),
-        "options": _describe(options),
-        "roi_size": list(plan.roi_size),
-        "overlap": overlap,
-        "blend": [blend, sigma_scale],
-        "batch_size": int(batch_size),
-        "versions": [camscope_version, torch.__version__],
-    }
-
-
-def content_digest(tensor: torch.Tensor) -> str:
-    """Shape, dtype and a SHA-256 of the values, read in 64 MB pieces (a whole scan is never
-    copied to bytes)."""
-    import hashlib
-
-    flat = tensor.detach().cpu().contiguous().view(-1)
-    raw = (flat.to(torch.uint8) if flat.dtype == torch.bool else flat).view(torch.uint8).numpy()
-    digest = hashlib.sha256()
-    for begin in range(0, len(raw), 1 << 26):
-        digest.update(raw[begin : begin + (1 << 26)].data)
-    return f"{tuple(tensor.shape)}:{tensor.dtype}:{digest.hexdigest()[:16]}"
-
-
-def _describe(options: dict[str, Any]) -> str:
-    """Method options as text, tensors by a digest of their values."""
-
-    def value(item: Any) -> Any:
-        if isinstance(item, torch.Tensor):
-            return f"tensor{content_digest(item)}"
-        return repr(item)
-
-    return json.dumps({key: value(item) for key, item in sorted(options.items())})

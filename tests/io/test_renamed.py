@@ -1,0 +1,20 @@
+"""The names ``camscope.io`` exported before a rename still resolve, with a warning."""
+
+from __future__ import annotations
+
+import pytest
+
+import camscope.io
+
+
+def test_old_names_warn_and_resolve() -> None:
+    with pytest.warns(DeprecationWarning, match=r"camscope\.io\.LoadedImage"):
+        old = camscope.io.Scan
+    assert old is camscope.io.LoadedImage
+    with pytest.warns(DeprecationWarning, match=r"camscope\.io\.read_image"):
+        assert camscope.io.read_scan is camscope.io.read_image
+
+
+def test_unknown_name_raises() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = camscope.io.nothing  # type: ignore[attr-defined]
