@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ import torch
 
 import camscope
 from camscope.models import create_model
+from camscope.runs.identity import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import time_round_robin
@@ -371,12 +372,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("trust_quick.json" if arguments.quick else "trust.json")
     earlier = json.loads(path.read_text())["cases"] if path.exists() else {}
-    payload = {
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "cases": {**earlier, **results},  # cases not run this time keep their last measurement
-    }
+    measured = {**machine(), "numpy": np.__version__, "quantus": version("quantus")}
+    for case in results.values():
+        case["measured"] = measured  # cases not run this time keep their last measurement
+    payload = {"cases": {**earlier, **results}}
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 import datetime
 import gc
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-import camscope
+from camscope.runs.identity import machine
 
 
 def time_round_robin(
@@ -36,29 +33,11 @@ def time_round_robin(
     return times
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def results_header() -> dict[str, object]:
     """What every results JSON records first: the date and the machine it was measured on."""
     return {
         "date": datetime.date.today().isoformat(),
-        "machine": {
-            "cpu": cpu_model(),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "camscope": camscope.__version__,
-        },
+        "machine": {key: value for key, value in machine().items() if key != "date"},
         "cases": {},
     }
 

@@ -409,9 +409,25 @@ def test_class_targets_need_logits():
     assert e.maps.shape == (3, 1, 16, 16)
 
 
-def test_every_error_is_a_camscope_error():
-    for cls in (InputError, LayerError, TargetError, MethodError, ModelError):
-        assert issubclass(cls, CamscopeError)
+def test_every_kind_of_bad_call_raises_its_own_camscope_error():
+    net, x = _net("tiny2d"), _input(2)
+
+    class Broken(nn.Module):
+        def forward(self, inputs):
+            raise RuntimeError("boom")
+
+    bad_calls = [
+        (InputError, lambda: camscope.explain(net, x * float("nan"), method="saliency")),
+        (LayerError, lambda: camscope.explain(net, x, method="grad_cam", layer="nowhere")),
+        (TargetError, lambda: camscope.explain(net, x, method="grad_cam", targets=99)),
+        (MethodError, lambda: camscope.explain(net, x, method="no_such_method")),
+        (ModelError, lambda: camscope.explain(Broken(), x, method="saliency")),
+    ]
+    for expected, call in bad_calls:
+        with pytest.raises(CamscopeError) as caught:  # one except clause catches them all
+            call()
+        assert type(caught.value) is expected, (expected, caught.value)
+        assert str(caught.value)  # and each says what went wrong
 
 
 def test_no_warnings_on_normal_use():

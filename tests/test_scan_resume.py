@@ -428,3 +428,22 @@ def test_a_2d_scan_resumes_to_the_same_bytes(tmp_path, monkeypatch):
     done = camscope.explain_scan(model, image, out=tmp_path / "maps.zarr", **settings)
     assert 0 < counting.calls < -(-len(done.windows) // 2)
     assert _tree(tmp_path / "maps.zarr") == _tree(tmp_path / "whole" / "maps.zarr")
+
+
+def test_an_interrupted_scan_of_a_callable_target_keeps_no_work_it_cannot_resume(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=3))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        camscope.explain_scan(
+            _classifier(),
+            _scan(),
+            method="grad_cam",
+            roi_size=16,
+            batch_size=2,
+            targets=lambda out: out[:, 0],
+            out=tmp_path / "maps.npy",
+            progress=False,
+        )
+    assert "goes on from there" not in "".join(getattr(stopped.value, "__notes__", []))
+    assert list(tmp_path.iterdir()) == []  # no work folder a later call would refuse anyway

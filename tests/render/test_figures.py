@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import camscope
 from camscope.models import create_model
@@ -39,16 +42,22 @@ def test_every_figure_kind_renders(signed):
     heat = RNG.standard_normal((12, 14, 16))
     heat = heat if signed else np.abs(heat)
     image = RNG.random((3, 20, 24))
-    figures = [
-        overlay_figure(image, RNG.standard_normal((20, 24)), signed=signed),
-        overlay_figure(volume, heat, signed=signed),
-        slice_figure(volume, heat, signed=signed, position=(1, 2, 3)),
-        montage_figure(volume, heat, signed=signed, axis=2, count=5),
-        methods_figure(volume, {"a": (heat, signed), "b": (heat * 2, signed)}),
-        methods_figure(image, {"a": (image[0], signed)}),
+    figures = [  # (figure, panels showing an image: the colour bar is an axis without one)
+        (overlay_figure(image, RNG.standard_normal((20, 24)), signed=signed), 1),
+        (overlay_figure(volume, heat, signed=signed), 3),
+        (slice_figure(volume, heat, signed=signed, position=(1, 2, 3)), 3),
+        (montage_figure(volume, heat, signed=signed, axis=2, count=5), 5),
+        (methods_figure(volume, {"a": (heat, signed), "b": (heat * 2, signed)}), 3),
+        (methods_figure(image, {"a": (image[0], signed)}), 2),
     ]
-    for figure in figures:
-        assert figure_png(figure).startswith(PNG)
+    for figure, panels in figures:
+        assert sum(1 for axis in figure.axes if axis.images) == panels
+        png = figure_png(figure)
+        assert png.startswith(PNG)
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+        width, height = figure.get_size_inches() * 80  # figure_png's default dpi
+        assert abs(pixels.shape[1] - width) <= 2 and abs(pixels.shape[0] - height) <= 2
+        assert pixels.std() > 10  # something is drawn, not a blank page
 
 
 def test_isosurface_figure_draws_positive_and_negative_levels():

@@ -399,3 +399,20 @@ def test_report_says_how_inputs_were_read_lists_failures_and_stays_small(tmp_pat
     assert "zscore: each input minus its mean" in report
     assert 'id="failed"' in report and "broken.png" in report
     assert len(report) < 2_000_000  # pictures subsampled to at most 384 pixels across
+
+
+def test_tensor_sources_run_in_the_job_s_batches_and_a_bare_tensor_is_refused(tmp_path):
+    from camscope.runs import ExplainJob, TensorSource, run_job
+
+    model = create_model("tiny2d", num_classes=3, input_size=16).eval()
+    x = torch.randn(4, 1, 16, 16)
+    with pytest.raises(InputError, match=r"TensorSource\.from_tensor"):
+        TensorSource(x)  # the tensor would be taken for the inputs' names
+    batches = []
+    hook = model.register_forward_pre_hook(lambda _, args: batches.append(len(args[0])))
+    job = ExplainJob(ExplainSettings(methods=["grad_cam"], formats=["npy"], batch_size=1))
+    summary = run_job(job, TensorSource.from_tensor(x), tmp_path / "out", model=model)
+    hook.remove()
+    assert batches and set(batches) == {1}  # the job's batch size, not the runner's default
+    assert summary.manifest["batch_size"] == 1
+    assert repr(summary) == f"RunSummary(folder={summary.folder!r}, done=4, resumed=0, failed=0)"

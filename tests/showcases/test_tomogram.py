@@ -58,9 +58,16 @@ def test_showcase_command_end_to_end_on_a_tiny_tomogram(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"respond_cam", "grad_cam"}
     for method, rows in results["particles"].items():
-        assert len(rows) == 3
+        assert len(rows) == 3 and sorted(r["particle"] for r in rows) == [0, 1, 2]
         summary = results["summary"][method]
-        assert 0 <= summary["pointing"] <= 1 and summary["detection_chance"] == 1 / 23
+        # the summary is the mean of the particle rows (a third per particle), chance as defined
+        assert summary["pointing"] == pytest.approx(np.mean([r["pointing"] for r in rows]))
+        assert summary["detection"] == pytest.approx(np.mean([r["detected"] for r in rows]))
+        chance = np.mean([r["pointing_chance"] for r in rows])
+        assert summary["pointing_chance"] == pytest.approx(chance)
+        assert summary["detection_chance"] == 1 / 23
+        assert all(0 < r["pointing_chance"] < 1 and 1 <= r["rank"] <= 23 for r in rows)
+        assert all(r["detected"] == (r["rank"] == 1) for r in rows)
     maps = np.load(out / "maps" / "respond_cam.npy", mmap_mode="r")
     assert maps.shape == (23, 24, 40, 40)
     assert (out / "figures" / "slices.png").read_bytes()[:4] == b"\x89PNG"

@@ -88,6 +88,7 @@ def sanity(
     from camscope.evaluation.testbeds import build_for_sanity
     from camscope.io import prepare_output_dir, write_json
     from camscope.render.report import write_report
+    from camscope.runs.identity import machine
 
     if benchmark is not None and (data is not None or model_spec_text is not None):
         raise CamscopeError("give either --benchmark NAME, or DATA with --model MODEL, not both")
@@ -150,6 +151,7 @@ def sanity(
         randomize=randomize,
         seed=seed,
         camscope=camscope.__version__,
+        measured=machine(),
     )
     write_json(
         folder / "results.json",
@@ -163,7 +165,8 @@ def sanity(
             **({} if fit is None else {"control": fit}),
         },
     )
-    shown = {k: v for k, v in record.items() if k not in ("inputs", "targets", "methods")}
+    hidden = ("inputs", "targets", "methods", "measured")
+    shown = {k: v for k, v in record.items() if k not in hidden}
     if notes:
         shown = {"notes": " ".join(notes), **shown}
     write_report(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from camscope.io.atomic import atomic_write, prepare_output_dir, write_json, write_npz
 from camscope.io.heatmaps import HEATMAP_FORMATS, write_heatmap
 from camscope.io.inputs import LoadedImage, read_image, read_input
+from camscope.io.inputs import __getattr__ as __getattr__  # the old names, with a warning
 from camscope.io.models import build_architecture, load_model_spec
 
 __all__ = [
@@ -28,20 +29,3 @@ __all__ = [
     "write_json",
     "write_npz",
 ]
-
-#: Names camscope 0.x exported before they were renamed; importing one still works, with a warning.
-_RENAMED = {"Scan": "LoadedImage", "read_scan": "read_image"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _RENAMED:
-        import warnings
-
-        new = _RENAMED[name]
-        warnings.warn(
-            f"camscope.io.{name} is now camscope.io.{new}; the old name will be removed",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module 'camscope.io' has no attribute {name!r}")

@@ -346,3 +346,22 @@ def read_input(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, An
     """One file → ``(C, *S)`` float32 tensor and its manifest record (see :func:`read_image`)."""
     scan = read_image(path)
     return scan.tensor(), scan.record()
+
+
+#: Names camscope exported before they were renamed; importing one still works, with a warning.
+_RENAMED = {"Scan": "LoadedImage", "read_scan": "read_image"}
+
+
+def __getattr__(name: str) -> object:
+    """The renamed names (``Scan``, ``read_scan``), with a ``DeprecationWarning``."""
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"camscope.io.{name} is now camscope.io.{new}; the old name will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,10 +28,11 @@ from camscope.io.atomic import atomic_write
 from camscope.metrics import sum_to_score
 from camscope.models import create_model
 from camscope.models.training import TrainingConfig, evaluate_accuracy, train_classifier
-from camscope.render import data_uri, figure_png, isosurface, render_page, slice_image
+from camscope.render import data_uri, render_page
 from camscope.render.text import text_table
+from camscope.reproduce.figures import figure3, figure4, upsampled
+from camscope.runs.identity import cpu_model
 from camscope.simulate import SimulationConfig, Simulator, SubtomogramDataset
-from camscope.simulate.structures import BENCHMARK_COMPLEXES
 from camscope.simulate.subtomogram import parse_snr, simulate_arrays, snr_label
 
 __all__ = [
@@ -253,102 +254,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return text_table(header, cells)
 
 
-def _figure3(
-    volumes: np.ndarray, labels: np.ndarray, grad: np.ndarray, respond: np.ndarray, title: str
-) -> bytes:
-    """Per sample: isosurface and central slice of the subtomogram and of both heatmaps."""
-    from camscope.render.volumes import new_figure
-
-    count = len(volumes)
-    figure = new_figure(figsize=(16, 2.9 * count))
-    names = [
-        "subtomogram",
-        "slice",
-        "Grad-CAM",
-        "Grad-CAM slice",
-        "Respond-CAM",
-        "Respond-CAM slice",
-    ]
-    for row in range(count):
-        particle = -volumes[row]  # particles are dark: show the density
-        middle = particle.shape[0] // 2
-        panels: list[tuple[str, np.ndarray | None]] = [
-            ("iso", particle),
-            ("slice", None),
-            ("iso", grad[row]),
-            ("map", grad[row]),
-            ("iso", respond[row]),
-            ("map", respond[row]),
-        ]
-        for column, (kind, values) in enumerate(panels):
-            index = row * 6 + column + 1
-            if kind == "iso":
-                axis = figure.add_subplot(count, 6, index, projection="3d")
-                assert values is not None
-                if column == 0:
-                    levels = [(float(values.mean() + 1.0 * values.std()), "#888888")]
-                else:
-                    # each sign at 60 % of its own extreme, so both show whatever the balance
-                    levels = [
-                        (0.6 * float(values.max()), "#d62728"),
-                        (0.6 * float(values.min()), "#1f77b4"),
-                    ]
-                isosurface(axis, values, levels)
-            else:
-                axis = figure.add_subplot(count, 6, index)
-                if kind == "slice":
-                    slice_image(axis, particle[middle], signed=False)
-                else:
-                    assert values is not None
-                    slice_image(axis, values[middle], signed=True, background=particle[middle])
-            if row == 0:
-                axis.set_title(names[column], fontsize=9)
-        figure.axes[row * 6].text2D(
-            0.0,
-            0.95,
-            BENCHMARK_COMPLEXES[int(labels[row])][0],
-            transform=figure.axes[row * 6].transAxes,
-        )
-    figure.suptitle(title + "\nheatmaps of the true class, raw, upsampled linearly; red +, blue −")
-    figure.tight_layout()
-    return figure_png(figure, dpi=70)
-
-
-def _figure4(volume: np.ndarray, maps: dict[str, np.ndarray], label: int, title: str) -> bytes:
-    """Respond-CAM of the true class at every layer before the fully connected layers."""
-    from camscope.render.volumes import subplots
-
-    figure, axes = subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 3.0))
-    particle = -volume
-    middle = particle.shape[0] // 2
-    slice_image(axes[0], particle[middle], signed=False)
-    axes[0].set_title(f"{BENCHMARK_COMPLEXES[label][0]} (central slice)", fontsize=8)
-    for axis, (name, values) in zip(axes[1:], maps.items(), strict=True):
-        slice_image(axis, values[middle], signed=True, background=particle[middle])
-        axis.set_title(name, fontsize=9)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return figure_png(figure, dpi=70)
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (results can differ between CPUs: their kernels round differently)."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _up(maps: torch.Tensor, size: int) -> np.ndarray:
-    return camscope.upsample(maps.cpu(), (size,) * 3, mode="linear")[:, 0].numpy()
-
-
 def reproduce_table(
     out_dir: str | Path,
     config: ReproduceConfig,
@@ -367,6 +272,53 @@ def reproduce_table(
     """
     folder = prepare_output_dir(out_dir, ["results.json", "report.html"], force=force)
     started = time.perf_counter()
+    data = _simulate(config, progress=progress, log=log)
+    rows: list[dict[str, Any]] = []
+    figures: list[tuple[str, str, bytes]] = []
+    device = torch.device(config.device)
+    precision = resolve_precision(config.precision, device)
+    log(
+        f"training on {device} in {precision}" + (", channels-last" if config.channels_last else "")
+    )
+    for spec in config.models:
+        clean: torch.nn.Module | None = None  # this network trained at the run's highest SNR
+        for snr in sorted(config.snrs, reverse=True):
+            model, stem, row = _train(
+                folder, config, spec, snr, data, clean, precision, progress, log
+            )
+            if clean is None:
+                clean = model
+            kept = _sum_to_score(model, config, spec, snr, data, row, progress)
+            rows.append(row)
+            log(
+                f"  test accuracy {row['accuracy']:.3f}; L1 Grad {row['l1_grad']:.3f}, "
+                f"Respond {row['l1_respond']:.3f}; KT Grad {row['kt_grad']:.3f}, "
+                f"Respond {row['kt_respond']:.3f}"
+            )
+            figures += _figures(model, config, spec, snr, data, kept, stem.name)
+    elapsed = time.perf_counter() - started
+    _write_results(folder, config, precision, rows, figures, elapsed, log)
+    if not rows:
+        raise CamscopeError("no model was trained: check the configuration")
+    return rows
+
+
+@dataclass
+class _Splits:
+    """The simulated training and test sets (the training set empty when it is simulated lazily,
+    epoch by epoch)."""
+
+    simulator: Simulator
+    train_per_class: int
+    in_memory: bool
+    train_volumes: dict[float, np.ndarray]
+    train_labels: np.ndarray
+    test_volumes: dict[float, np.ndarray]
+    test_labels: np.ndarray
+
+
+def _simulate(config: ReproduceConfig, *, progress: bool, log: Any) -> _Splits:
+    """Step 1: simulate the test set, and the training set when it fits in memory."""
     simulator = Simulator(config.simulation())
     train_per_class = max(spec.per_class for spec in config.models)
     log(
@@ -399,153 +351,189 @@ def reproduce_table(
         progress=progress,
         description="simulating test",
     )
-    rows: list[dict[str, Any]] = []
-    figures: list[tuple[str, str, bytes]] = []
-    device = torch.device(config.device)
-    precision = resolve_precision(config.precision, device)
-    log(
-        f"training on {device} in {precision}" + (", channels-last" if config.channels_last else "")
+    return _Splits(
+        simulator,
+        train_per_class,
+        in_memory,
+        train_volumes,
+        train_labels,
+        test_volumes,
+        test_labels,
     )
-    for spec in config.models:
-        clean: torch.nn.Module | None = None  # this network trained at the run's highest SNR
-        for snr in sorted(config.snrs, reverse=True):
-            tag = f"{spec.architecture}_{'-'.join(f'{v}' for v in spec.options.get('widths', []))}"
-            stem = folder / "models" / f"{tag.strip('_')}_snr-{snr_label(snr)}"
-            torch.manual_seed(config.seed)
-            model = create_model(spec.architecture, **{**spec.options, "input_size": config.size})
-            model.to(device)
-            identity: dict[str, Any] = {
-                "simulation": asdict(replace(config.simulation())),
-                "snr": snr_label(snr),
-            }
-            warm = clean is not None and spec.warm_start
-            if warm:
-                assert clean is not None
-                model.load_state_dict(clean.state_dict())
-                identity["warm_start"] = weights_digest(clean)
-            count = spec.per_class * classes
-            train: Dataset = (
-                TensorDataset(
-                    torch.from_numpy(train_volumes[snr][:count]),
-                    torch.from_numpy(train_labels[:count]),
-                )
-                if in_memory
-                else SubtomogramDataset(simulator, spec.per_class, snr=snr)
-            )
-            test = TensorDataset(torch.from_numpy(test_volumes[snr]), torch.from_numpy(test_labels))
-            epochs = spec.epochs if clean is None else (spec.noisy_epochs or spec.epochs)
-            training = TrainingConfig(
-                epochs=epochs,
-                batch_size=spec.batch_size,
-                learning_rate=spec.learning_rate if clean is None else spec.noisy_learning_rate,
-                seed=config.seed,
-                precision=precision,  # type: ignore[arg-type]
-                channels_last=config.channels_last,
-            )
-            warm_note = (
-                f", starting from the SNR {snr_label(max(config.snrs))} network" if warm else ""
-            )
-            log(
-                f"{spec.label}, SNR {snr_label(snr)}: {count} training subtomograms, {epochs} "
-                f"epochs{warm_note} (cached in {stem.relative_to(folder)})"
-            )
-            result = train_classifier(
-                model,
-                train,
-                config=training,
-                progress=progress,
-                checkpoint=stem,
-                replace_mismatched=True,
-                architecture=spec.architecture,
-                options={**spec.options, "input_size": config.size},
-                identity=identity,
-                description=f"{spec.label} SNR {snr_label(snr)}",
-            )
-            if result.replaced_checkpoint:
-                log("  the cached model had other settings: trained a new one in its place")
-            elif result.resumed_from_epoch >= epochs:
-                log("  reused the trained model")
-            elif result.resumed_from_epoch:
-                log(f"  resumed an interrupted training at epoch {result.resumed_from_epoch + 1}")
-            if clean is None:
-                clean = model
-            accuracy = evaluate_accuracy(model, test)
-            l1: dict[str, list[torch.Tensor]] = {"grad": [], "respond": []}
-            kt: dict[str, list[torch.Tensor]] = {"grad": [], "respond": []}
-            inputs = torch.from_numpy(test_volumes[snr]).to(device)
-            keep: dict[str, torch.Tensor] = {}
-            for start in tqdm(
-                range(0, len(inputs), config.explain_batch),
-                disable=not progress,
-                desc="explaining",
-                leave=False,
-            ):
-                batch = inputs[start : start + config.explain_batch]
-                for method, key in (("grad_cam", "grad"), ("respond_cam", "respond")):
-                    e = camscope.explain(
-                        model, batch, method=method, layer=spec.layer, targets="all"
-                    )
-                    check = sum_to_score(e.maps, e.scores)
-                    l1[key].append(check.l1.cpu())
-                    kt[key].append(check.kendall_tau.cpu())
-                    if start == 0:
-                        keep[key] = e.maps.cpu()
-            row: dict[str, Any] = {
-                "model": spec.label,
-                "layer": spec.layer,
-                "snr": _snr_value(snr),
-                "accuracy": accuracy,
-                "n_test": len(test),
-                "n_train": count,
-                "epochs": epochs,
-                "warm_start": warm,
-            }
-            for key in ("grad", "respond"):
-                for name, values in (("l1", l1[key]), ("kt", kt[key])):
-                    joined = torch.cat(values).double()
-                    row[f"{name}_{key}"] = float(joined.mean())
-                    row[f"{name}_{key}_std"] = float(joined.std())
-            rows.append(row)
-            log(
-                f"  test accuracy {accuracy:.3f}; L1 Grad {row['l1_grad']:.3f}, "
-                f"Respond {row['l1_respond']:.3f}; KT Grad {row['kt_grad']:.3f}, "
-                f"Respond {row['kt_respond']:.3f}"
-            )
-            picks = [int(np.nonzero(test_labels == c)[0][0]) for c in (1, 5, 12, 20) if c < classes]
-            picks = [p for p in picks if p < len(keep["grad"])][:4]
-            if picks:
-                true = torch.tensor([int(test_labels[p]) for p in picks])
-                grad = _up(keep["grad"][picks, true][:, None], config.size)
-                respond = _up(keep["respond"][picks, true][:, None], config.size)
-                title = f"Figure 3: {spec.label}, SNR {snr_label(snr)}"
-                figures.append(
-                    (
-                        title,
-                        f"figure3_{stem.name}.png",
-                        _figure3(
-                            test_volumes[snr][picks, 0], test_labels[picks], grad, respond, title
-                        ),
-                    )
-                )
-                layers = list(spec.figure_layers)
-                sample = inputs[picks[0] : picks[0] + 1]
-                label = int(test_labels[picks[0]])
-                per_layer = {
-                    layer: _up(
-                        camscope.explain(
-                            model, sample, method="respond_cam", layer=layer, targets=label
-                        ).maps,
-                        config.size,
-                    )[0]
-                    for layer in layers
-                }
-                title4 = (
-                    "Figure 4: Respond-CAM at every layer before the FC layers, "
-                    f"{spec.label}, SNR {snr_label(snr)}"
-                )
-                figure4 = _figure4(test_volumes[snr][picks[0], 0], per_layer, label, title4)
-                figures.append((title4, f"figure4_{stem.name}.png", figure4))
-    elapsed = time.perf_counter() - started
+
+
+def _train(
+    folder: Path,
+    config: ReproduceConfig,
+    spec: ModelSpec,
+    snr: float,
+    data: _Splits,
+    clean: torch.nn.Module | None,
+    precision: str,
+    progress: bool,
+    log: Any,
+) -> tuple[torch.nn.Module, Path, dict[str, Any]]:
+    """Step 2: train (or reuse) one network at one SNR, warm-started from ``clean`` (the same
+    network at the highest SNR) when the spec says so; its row of the table so far."""
+    classes = data.simulator.config.n_classes
+    tag = f"{spec.architecture}_{'-'.join(f'{v}' for v in spec.options.get('widths', []))}"
+    stem = folder / "models" / f"{tag.strip('_')}_snr-{snr_label(snr)}"
+    torch.manual_seed(config.seed)
+    model = create_model(spec.architecture, **{**spec.options, "input_size": config.size})
+    model.to(torch.device(config.device))
+    identity: dict[str, Any] = {
+        "simulation": asdict(replace(config.simulation())),
+        "snr": snr_label(snr),
+    }
+    warm = clean is not None and spec.warm_start
+    if warm:
+        assert clean is not None
+        model.load_state_dict(clean.state_dict())
+        identity["warm_start"] = weights_digest(clean)
+    count = spec.per_class * classes
+    train: Dataset = (
+        TensorDataset(
+            torch.from_numpy(data.train_volumes[snr][:count]),
+            torch.from_numpy(data.train_labels[:count]),
+        )
+        if data.in_memory
+        else SubtomogramDataset(data.simulator, spec.per_class, snr=snr)
+    )
+    epochs = spec.epochs if clean is None else (spec.noisy_epochs or spec.epochs)
+    training = TrainingConfig(
+        epochs=epochs,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate if clean is None else spec.noisy_learning_rate,
+        seed=config.seed,
+        precision=precision,  # type: ignore[arg-type]
+        channels_last=config.channels_last,
+    )
+    warm_note = f", starting from the SNR {snr_label(max(config.snrs))} network" if warm else ""
+    log(
+        f"{spec.label}, SNR {snr_label(snr)}: {count} training subtomograms, {epochs} "
+        f"epochs{warm_note} (cached in {stem.relative_to(folder)})"
+    )
+    result = train_classifier(
+        model,
+        train,
+        config=training,
+        progress=progress,
+        checkpoint=stem,
+        replace_mismatched=True,
+        architecture=spec.architecture,
+        options={**spec.options, "input_size": config.size},
+        identity=identity,
+        description=f"{spec.label} SNR {snr_label(snr)}",
+    )
+    if result.replaced_checkpoint:
+        log("  the cached model had other settings: trained a new one in its place")
+    elif result.resumed_from_epoch >= epochs:
+        log("  reused the trained model")
+    elif result.resumed_from_epoch:
+        log(f"  resumed an interrupted training at epoch {result.resumed_from_epoch + 1}")
+    test = TensorDataset(
+        torch.from_numpy(data.test_volumes[snr]), torch.from_numpy(data.test_labels)
+    )
+    row: dict[str, Any] = {
+        "model": spec.label,
+        "layer": spec.layer,
+        "snr": _snr_value(snr),
+        "accuracy": evaluate_accuracy(model, test),
+        "n_test": len(test),
+        "n_train": count,
+        "epochs": epochs,
+        "warm_start": warm,
+    }
+    return model, stem, row
+
+
+def _sum_to_score(
+    model: torch.nn.Module,
+    config: ReproduceConfig,
+    spec: ModelSpec,
+    snr: float,
+    data: _Splits,
+    row: dict[str, Any],
+    progress: bool,
+) -> dict[str, torch.Tensor]:
+    """Step 3: Grad-CAM's and Respond-CAM's sum-to-score (L1, Kendall τ) over the test set, all
+    classes, added to ``row``; the first batch's maps, for the figures."""
+    l1: dict[str, list[torch.Tensor]] = {"grad": [], "respond": []}
+    kt: dict[str, list[torch.Tensor]] = {"grad": [], "respond": []}
+    inputs = torch.from_numpy(data.test_volumes[snr]).to(torch.device(config.device))
+    keep: dict[str, torch.Tensor] = {}
+    for start in tqdm(
+        range(0, len(inputs), config.explain_batch),
+        disable=not progress,
+        desc="explaining",
+        leave=False,
+    ):
+        batch = inputs[start : start + config.explain_batch]
+        for method, key in (("grad_cam", "grad"), ("respond_cam", "respond")):
+            e = camscope.explain(model, batch, method=method, layer=spec.layer, targets="all")
+            check = sum_to_score(e.maps, e.scores)
+            l1[key].append(check.l1.cpu())
+            kt[key].append(check.kendall_tau.cpu())
+            if start == 0:
+                keep[key] = e.maps.cpu()
+    for key in ("grad", "respond"):
+        for name, values in (("l1", l1[key]), ("kt", kt[key])):
+            joined = torch.cat(values).double()
+            row[f"{name}_{key}"] = float(joined.mean())
+            row[f"{name}_{key}_std"] = float(joined.std())
+    return keep
+
+
+def _figures(
+    model: torch.nn.Module,
+    config: ReproduceConfig,
+    spec: ModelSpec,
+    snr: float,
+    data: _Splits,
+    keep: dict[str, torch.Tensor],
+    name: str,
+) -> list[tuple[str, str, bytes]]:
+    """Step 4: the paper's Figure 3 (Grad-CAM beside Respond-CAM on four classes) and Figure 4
+    (Respond-CAM at every layer) for this network."""
+    classes = data.simulator.config.n_classes
+    test_labels = data.test_labels
+    picks = [int(np.nonzero(test_labels == c)[0][0]) for c in (1, 5, 12, 20) if c < classes]
+    picks = [p for p in picks if p < len(keep["grad"])][:4]
+    if not picks:
+        return []
+    volumes = data.test_volumes[snr]
+    true = torch.tensor([int(test_labels[p]) for p in picks])
+    grad = upsampled(keep["grad"][picks, true][:, None], config.size)
+    respond = upsampled(keep["respond"][picks, true][:, None], config.size)
+    title = f"Figure 3: {spec.label}, SNR {snr_label(snr)}"
+    third = figure3(volumes[picks, 0], test_labels[picks], grad, respond, title)
+    sample = torch.from_numpy(volumes[picks[0] : picks[0] + 1]).to(torch.device(config.device))
+    label = int(test_labels[picks[0]])
+    per_layer = {
+        layer: upsampled(
+            camscope.explain(model, sample, method="respond_cam", layer=layer, targets=label).maps,
+            config.size,
+        )[0]
+        for layer in spec.figure_layers
+    }
+    title4 = (
+        "Figure 4: Respond-CAM at every layer before the FC layers, "
+        f"{spec.label}, SNR {snr_label(snr)}"
+    )
+    fourth = figure4(volumes[picks[0], 0], per_layer, label, title4)
+    return [(title, f"figure3_{name}.png", third), (title4, f"figure4_{name}.png", fourth)]
+
+
+def _write_results(
+    folder: Path,
+    config: ReproduceConfig,
+    precision: str,
+    rows: list[dict[str, Any]],
+    figures: list[tuple[str, str, bytes]],
+    elapsed: float,
+    log: Any,
+) -> None:
+    """Step 5: results.json (with the paper's rows beside), the figures and report.html."""
     write_json(
         folder / "results.json",
         {
@@ -553,7 +541,7 @@ def reproduce_table(
             "torch": torch.__version__,
             "scale": config.scale,
             "precision": precision,
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "config": {**asdict(config), "snrs": [snr_label(s) for s in config.snrs]},
             "seconds": elapsed,
             "rows": rows,
@@ -592,6 +580,3 @@ def reproduce_table(
         handle.write(page)
     log(table)
     log(f"wrote {folder / 'results.json'} and {folder / 'report.html'} ({elapsed / 60:.1f} min)")
-    if not rows:
-        raise CamscopeError("no model was trained: check the configuration")
-    return rows

@@ -10,7 +10,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["content_digest", "fingerprint", "recorded_fingerprint"]
+__all__ = [
+    "camscope_version",
+    "content_digest",
+    "cpu_model",
+    "fingerprint",
+    "machine",
+    "recorded_fingerprint",
+]
 
 
 def content_digest(tensor: torch.Tensor) -> str:
@@ -37,3 +44,43 @@ def recorded_fingerprint(manifest: Path) -> str | None:
         return json.loads(manifest.read_text()).get("fingerprint")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one): results and timings can
+    differ between CPUs, whose kernels round differently."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """Where and when a measurement was made: the date, the CPU, torch's threads, the versions."""
+    import datetime
+    import platform
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "camscope": camscope_version(),
+    }
+
+
+def camscope_version() -> str:
+    """The installed camscope's version (``0.0.0`` from a source tree without installation)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("camscope")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -59,6 +59,12 @@ class RunSummary:
     records: list[dict[str, Any]]
     manifest: dict[str, Any]
 
+    def __repr__(self) -> str:
+        return (
+            f"RunSummary(folder={self.folder!r}, done={len(self.done)}, "
+            f"resumed={len(self.resumed)}, failed={len(self.failed)})"
+        )
+
 
 def fingerprint_of(job: Job, model_record: dict[str, Any], batch_size: int) -> str:
     """16 hex digits naming what made a record: the job's settings, the model (with the digest
@@ -98,7 +104,7 @@ def run_job(
     model: nn.Module | None,
     model_record: dict[str, Any] | None = None,
     model_spec: dict[str, Any] | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     force: bool = False,
     progress: bool = True,
     backend: str = "local",
@@ -117,7 +123,8 @@ def run_job(
             loads ``model_spec``) and may be ``None``.
         model_record: how the model was loaded (manifest); the weights' digest is added.
         model_spec: for Ray: keyword arguments of :func:`camscope.io.load_model_spec`.
-        batch_size: inputs per batch.
+        batch_size: inputs per batch (default: the job's own setting, e.g.
+            ``ExplainSettings.batch_size``, else 8).
         force: start afresh, removing what a previous run in ``out_dir`` wrote.
         progress: show a progress bar.
         backend: ``"local"`` or ``"ray"`` (:mod:`camscope.runs.backends`).
@@ -135,6 +142,8 @@ def run_job(
 
     if backend not in BACKENDS:
         raise CamscopeError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
+    if batch_size is None:
+        batch_size = int(getattr(getattr(job, "settings", None), "batch_size", 8))
     if int(batch_size) < 1:
         raise CamscopeError(f"batch size must be at least 1, got {batch_size}")
     if backend == "local" and model is None:

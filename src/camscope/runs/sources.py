@@ -40,6 +40,15 @@ class Source:
     truths: list[torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.names, list | tuple) or not all(
+            isinstance(name, str) for name in self.names
+        ):
+            raise InputError(
+                f"a source's names must be a list of strings, not {type(self.names).__name__}; "
+                "for a tensor use TensorSource.from_tensor(inputs), for files "
+                "FileSource.from_paths(paths)"
+            )
+        self.names = list(self.names)
         for what, values in (("labels", self.labels), ("ground truths", self.truths)):
             if values is not None and len(values) != len(self.names):
                 raise InputError(f"{len(values)} {what} for {len(self.names)} inputs")

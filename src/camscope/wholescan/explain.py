@@ -383,7 +383,9 @@ class _Run:
         if self.files is None:
             return
         self.files.close()
-        if self.windows_done or self.record is not None:
+        if self.files.identity is None:  # a callable target: no later call can resume this run
+            self.files.discard()
+        elif self.windows_done or self.record is not None:
             error.add_note(
                 f"camscope: the work done so far is kept in {self.files.work}; the same call "
                 "(the same command) goes on from there"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
 from torch import nn
 
 from camscope.engine import weights_digest
-from camscope.runs.identity import content_digest
+from camscope.runs.identity import camscope_version, content_digest
 from camscope.targets import RegionTarget, VoxelTarget
 
 __all__ = ["job_identity"]
@@ -34,11 +33,6 @@ def job_identity(
     (which cannot be recognised again)."""
     if callable(targets) and not isinstance(targets, torch.Tensor | RegionTarget | VoxelTarget):
         return None
-    try:
-        camscope_version = version("camscope")
-    except PackageNotFoundError:  # a source tree without installation
-        camscope_version = "0.0.0"
-
     described: Any = targets.tolist() if isinstance(targets, torch.Tensor) else targets
     if isinstance(targets, RegionTarget | VoxelTarget):
         targets = [targets]
@@ -62,7 +56,7 @@ def job_identity(
         "overlap": overlap,
         "blend": [blend, sigma_scale],
         "batch_size": int(batch_size),
-        "versions": [camscope_version, torch.__version__],
+        "versions": [camscope_version(), torch.__version__],
     }
 
 
