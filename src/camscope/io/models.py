@@ -22,6 +22,7 @@ import os
 import pickle
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,24 +131,11 @@ def load_model_spec(
     Raises:
         ModelError, CheckpointError: what cannot be loaded, and what to do instead.
     """
-    from camscope.io.checkpoints import load_model
-    from camscope.models import create_model, list_models
+    from camscope.models import list_models
 
     text = str(spec)
     if architecture is None and text.replace("-", "_") in list_models() and not Path(text).exists():
-        # Seeded, so two runs (and a resumed run) get the same random weights.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(BUILTIN_SEED)
-            try:
-                model = create_model(text, **(options or {})).eval()
-            except (TypeError, ValueError) as error:
-                raise ModelError(
-                    f"cannot build {text} with {options or {}}: {error} (check --arch-option)"
-                ) from error
-        return model, {
-            "architecture": text,
-            "weights": f"random (built-in architecture, seed {BUILTIN_SEED})",
-        }
+        return _load_builtin(text, options)
     path = Path(text)
     name = path.name.lower()
     json_beside = path.with_name(
@@ -156,14 +144,7 @@ def load_model_spec(
     if name.endswith(".json") or (
         name.endswith(".safetensors") and architecture is None and json_beside.exists()
     ):
-        stem = path.with_name(path.name.removesuffix(".json").removesuffix(".safetensors"))
-        model, saved = load_model(stem)
-        return model, {
-            "path": str(stem),
-            "format": "camscope",
-            "architecture": saved.architecture,
-            **saved.options,
-        }
+        return _load_camscope(path)
     if not path.is_file():
         hint = ""
         if ":" in text and not path.suffix:  # torchvision:resnet18, package.module:build
@@ -175,45 +156,102 @@ def load_model_spec(
             f"{path}: no such model file, and not a built-in model "
             f"({', '.join(list_models())}){hint}"
         )
-    record: dict[str, Any] = {"path": str(path)}
-    if name.endswith(".pt2"):
-        try:
-            program = torch.export.load(str(path))
-        except Exception as error:
-            raise ModelError(f"cannot load {path} as a torch.export program: {error}") from error
-        # Unflattened, not .module(): submodules keep their names and run as modules, so layer
-        # methods can record conv2 as in the eager model.
-        return torch.export.unflatten(program), {**record, "format": "torch.export"}
-    if name.endswith(".safetensors"):
-        if architecture is None:
-            raise ModelError(
-                f"{path} holds weights only; say which network they belong to with an "
-                "architecture (camscope name, torchvision:<name> or module:callable)"
-            )
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    for matches, loader in _FILE_LOADERS:
+        if matches(path):
+            return loader(path, architecture, options, trust_pickle)
+    raise AssertionError("the last loader takes every file")  # pragma: no cover
 
+
+Loaded = tuple[nn.Module, dict[str, Any]]
+
+
+def _load_builtin(name: str, options: dict[str, Any] | None) -> Loaded:
+    """A built-in architecture with seeded random weights (two runs, and a resumed run, get the
+    same ones)."""
+    from camscope.models import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILTIN_SEED)
         try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
-        model = _load_weights(build_architecture(architecture, options), state, str(path))
-        return model.eval(), {
-            **record,
-            "format": "safetensors",
-            "architecture": architecture,
-            **(options or {}),
-        }
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():
-                # TorchScript is deprecated in favour of torch.export, but users still have such
-                # files; loading one is safe (no Python pickle runs).
-                warnings.simplefilter("ignore", FutureWarning)
-                scripted = torch.jit.load(str(path), map_location="cpu")
-        except RuntimeError as error:
-            raise ModelError(f"cannot load {path} as TorchScript: {error}") from error
-        return scripted.eval(), {**record, "format": "torchscript"}
+            model = create_model(name, **(options or {})).eval()
+        except (TypeError, ValueError) as error:
+            raise ModelError(
+                f"cannot build {name} with {options or {}}: {error} (check --arch-option)"
+            ) from error
+    return model, {
+        "architecture": name,
+        "weights": f"random (built-in architecture, seed {BUILTIN_SEED})",
+    }
+
+
+def _load_camscope(path: Path) -> Loaded:
+    """A camscope checkpoint: safetensors + JSON (the architecture is in the JSON)."""
+    from camscope.io.checkpoints import load_model
+
+    stem = path.with_name(path.name.removesuffix(".json").removesuffix(".safetensors"))
+    model, saved = load_model(stem)
+    return model, {
+        "path": str(stem),
+        "format": "camscope",
+        "architecture": saved.architecture,
+        **saved.options,
+    }
+
+
+def _load_export(path: Path, architecture: Any, options: Any, trust_pickle: bool) -> Loaded:
+    """A ``torch.export`` program (``.pt2``), unflattened."""
+    try:
+        program = torch.export.load(str(path))
+    except Exception as error:
+        raise ModelError(f"cannot load {path} as a torch.export program: {error}") from error
+    # Unflattened, not .module(): submodules keep their names and run as modules, so layer
+    # methods can record conv2 as in the eager model.
+    return torch.export.unflatten(program), {"path": str(path), "format": "torch.export"}
+
+
+def _load_safetensors(
+    path: Path, architecture: str | None, options: dict[str, Any] | None, trust_pickle: bool
+) -> Loaded:
+    """Bare weights in safetensors, into ``architecture``."""
+    if architecture is None:
+        raise ModelError(
+            f"{path} holds weights only; say which network they belong to with an "
+            "architecture (camscope name, torchvision:<name> or module:callable)"
+        )
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"cannot read {path} as safetensors: {error}") from error
+    model = _load_weights(build_architecture(architecture, options), state, str(path))
+    return model.eval(), {
+        "path": str(path),
+        "format": "safetensors",
+        "architecture": architecture,
+        **(options or {}),
+    }
+
+
+def _load_torchscript(path: Path, architecture: Any, options: Any, trust_pickle: bool) -> Loaded:
+    """A TorchScript archive (safe: no Python pickle runs)."""
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in favour of torch.export, but users still have such
+            # files; loading one is safe (no Python pickle runs).
+            warnings.simplefilter("ignore", FutureWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as error:
+        raise ModelError(f"cannot load {path} as TorchScript: {error}") from error
+    return scripted.eval(), {"path": str(path), "format": "torchscript"}
+
+
+def _load_pickle(
+    path: Path, architecture: str | None, options: dict[str, Any] | None, trust_pickle: bool
+) -> Loaded:
+    """``torch.save`` files: a state dict (``weights_only``), or a whole pickled module only
+    when trusted."""
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
         trusted = False
@@ -235,6 +273,7 @@ def load_model_spec(
         trusted = True
     except (RuntimeError, OSError, EOFError, ValueError) as error:
         raise CheckpointError(f"cannot read {path} as a PyTorch file: {error}") from error
+    record: dict[str, Any] = {"path": str(path)}
     if isinstance(loaded, nn.Module):
         return loaded.eval(), {**record, "format": "pickled module (trusted)"}
     if isinstance(loaded, dict):
@@ -253,3 +292,13 @@ def load_model_spec(
             **(options or {}),
         }
     raise ModelError(f"{path} holds a {type(loaded).__name__}, not a model or a state dict")
+
+
+#: Model files by kind, tried in order (the first that matches loads the file): like the input
+#: readers, one loader per format. ``torch.load`` files come last: they have no fixed ending.
+_FILE_LOADERS: tuple[tuple[Callable[[Path], bool], Callable[..., Loaded]], ...] = (
+    (lambda path: path.name.lower().endswith(".pt2"), _load_export),
+    (lambda path: path.name.lower().endswith(".safetensors"), _load_safetensors),
+    (lambda path: _is_torchscript(path), _load_torchscript),
+    (lambda path: True, _load_pickle),
+)
