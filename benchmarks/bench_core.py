@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,7 +38,10 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
+from harness import results_path, save_cases, time_round_robin
+
+#: The peers' distributions, whose versions each measurement records.
+PEERS = ("captum", "torchcam", "grad-cam")
 
 Runner = Callable[[], object]
 
@@ -270,15 +271,7 @@ def main() -> None:
         memory_probe(*args.memory_probe, quick=args.quick)
         return
     default_repeats = 2 if args.quick else 5
-    results: dict[str, object] = {
-        "machine": {
-            "cpus": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "camscope": camscope.__version__,
-        },
-        "cases": {},
-    }
+    cases: dict[str, dict] = {}
     for case_name in args.cases:
         case = make_case(case_name, args.quick)
         runners = contenders(case)
@@ -297,17 +290,13 @@ def main() -> None:
         print(table(case, times, memory))
         if agreement is not None:
             print(f"\ncamscope vs Captum Grad-CAM, max relative difference: {agreement:.1e}\n")
-        results["cases"][case_name] = {  # type: ignore[index]
+        cases[case_name] = {
             "title": case.title,
             "times": times,
             "peak_rss_gib": memory,
             "captum_max_relative_difference": agreement,
         }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(".tmp")
-        temporary.write_text(json.dumps(results, indent=2) + "\n")
-        temporary.replace(args.out)
+    save_cases(results_path("core", args.quick, args.out), cases, PEERS)
 
 
 if __name__ == "__main__":

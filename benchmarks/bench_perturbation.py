@@ -23,11 +23,8 @@ the table gives medians and the speed-up. Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +35,10 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
+from harness import results_path, save_cases, time_round_robin
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: The peers' distributions, whose versions each measurement records.
+PEERS = ("grad-cam", "captum")
 
 
 def _relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -262,16 +260,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: results/)")
     args = parser.parse_args()
-    out = args.out or (RESULTS / ("perturbation_quick.json" if args.quick else "perturbation.json"))
-    report = {
-        "machine": platform.platform(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cases": {},
-    }
-    if out.exists() and set(args.cases) != set(CASES):
-        # Re-running some cases keeps the others' results (the log says when each ran).
-        report["cases"] = json.loads(out.read_text()).get("cases", {})
+    cases = {}
     for name in args.cases:
         result = CASES[name](args.quick)
         reference = statistics.median(result["times"][result["reference"]])
@@ -279,19 +268,13 @@ def main() -> None:
         result["speedup_vs_reference"] = {
             k: reference / v for k, v in result["median_seconds"].items()
         }
-        result["measured"] = time.strftime("%Y-%m-%d %H:%M")
-        report["cases"][name] = result
+        cases[name] = result
         print("\n".join(_lines(result)), flush=True)
-    ordered = [report["cases"][name] for name in CASES if name in report["cases"]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".log").write_text(
-        "\n".join(line for r in ordered for line in _lines(r)) + "\n"
-    )
+    save_cases(results_path("perturbation", args.quick, args.out), cases, PEERS)
 
 
 def _lines(result: dict) -> list[str]:
-    lines = [f"## {result['title']} (measured {result.get('measured', '?')})"]
+    lines = [f"## {result['title']}"]
     for contender, seconds in result["median_seconds"].items():
         speedup = result["speedup_vs_reference"][contender]
         lines.append(f"  {contender:<55} {seconds:9.2f} s   {speedup:6.2f}×")

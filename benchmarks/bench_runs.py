@@ -16,9 +16,8 @@ files are checked to be byte-identical. Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,8 @@ from camscope.io.checkpoints import save_model
 from camscope.models import create_model
 from camscope.runs import ExplainSettings, explain_files
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import results_path, save_cases
 
 
 def _make(folder: Path, kind: str, count: int) -> tuple[Path, dict, list[str]]:
@@ -95,14 +95,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     counts = {"2d": 32, "3d": 8} if args.quick else {"2d": 512, "3d": 96}
-    report: dict = {
-        "machine": platform.platform(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "ray_startup_seconds": _ray_startup(),
-        "cases": {},
-    }
-    lines = [f"Ray start-up + shutdown alone: {report['ray_startup_seconds']:.1f} s"]
+    ray_startup = _ray_startup()
+    print(f"Ray start-up + shutdown alone: {ray_startup:.1f} s", flush=True)
+    cases: dict[str, dict] = {}
     for kind, count in counts.items():
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
@@ -121,17 +116,15 @@ def main() -> None:
             "seconds": times,
             "inputs_per_second": {k: count / v for k, v in times.items()},
             "identical_npz": identical,
+            "ray_startup_seconds": ray_startup,
         }
-        report["cases"][kind] = case
-        lines.append(
+        cases[kind] = case
+        print(
             f"{kind}: {count} inputs; local {case['inputs_per_second']['local']:.1f}/s, "
-            f"ray (2 actors) {case['inputs_per_second']['ray']:.1f}/s; identical: {identical}"
+            f"ray (2 actors) {case['inputs_per_second']['ray']:.1f}/s; identical: {identical}",
+            flush=True,
         )
-        print(lines[-1], flush=True)
-    name = "runs_quick" if args.quick else "runs"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{name}.log").write_text("\n".join(lines) + "\n")
+    save_cases(results_path("runs", args.quick), cases, ("ray",))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ The targets: explaining costs at most 1.5× the forward-only time for the classi
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -29,15 +28,13 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from harness import results_path, save_cases, time_round_robin
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
     quick = parser.parse_args().quick
     repeats = parser.parse_args().repeats
     with warnings.catch_warnings():
@@ -84,14 +81,16 @@ def main() -> None:
         memory = {name: _peak_above_start(run) for name, run in runners.items()}
         names = list(medians)
         ratio = medians[names[1]] / medians[names[0]]
-        results[case] = {"seconds": medians, "ratio": ratio, "peak_mb_above_start": memory}
+        results[case] = {
+            "seconds": medians,
+            "ratio": ratio,
+            "peak_mb_above_start": memory,
+            "repeats": repeats,
+        }
         print(f"{case}: {medians}  explain / forward ×{ratio:.2f}; peak MB {memory}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results["peak_rss_mb"] = peak
     print(f"peak resident memory {peak:.0f} MB")
-    RESULTS.mkdir(exist_ok=True)
-    name = "scan_quick.json" if quick else "scan.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    save_cases(results_path("scan", quick), results, ("monai",))
 
 
 def _peak_above_start(run) -> float:

@@ -16,7 +16,6 @@ standard error of the test accuracy is the noise yardstick.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -30,9 +29,7 @@ from camscope.models import create_model
 from camscope.models.training import TrainingConfig, evaluate_accuracy, train_classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from harness import results_path, save_cases, time_round_robin
 
 SETTINGS = {
     "float32 (before)": {"precision": "float32", "channels_last": False},
@@ -113,20 +110,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-accuracy", action="store_true")
     args = parser.parse_args()
-    results: dict[str, object] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+    cases: dict[str, dict] = {
         "samples_per_second": throughput(args.quick, args.repeats),
     }
-    if not args.no_accuracy:
-        results["accuracy"] = accuracy(args.quick)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("training_quick.json" if args.quick else "training.json")
-    if args.no_accuracy and path.exists():  # keep the last accuracy measurement
-        earlier = json.loads(path.read_text())
-        if "accuracy" in earlier:
-            results["accuracy"] = earlier["accuracy"]
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_accuracy:  # else the last accuracy measurement is kept, with its own date
+        cases["accuracy"] = accuracy(args.quick)
+    save_cases(results_path("training", args.quick), cases)
 
 
 if __name__ == "__main__":

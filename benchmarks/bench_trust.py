@@ -33,11 +33,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +43,9 @@ import torch
 
 import camscope
 from camscope.models import create_model
-from camscope.runs.identity import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from harness import results_path, save_cases, time_round_robin
 
 
 def _resnet(size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -369,14 +364,7 @@ def main() -> None:
     arguments = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results = bench(arguments.quick, set(arguments.cases.split(",")), arguments.repeats)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("trust_quick.json" if arguments.quick else "trust.json")
-    earlier = json.loads(path.read_text())["cases"] if path.exists() else {}
-    measured = {**machine(), "numpy": np.__version__, "quantus": version("quantus")}
-    for case in results.values():
-        case["measured"] = measured  # cases not run this time keep their last measurement
-    payload = {"cases": {**earlier, **results}}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    save_cases(results_path("trust", arguments.quick), results, ("quantus", "numpy"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import time_round_robin
+from harness import results_path, save_cases, time_round_robin
 
 
 def cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor, str, object, float]]:
@@ -86,7 +85,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
-    rows = []
+    rows: dict[str, dict] = {}
     print(
         "| case | explain (s) | Gaussian upsampling (s) | × explain | linear upsampling (s) "
         "| × explain |\n|---|---:|---:|---:|---:|---:|"
@@ -112,19 +111,14 @@ def main() -> None:
             ),
         }
         medians = measure(runners, repeats)
-        row = {"case": title, **medians}
-        rows.append(row)
+        rows[title] = medians
         print(
             f"| {title} | {medians['explain']:.3f} | {medians['gaussian']:.4f} "
             f"| {medians['gaussian'] / medians['explain']:.3f} | {medians['linear']:.4f} "
             f"| {medians['linear'] / medians['explain']:.3f} |",
             flush=True,
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
-        temporary.replace(args.out)
+    save_cases(results_path("upsample", args.quick, args.out), rows)
 
 
 if __name__ == "__main__":

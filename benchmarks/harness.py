@@ -8,9 +8,12 @@ import gc
 import json
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 from camscope.runs.identity import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_round_robin(
@@ -48,3 +51,19 @@ def write_results(path: Path, results: dict[str, object]) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(results, indent=2) + "\n")
     temporary.replace(path)
+
+
+def results_path(name: str, quick: bool, out: Path | None = None) -> Path:
+    """Where a benchmark writes: ``out`` if given, else ``results/<name>.json`` (``_quick`` for
+    the smoke-test sizes, so a smoke test never overwrites a measurement)."""
+    return out or RESULTS / (f"{name}_quick.json" if quick else f"{name}.json")
+
+
+def save_cases(path: Path, cases: dict[str, dict], peers: tuple[str, ...] = ()) -> None:
+    """Stamp each case just measured with the date, the machine and the versions of the
+    ``peers`` (distribution names) and merge the cases into the results file; cases not run this
+    time keep their own earlier stamp."""
+    measured = {**machine(), **{peer: version(peer) for peer in peers}}
+    earlier = json.loads(path.read_text()).get("cases", {}) if path.exists() else {}
+    stamped = {name: {**case, "measured": measured} for name, case in cases.items()}
+    write_results(path, {"cases": {**earlier, **stamped}})

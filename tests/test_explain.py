@@ -23,6 +23,31 @@ from tests.conftest import assert_close
 from tests.nets import ATTENTION_METHODS, Paired2D3D, SharedReLU, SideBranch, TinyViT
 
 GRADIENT_METHODS = [m for m in camscope.list_methods() if m != "cam"]
+
+#: Methods that make many passes per call (perturbations, samples, paths): their volume cases of
+#: the registry-wide invariants are slow tests; the quick loop keeps their image cases.
+MANY_PASSES = {
+    "deeplift_shap", "feature_ablation", "gradient_shap", "integrated_gradients",
+    "internal_influence", "is_cam", "kernel_shap", "layer_conductance",
+    "layer_integrated_gradients", "lime", "lrp", "occlusion", "score_cam",
+    "shapley_value_sampling", "smooth_grad_cam_pp", "ss_cam",
+}  # fmt: skip
+
+
+def _by_cost(methods, spatial_dims, *, with_dims=False):
+    """``methods`` as parameters (with ``spatial_dims`` first if ``with_dims``), the many-pass
+    ones marked slow in 3D (Shapley sampling in 2D as well: one pass per feature and sample)."""
+    slow = MANY_PASSES if spatial_dims == 3 else {"shapley_value_sampling"}
+    return [
+        pytest.param(
+            *((spatial_dims,) if with_dims else ()),
+            m,
+            marks=[pytest.mark.slow] if m in slow else [],
+        )
+        for m in methods
+    ]
+
+
 LAYER_METHODS = [m for m in GRADIENT_METHODS if camscope.get_method(m).kind == "cam"]
 
 
@@ -69,9 +94,14 @@ def test_cam_with_explicit_weights():
     assert_close(e.maps, expected)
 
 
-@pytest.mark.parametrize("method", camscope.list_methods())
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_all_targets_equal_loop_of_single_calls(method, spatial_dims):
+@pytest.mark.parametrize(
+    ("spatial_dims", "method"),
+    [
+        *_by_cost(camscope.list_methods(), 2, with_dims=True),
+        *_by_cost(camscope.list_methods(), 3, with_dims=True),
+    ],
+)
+def test_all_targets_equal_loop_of_single_calls(spatial_dims, method):
     name = f"tiny{spatial_dims}d_gap" if method == "cam" else f"tiny{spatial_dims}d"
     net = TinyViT(spatial_dims, num_classes=5) if method in ATTENTION_METHODS else _net(name)
     x = _input(spatial_dims, size=8 if method in ATTENTION_METHODS else 16)
@@ -83,7 +113,7 @@ def test_all_targets_equal_loop_of_single_calls(method, spatial_dims):
     assert together.targets.tolist() == [list(range(5))] * 3
 
 
-@pytest.mark.parametrize("method", GRADIENT_METHODS)
+@pytest.mark.parametrize("method", _by_cost(GRADIENT_METHODS, 3))
 def test_samples_are_independent(method):
     net = TinyViT(3, num_classes=5) if method in ATTENTION_METHODS else _net("tiny3d")
     x = _input(3, batch=4, size=8 if method in ATTENTION_METHODS else 16)

@@ -209,7 +209,7 @@ def test_integrated_gradients_equals_captum_riemann_right(spatial_dims):
     )
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("spatial_dims", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_occlusion_equals_captum(spatial_dims):
     model, x, _ = _setup(spatial_dims)
     window, stride = (3,) * spatial_dims, (2,) * spatial_dims  # 16 = 0..14 step 2, last cropped
@@ -270,6 +270,7 @@ def test_score_cam_weights_equal_pytorch_grad_cam():
     )
 
 
+@pytest.mark.slow
 def test_kernel_shap_agrees_with_captum():
     """camscope enumerates the 14 coalitions of 4 segments (exact Shapley values); Captum samples
     coalitions from the Shapley kernel, so it agrees up to its sampling error."""
@@ -289,6 +290,7 @@ def test_kernel_shap_agrees_with_captum():
     )
 
 
+@pytest.mark.slow
 def test_gradient_shap_agrees_with_captum_in_expectation():
     """Both average gradients at random points of the path from a zero baseline; with many draws
     both approach the same expectation (Integrated Gradients' integral)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 METHODS = (ROOT / "docs" / "guide" / "methods.md").read_text()
@@ -32,6 +34,7 @@ def test_usage_example_runs():
     assert tuple(namespace["smooth"].maps.shape) == (4, 23, 40, 40, 40)
 
 
+@pytest.mark.slow
 def test_input_space_example_runs():
     first = re.search(r"## Use\n\n```python\n(.*?)```", README, re.S).group(1)
     second = re.search(
@@ -44,6 +47,7 @@ def test_input_space_example_runs():
     assert e.maps.shape == (1, 23, 1, 40, 40, 40) and e.extras["completeness_gap"].shape == (1, 23)
 
 
+@pytest.mark.slow
 def test_transformer_example_runs():
     code = re.search(
         r"# Transformers and layer layouts\n.*?```python\n(.*?)```", TRANSFORMERS, re.S

@@ -28,6 +28,7 @@ def _unetr() -> nn.Module:
     ).eval()  # fmt: skip
 
 
+@pytest.mark.slow
 def test_dense_networks_default_to_a_layer_that_does_not_restate_the_output():
     from monai.networks.nets import SwinUNETR
 
@@ -38,6 +39,7 @@ def test_dense_networks_default_to_a_layer_that_does_not_restate_the_output():
     assert choose_layer(swin, torch.randn(1, 1, 64, 64, 64)) == "decoder2"  # not decoder1
 
 
+@pytest.mark.slow
 def test_a_layer_under_only_pointwise_modules_is_recorded_to_restate_the_output():
     model, x = _unetr(), torch.randn(1, 1, 32, 32, 32)
     e = camscope.explain(model, x, method="grad_cam", targets=[1], layer="decoder2")
@@ -125,6 +127,7 @@ def test_an_export_of_a_fixed_spatial_size_says_how_to_export_it():
     assert "12 along axis 2" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_the_tomogram_showcase_trains_a_small_classifier_when_none_is_there(tmp_path, monkeypatch):
     from camscope import reproduce
     from camscope.reproduce.respond_cam import ModelSpec, ReproduceConfig

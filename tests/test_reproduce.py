@@ -133,6 +133,7 @@ def test_precision_and_device_are_checked():
         assert result.exit_code == 2 and message in result.output, result.output
 
 
+@pytest.mark.slow
 def test_a_vit_row_is_measured_at_its_own_layer(tmp_path):
     """The transformer scale's ViT: sum-to-score at the input of its last block, Figure 4 at
     every block; a tiny version of it runs end to end."""

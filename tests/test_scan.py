@@ -168,6 +168,8 @@ def test_scan_command_writes_heatmaps_with_the_scan_geometry(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()} == before
     other = CliRunner().invoke(cli, [*command, "--overlap", "0.5"])
     assert other.exit_code != 0 and "another camscope scan" in other.output, other.output
+    assert "settings: overlap 0.25 → 0.5" in other.output  # says what differs, and only that
+    assert "another model" not in other.output and "another scan" not in other.output
     from camscope.wholescan.outputs import _window_score_map
 
     coarse = _window_score_map(

@@ -66,8 +66,8 @@ class _Interrupt:
     ("ending", "model", "method"),
     [
         (".npy", _classifier, "grad_cam"),
-        (".mrc", _classifier, "respond_cam"),
-        (".nii.gz", _dense, "grad_cam"),
+        pytest.param(".mrc", _classifier, "respond_cam", marks=pytest.mark.slow),
+        pytest.param(".nii.gz", _dense, "grad_cam", marks=pytest.mark.slow),
         (".zarr", _dense, "saliency"),
     ],
 )
@@ -127,6 +127,7 @@ def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / ".maps.npy.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatch, capsys):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     for change, expected in (
@@ -185,6 +186,7 @@ camscope.explain_scan(model, scan, method="grad_cam", roi_size=16, overlap=0.5, 
 """
 
 
+@pytest.mark.slow
 def test_a_killed_process_resumes_to_the_same_bytes(tmp_path):
     (tmp_path / "whole").mkdir()
     (tmp_path / "killed").mkdir()
@@ -247,6 +249,18 @@ def test_zarr_output_is_an_ome_zarr_image_with_the_scans_geometry(tmp_path):
         )
 
 
+def test_mrc_maps_of_a_bare_tensor_have_a_voxel_viewers_can_scale(tmp_path):
+    import mrcfile
+
+    done = camscope.explain_scan(
+        _classifier(), torch.randn(1, 20, 24, 18), method="grad_cam", roi_size=16,
+        out=tmp_path / "maps.mrc", progress=False,
+    )  # fmt: skip
+    with mrcfile.open(done.files[0]) as mrc:
+        assert tuple(mrc.voxel_size.tolist()) == (1.0, 1.0, 1.0)  # the voxel as the unit, not 0
+        assert mrc.data.shape == (20, 24, 18)
+
+
 def test_a_2d_scan_streams_to_zarr():
     import tempfile
 
@@ -301,6 +315,7 @@ def test_the_scan_command_resumes_an_interrupted_run(tmp_path, monkeypatch):
     assert np.load(tmp_path / "resumed" / "ct.grad_cam.npy").shape == (3, 70, 20, 20)
 
 
+@pytest.mark.slow
 def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     whole = camscope.explain_scan(_classifier(), _scan(), progress=False, **settings)
@@ -386,7 +401,9 @@ def test_a_model_error_after_the_first_batch_is_not_blamed_on_the_window_size(mo
     assert "roi_size" not in str(raised.value)
 
 
-@pytest.mark.parametrize("kind", ["scripted", "exported", "compiled"])
+@pytest.mark.parametrize(
+    "kind", [pytest.param("scripted", marks=pytest.mark.slow), "exported", "compiled"]
+)
 def test_scripted_exported_and_compiled_models_stream_and_resume(tmp_path, monkeypatch, kind):
     """Every kind of model camscope explains has a weights digest, so its scans stream to disk
     and resume; the maps equal the eager module's."""

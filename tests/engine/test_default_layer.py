@@ -14,11 +14,11 @@ from camscope.layers import SKIPPED_KINDS, choose_layer, trace_layers
     ("name", "layer"),
     [
         ("resnet18", "layer4"),
-        ("vgg11", "features"),
+        pytest.param("vgg11", "features", marks=pytest.mark.slow),
         ("alexnet", "features.10"),  # at 64 px its features end in 1×1
         ("squeezenet1_0", "features"),
         ("mobilenet_v2", "features"),
-        ("densenet121", "features"),
+        pytest.param("densenet121", "features", marks=pytest.mark.slow),
     ],
 )
 def test_torchvision_classifiers(name, layer):

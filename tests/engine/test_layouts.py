@@ -260,6 +260,7 @@ def test_unetr_encoder_tokens_in_3d():
     torch.testing.assert_close(e.maps, theirs.maps)
 
 
+@pytest.mark.slow
 def test_swin_unetr_channels_last_blocks_in_3d():
     torch.manual_seed(0)
     model = _swin_unetr()

@@ -95,6 +95,7 @@ def test_mprt_with_replay_gives_the_same_maps_with_fewer_passes(spatial_dims):
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
+@pytest.mark.slow
 def test_mprt_replays_the_trunk_of_a_resnet(monkeypatch):
     import torchvision
 

@@ -28,6 +28,7 @@ def test_particle_mask_is_where_the_particle_is():
     assert clean[mask].mean() > clean[~mask].mean() + 1.0
 
 
+@pytest.mark.slow
 def test_rows_have_every_metric_within_bounds():
     torch.manual_seed(0)
     simulator = Simulator(SimulationConfig(size=16, n_classes=4))
@@ -159,6 +160,7 @@ def test_evaluate_shapes_command(tmp_path):
     assert again.exit_code == 0 and "(reused)" in again.output
 
 
+@pytest.mark.slow
 def test_evaluate_shapes_with_the_vit_and_its_attention_methods(tmp_path):
     out = tmp_path / "vit"
     args = ["evaluate", "shapes", "--network", "vit2d", "--train-per-class", "8"]
@@ -450,6 +452,7 @@ def test_sanity_command_on_your_own_data(tmp_path):
     assert settings["inputs"] == ["x0.npy", "x1.npy", "x2.npy"] and len(settings["targets"]) == 3
     assert settings["targets_from"] == "the predicted classes" and settings["seed"] == 0
     assert settings["randomize"] == "layers" and settings["model"] == "tiny2d"
+    assert settings["intensity"] == "auto"
     assert saved["title"] == "3 inputs from d"
     rows = {row["method"]: row for row in saved["rows"]}
     assert "layer" in rows["grad_cam"] and "layer" not in rows["saliency"]  # where maps came from
@@ -464,9 +467,13 @@ def test_sanity_command_on_your_own_data(tmp_path):
     blocks = CliRunner().invoke(
         cli,
         ["evaluate", "sanity", str(data), "--model", "tiny2d", "--methods", "saliency",
-         "--randomize", "blocks", "--out", str(tmp_path / "b"), "--quiet"],
+         "--randomize", "blocks", "--intensity", "minmax", "--out", str(tmp_path / "b"),
+         "--quiet"],
     )  # fmt: skip
     assert blocks.exit_code == 0, blocks.output
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["settings"]["intensity"] == (
+        "minmax"
+    )
     rows = json.loads((tmp_path / "b" / "results.json").read_text())["rows"]
     model = create_model("tiny2d")
     expected = camscope.metrics.randomizable_blocks(model, torch.zeros(1, 1, 16, 16))
@@ -679,6 +686,7 @@ def test_evaluate_shapes_with_a_sanity_section(tmp_path):
     assert "with permuted labels; fits" in page  # how well the control fits its labels
 
 
+@pytest.mark.slow
 def test_sanity_on_the_faces_benchmark_with_input_space_methods_only(tmp_path):
     pytest.importorskip("facenet_pytorch")
     # the benchmark's own layer (onet.prelu4) is its default, not a --layer the user gave

@@ -200,6 +200,7 @@ def _per_target_attention_grads(model, x, target):
     return [a.detach() for a in kept], [a.grad for a in kept]
 
 
+@pytest.mark.slow
 def test_chefer_equals_its_formula_target_by_target():
     model = _timm_vit()
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
@@ -256,6 +257,7 @@ def test_legrad_with_the_model_readout_equals_block_by_block_gradients():
     torch.testing.assert_close(e.maps[:, 0], (total / 3).view(2, 4, 4))
 
 
+@pytest.mark.slow
 def test_chefer_in_3d_on_unetr_with_a_region_target():
     from camscope.targets import RegionTarget
 

@@ -244,6 +244,7 @@ def test_coherency_equals_pytorch_grad_cam():
     assert set(result.summary()) >= {"arcc", "coherency", "complexity", "road"}
 
 
+@pytest.mark.slow
 def test_sensitivities_agree_with_quantus_in_expectation(case):
     import quantus
 

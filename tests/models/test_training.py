@@ -37,6 +37,7 @@ def _train(config: TrainingConfig) -> torch.nn.Module:
         {"precision": "bfloat16", "channels_last": True},
     ],
 )
+@pytest.mark.slow
 def test_speed_settings_learn_are_repeatable_and_leave_a_standard_model(settings):
     config = TrainingConfig(epochs=8, batch_size=8, learning_rate=1e-2, seed=1, **settings)
     model = _train(config)

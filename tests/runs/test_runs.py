@@ -156,6 +156,7 @@ def test_label_targets_from_a_manifest(data):
     assert [r["label"] for r in manifest["inputs"]] == [0, 1, 2, 0, 1] * 2
 
 
+@pytest.mark.slow
 def test_evaluation_summary_comes_from_records_and_resumes(data):
     model, _ = load_model(data / "net")
     dataset = resolve_dataset([str(data / "data" / "labels.csv")])
@@ -196,6 +197,7 @@ def test_evaluation_summary_comes_from_records_and_resumes(data):
     assert again == rows
 
 
+@pytest.mark.slow
 def test_evaluate_dataset_command_with_a_broken_input(data):
     (data / "data" / "s2" / "v4.npy").write_bytes(b"broken")
     result = CliRunner().invoke(

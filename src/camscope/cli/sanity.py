@@ -3,11 +3,18 @@ randomisation, ROAD), on a built-in benchmark or your own model and data."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
-from camscope.cli.common import ModelChoice, friendly, model_options, output_options
+from camscope.cli.common import (
+    ModelChoice,
+    friendly,
+    input_options,
+    model_options,
+    output_options,
+)
 from camscope.cli.params import layer_option, methods_option, network_2d
 from camscope.errors import CamscopeError
 
@@ -52,6 +59,7 @@ ALL_METHODS = (
     help="MPRT's steps: every layer with parameters, or the model's top-level blocks (fewer "
     "steps: 7 instead of 41 on a ResNet-18, several times faster).",
 )
+@input_options
 @model_options
 @output_options
 @friendly
@@ -66,6 +74,9 @@ def sanity(
     network: str,
     seed: int,
     randomize: str,
+    intensity: str,
+    dicom_window: str,
+    nifti_volume: int | str | None,
     weights: ModelChoice,
     out_dir: str,
     force: bool,
@@ -79,15 +90,12 @@ def sanity(
     import camscope
     from camscope.evaluation.own_data import read_own_data
     from camscope.evaluation.sanity import (
-        report_rows,
         sanity_check,
-        sanity_figures,
         sanity_notes,
         sanity_table,
     )
     from camscope.evaluation.testbeds import build_for_sanity
-    from camscope.io import prepare_output_dir, write_json
-    from camscope.render.report import write_report
+    from camscope.io import prepare_output_dir
     from camscope.runs.identity import machine
 
     if benchmark is not None and (data is not None or model_spec_text is not None):
@@ -117,7 +125,12 @@ def sanity(
         record.update(model=f"{benchmark} benchmark model", targets_from="the true labels")
     elif data is not None and model_spec_text is not None:
         model, _ = weights.load(model_spec_text)
-        own = read_own_data(data, model, count)
+        reading = {
+            "intensity": intensity,
+            "dicom_window": dicom_window,
+            "nifti_volume": nifti_volume,
+        }
+        own = read_own_data(data, model, count, read_options=reading)
         inputs, labels, title = own.inputs, own.labels, own.title
         notes += own.notes
         record.update(model=model_spec_text, **own.record)
@@ -153,11 +166,32 @@ def sanity(
         camscope=camscope.__version__,
         measured=machine(),
     )
+    _write_outputs(folder, title, table, notes, rows, results, record, fit)
+    click.echo(f"wrote {folder}/results.json and report.html")
+
+
+def _write_outputs(
+    folder: Path,
+    title: str,
+    table: str,
+    notes: list[str],
+    rows: list[dict[str, Any]],
+    results: Any,
+    record: dict[str, Any],
+    fit: dict[str, Any] | None,
+) -> None:
+    """results.json (every row, the settings and when and where they were measured) and
+    report.html (the table, the settings worth reading and the figures)."""
+    from camscope.evaluation.sanity import report_rows, sanity_figures
+    from camscope.io import write_json
+    from camscope.render.report import write_report
+
+    verdict = table.splitlines()[-1]
     write_json(
         folder / "results.json",
         {
             "title": title,
-            "verdict": table.splitlines()[-1],
+            "verdict": verdict,
             "notes": notes,
             "rows": rows,
             "does_not_apply": results.skipped,
@@ -173,11 +207,10 @@ def sanity(
         folder / "report.html",
         [],
         title=f"camscope evaluate sanity: {title}",
-        settings={"verdict": table.splitlines()[-1], **shown},
+        settings={"verdict": verdict, **shown},
         metrics=report_rows(rows),
         figures=sanity_figures(results),
     )
-    click.echo(f"wrote {folder}/results.json and report.html")
 
 
 def _check_layer(model: Any, layer: str, methods: tuple[str, ...]) -> None:

@@ -140,35 +140,48 @@ def scan(
         "batch_size": batch_size,
         "formats": list(formats),
     }
-    fingerprint = _fingerprint(volume, model, record, settings)
+    identity = _identity(volume, model, record, settings)
+    fingerprint = _fingerprint(identity)
     folder = Path(out_dir)
-    if not force and _finished(folder, fingerprint):
+    if not force and _finished(folder, fingerprint, identity):
         click.echo(
             f"already done: {folder} holds this scan's maps for these settings (manifest.json); "
             "--force computes them again"
         )
         return
-    _explain_and_write(
+    outputs = _explain_and_write(
         model, volume, infos, folder, input_file, settings, chosen, force=force, quiet=quiet
-    ).write_manifest(record, fingerprint)
+    )
+    outputs.extra["identity"] = identity  # what a later run in this folder is compared with
+    outputs.write_manifest(record, fingerprint)
 
 
-def _fingerprint(volume: Any, model: Any, record: dict[str, Any], settings: dict) -> str:
-    """What makes a scan run's outputs: the scan's content, the model's weights, the settings."""
+def _identity(
+    volume: Any, model: Any, record: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """What makes a scan run's outputs: the scan's content, the model's weights, the settings
+    (kept whole, so a refusal can say which of them changed)."""
     from camscope.engine import weights_digest
     from camscope.runs.identity import content_digest, fingerprint
 
-    return fingerprint(
-        {
-            "scan": content_digest(volume.tensor()),
-            "model": {**record, "weights_sha256": weights_digest(model)},
-            "settings": settings,
-        }
-    )
+    return {
+        "scan": content_digest(volume.tensor()),
+        "model": fingerprint({**record, "weights_sha256": weights_digest(model)}),
+        "settings": settings,
+    }
 
 
-def _finished(folder: Path, fingerprint: str) -> bool:
-    """Whether ``folder`` holds a finished run of this job; another job's run is refused."""
+def _fingerprint(identity: dict[str, Any]) -> str:
+    from camscope.runs.identity import fingerprint
+
+    return fingerprint(identity)
+
+
+def _finished(folder: Path, fingerprint: str, identity: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds a finished run of this job; another job's run is refused,
+    saying what differs."""
+    import json
+
     from camscope.io.atomic import OutputError
     from camscope.runs.identity import recorded_fingerprint
 
@@ -177,10 +190,30 @@ def _finished(folder: Path, fingerprint: str) -> bool:
         return False
     if recorded_fingerprint(manifest) == fingerprint:
         return True
+    try:
+        earlier = json.loads(manifest.read_text()).get("identity") or {}
+    except (OSError, ValueError, AttributeError):
+        earlier = {}
     raise OutputError(
-        f"{folder} already holds another camscope scan (manifest.json: other settings, model or "
-        "scan); choose another --out or pass --force to overwrite"
+        f"{folder} already holds another camscope scan ({_what_differs(earlier, identity)}); "
+        "choose another --out or pass --force to overwrite"
     )
+
+
+def _what_differs(earlier: dict[str, Any], now: dict[str, Any]) -> str:
+    """In words: which of scan, model and settings differ from the run recorded in a folder."""
+    if not earlier:
+        return "manifest.json: other settings, model or scan"
+    said = [f"another {part}" for part in ("scan", "model") if earlier.get(part) != now[part]]
+    before, after = earlier.get("settings") or {}, now["settings"]
+    changed = [
+        f"{key} {before.get(key)!r} → {after.get(key)!r}"
+        for key in after
+        if before.get(key) != after.get(key)
+    ]
+    if changed:
+        said.append("settings: " + ", ".join(changed))
+    return "; ".join(said) or "manifest.json: another camscope version's run"
 
 
 def _explain_and_write(

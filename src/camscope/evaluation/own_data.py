@@ -28,9 +28,18 @@ class OwnData:
     notes: list[str] = field(default_factory=list)
 
 
-def read_own_data(data: str, model: nn.Module, count: int) -> OwnData:
+def read_own_data(
+    data: str, model: nn.Module, count: int, *, read_options: dict[str, Any] | None = None
+) -> OwnData:
     """The first ``count`` inputs of ``data`` (a folder, glob or manifest CSV, as
     ``camscope explain`` takes), which must share one shape.
+
+    Args:
+        data: the folder, glob or manifest.
+        model: predicts the labels when the data has none.
+        count: how many inputs to take.
+        read_options: how inputs are read (``intensity``, ``dicom_window``, ``nifti_volume``
+            of :func:`camscope.io.read_image`).
 
     Raises:
         CamscopeError: the inputs have different shapes.
@@ -42,7 +51,7 @@ def read_own_data(data: str, model: nn.Module, count: int) -> OwnData:
     notes = []
     if count > len(dataset.paths):
         notes.append(f"--count {count}, but DATA holds {len(dataset.paths)}: all are checked")
-    source = FileSource.from_paths(dataset.paths[:count], root=dataset.root)
+    source = FileSource.from_paths(dataset.paths[:count], root=dataset.root, **(read_options or {}))
     scans = [source.read(i).tensor() for i in range(len(source))]
     shapes = sorted({tuple(scan.shape) for scan in scans})
     if len(shapes) > 1:
@@ -62,6 +71,7 @@ def read_own_data(data: str, model: nn.Module, count: int) -> OwnData:
             for path in source.paths
         ],
         "targets_from": "the data's labels" if dataset.labels else "the predicted classes",
+        "intensity": (read_options or {}).get("intensity", "auto"),
     }
     title = f"{len(inputs)} input{'s' * (len(inputs) != 1)} from {Path(dataset.source).name}"
     return OwnData(inputs, labels, title, record, notes)

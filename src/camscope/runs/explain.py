@@ -184,6 +184,82 @@ def _heatmaps(e: camscope.Explanation, settings: ExplainSettings) -> camscope.Ex
     return e.upsample(mode=mode, sigma=sigma)  # type: ignore[arg-type]
 
 
+def _explain_or_refusal(
+    model: nn.Module, x: torch.Tensor, method: str, settings: ExplainSettings, targets: Any
+) -> camscope.Explanation | camscope.CamscopeError:
+    """One method's explanation of a batch, or why it cannot explain this model (e.g. a layer
+    method on TorchScript): the other methods still run and the record says why."""
+    info = camscope.get_method(method)
+    try:
+        return camscope.explain(
+            model,
+            x,
+            method=method,
+            layer=settings.layer if info.needs_layer else None,
+            layout=parse_layout(settings.layout) if info.kind != "input" else None,
+            targets=targets,
+            progress=False,
+            **settings.options.get(method, {}),
+        )
+    except camscope.ModelError as error:
+        if "torch.export" in str(error):
+            return error
+        return camscope.ModelError(
+            f"{error}; does the model take inputs of this shape and channel count? (resize "
+            "them, or check with camscope layers MODEL --input FILE)"
+        )
+    except camscope.CamscopeError as error:
+        return error
+
+
+def _row_arrays(
+    e: camscope.Explanation, maps: np.ndarray, heat: np.ndarray, row: int
+) -> dict[str, np.ndarray]:
+    """One input's arrays for its NPZ: raw maps, heatmaps, scores, targets and per-sample
+    extras."""
+    arrays: dict[str, np.ndarray] = {
+        "maps": maps[row],
+        "heatmaps": heat[row],
+        "scores": e.scores[row].cpu().numpy(),
+    }
+    if e.targets is not None:
+        arrays["targets"] = e.targets[row].cpu().numpy()
+    for key, value in e.extras.items():
+        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == len(maps):
+            arrays[f"extra_{key}"] = value[row].detach().cpu().numpy()
+    return arrays
+
+
+def _write_row(
+    folder: Path,
+    name: str,
+    method: str,
+    scan: Any,
+    arrays: dict[str, np.ndarray],
+    heat: np.ndarray,
+    labels: list[str],
+    settings: ExplainSettings,
+) -> list[str]:
+    """Write one input's NPZ and its heatmap files (one per target and format); their names."""
+    npz = f"{name}.{method}.npz"
+    write_npz(folder / npz, **arrays)
+    written = [npz]
+    signed = camscope.get_method(method).shown_signed
+    for kind in settings.formats:
+        for index, label in enumerate(labels):
+            file = f"{name}.{method}.{label}{heatmap_suffix(kind)}"
+            write_heatmap(
+                folder / file,
+                heat[index],
+                scan,
+                kind,
+                signed=signed,
+                title=f"{method} · {label}",
+            )
+            written.append(file)
+    return written
+
+
 @dataclass
 class ExplainJob:
     """Explain each input with every method of ``settings`` and write the heatmaps."""
@@ -205,69 +281,19 @@ class ExplainJob:
         results: list[dict[str, Any]] = [{} for _ in scans]
         refused: dict[str, camscope.CamscopeError] = {}
         for method in settings.methods:
-            info = camscope.get_method(method)
-            options = settings.options.get(method, {})
-            try:
-                e = camscope.explain(
-                    model,
-                    x,
-                    method=method,
-                    layer=settings.layer if info.needs_layer else None,
-                    layout=parse_layout(settings.layout) if info.kind != "input" else None,
-                    targets=targets,
-                    progress=False,
-                    **options,
-                )
-            except camscope.ModelError as error:
-                hint = (
-                    ""
-                    if "torch.export" in str(error)
-                    else (
-                        "; does the model take inputs of this shape and channel count? (resize "
-                        "them, or check with camscope layers MODEL --input FILE)"
-                    )
-                )
-                refused[method] = camscope.ModelError(f"{error}{hint}")
-                continue
-            except camscope.CamscopeError as error:
-                # This method cannot explain this model (e.g. a layer method on TorchScript):
-                # the others still run and their outputs are kept; the record says why.
-                refused[method] = error
+            e = _explain_or_refusal(model, x, method, settings, targets)
+            if isinstance(e, camscope.CamscopeError):
+                refused[method] = e
                 continue
             heat = _heatmaps(e, settings).maps.detach().cpu().numpy().astype(np.float32)
             maps = e.maps.detach().cpu().numpy()
             for row, (scan, name) in enumerate(zip(scans, names, strict=True)):
                 labels_row = _target_labels(e, row)
-                arrays: dict[str, np.ndarray] = {
-                    "maps": maps[row],
-                    "heatmaps": heat[row],
-                    "scores": e.scores[row].cpu().numpy(),
-                }
-                if e.targets is not None:
-                    arrays["targets"] = e.targets[row].cpu().numpy()
-                for key, value in e.extras.items():
-                    if (
-                        isinstance(value, torch.Tensor)
-                        and value.ndim >= 1
-                        and value.shape[0] == len(scans)
-                    ):
-                        arrays[f"extra_{key}"] = value[row].detach().cpu().numpy()
                 if folder is not None:
-                    npz = f"{name}.{method}.npz"
-                    write_npz(folder / npz, **arrays)
-                    outputs[row].append(npz)
-                    for kind in settings.formats:
-                        for index, label in enumerate(labels_row):
-                            file = f"{name}.{method}.{label}{heatmap_suffix(kind)}"
-                            write_heatmap(
-                                folder / file,
-                                heat[row, index],
-                                scan,
-                                kind,
-                                signed=info.shown_signed,
-                                title=f"{method} · {label}",
-                            )
-                            outputs[row].append(file)
+                    outputs[row] += _write_row(
+                        folder, name, method, scan, _row_arrays(e, maps, heat, row), heat[row],
+                        labels_row, settings,
+                    )  # fmt: skip
                 results[row][method] = {
                     "layer": e.layer,
                     "layout": e.layout,

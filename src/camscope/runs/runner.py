@@ -140,14 +140,7 @@ def run_job(
     """
     from tqdm.auto import tqdm
 
-    if backend not in BACKENDS:
-        raise CamscopeError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
-    if batch_size is None:
-        batch_size = int(getattr(getattr(job, "settings", None), "batch_size", 8))
-    if int(batch_size) < 1:
-        raise CamscopeError(f"batch size must be at least 1, got {batch_size}")
-    if backend == "local" and model is None:
-        raise CamscopeError("the local backend needs a model")
+    batch_size = _checked_batch_size(job, model, backend, batch_size)
     record = dict(model_record or {"type": type(model).__name__})
     if model is not None:
         record["weights_sha256"] = weights_digest(model)
@@ -203,21 +196,7 @@ def run_job(
             )
     finally:
         bar.close()
-    failed = [
-        {"path": source.where(index), "error": done[name]["failed"]}
-        for index, name in enumerate(names)
-        if "failed" in done.get(name, {})
-    ]
-    ordered = [done[name] for name in names if name in done and "failed" not in done[name]]
-    if failed and not ordered:
-        if folder is not None:
-            _remove_empty(folder, created)
-        first = failed[0]["error"]
-        if failed[0]["path"] not in first:  # say which input, once
-            first = f"{failed[0]['path']}: {first}"
-        raise InputError(
-            first if len(failed) == 1 else f"all {len(failed)} inputs failed; first: {first}"
-        )
+    failed, ordered = _outcome(source, done, folder, created)
     manifest: dict[str, Any] = {
         "camscope": camscope.__version__,
         "torch": torch.__version__,
@@ -240,6 +219,48 @@ def run_job(
         if name in done and name not in finished and "failed" not in done[name]
     ]
     return RunSummary(folder, finished, resumed, failed, ordered, manifest)
+
+
+def _checked_batch_size(
+    job: Job, model: nn.Module | None, backend: str, batch_size: int | None
+) -> int:
+    """The run's batch size (the job's own when not given), the backend and model checked."""
+    if backend not in BACKENDS:
+        raise CamscopeError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
+    if batch_size is None:
+        batch_size = int(getattr(getattr(job, "settings", None), "batch_size", 8))
+    if int(batch_size) < 1:
+        raise CamscopeError(f"batch size must be at least 1, got {batch_size}")
+    if backend == "local" and model is None:
+        raise CamscopeError("the local backend needs a model")
+    return int(batch_size)
+
+
+def _outcome(
+    source: Source, done: dict[str, dict[str, Any]], folder: Path | None, created: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The failed inputs and the records of the others, in the source's order.
+
+    Raises:
+        InputError: every input failed (saying the first error); the folder is left as it was.
+    """
+    names = source.names
+    failed = [
+        {"path": source.where(index), "error": done[name]["failed"]}
+        for index, name in enumerate(names)
+        if "failed" in done.get(name, {})
+    ]
+    ordered = [done[name] for name in names if name in done and "failed" not in done[name]]
+    if failed and not ordered:
+        if folder is not None:
+            _remove_empty(folder, created)
+        first = failed[0]["error"]
+        if failed[0]["path"] not in first:  # say which input, once
+            first = f"{failed[0]['path']}: {first}"
+        raise InputError(
+            first if len(failed) == 1 else f"all {len(failed)} inputs failed; first: {first}"
+        )
+    return failed, ordered
 
 
 def _remove_empty(folder: Path, created: bool) -> None:

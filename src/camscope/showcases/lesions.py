@@ -25,6 +25,7 @@ import importlib.util
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -302,76 +303,15 @@ def run_showcase(
     test = paste_lesions(base, white, lesions, seed=seed * 1000 + 999)
     tested = LoadedImage(test.volume[None], scan.path, "nifti", affine=scan.affine)
     tested.details["unit"] = "mm"
-    targets = [region_target(1, mask) for mask in test.masks]
-    per_method: dict[str, list[dict[str, float]]] = {}
-    maps: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    layers: dict[str, str] = {}
-    segmentation: np.ndarray | None = None
-    for method in methods:
-        log(f"explaining the {lesions} lesions window by window with {method}")
-        options: dict[str, Any] = {"steps": 16} if method == "integrated_gradients" else {}
-        begin = time.perf_counter()
-        result = camscope.explain_scan(
-            model,
-            tested,
-            method=method,
-            roi_size=roi,
-            overlap=overlap,
-            targets=targets,
-            batch_size=batch_size,
-            layer=layer if get_method(method).needs_layer else None,
-            progress=progress,
-            **options,
-        )
-        seconds[method] = time.perf_counter() - begin
-        layers[method] = result.layer
-        assert result.maps is not None and result.outputs is not None
-        maps[method] = result.maps.numpy()
-        per_method[method] = _scores(maps[method], test)
-        if segmentation is None:
-            segmentation = result.outputs.max(0).indices.numpy().astype(bool)
-    assert segmentation is not None
+    explained = _explain_lesions(
+        model, tested, test, methods, layer=layer, roi=roi, overlap=overlap,
+        batch_size=batch_size, progress=progress, log=log,
+    )  # fmt: skip
+    maps, segmentation = explained.maps, explained.segmentation
     dice = _dice(segmentation, test.labels)
-    write_nifti(folder / "volume.nii.gz", test.volume, tested)
-    write_nifti(folder / "lesions.nii.gz", test.labels.astype(np.float32), tested)
-    write_nifti(folder / "segmentation.nii.gz", segmentation.astype(np.float32), tested)
-    for method, values in maps.items():
-        write_nifti(folder / "maps" / f"{method}.nii.gz", np.moveaxis(values, 0, -1), tested)
-    summary: dict[str, dict[str, Any]] = {
-        method: {
-            "mass": float(np.mean([r["mass"] for r in rows])),
-            "rank": float(np.mean([r["rank"] for r in rows])),
-            "peak_inside": float(np.mean([r["peak_inside"] for r in rows])),
-            "chance": float(np.mean([r["chance"] for r in rows])),
-            "layer": layers[method],
-            "seconds": seconds[method],
-        }
-        for method, rows in per_method.items()
-    }
-    table = text_table(
-        [
-            "method",
-            "layer",
-            "mass in lesion",
-            "rank accuracy",
-            "peak in lesion",
-            "chance",
-            "seconds",
-        ],
-        [
-            [
-                method,
-                str(s["layer"]),
-                f"{s['mass']:.3f}",
-                f"{s['rank']:.3f}",
-                f"{s['peak_inside']:.2f}",
-                f"{s['chance']:.5f}",
-                f"{s['seconds']:.1f}",
-            ]
-            for method, s in summary.items()
-        ],
-    )
+    _write_volumes(folder, test, tested, segmentation, maps)
+    summary = _summarise(explained)
+    table = _summary_table(summary)
     slices = _figure_slices(test, segmentation, maps)
     figures = [("Axial slices through the lesions", "slices.png", slices)]
     elapsed = time.perf_counter() - started
@@ -391,7 +331,7 @@ def run_showcase(
         ],
         "dice": dice,
         "summary": summary,
-        "per_lesion": per_method,
+        "per_lesion": explained.scores,
         "seconds": elapsed,
     }
     write_json(folder / "results.json", results)
@@ -414,6 +354,114 @@ def run_showcase(
     log(f"wrote {folder}: results.json, report.html, *.nii.gz, maps/, figures/ "
         f"({elapsed / 60:.1f} min)")  # fmt: skip
     return results
+
+
+@dataclass
+class _Explained:
+    """What explaining every lesion with every method gives."""
+
+    maps: dict[str, np.ndarray]  # method → (lesions, D, H, W)
+    scores: dict[str, list[dict[str, float]]]  # method → per lesion
+    seconds: dict[str, float]
+    layers: dict[str, str]
+    segmentation: np.ndarray  # the network's own segmentation (bool)
+
+
+def _explain_lesions(
+    model: torch.nn.Module,
+    tested: LoadedImage,
+    test: Lesions,
+    methods: tuple[str, ...],
+    *,
+    layer: str | None,
+    roi: int,
+    overlap: float,
+    batch_size: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> _Explained:
+    """Each method over the whole volume window by window, every lesion a region target."""
+    targets = [region_target(1, mask) for mask in test.masks]
+    maps: dict[str, np.ndarray] = {}
+    scores: dict[str, list[dict[str, float]]] = {}
+    seconds: dict[str, float] = {}
+    layers: dict[str, str] = {}
+    segmentation: np.ndarray | None = None
+    for method in methods:
+        log(f"explaining the {len(targets)} lesions window by window with {method}")
+        options: dict[str, Any] = {"steps": 16} if method == "integrated_gradients" else {}
+        begin = time.perf_counter()
+        result = camscope.explain_scan(
+            model,
+            tested,
+            method=method,
+            roi_size=roi,
+            overlap=overlap,
+            targets=targets,
+            batch_size=batch_size,
+            layer=layer if get_method(method).needs_layer else None,
+            progress=progress,
+            **options,
+        )
+        seconds[method] = time.perf_counter() - begin
+        layers[method] = result.layer
+        assert result.maps is not None and result.outputs is not None
+        maps[method] = result.maps.numpy()
+        scores[method] = _scores(maps[method], test)
+        if segmentation is None:
+            segmentation = result.outputs.max(0).indices.numpy().astype(bool)
+    assert segmentation is not None
+    return _Explained(maps, scores, seconds, layers, segmentation)
+
+
+def _write_volumes(
+    folder: Path,
+    test: Lesions,
+    tested: LoadedImage,
+    segmentation: np.ndarray,
+    maps: dict[str, np.ndarray],
+) -> None:
+    """The test volume, its lesions, the segmentation and every map as NIfTI, aligned."""
+    write_nifti(folder / "volume.nii.gz", test.volume, tested)
+    write_nifti(folder / "lesions.nii.gz", test.labels.astype(np.float32), tested)
+    write_nifti(folder / "segmentation.nii.gz", segmentation.astype(np.float32), tested)
+    for method, values in maps.items():
+        write_nifti(folder / "maps" / f"{method}.nii.gz", np.moveaxis(values, 0, -1), tested)
+
+
+def _summarise(explained: _Explained) -> dict[str, dict[str, Any]]:
+    """Per method: the scores averaged over the lesions, its layer and its time."""
+    return {
+        method: {
+            "mass": float(np.mean([r["mass"] for r in rows])),
+            "rank": float(np.mean([r["rank"] for r in rows])),
+            "peak_inside": float(np.mean([r["peak_inside"] for r in rows])),
+            "chance": float(np.mean([r["chance"] for r in rows])),
+            "layer": explained.layers[method],
+            "seconds": explained.seconds[method],
+        }
+        for method, rows in explained.scores.items()
+    }
+
+
+def _summary_table(summary: dict[str, dict[str, Any]]) -> str:
+    header = [
+        "method", "layer", "mass in lesion", "rank accuracy", "peak in lesion", "chance",
+        "seconds",
+    ]  # fmt: skip
+    rows = [
+        [
+            method,
+            str(s["layer"]),
+            f"{s['mass']:.3f}",
+            f"{s['rank']:.3f}",
+            f"{s['peak_inside']:.2f}",
+            f"{s['chance']:.5f}",
+            f"{s['seconds']:.1f}",
+        ]
+        for method, s in summary.items()
+    ]
+    return text_table(header, rows)
 
 
 def _figure_slices(

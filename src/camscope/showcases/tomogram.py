@@ -163,6 +163,113 @@ def _figure_bars(summary: dict[str, dict[str, float]]) -> bytes:
     return figure_png(figure, dpi=80)
 
 
+def _simulation_of(saved: Any) -> tuple[SimulationConfig, int]:
+    """The simulation the classifier was trained on (from its record) and its window size."""
+    identity = saved.metadata.get("identity") or {}
+    simulation = (
+        SimulationConfig.from_record(identity["simulation"])
+        if "simulation" in identity
+        else SimulationConfig(size=int(saved.options.get("input_size", 40)), similarity=0.0)
+    )
+    return simulation, int(saved.options.get("input_size", simulation.size))
+
+
+def _write_tomogram(folder: Path, tomogram: Tomogram, simulation: SimulationConfig) -> None:
+    """The tomogram and its labels as MRC (with the voxel size), the particles as CSV."""
+    voxel_angstrom = simulation.voxel * 10
+    write_mrc(folder / "tomogram.mrc", tomogram.volume, voxel_size_angstrom=voxel_angstrom)
+    write_mrc(
+        folder / "labels.mrc",
+        tomogram.labels.astype(np.float32),
+        voxel_size_angstrom=voxel_angstrom,
+    )
+    with atomic_write(folder / "particles.csv", mode="w") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["index", "class_id", "name", "z", "y", "x", "radius", "rotation"]
+        )
+        writer.writeheader()
+        for particle in tomogram.particles:
+            writer.writerow(particle.row())
+
+
+def _explain_windows(
+    model: torch.nn.Module,
+    tomogram: Tomogram,
+    methods: tuple[str, ...],
+    folder: Path,
+    *,
+    roi: int,
+    overlap: float,
+    batch_size: int,
+    classes: int,
+    progress: bool,
+    log: Any,
+) -> tuple[dict[str, np.ndarray], dict[str, list[dict[str, Any]]], list[bool], dict[str, float]]:
+    """Each method over the whole tomogram for all classes, streamed to ``maps/<method>.npy``.
+
+    Returns the maps (memory-mapped), the particles' scores, whether the window nearest each
+    particle predicts its class, and each method's time.
+    """
+    maps: dict[str, np.ndarray] = {}
+    per_method: dict[str, list[dict[str, Any]]] = {}
+    window_hits: list[bool] = []
+    seconds: dict[str, float] = {}
+    for method in methods:
+        log(f"explaining every window for all {classes} classes with {method}")
+        begin = time.perf_counter()
+        result = camscope.explain_scan(
+            model,
+            torch.from_numpy(tomogram.volume)[None],
+            method=method,
+            roi_size=roi,
+            overlap=overlap,
+            targets=None,
+            batch_size=batch_size,
+            out=folder / "maps" / f"{method}.npy",
+            progress=progress,
+        )
+        seconds[method] = time.perf_counter() - begin
+        maps[method] = np.load(folder / "maps" / f"{method}.npy", mmap_mode="r")
+        per_method[method] = particle_scores(maps[method], tomogram, box=roi)
+        if not window_hits and result.scores is not None:
+            window_hits = _nearest_window_hits(result.scores, result.windows, tomogram)
+    return maps, per_method, window_hits, seconds
+
+
+def _summarise(
+    per_method: dict[str, list[dict[str, Any]]], seconds: dict[str, float], classes: int
+) -> dict[str, dict[str, float]]:
+    """Per method: pointing and detection averaged over the particles, with their chance."""
+    return {
+        method: {
+            "pointing": float(np.mean([r["pointing"] for r in rows])),
+            "pointing_chance": float(np.mean([r["pointing_chance"] for r in rows])),
+            "detection": float(np.mean([r["detected"] for r in rows])),
+            "detection_chance": 1.0 / classes,
+            "mean_rank": float(np.mean([r["rank"] for r in rows])),
+            "seconds": seconds[method],
+        }
+        for method, rows in per_method.items()
+    }
+
+
+def _summary_table(summary: dict[str, dict[str, float]]) -> str:
+    header = ["method", "pointing", "chance", "detection", "chance", "mean rank", "seconds"]
+    rows = [
+        [
+            method,
+            f"{s['pointing']:.3f}",
+            f"{s['pointing_chance']:.3f}",
+            f"{s['detection']:.3f}",
+            f"{s['detection_chance']:.3f}",
+            f"{s['mean_rank']:.2f}",
+            f"{s['seconds']:.0f}",
+        ]
+        for method, s in summary.items()
+    ]
+    return text_table(header, rows)
+
+
 def run_showcase(
     out_dir: str | Path,
     *,
@@ -192,85 +299,22 @@ def run_showcase(
     started = time.perf_counter()  # the whole run, training a classifier included
     stem = showcase_classifier(model_path, snr, folder, progress=progress, log=log)
     model, saved = load_model(stem)
-    identity = saved.metadata.get("identity") or {}
-    simulation = (
-        SimulationConfig.from_record(identity["simulation"])
-        if "simulation" in identity
-        else SimulationConfig(size=int(saved.options.get("input_size", 40)), similarity=0.0)
-    )
-    roi = int(saved.options.get("input_size", simulation.size))
+    simulation, roi = _simulation_of(saved)
     config = TomogramConfig(
         shape=shape, particles=particles, snr=snr, seed=seed, gap=gap, simulation=simulation
     )
     log(f"simulating a {'×'.join(map(str, shape))} tomogram with {particles} particles, "
         f"SNR {snr_label(snr)}")  # fmt: skip
     tomogram = simulate_tomogram(config, progress=progress)
-    voxel_angstrom = simulation.voxel * 10
-    write_mrc(folder / "tomogram.mrc", tomogram.volume, voxel_size_angstrom=voxel_angstrom)
-    write_mrc(
-        folder / "labels.mrc",
-        tomogram.labels.astype(np.float32),
-        voxel_size_angstrom=voxel_angstrom,
-    )
-    with atomic_write(folder / "particles.csv", mode="w") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["index", "class_id", "name", "z", "y", "x", "radius", "rotation"]
-        )
-        writer.writeheader()
-        for particle in tomogram.particles:
-            writer.writerow(particle.row())
+    _write_tomogram(folder, tomogram, simulation)
     names = [s.name for s in Simulator(simulation).structures]
-    maps: dict[str, np.ndarray] = {}
-    per_method: dict[str, list[dict[str, Any]]] = {}
-    window_hits: list[bool] = []
-    seconds: dict[str, float] = {}
-    for method in methods:
-        log(f"explaining every window for all {len(names)} classes with {method}")
-        begin = time.perf_counter()
-        result = camscope.explain_scan(
-            model,
-            torch.from_numpy(tomogram.volume)[None],
-            method=method,
-            roi_size=roi,
-            overlap=overlap,
-            targets=None,
-            batch_size=batch_size,
-            out=folder / "maps" / f"{method}.npy",
-            progress=progress,
-        )
-        seconds[method] = time.perf_counter() - begin
-        maps[method] = np.load(folder / "maps" / f"{method}.npy", mmap_mode="r")
-        per_method[method] = particle_scores(maps[method], tomogram, box=roi)
-        if not window_hits and result.scores is not None:
-            window_hits = _nearest_window_hits(result.scores, result.windows, tomogram)
-    summary = {
-        method: {
-            "pointing": float(np.mean([r["pointing"] for r in rows])),
-            "pointing_chance": float(np.mean([r["pointing_chance"] for r in rows])),
-            "detection": float(np.mean([r["detected"] for r in rows])),
-            "detection_chance": 1.0 / len(names),
-            "mean_rank": float(np.mean([r["rank"] for r in rows])),
-            "seconds": seconds[method],
-        }
-        for method, rows in per_method.items()
-    }
+    maps, per_method, window_hits, seconds = _explain_windows(
+        model, tomogram, methods, folder, roi=roi, overlap=overlap, batch_size=batch_size,
+        classes=len(names), progress=progress, log=log,
+    )  # fmt: skip
+    summary = _summarise(per_method, seconds, len(names))
     window_accuracy = float(np.mean(window_hits)) if window_hits else float("nan")
-    header = ["method", "pointing", "chance", "detection", "chance", "mean rank", "seconds"]
-    table = text_table(
-        header,
-        [
-            [
-                method,
-                f"{s['pointing']:.3f}",
-                f"{s['pointing_chance']:.3f}",
-                f"{s['detection']:.3f}",
-                f"{s['detection_chance']:.3f}",
-                f"{s['mean_rank']:.2f}",
-                f"{s['seconds']:.0f}",
-            ]
-            for method, s in summary.items()
-        ],
-    )
+    table = _summary_table(summary)
     picks = sorted(
         range(len(tomogram.particles)),
         key=lambda i: -tomogram.particles[i].radius,

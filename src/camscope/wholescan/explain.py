@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from camscope.engine import eager_model
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
+from camscope.explanation import Explanation
 from camscope.layouts import LayoutSpec
 from camscope.methods import get_method
 from camscope.wholescan.blending import Blender
@@ -133,24 +134,7 @@ def explain_scan(
     """
     model = eager_model(model)  # a compiled or exported model: converted once, not per batch
     source = scan
-    data = scan.tensor() if hasattr(scan, "tensor") and hasattr(scan, "spacing") else scan
-    data = torch.as_tensor(data)
-    if data.ndim not in (3, 4):
-        raise InputError(
-            f"scan must be (C, H, W) or (C, D, H, W), got shape {tuple(data.shape)}; add a "
-            "channel axis with scan[None]"
-        )
-    if data.shape[0] > 16:
-        raise InputError(
-            f"scan of shape {tuple(data.shape)} has {data.shape[0]} channels; scans are "
-            "(C, *S): for a volume without a channel axis pass scan[None]"
-        )
-    if min(data.shape[1:]) < 1:
-        raise InputError(f"scan of shape {tuple(data.shape)} is empty along a spatial axis")
-    if int(batch_size) < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    if not data.is_floating_point():
-        data = data.float()
+    data = _scan_tensor(scan, batch_size)
     dtype = data.dtype  # blending in the scan's precision, as MONAI blends
     if out is not None:
         check_scan_out(Path(out), data.ndim - 1)
@@ -192,28 +176,21 @@ def explain_scan(
         for start in range(first, len(plan), batch_size):
             indices = range(start, min(start + batch_size, len(plan)))
             windows = torch.stack([padded[(slice(None), *plan.slices(i))] for i in indices])
-            try:
-                e = explain(
-                    model,
-                    windows,
-                    method=info.name,
-                    layer=layer if info.needs_layer else None,
-                    layout=layout if info.needs_layer else None,
-                    targets=(
-                        classes_for_windows(explain_targets, len(windows))
-                        if regions is None
-                        else region_scores_for_windows(regions, plan, indices)
-                    ),
-                    progress=False,
-                    **options,
-                )
-            except ModelError as error:
-                if start != first:  # later batches: the windows were fine for the first
-                    raise
-                raise ModelError(
-                    f"{error}; does the model take windows of {plan.roi_size}? (roi_size must "
-                    "be the input size the model was made for)"
-                ) from error
+            e = _explain_windows(
+                model,
+                windows,
+                info,
+                layer=layer,
+                layout=layout,
+                targets=(
+                    classes_for_windows(explain_targets, len(windows))
+                    if regions is None
+                    else region_scores_for_windows(regions, plan, indices)
+                ),
+                first_batch=start == first,
+                roi_size=plan.roi_size,
+                options=options,
+            )
             if info.needs_layer and layer is None:
                 layer = e.layer  # the same layer for every window
             run.layer = e.layer
@@ -228,6 +205,61 @@ def explain_scan(
     finally:
         bar.close()
     return run.result(info.name, files)
+
+
+def _scan_tensor(scan: Any, batch_size: int) -> torch.Tensor:
+    """The scan as a floating ``(C, *S)`` tensor, its shape and the batch size checked."""
+    data = scan.tensor() if hasattr(scan, "tensor") and hasattr(scan, "spacing") else scan
+    data = torch.as_tensor(data)
+    if data.ndim not in (3, 4):
+        raise InputError(
+            f"scan must be (C, H, W) or (C, D, H, W), got shape {tuple(data.shape)}; add a "
+            "channel axis with scan[None]"
+        )
+    if data.shape[0] > 16:
+        raise InputError(
+            f"scan of shape {tuple(data.shape)} has {data.shape[0]} channels; scans are "
+            "(C, *S): for a volume without a channel axis pass scan[None]"
+        )
+    if min(data.shape[1:]) < 1:
+        raise InputError(f"scan of shape {tuple(data.shape)} is empty along a spatial axis")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    return data if data.is_floating_point() else data.float()
+
+
+def _explain_windows(
+    model: nn.Module,
+    windows: torch.Tensor,
+    info: Any,
+    *,
+    layer: str | nn.Module | None,
+    layout: LayoutSpec,
+    targets: Any,
+    first_batch: bool,
+    roi_size: tuple[int, ...],
+    options: dict[str, Any],
+) -> Explanation:
+    """One batch of windows explained; a model that refuses the first batch is told the windows'
+    size (the usual cause)."""
+    try:
+        return explain(
+            model,
+            windows,
+            method=info.name,
+            layer=layer if info.needs_layer else None,
+            layout=layout if info.needs_layer else None,
+            targets=targets,
+            progress=False,
+            **options,
+        )
+    except ModelError as error:
+        if not first_batch:  # later batches: the windows were fine for the first
+            raise
+        raise ModelError(
+            f"{error}; does the model take windows of {roi_size}? (roi_size must be the input "
+            "size the model was made for)"
+        ) from error
 
 
 class _Run:

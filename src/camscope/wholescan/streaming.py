@@ -148,13 +148,19 @@ def _new_npy(path: Path, shape: tuple[int, ...], dtype: Any) -> int:
 
 
 def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
-    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset."""
+    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset.
+
+    A scan read from MRC gives its voxel size; any other (a bare tensor, a NIfTI in mm) gets 1 Å
+    per voxel, the voxel as the unit, rather than the header's 0, which viewers cannot scale.
+    """
     import mrcfile
 
     with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
         spacing = getattr(source, "spacing", None)
         if spacing is not None and getattr(source, "format", "") == "mrc":
             mrc.voxel_size = tuple(reversed(spacing))
+        else:
+            mrc.voxel_size = 1.0
         origin = getattr(source, "origin", None)
         if origin is not None:
             mrc.header.origin = origin

@@ -14,9 +14,10 @@ from camscope.wholescan.windows import WindowPlan, pad_to_plan
 
 __all__ = ["ScanTargets", "classes_for_windows", "region_scores_for_windows", "scan_regions"]
 
-#: What ``explain_scan`` explains: any :data:`~camscope.targets.TargetSpec`, or region targets
-#: over the whole scan (one map per region).
 ScanTargets = TargetSpec | RegionTarget | VoxelTarget | Sequence[RegionTarget | VoxelTarget]
+"""What ``explain_scan`` explains: any ``TargetSpec`` of :func:`camscope.explain` (``None`` for
+every class, a class index or a list of them, explained in every window), or region and voxel
+targets over the whole scan (one map per region, each cropped to the windows it touches)."""
 
 
 def classes_for_windows(targets: Any, count: int) -> TargetSpec:
