@@ -10,7 +10,7 @@ Accuracy: CNN-2 trained on the same simulated subtomograms (SNR ∞, 40³, 23 cl
 6 epochs) in float32 and in channels-last + bfloat16, tested on 20 per class; the binomial
 standard error of the test accuracy is the noise yardstick.
 
-    .venv/bin/python benchmarks/bench_training.py [--quick] [--no-accuracy]
+    .venv/bin/python benchmarks/bench_training.py [--quick] [--no-accuracy] [--no-throughput]
 """
 
 from __future__ import annotations
@@ -109,11 +109,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--no-throughput", action="store_true")
     args = parser.parse_args()
-    cases: dict[str, dict] = {
-        "samples_per_second": throughput(args.quick, args.repeats),
-    }
-    if not args.no_accuracy:  # else the last accuracy measurement is kept, with its own date
+    cases: dict[str, dict] = {}  # a part not measured keeps its last measurement and date
+    if not args.no_throughput:
+        cases["samples_per_second"] = throughput(args.quick, args.repeats)
+    if not args.no_accuracy:
         cases["accuracy"] = accuracy(args.quick)
     save_cases(results_path("training", args.quick), cases)
 

@@ -387,6 +387,8 @@ def test_model_failure_is_wrapped_with_cause():
     with pytest.raises(ModelError, match="mat1 and mat2") as info:
         camscope.explain(net, _input(2, size=12), method="grad_cam", layer="conv1")
     assert isinstance(info.value.__cause__, RuntimeError)
+    assert "the inputs' size (12, 12) does not fit" in str(info.value)  # and what to do
+    assert "input_size" in str(info.value)
 
 
 def test_dense_outputs_take_class_targets_summed_over_their_predicted_region():

@@ -249,16 +249,34 @@ def test_zarr_output_is_an_ome_zarr_image_with_the_scans_geometry(tmp_path):
         )
 
 
-def test_mrc_maps_of_a_bare_tensor_have_a_voxel_viewers_can_scale(tmp_path):
+def test_streamed_mrc_maps_have_the_geometry_write_heatmap_gives(tmp_path):
     import mrcfile
 
+    from camscope.io import LoadedImage
+    from camscope.io.heatmaps import write_heatmap
+
+    data = np.random.default_rng(0).standard_normal((1, 20, 24, 18)).astype(np.float32)
+    ct = LoadedImage(data, "ct", "dicom-series", spacing=(2.0, 0.5, 0.75))  # mm, (z, y, x)
     done = camscope.explain_scan(
-        _classifier(), torch.randn(1, 20, 24, 18), method="grad_cam", roi_size=16,
-        out=tmp_path / "maps.mrc", progress=False,
+        _classifier(), ct, method="grad_cam", roi_size=16, targets=[1], out=tmp_path / "s.mrc",
+        progress=False,
     )  # fmt: skip
-    with mrcfile.open(done.files[0]) as mrc:
-        assert tuple(mrc.voxel_size.tolist()) == (1.0, 1.0, 1.0)  # the voxel as the unit, not 0
-        assert mrc.data.shape == (20, 24, 18)
+    write_heatmap(tmp_path / "h.mrc", np.zeros((20, 24, 18), np.float32), ct, "mrc")
+    with mrcfile.open(done.files[0]) as streamed, mrcfile.open(tmp_path / "h.mrc") as written:
+        assert streamed.voxel_size.tolist() == written.voxel_size.tolist()
+        assert tuple(streamed.voxel_size.tolist()) == (0.75e7, 0.5e7, 2.0e7)  # Å, x y z
+    bare = camscope.explain_scan(
+        _classifier(), torch.from_numpy(data), method="grad_cam", roi_size=16, targets=[1],
+        out=tmp_path / "bare.mrc", progress=False,
+    )  # fmt: skip
+    with mrcfile.open(bare.files[0]) as mrc:  # no unit: left unset, as write_heatmap leaves it
+        assert tuple(mrc.voxel_size.tolist()) == (0.0, 0.0, 0.0)
+    nifti = LoadedImage(data, "t1", "nifti", affine=np.eye(4), spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(camscope.InputError, match="x, y, z where MRC's run z, y, x"):
+        camscope.explain_scan(
+            _classifier(), nifti, method="grad_cam", roi_size=16, out=tmp_path / "t1.mrc"
+        )
+    assert not list(tmp_path.glob("t1*"))  # refused before any work
 
 
 def test_a_2d_scan_streams_to_zarr():

@@ -211,24 +211,19 @@ def training():
     """Training throughput in the four settings, and the accuracy of the two kept."""
     cases = _load("training")
     rates = cases["samples_per_second"]
-    settings = [key for key in next(iter(rates.values())) if key != "measured"]
+    networks = {name: row for name, row in rates.items() if name != "measured"}
+    settings = list(next(iter(networks.values())))
     print("| network (40³, batch 32) | " + " | ".join(settings) + " | after / before |")
     print("|---|" + "---:|" * (len(settings) + 1))
-    for network, row in rates.items():
-        if network == "measured":
-            continue
+    for network, row in networks.items():
         cells = " | ".join(f"{row[setting]:.1f}" for setting in settings)
         print(f"| {network} | {cells} | {row[settings[-1]] / row[settings[0]]:.1f}× |")
     _footnote("training", [rates], "; samples per second")
     accuracy = cases.get("accuracy")
     if accuracy:
-        print("\n| CNN-2, 100 subtomograms per class, 6 epochs | test accuracy | training time (s) |")
-        print("|---|---:|---:|")
+        print("\n| CNN-2, 100 subtomograms per class, 6 epochs | test accuracy |")
+        print("|---|---:|")
         for setting, row in accuracy.items():
-            if setting == "measured":
-                continue
-            print(
-                f"| {setting} | {row['accuracy']:.3f} ± {row['standard_error']:.3f} | "
-                f"{row['seconds']:.0f} |"
-            )
+            if setting != "measured":
+                print(f"| {setting} | {row['accuracy']:.3f} ± {row['standard_error']:.3f} |")
         _footnote("training", [accuracy])

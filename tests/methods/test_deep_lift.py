@@ -136,8 +136,12 @@ def test_bad_options_are_refused():
     with pytest.raises(InputError, match="references for every input"):
         camscope.explain(model, x, method="deeplift_shap", baselines=torch.zeros(3, 1, 8, 8))
     linear = nn.Sequential(nn.Flatten(), nn.Linear(128, 2)).eval()
-    with pytest.raises(MethodError, match="no nonlinearity"):
+    with pytest.raises(MethodError, match="no nonlinearity") as raised:
         camscope.explain(linear, x, method="deeplift")
+    assert "its activations are" not in str(raised.value)
+    prelu = nn.Sequential(nn.Conv2d(2, 3, 3), nn.PReLU(), nn.Flatten(), nn.Linear(108, 2)).eval()
+    with pytest.raises(MethodError, match="its activations are PReLU; use integrated_gradients"):
+        camscope.explain(prelu, x, method="deeplift")
 
 
 def test_deeplift_on_a_dense_output_sums_to_the_change_over_the_inputs_region():

@@ -88,6 +88,13 @@ def _hint(message: str, inputs: Any) -> str:
             f"; the inputs are {what} {tuple(inputs.shape)} and the model's convolutions take "
             "another number of axes: give 2D images to a 2D network and volumes to a 3D one"
         )
+    if "mat1 and mat2 shapes cannot be multiplied" in message and isinstance(inputs, torch.Tensor):
+        return (
+            f"; the inputs' size {tuple(inputs.shape[2:])} does not fit the model's fully "
+            "connected layer, which was made for inputs of another size: resize the inputs to "
+            "the size the model was made for (for a built-in model, or an architecture given "
+            "by name, set input_size: --arch-option input_size=N)"
+        )
     channels = re.search(r"to have (\d+) channels, but got", message) or re.search(
         r"shape\[1\] to be equal to (\d+)", message
     )

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from camscope.io.atomic import atomic_write, prepare_output_dir, write_json, write_npz
+from camscope.io.checkpoints import load_model, save_model
 from camscope.io.heatmaps import HEATMAP_FORMATS, write_heatmap
 from camscope.io.inputs import LoadedImage, read_image, read_input
 from camscope.io.inputs import __getattr__ as __getattr__  # the old names, with a warning
@@ -21,10 +22,12 @@ __all__ = [
     "LoadedImage",
     "atomic_write",
     "build_architecture",
+    "load_model",
     "load_model_spec",
     "prepare_output_dir",
     "read_image",
     "read_input",
+    "save_model",
     "write_heatmap",
     "write_json",
     "write_npz",

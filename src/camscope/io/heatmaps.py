@@ -49,6 +49,17 @@ _UNITS = {"mrc": "Å", "dicom": "mm", "dicom-series": "mm"}
 _ANGSTROM = {"Å": 1.0, "A": 1.0, "nm": 10.0, "µm": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10}
 
 
+def mrc_voxel_size(scan: LoadedImage) -> tuple[float, float, float] | None:
+    """The scan's voxel size for an MRC header: Å, ``(x, y, z)``; ``None`` (left unset, 0 in
+    the header) when the scan has no spacing or does not say its unit."""
+    factor = _ANGSTROM.get(spacing_unit(scan) or "")
+    if scan.spacing is None or factor is None:
+        return None
+    spacing = tuple(v * factor for v in scan.spacing)
+    xyz = spacing if scan.format == "nifti" else spacing[::-1]
+    return (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz  # type: ignore[return-value]
+
+
 def spacing_unit(scan: LoadedImage) -> str | None:
     """The length unit of the scan's spacing, or ``None`` when the file does not say."""
     unit = scan.details.get("unit", _UNITS.get(scan.format))
@@ -170,16 +181,10 @@ def write_heatmap(
         volume = values if values.ndim == 3 else values[None]
         if scan.format == "nifti":  # stored (i, j, k) ↔ MRC's (z, y, x)
             volume = volume.T
-        xyz = None
-        factor = _ANGSTROM.get(spacing_unit(scan) or "")
-        if scan.spacing is not None and factor is not None:  # unknown units: left unset (0)
-            spacing = tuple(v * factor for v in scan.spacing)
-            xyz = spacing if scan.format == "nifti" else spacing[::-1]
-            xyz = (*xyz, 1.0)[:3] if len(xyz) == 2 else xyz
         write_mrc(
             final,
             volume,
-            voxel_size_angstrom=xyz,  # type: ignore[arg-type]
+            voxel_size_angstrom=mrc_voxel_size(scan),
             origin=scan.origin,
             start=scan.details.get("mrc_start_xyz"),
         )

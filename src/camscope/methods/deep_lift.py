@@ -172,9 +172,17 @@ def _multipliers(
                 "Python code inside, so it cannot: load the model as a module (its weights with "
                 "--architecture, or the nn.Module), or use integrated_gradients on it"
             )
+        others = sorted(
+            {
+                type(module).__name__
+                for module in context.model.modules()
+                if type(module).__module__ == "torch.nn.modules.activation"
+            }
+        )
+        found = f"; its activations are {', '.join(others)}" if others else ""
         raise MethodError(
             "DeepLIFT found no nonlinearity it knows (ReLU, sigmoid, tanh, ELU, leaky ReLU, "
-            "softplus, GELU, SiLU, max-pooling) in this model's forward pass; use "
+            f"softplus, GELU, SiLU, max-pooling) in this model's forward pass{found}; use "
             "integrated_gradients"
         )
     first = _take(output, torch.arange(n))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["text_table"]
+__all__ = ["summary_table", "text_table"]
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int = 2) -> str:
@@ -28,3 +29,24 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, gap: int
 
     rule = "-" * len(line(list(header)))
     return "\n".join([line(list(header)), rule, *(line(row) for row in cells)])
+
+
+def summary_table(
+    summary: Mapping[str, Mapping[str, Any]],
+    columns: Sequence[tuple[str, str, str]],
+    *,
+    first: str = "method",
+) -> str:
+    """A :func:`text_table` with one row per entry of ``summary``: its name, then its values.
+
+    Args:
+        summary: row name → its values by key.
+        columns: ``(title, key, format spec)`` per column after the first, e.g.
+            ``("mean rank", "mean_rank", ".2f")``; an empty spec prints the value as it is.
+        first: the first column's title.
+    """
+    rows = [
+        [name, *(format(values[key], spec) for _, key, spec in columns)]
+        for name, values in summary.items()
+    ]
+    return text_table([first, *(title for title, _, _ in columns)], rows)

@@ -39,7 +39,7 @@ from camscope.io.heatmaps import write_nifti
 from camscope.methods import get_method
 from camscope.metrics import relevance_mass_accuracy, relevance_rank_accuracy
 from camscope.render import figure_png, slice_image, subplots
-from camscope.render.text import text_table
+from camscope.render.text import summary_table
 from camscope.showcases.pages import write_figures_and_page
 from camscope.targets import region_target
 
@@ -311,7 +311,7 @@ def run_showcase(
     dice = _dice(segmentation, test.labels)
     _write_volumes(folder, test, tested, segmentation, maps)
     summary = _summarise(explained)
-    table = _summary_table(summary)
+    table = summary_table(summary, _COLUMNS)
     slices = _figure_slices(test, segmentation, maps)
     figures = [("Axial slices through the lesions", "slices.png", slices)]
     elapsed = time.perf_counter() - started
@@ -444,24 +444,15 @@ def _summarise(explained: _Explained) -> dict[str, dict[str, Any]]:
     }
 
 
-def _summary_table(summary: dict[str, dict[str, Any]]) -> str:
-    header = [
-        "method", "layer", "mass in lesion", "rank accuracy", "peak in lesion", "chance",
-        "seconds",
-    ]  # fmt: skip
-    rows = [
-        [
-            method,
-            str(s["layer"]),
-            f"{s['mass']:.3f}",
-            f"{s['rank']:.3f}",
-            f"{s['peak_inside']:.2f}",
-            f"{s['chance']:.5f}",
-            f"{s['seconds']:.1f}",
-        ]
-        for method, s in summary.items()
-    ]
-    return text_table(header, rows)
+#: The summary table's columns: (title, key, format).
+_COLUMNS = [
+    ("layer", "layer", ""),
+    ("mass in lesion", "mass", ".3f"),
+    ("rank accuracy", "rank", ".3f"),
+    ("peak in lesion", "peak_inside", ".2f"),
+    ("chance", "chance", ".5f"),
+    ("seconds", "seconds", ".1f"),
+]
 
 
 def _figure_slices(

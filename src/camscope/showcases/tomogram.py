@@ -36,7 +36,7 @@ from camscope.io.checkpoints import load_model
 from camscope.io.volumes import write_mrc
 from camscope.methods import get_method
 from camscope.render import figure_png, slice_image, subplots
-from camscope.render.text import text_table
+from camscope.render.text import summary_table
 from camscope.reproduce import showcase_classifier
 from camscope.showcases.pages import write_figures_and_page
 from camscope.simulate import (
@@ -253,21 +253,15 @@ def _summarise(
     }
 
 
-def _summary_table(summary: dict[str, dict[str, float]]) -> str:
-    header = ["method", "pointing", "chance", "detection", "chance", "mean rank", "seconds"]
-    rows = [
-        [
-            method,
-            f"{s['pointing']:.3f}",
-            f"{s['pointing_chance']:.3f}",
-            f"{s['detection']:.3f}",
-            f"{s['detection_chance']:.3f}",
-            f"{s['mean_rank']:.2f}",
-            f"{s['seconds']:.0f}",
-        ]
-        for method, s in summary.items()
-    ]
-    return text_table(header, rows)
+#: The summary table's columns: (title, key, format).
+_COLUMNS = [
+    ("pointing", "pointing", ".3f"),
+    ("chance", "pointing_chance", ".3f"),
+    ("detection", "detection", ".3f"),
+    ("chance", "detection_chance", ".3f"),
+    ("mean rank", "mean_rank", ".2f"),
+    ("seconds", "seconds", ".0f"),
+]
 
 
 def run_showcase(
@@ -314,7 +308,7 @@ def run_showcase(
     )  # fmt: skip
     summary = _summarise(per_method, seconds, len(names))
     window_accuracy = float(np.mean(window_hits)) if window_hits else float("nan")
-    table = _summary_table(summary)
+    table = summary_table(summary, _COLUMNS)
     picks = sorted(
         range(len(tomogram.particles)),
         key=lambda i: -tomogram.particles[i].radius,

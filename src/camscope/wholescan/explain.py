@@ -137,7 +137,7 @@ def explain_scan(
     data = _scan_tensor(scan, batch_size)
     dtype = data.dtype  # blending in the scan's precision, as MONAI blends
     if out is not None:
-        check_scan_out(Path(out), data.ndim - 1)
+        check_scan_out(Path(out), data.ndim - 1, source)
     plan = plan_windows(data.shape[1:], roi_size, overlap=overlap)
     weights = importance_map(plan.roi_size, blend, sigma_scale=sigma_scale).to(dtype)
     info = get_method(method)

@@ -76,12 +76,14 @@ def out_stem(path: Path) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
 
 
-def check_scan_out(path: Path, spatial_dims: int) -> None:
+def check_scan_out(path: Path, spatial_dims: int, source: Any = None) -> None:
     """Refuse, before any work, an output path whose format cannot hold the maps.
 
     Raises:
-        InputError: an unknown ending, a 2D scan into a volume format, a folder named ``.zarr``
-            that is not camscope's output, or Zarr output without the zarr package.
+        InputError: an unknown ending, a 2D scan into a volume format, MRC maps of a NIfTI scan
+            (its axes run x, y, z, MRC's z, y, x: rows streamed in the one order cannot be
+            written in the other), a folder named ``.zarr`` that is not camscope's output, or
+            Zarr output without the zarr package.
     """
     name = path.name.lower()
     if not name.endswith(_ENDINGS):
@@ -91,6 +93,12 @@ def check_scan_out(path: Path, spatial_dims: int) -> None:
         raise InputError(
             f"out={path.name} needs a 3D scan ({kind} heatmaps are volumes); use .npy or .zarr "
             "for 2D"
+        )
+    if name.endswith(".mrc") and getattr(source, "format", None) == "nifti":
+        raise InputError(
+            f"out={path.name}: the scan is a NIfTI, whose axes run x, y, z where MRC's run z, y, "
+            "x; stream its maps to .nii.gz (the scan's affine) or .npy, or write MRC heatmaps "
+            "afterwards with camscope.io.heatmaps.write_heatmap(..., 'mrc')"
         )
     if name.endswith(".zarr") and path.exists() and not _written_by_camscope(path):
         raise InputError(
@@ -148,19 +156,16 @@ def _new_npy(path: Path, shape: tuple[int, ...], dtype: Any) -> int:
 
 
 def _new_mrc(path: Path, shape: tuple[int, ...], source: Any) -> int:
-    """An MRC file of ``shape`` float32 zeros with the scan's geometry; the data's offset.
-
-    A scan read from MRC gives its voxel size; any other (a bare tensor, a NIfTI in mm) gets 1 Å
-    per voxel, the voxel as the unit, rather than the header's 0, which viewers cannot scale.
-    """
+    """An MRC file of ``shape`` float32 zeros with the scan's geometry (voxel size and origin,
+    as :func:`~camscope.io.heatmaps.write_heatmap` writes them); the data's offset."""
     import mrcfile
 
+    from camscope.io.heatmaps import mrc_voxel_size
+
     with mrcfile.new_mmap(path, shape=shape, mrc_mode=2, overwrite=True) as mrc:
-        spacing = getattr(source, "spacing", None)
-        if spacing is not None and getattr(source, "format", "") == "mrc":
-            mrc.voxel_size = tuple(reversed(spacing))
-        else:
-            mrc.voxel_size = 1.0
+        voxel = mrc_voxel_size(source) if hasattr(source, "spacing") else None
+        if voxel is not None:  # else left unset (0): the scan does not say its unit
+            mrc.voxel_size = voxel
         origin = getattr(source, "origin", None)
         if origin is not None:
             mrc.header.origin = origin
