@@ -18,8 +18,6 @@ Cases (random weights, eval mode; the same inputs, maps and settings for both):
   percentages, Grad-CAM-like maps given: Quantus's ``ROAD`` against ``camscope.metrics.road``
   (which also computes LeRF unless told not to; here ``order="morf"`` for like with like).
 * ``mprt_3d`` / ``road_3d``: camscope alone on CNN-2 at 40³ (Quantus takes no volumes).
-* ``road_3d_solver``: 3D ROAD's imputation systems, camscope's batched conjugate gradients against
-  SciPy's conjugate gradients system by system.
 * ``pixel_flipping``, ``region_perturbation``, ``irof``, ``faithfulness_estimate``,
   ``avg_sensitivity``, ``local_lipschitz``: the same ResNet-18 at 64², a batch of 8, logits,
   random maps (saliency maps for the two robustness metrics, 20 perturbations each): Quantus's
@@ -201,61 +199,9 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
         seconds = statistics.median(time_round_robin({case: run}, 1, warmup=False)[case])
         results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": {"camscope": seconds}}
         print(f"{case}: camscope {seconds:.2f} s (Quantus: 2D only)", flush=True)
-    if "road_3d_solver" in cases:
-        results["road_3d_solver"] = _road_3d_solver(cam, v, percentages, repeats=2)
     if cases & set(_METRIC_CASES):
         results.update(_metric_cases(quick, cases))
     return results
-
-
-def _road_3d_solver(
-    cam: torch.Tensor, volumes: torch.Tensor, percentages: list[int], *, repeats: int
-) -> dict[str, object]:
-    """3D ROAD's imputation (the MoRF systems of ``road_3d``: every volume at every percentage):
-    camscope's batched conjugate gradients against SciPy's conjugate gradients system by system
-    (the same Jacobi preconditioner and tolerance; camscope's earlier solver), side by side."""
-    import importlib
-
-    from scipy.sparse import diags
-    from scipy.sparse.linalg import cg
-
-    road = importlib.import_module("camscope.metrics.road")
-    size = tuple(volumes.shape[2:])
-    ranking = cam.flatten(1).argsort(dim=1, descending=True, stable=True)
-    removed = road._removal_masks(ranking, percentages, size).flatten(0, 1).numpy()
-    plain = volumes.double().numpy()
-    values = np.broadcast_to(plain, (len(percentages), *plain.shape)).reshape(-1, *plain.shape[1:])
-    stencil = road.imputation_stencil(3)
-
-    def scipy_solve(system, rhs, unknown, shape):  # road._solve, the earlier way
-        matrix = system.tocsr()
-        jacobi = diags(1.0 / matrix.diagonal())
-        columns = [cg(matrix, c, rtol=1e-10, M=jacobi, maxiter=20_000)[0] for c in rhs.T]
-        return np.stack(columns, axis=1)
-
-    def system_by_system() -> np.ndarray:
-        own, road._solve = road._solve, scipy_solve
-        try:
-            pairs = zip(values, removed, strict=True)
-            return np.stack([road._impute_one(a, b, stencil) for a, b in pairs])
-        finally:
-            road._solve = own
-
-    contenders = {
-        "scipy": system_by_system,
-        "camscope": lambda: road._impute(values, removed),
-    }
-    difference = float(np.abs(contenders["camscope"]() - system_by_system()).max())
-    times = time_round_robin(contenders, repeats, warmup=False)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    print(f"road_3d_solver: {medians}, max difference {difference:.1e}", flush=True)
-    return {
-        "setting": f"{len(values)} systems of {size[0]}³",
-        "seconds": medians,
-        "speedup": medians["scipy"] / medians["camscope"],
-        "max_difference": difference,
-        "repeats": repeats,
-    }
 
 
 _METRIC_CASES = (
@@ -412,8 +358,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--cases",
-        default="mprt,mprt_grad_cam,mprt_blocks,road,mprt_3d,road_3d,road_3d_solver,"
-        + ",".join(_METRIC_CASES),
+        default="mprt,mprt_grad_cam,mprt_blocks,road,mprt_3d,road_3d," + ",".join(_METRIC_CASES),
         help="comma-separated subset to run",
     )
     arguments = parser.parse_args()

@@ -21,7 +21,7 @@ def sanity_markdown(name):
         cells = []
         for _, key, form in columns:
             value = row.get(key)
-            text = "—" if value is None else form.format(value).replace("-", "−")
+            text = "—" if value is None or value != value else form.format(value).replace("-", "−")
             cells.append(f"**{text}**" if key == "mprt_last_abs" and not row["passes"] else text)
         verdict = "passes" if row["passes"] else "**fails**"
         print(f"| {row['method']} | {row.get('layer') or 'input'} | " + " | ".join(cells) + f" | {verdict} |")
