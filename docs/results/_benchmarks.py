@@ -63,20 +63,19 @@ def against_peer_and_floor(name, rows, peer="quantus", peer_title="Quantus"):
 
 
 def against_peer(name, rows):
-    """``rows``: (case key, label, the peer's contender[, the peer's key in the results, by
-    default "quantus"]). The peer's time, camscope's, and how many times faster camscope is
-    ("—" where the peer cannot run the case)."""
+    """``rows``: (case key, label, the peer's contender). Quantus's time, camscope's, and how
+    many times faster camscope is ("—" where the peer cannot run the case)."""
     cases = _load(name)
     print("| case | peer | peer (s) | camscope (s) | × faster |")
     print("|---|---|---:|---:|---:|")
-    for key, label, peer, *peer_key in rows:
+    for key, label, peer in rows:
         seconds = cases[key]["seconds"]
-        ours, theirs = seconds["camscope"], seconds.get(peer_key[0] if peer_key else "quantus")
+        ours, theirs = seconds["camscope"], seconds.get("quantus")
         if theirs is None:
             print(f"| {label} | {peer} | — | {ours:.2f} | |")
         else:
             print(f"| {label} | {peer} | {theirs:.2f} | {ours:.2f} | **{theirs / ours:.2f}** |")
-    _footnote(name, [cases[key] for key, *_ in rows])
+    _footnote(name, [cases[key] for key, _, _ in rows])
 
 
 def against_floor(name, case, floors, labels=None):

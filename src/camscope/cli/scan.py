@@ -107,6 +107,7 @@ def scan(
     from camscope import get_method
     from camscope.io import read_image
     from camscope.io.heatmaps import heatmap_suffix
+    from camscope.runs.identity import fingerprint as run_fingerprint
 
     if targets == "predicted" or targets == "label":
         from camscope.errors import InputError
@@ -141,7 +142,7 @@ def scan(
         "formats": list(formats),
     }
     identity = _identity(volume, model, record, settings)
-    fingerprint = _fingerprint(identity)
+    fingerprint = run_fingerprint(identity)
     folder = Path(out_dir)
     if not force and _finished(folder, fingerprint, identity):
         click.echo(
@@ -171,12 +172,6 @@ def _identity(
     }
 
 
-def _fingerprint(identity: dict[str, Any]) -> str:
-    from camscope.runs.identity import fingerprint
-
-    return fingerprint(identity)
-
-
 def _finished(folder: Path, fingerprint: str, identity: dict[str, Any]) -> bool:
     """Whether ``folder`` holds a finished run of this job; another job's run is refused,
     saying what differs."""
@@ -202,10 +197,13 @@ def _finished(folder: Path, fingerprint: str, identity: dict[str, Any]) -> bool:
 
 def _what_differs(earlier: dict[str, Any], now: dict[str, Any]) -> str:
     """In words: which of scan, model and settings differ from the run recorded in a folder."""
+    import json
+
     if not earlier:
         return "manifest.json: other settings, model or scan"
     said = [f"another {part}" for part in ("scan", "model") if earlier.get(part) != now[part]]
-    before, after = earlier.get("settings") or {}, now["settings"]
+    before = earlier.get("settings") or {}
+    after = json.loads(json.dumps(now["settings"]))  # as the manifest holds them (lists)
     changed = [
         f"{key} {before.get(key)!r} → {after.get(key)!r}"
         for key in after
