@@ -15,15 +15,21 @@ Every contender runs in this one process on the same inputs, round-robin within 
   copies.
 * ``propagation``: LRP (``epsilon_plus``) and DeepLIFT for all 23 classes of CNN-2 (batch 8,
   40³), against zennit's ``EpsilonPlus`` and Captum's ``DeepLift`` called once per class, and
-  against the floor: one forward pass (of the inputs and their references for DeepLIFT) and one
-  batched backward pass to the input.
-* ``cnn2``: the paper's CNN-2, batch 8 of 40³ volumes, all 23 classes at ``maxpool2``: the new
-  gradient CAMs and input × gradient against one forward pass and one batched backward pass to the
-  layer (to the input for input × gradient).
+  against the floor: one forward pass (DeepLIFT: after one forward pass of the references without
+  autograd) and one batched backward pass to the input.
+* ``cnn2``: the paper's CNN-2, batch 8 of 40³ volumes, all 23 classes: the new gradient CAMs at
+  ``maxpool2`` against one forward pass and one batched backward pass to the layer; input ×
+  gradient and FullGrad against the same to the input.
+* ``one_target``: the same methods, LRP and DeepLIFT, for one class, against one forward and one
+  backward pass.
+
+Each case is stamped with the date, the machine and the peers' versions when it is written
+(``harness.save_cases``); ``--quick`` writes ``results/peer_methods_quick.json``.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_peer_methods.py --out benchmarks/results/peer_methods.json
+    .venv/bin/python benchmarks/bench_peer_methods.py   # all cases, results/peer_methods.json
+    .venv/bin/python benchmarks/bench_peer_methods.py --cases one_target propagation
     .venv/bin/python benchmarks/bench_peer_methods.py --quick   # small sizes, a smoke test
 """
 
@@ -42,7 +48,7 @@ import camscope
 from camscope.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import results_header, time_round_robin, write_results
+from harness import results_path, save_cases, time_round_robin
 
 Runner = Callable[[], object]
 
@@ -119,42 +125,80 @@ def segments_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
     return "Feature ablation, ResNet-18, 64², 16 segments, 10 classes", runners, {"repeats": 3}
 
 
-def cnn2_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+def _cnn2_floor(
+    model: torch.nn.Module, x: torch.Tensor, *, classes: int | None, to_input: bool, reference: bool
+) -> Runner:
+    """The bare passes a gradient method needs on CNN-2: (for DeepLIFT, one forward pass of the
+    reference without autograd, then) one forward pass, and one backward pass of one class
+    (``classes=None``) or one batched backward pass of all classes, to ``maxpool2`` or to the
+    input."""
+    layer = model.get_submodule("maxpool2")
+
+    def run() -> object:
+        if reference:
+            with torch.no_grad():
+                model(torch.zeros_like(x))
+        kept: dict[str, torch.Tensor] = {}
+        inputs = x.clone().requires_grad_(to_input)
+        handle = layer.register_forward_hook(lambda m, i, o: kept.__setitem__("a", o))
+        out = model(inputs)
+        handle.remove()
+        wrt = inputs if to_input else kept["a"]
+        if classes is None:
+            return torch.autograd.grad(out[:, 0].sum(), wrt)
+        eye = torch.eye(classes)[:, None, :].expand(classes, out.shape[0], classes)
+        return torch.autograd.grad(out, wrt, grad_outputs=eye, is_grads_batched=True)
+
+    return run
+
+
+#: CNN-2's gradient methods at ``maxpool2`` and those that explain the input, with their floor.
+_LAYER = ("grad_cam", "grad_cam_elementwise", "finer_cam", "eigen_grad_cam")
+_INPUT = ("input_x_gradient", "full_grad")
+
+
+def _cnn2_runners(quick: bool, targets: object) -> dict[str, Runner]:
     torch.manual_seed(0)
     model = create_model("cnn2").eval()
     x = torch.randn(2 if quick else 8, 1, 40, 40, 40)
-    layer = model.get_submodule("maxpool2")
+    classes = None if targets == 0 else 23
 
-    def floor(to_input: bool) -> Runner:
-        def run() -> object:
-            kept: dict[str, torch.Tensor] = {}
-            inputs = x.clone().requires_grad_(to_input)
-            handle = layer.register_forward_hook(lambda m, i, o: kept.__setitem__("a", o))
-            out = model(inputs)
-            handle.remove()
-            count = out.shape[1]
-            eye = torch.eye(count)[:, None, :].expand(count, out.shape[0], count)
-            wrt = inputs if to_input else kept["a"]
-            return torch.autograd.grad(out, wrt, grad_outputs=eye, is_grads_batched=True)
-
-        return run
+    def floor(to_input: bool, reference: bool = False) -> Runner:
+        return _cnn2_floor(model, x, classes=classes, to_input=to_input, reference=reference)
 
     def ours(method: str) -> Runner:
-        layer_option = {} if method == "input_x_gradient" else {"layer": "maxpool2"}
+        options = {"layer": "maxpool2"} if method in _LAYER else {}
         return lambda: camscope.explain(
-            model, x, method=method, targets="all", progress=False, **layer_option
+            model, x, method=method, targets=targets, progress=False, **options
         )
 
+    to_layer = "floor: forward + batched backward to the layer"
+    to_input = "floor: forward + batched backward to the input"
+    with_reference = "floor: forward of the reference, forward + backward to the input"
+    runners = {to_layer: floor(False)}
+    runners.update({f"camscope {name}": ours(name) for name in _LAYER})
+    runners[to_input] = floor(True)
+    runners.update({f"camscope {name}": ours(name) for name in _INPUT})
+    if targets == 0:  # with all classes, LRP and DeepLIFT run in the propagation case
+        runners["camscope lrp"] = ours("lrp")
+        runners[with_reference] = floor(True, reference=True)
+        runners["camscope deeplift"] = ours("deeplift")
+    return runners
+
+
+def cnn2_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    runners = _cnn2_runners(quick, "all")
+    batch = 2 if quick else 8
+    return f"CNN-2, batch {batch}, 40³, all 23 classes", runners, {"repeats": 3 if quick else 7}
+
+
+def one_target_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
     runners = {
-        "floor: forward + batched backward to the layer": floor(False),
-        "camscope grad_cam": ours("grad_cam"),
-        "camscope grad_cam_elementwise": ours("grad_cam_elementwise"),
-        "camscope eigen_grad_cam": ours("eigen_grad_cam"),
-        "camscope finer_cam": ours("finer_cam"),
-        "floor: forward + batched backward to the input": floor(True),
-        "camscope input_x_gradient": ours("input_x_gradient"),
+        key.replace("batched backward", "backward"): run
+        for key, run in _cnn2_runners(quick, 0).items()
     }
-    return f"CNN-2, batch {len(x)}, 40³, all 23 classes", runners, {"repeats": 3 if quick else 7}
+    batch = 2 if quick else 8
+    return f"CNN-2, batch {batch}, 40³, one class", runners, {"repeats": 3 if quick else 7}
 
 
 def propagation_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
@@ -169,14 +213,8 @@ def propagation_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int
     x = torch.randn(2 if quick else 8, 1, 40, 40, 40)
     classes = 23
 
-    def floor(rows: int) -> Runner:
-        def run() -> object:
-            inputs = torch.cat([x] * rows).requires_grad_(True)
-            out = model(inputs)[: len(x)]
-            eye = torch.eye(classes)[:, None, :].expand(classes, len(x), classes)
-            return torch.autograd.grad(out, inputs, grad_outputs=eye, is_grads_batched=True)
-
-        return run
+    def floor(reference: bool) -> Runner:
+        return _cnn2_floor(model, x, classes=classes, to_input=True, reference=reference)
 
     def zennit_per_class() -> object:
         maps = []
@@ -198,10 +236,10 @@ def propagation_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int
         return lambda: camscope.explain(model, x, method=method, targets="all", progress=False)
 
     runners = {
-        "floor: forward + batched backward to the input": floor(1),
+        "floor: forward + batched backward to the input": floor(False),
         "camscope lrp (epsilon_plus), all classes": ours("lrp"),
         "zennit EpsilonPlus, once per class": zennit_per_class,
-        "floor: forward of input and reference + backward": floor(2),
+        "floor: forward of the reference, forward + batched backward to the input": floor(True),
         "camscope deeplift, all classes": ours("deeplift"),
         "Captum DeepLift, once per class": captum_per_class,
     }
@@ -229,15 +267,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument(
-        "--cases", nargs="+", default=["cnn2", "propagation", "segments", "ablation"]
+        "--cases", nargs="+", default=["cnn2", "one_target", "propagation", "segments", "ablation"]
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    results = results_header()
+    cases: dict[str, dict] = {}
     builders = {
         "ablation": ablation_case,
         "segments": segments_case,
         "cnn2": cnn2_case,
+        "one_target": one_target_case,
         "propagation": propagation_case,
     }
     for name in args.cases:
@@ -250,9 +289,9 @@ def main() -> None:
         times = time_round_robin(quick, settings["repeats"])
         times.update(time_round_robin({key: runners[key] for key in slow}, 1, warmup=False))
         print(table(title, times), flush=True)
-        results["cases"][name] = {"title": title, "times": times}  # type: ignore[index]
-    if args.out:
-        write_results(args.out, results)
+        cases[name] = {"title": title, "times": times}
+    path = results_path("peer_methods", args.quick, args.out)
+    save_cases(path, cases, ("captum", "grad-cam", "zennit"))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-# Renders a sanity-check results.json (written by `camscope evaluate sanity`) as a Markdown table.
+# Renders sanity-check results.json files (written by `camscope evaluate sanity`) as one Markdown
+# table: the rows of later files (runs of further methods) add to the first file's, and replace
+# its row of a method they ran again.
 import json
 from pathlib import Path
 
 
-def sanity_markdown(name):
-    data = json.loads(Path(f"docs/results/{name}.json").read_text())
+def sanity_markdown(name, *later):
+    runs = [json.loads(Path(f"docs/results/{each}.json").read_text()) for each in (name, *later)]
+    rows, source = {}, {}
+    for index, data in enumerate(runs):
+        for row in data["rows"]:
+            rows[row["method"]] = row
+            source[row["method"]] = index
     columns = [
         ("MPRT, top layer", "mprt_first", "{:.2f}"),
         ("MPRT, all layers", "mprt_last", "{:.2f}"),
@@ -15,19 +22,24 @@ def sanity_markdown(name):
         ("sparseness", "sparseness", "{:.2f}"),
         ("avg. sensitivity", "avg_sensitivity", "{:.2f}"),
     ]
+    marks = ["", "¹", "²", "³"]
     print("| method | layer | " + " | ".join(title for title, _, _ in columns) + " | sanity |")
     print("|---|---|" + "---:|" * len(columns) + "---|")
-    for row in data["rows"]:
+    for method, row in rows.items():
         cells = []
         for _, key, form in columns:
             value = row.get(key)
             text = "—" if value is None or value != value else form.format(value).replace("-", "−")
             cells.append(f"**{text}**" if key == "mprt_last_abs" and not row["passes"] else text)
         verdict = "passes" if row["passes"] else "**fails**"
-        print(f"| {row['method']} | {row.get('layer') or 'input'} | " + " | ".join(cells) + f" | {verdict} |")
-    measured = data["settings"]["measured"]
-    print(
-        f"\n<small>{data['title']}; `{data.get('command', 'camscope evaluate sanity')}`; measured "
-        f"{measured['date']} on {measured['cpu']} ({measured['threads']} threads), torch "
-        f"{measured['torch']}, camscope {measured['camscope']} (`docs/results/{name}.json`).</small>"
-    )
+        label = f"{method}{marks[source[method]]}"
+        print(f"| {label} | {row.get('layer') or 'input'} | " + " | ".join(cells) + f" | {verdict} |")
+    for index, (each, data) in enumerate(zip((name, *later), runs, strict=True)):
+        measured = data["settings"]["measured"]
+        which = "" if index == 0 else f"{marks[index]} rows from "
+        print(
+            f"\n<small>{which}{data['title']}; `{data.get('command', 'camscope evaluate sanity')}`; "
+            f"measured {measured['date']} on {measured['cpu']} ({measured['threads']} threads), "
+            f"torch {measured['torch']}, camscope {measured['camscope']} "
+            f"(`docs/results/{each}.json`).</small>"
+        )

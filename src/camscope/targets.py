@@ -93,6 +93,18 @@ def check_targets(targets: TargetSpec, batch_size: int) -> None:
         raise TargetError("targets of shape (B, 0) ask for no map at all; give at least one class")
 
 
+def targets_per_sample(targets: TargetSpec) -> int | None:
+    """How many targets each sample gets, when the request alone says it (``None``,
+    ``"predicted"``, a class index, one per sample or ``(B, T)``); ``None`` when only the model's
+    output tells (``"all"``, a callable)."""
+    if targets is None or targets == "predicted" or isinstance(targets, int):
+        return 1
+    if isinstance(targets, str) or callable(targets):
+        return None
+    tensor = _as_index_tensor(targets)
+    return 1 if tensor.ndim == 1 else int(tensor.shape[1])
+
+
 def _as_index_tensor(targets: object) -> torch.Tensor:
     if isinstance(targets, torch.Tensor):
         tensor = targets

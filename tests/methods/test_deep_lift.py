@@ -161,3 +161,55 @@ def test_deeplift_on_a_dense_output_sums_to_the_change_over_the_inputs_region():
     expected = ((out[:, 1] - ref[:, 1]) * region).flatten(1).sum(1)
     torch.testing.assert_close(e.maps.flatten(2).sum(-1)[:, 0], expected)
     assert float(e.extras["delta_gap"].max()) < 1e-10
+
+
+def test_a_residual_addition_into_a_relus_output_keeps_summation_to_delta():
+    """The reference's pass records copies: a later in-place write into a nonlinearity's output
+    (a residual block's ``out += identity``) must not change the secants."""
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+            self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+            self.dense = nn.Linear(2 * 64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.relu(self.conv1(x))
+            identity = out
+            out = torch.tanh(self.conv2(out))
+            out += identity
+            out = torch.relu(out)
+            return self.dense(out.flatten(1))
+
+    torch.manual_seed(0)
+    model = Residual().double().eval()
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    reference = 0.3 * torch.randn_like(x)
+    e = camscope.explain(model, x, method="deeplift", targets="all", baseline=reference)
+    with torch.no_grad():
+        expected = model(x) - model(reference)
+    torch.testing.assert_close(e.maps.flatten(2).sum(-1), expected)
+
+
+def test_a_model_that_runs_other_operations_on_the_reference_is_refused():
+    class Branching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = nn.Linear(8, 2)
+            self.positive = True
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(x.flatten(1))
+            if bool((x.sum() > 0) == self.positive):  # data-dependent control flow
+                h = torch.sigmoid(h)
+            return self.dense(h)
+
+    model = Branching().eval()
+    x = torch.ones(1, 2, 2, 2)
+    model.positive = True  # the input's pass takes one more nonlinearity than the zero reference's
+    with pytest.raises(MethodError, match=r"nonlinearity 2 got shape \(1, 8\) where the reference"):
+        camscope.explain(model, x, method="deeplift")
+    model.positive = False  # the reference's pass takes one more
+    with pytest.raises(MethodError, match="the input's met 1 nonlinearities, the reference's 2"):
+        camscope.explain(model, x, method="deeplift")

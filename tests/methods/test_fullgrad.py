@@ -11,11 +11,11 @@ import camscope
 from camscope.methods.fullgrad import bias_of
 
 
-def _conv_bn_net() -> nn.Module:
+def _conv_bn_net(stride: int = 1) -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(),
+        nn.Conv2d(6, 5, 3, stride=stride, padding=1), nn.BatchNorm2d(5), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 4),
     )  # fmt: skip
     for module in model:
@@ -27,10 +27,13 @@ def _conv_bn_net() -> nn.Module:
     return model.eval()
 
 
-def test_full_grad_equals_pytorch_grad_cam():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_full_grad_equals_pytorch_grad_cam(stride):
+    """Also where a layer's grid is coarser than the input's (``stride=2``): each channel is
+    scaled on its own grid, then resized (bilinear), as the peer does."""
     pgc = pytest.importorskip("pytorch_grad_cam")
     model_targets = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
-    model = _conv_bn_net()
+    model = _conv_bn_net(stride)
     x = torch.randn(2, 3, 16, 16)
     e = camscope.explain(model, x, method="full_grad", targets=[1, 3])
     assert e.extras["layers"] == ["0", "1", "3", "4"] and e.layer == "input and biases"

@@ -435,3 +435,43 @@ def test_bad_options_are_one_clear_error(case, call, message):
     model, x, y, a = case
     with pytest.raises(InputError, match=message):
         call(model, x, y, a)
+
+
+def test_sensitivity_n_by_step_equals_quantus(case):
+    """Quantus's ``SensitivityN``: cumulative removal in the map's order, one correlation across
+    the batch per step, the map's total of that step alone."""
+    import quantus
+
+    model, x, y, a = case
+    ours = metrics.sensitivity_n_by_step(model, x, a, y, features_in_step=16)
+    theirs = _quantus(
+        quantus.SensitivityN(features_in_step=16, return_aggregate=False, disable_warnings=True),
+        model,
+        x,
+        y,
+        a,
+        softmax=False,
+    )
+    assert ours.values.shape == (12,)  # int(0.8 · 256 // 16) steps
+    np.testing.assert_allclose(ours.values.numpy(), theirs, atol=1e-5)
+    torch.testing.assert_close(ours.removed, torch.arange(1, 13, dtype=torch.float64) / 16)
+    assert ours.summary()["sensitivity_n_by_step"] == pytest.approx(float(theirs.mean()))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_sensitivity_n_by_step_is_one_for_a_linear_models_exact_maps(spatial_dims):
+    """Removing positions at value 0 takes their exact contributions off the logit, so the drop
+    after each step is the map's total over everything removed: correlation 1 across samples."""
+    model, x, y, exact = _linear(spatial_dims, side=6 if spatial_dims == 2 else 4)
+    removed = metrics.sensitivity_n_by_step(
+        model, x, exact, y, features_in_step=2, baseline=0.0, totals="removed"
+    )
+    torch.testing.assert_close(removed.values, torch.ones_like(removed.values))
+    step = metrics.sensitivity_n_by_step(model, x, exact, y, features_in_step=2, baseline=0.0)
+    assert not torch.allclose(step.values, torch.ones_like(step.values))  # Quantus's pairing
+    with pytest.raises(InputError, match="totals must be"):
+        metrics.sensitivity_n_by_step(model, x, exact, y, totals="cumulative")
+    with pytest.raises(InputError, match="at least two"):
+        metrics.sensitivity_n_by_step(model, x[:1], exact[:1], y[:1])
+    with pytest.raises(InputError, match="less than one step"):
+        metrics.sensitivity_n_by_step(model, x, exact, y, n_max_percentage=0.01)

@@ -25,7 +25,13 @@ from camscope.engine.capture import attach_hook
 from camscope.errors import LayerError, MethodError, ModelError, TargetError
 from camscope.layouts import CHANNELS_FIRST, Layout, LayoutResolver
 from camscope.methods.rules import ReluRule, check_rule_applied, relu_rule
-from camscope.targets import TargetScores, TargetSpec, dense_class_scores, select_targets
+from camscope.targets import (
+    TargetScores,
+    TargetSpec,
+    dense_class_scores,
+    select_targets,
+    targets_per_sample,
+)
 
 __all__ = ["MethodContext", "MethodResult"]
 
@@ -329,8 +335,11 @@ class MethodContext:
         return int(max(1, min(256, PERTURBATION_VALUES // max(self.inputs[0].numel(), 1))))
 
     def gradient_rows(self) -> int:
-        """Rows per batch of input gradients that fit :data:`INPUT_GRADIENT_BUDGET`."""
-        per_row = self.inputs[0].numel() * self.inputs.element_size() * (self.num_targets + 3)
+        """Rows per batch of input gradients that fit :data:`INPUT_GRADIENT_BUDGET` (counting
+        the targets without a forward pass where the request says how many there are)."""
+        known = None if self.fixed else targets_per_sample(self.targets)
+        count = self.num_targets if known is None else known
+        per_row = self.inputs[0].numel() * self.inputs.element_size() * (count + 3)
         return int(max(1, min(256, INPUT_GRADIENT_BUDGET // max(per_row, 1))))
 
     # -- the layer path ---------------------------------------------------------------------------

@@ -9,11 +9,15 @@ value is handed to the positions that are the maximum in the input's and in the 
 With it the map sums exactly to ``y(x) − y(x')`` (summation to delta) on ReLU networks with
 max-pooling.
 
-The input and the reference run through the model as one batch, with every nonlinearity's output
-replaced by the same value with the secant as its backward pass; one batched backward pass then
-gives the multipliers of all targets. ReLUs, sigmoids, tanh, ELU, leaky ReLU, softplus, GELU, SiLU
-and max-pooling are caught whether they are modules or functional calls (a module used twice is
-fine), and no hook is registered: the model is left exactly as it was.
+The reference runs through the model first (without autograd), recording each nonlinearity's
+input and output; the input runs next, with every nonlinearity's output replaced by the same value
+with the secant against its record as its backward pass; one batched backward pass then gives the
+multipliers of all targets. The backward pass runs over the inputs only (the references carry no
+gradient), so it costs what a plain gradient's does. ReLUs, sigmoids, tanh, ELU, leaky ReLU,
+softplus, GELU, SiLU and max-pooling are caught whether they are modules or functional calls (a
+module used twice is fine), and no hook is registered: the model is left exactly as it was. The
+model must run the same operations on every input (a pass that differs from the reference's is
+refused).
 
 Where this differs from Captum (0.9): its ``DeepLift`` gives max-pooling its plain gradient in
 effect (its maps then miss ``y(x) − y(x')`` by as much as 20 % of the map's largest value on a
@@ -50,62 +54,80 @@ _MAX_POOL_ATEN = {_aten.max_pool2d.default, _aten.max_pool3d.default}
 
 
 class _RescaleMode(CallMode):
-    """While active, the batch is ``[inputs; references]`` (``rows`` each): every nonlinearity's
-    output keeps its value, and its first half gets the rescale rule's backward pass."""
+    """Two passes: the reference's records every nonlinearity's input and output (``record``);
+    the input's (after :meth:`replay`) keeps each nonlinearity's value and gives it the rescale
+    rule's backward pass against the record of the same call. Only the input's pass carries a
+    gradient, so the backward pass runs over the inputs alone, not over their references."""
 
-    def __init__(self, rows: int, eps: float, max_pool: str) -> None:
+    def __init__(self, eps: float, max_pool: str) -> None:
         super().__init__()
-        self.rows = rows
         self.eps = eps
         self.pool_rule = max_pool
+        self.recording = True
+        self.records: list[tuple[torch.Tensor, ...]] = []
+        self.calls = 0  # nonlinearities met in the current pass
+
+    def replay(self) -> None:
+        self.recording = False
         self.calls = 0
 
     def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         writes = in_place(func, args, kwargs)
-        if (func in _ELEMENTWISE or func in _RELU_IN_PLACE) and self._paired(args):
+        relu = func in _RELU or func in _RELU_IN_PLACE
+        if (func in _ELEMENTWISE or func in _RELU_IN_PLACE) and _floating(args):
             a = args[0]
             if writes:
-                y = torch.relu(a) if func in _RELU_IN_PLACE or func in _RELU else None
-                if y is None:
-                    y = func(a, *args[1:], **{**kwargs, "inplace": False})
+                y = torch.relu(a) if relu else func(a, *args[1:], **{**kwargs, "inplace": False})
             else:
                 y = func(*args, **kwargs)
-            result = self._secant(a, y, func in _RELU or func in _RELU_IN_PLACE)
+            if self.recording:
+                # copies: the model may later write into either tensor (e.g. `out += identity`)
+                self.records.append((a.detach().clone(), y.detach().clone()))
+                self.calls += 1
+                return a.copy_(y) if writes else y
+            a_ref, y_ref = self._recorded(a)[:2]
+            result = self._secant(a, y, a_ref, y_ref, relu)
             if writes and not (a.is_leaf and a.requires_grad):
                 return a.copy_(result)
             return result
         pooling = func in _MAX_POOL or func in _MAX_POOL_ATEN
-        if pooling and self.pool_rule == "rescale" and self._paired(args):
+        if pooling and self.pool_rule == "rescale" and _floating(args):
             return self._max_pool(func, args, kwargs)
         return func(*args, **kwargs)
 
-    def _paired(self, args: tuple[Any, ...]) -> bool:
-        if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
-            return False
-        if args[0].ndim == 0 or args[0].shape[0] != 2 * self.rows:
-            raise MethodError(
-                f"DeepLIFT pairs each input with its reference along the batch axis, and a "
-                f"nonlinearity of this model got a tensor of shape {tuple(args[0].shape)} (batch "
-                f"{2 * self.rows} expected): it needs models that keep the batch axis first"
-            )
-        return True
-
-    def _secant(self, a: torch.Tensor, y: torch.Tensor, relu: bool) -> torch.Tensor:
-        """``y`` whose input half's backward pass is ``Δy/Δa`` (the derivative where
-        ``|Δa| < eps``); the reference half gets none. Whole-batch tensors (no halves split and
-        joined), so the backward pass is one product, as a plain ReLU's is."""
+    def _recorded(self, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The reference pass's record of this call (the same place in the call order)."""
+        index = self.calls
         self.calls += 1
-        n = self.rows
+        record = self.records[index] if index < len(self.records) else None
+        if record is None or record[0].shape != a.shape:
+            seen = "nothing" if record is None else f"shape {tuple(record[0].shape)}"
+            raise MethodError(
+                f"DeepLIFT runs the reference and then the input through the model, and their "
+                f"passes differ: nonlinearity {index + 1} got shape {tuple(a.shape)} where the "
+                f"reference's pass had {seen}. It needs a model that runs the same operations on "
+                "every input (no data-dependent control flow)"
+            )
+        return record
+
+    def _unchanged(self, delta: torch.Tensor) -> torch.Tensor:
+        """Where ``|Δa| < eps`` (where ``Δa = 0`` when eps is 0): the derivative is kept."""
+        return delta.abs() < self.eps if self.eps > 0 else delta == 0
+
+    def _secant(
+        self, a: torch.Tensor, y: torch.Tensor, a_ref: torch.Tensor, y_ref: torch.Tensor, relu: bool
+    ) -> torch.Tensor:
+        """``y`` whose backward pass is ``Δy/Δa`` (the derivative where ``|Δa| < eps``): one
+        product, as a plain ReLU's backward pass is."""
         with torch.no_grad():
-            delta = a[:n] - a[n:]
-            small = delta.abs() < self.eps
+            delta = a - a_ref
+            small = self._unchanged(delta)
             # a ReLU's derivative where unchanged is 1[a > 0]; another function's is autograd's
-            fallback = (a[:n] > 0).to(a.dtype) if relu else torch.zeros_like(delta)
-            slope = torch.where(small, fallback, (y[:n] - y[n:]) / delta)
-            slope = torch.cat([slope, torch.zeros_like(slope)])
+            fallback = (a > 0).to(a.dtype) if relu else torch.zeros_like(delta)
+            slope = torch.where(small, fallback, (y - y_ref) / delta)
         part = (a - a.detach()) * slope
         if not relu and bool(small.any()):
-            part = part + (y - y.detach()) * torch.cat([small, torch.zeros_like(small)])
+            part = part + (y - y.detach()) * small
         return y.detach() + part
 
     def _max_pool(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -122,14 +144,16 @@ class _RescaleMode(CallMode):
         options["return_indices"] = True
         with torch.no_grad():
             y, indices = pool(a, **options)
-        options["return_indices"] = False
-        self.calls += 1
-        n = self.rows
+        if self.recording:
+            self.records.append((a.detach().clone(), y, indices))
+            self.calls += 1
+            return y
+        a_ref, y_ref, indices_ref = self._recorded(a)
         with torch.no_grad():
-            delta = a[:n] - a[n:]
-            small = delta.abs() < self.eps
-            top = torch.maximum(y[:n], y[n:])
-            up, down = top - y[n:], y[:n] - top  # the pooled change, split between the maxima
+            delta = a - a_ref
+            small = self._unchanged(delta)
+            top = torch.maximum(y, y_ref)
+            up, down = top - y_ref, y - top  # the pooled change, split between the maxima
 
             def at(where: torch.Tensor) -> torch.Tensor:  # `small` at each window's maximum
                 return small.flatten(2).gather(2, where.flatten(2)).view_as(up)
@@ -138,18 +162,23 @@ class _RescaleMode(CallMode):
             # is 0 there); one of the reference pass passes nothing. One input-space scale then
             # serves both routes: 1/Δa, or 1 where unchanged.
             scale = torch.where(small, torch.ones_like(delta), 1.0 / delta)
-            first = torch.where(at(indices[:n]), torch.ones_like(up), up)
-            second = torch.where(at(indices[n:]), torch.zeros_like(down), down)
-            zeros = torch.zeros_like(up)
-            first, second = torch.cat([first, zeros]), torch.cat([second, zeros])
-            scale = torch.cat([scale, torch.zeros_like(scale)])
-            references = torch.cat([a[n:], a[n:]])
-        moving = (a - a.detach()) * scale
-        # Pooling the input's (the reference's) values routes the gradient to the input's (the
-        # reference's) maxima, by max-pooling's own backward kernel.
-        part = first * pool(a.detach() + moving, **options)
-        part = part + second * pool(references + moving, **options)
-        return y.detach() + (part - part.detach())
+            first = torch.where(at(indices), torch.ones_like(up), up)
+            second = torch.where(at(indices_ref), torch.zeros_like(down), down)
+        moving = ((a - a.detach()) * scale).flatten(2)  # 0, with the gradient's route
+        # Reading it at the input's (the reference's) maxima routes the gradient there (a
+        # gather's backward pass is max-pooling's, without scanning the windows again).
+        part = first * moving.gather(2, indices.flatten(2)).view_as(first)
+        part = part + second * moving.gather(2, indices_ref.flatten(2)).view_as(second)
+        return y.detach() + part
+
+
+def _floating(args: tuple[Any, ...]) -> bool:
+    return (
+        bool(args)
+        and isinstance(args[0], torch.Tensor)
+        and args[0].is_floating_point()
+        and args[0].ndim > 0
+    )
 
 
 def _multipliers(
@@ -160,11 +189,9 @@ def _multipliers(
     """DeepLIFT maps ``(N, T, C, *S)`` of ``inputs`` against ``references`` (samples ``rows``),
     and the references' target scores ``(N, T)``. When the targets are not fixed yet and these
     are all the samples, the input pass fixes them (no separate forward pass)."""
-    n = len(inputs)
-    leaf = inputs.detach().requires_grad_(True)
-    mode = _RescaleMode(n, eps, max_pool)
-    with torch.enable_grad(), mode:
-        output = call_model(context.model, torch.cat([leaf, references.detach()]))
+    mode = _RescaleMode(eps, max_pool)
+    with torch.no_grad(), mode:
+        reference_output = call_model(context.model, references.detach())
     if not mode.calls:
         if isinstance(context.model, torch.jit.ScriptModule):
             raise MethodError(
@@ -185,14 +212,23 @@ def _multipliers(
             f"softplus, GELU, SiLU, max-pooling) in this model's forward pass{found}; use "
             "integrated_gradients"
         )
-    first = _take(output, torch.arange(n))
-    if not context.fixed:
-        context.fix_targets(first)
-    with torch.enable_grad():
-        scores = context.target_scores(first, rows)
-        reference_scores = _reference_scores(
-            context, first, _take(output, torch.arange(n, 2 * n)), rows
+    mode.replay()
+    leaf = inputs.detach().requires_grad_(True)
+    with torch.enable_grad(), mode:
+        output = call_model(context.model, leaf)
+    if mode.calls != len(mode.records):
+        raise MethodError(
+            f"DeepLIFT runs the reference and then the input through the model, and their passes "
+            f"differ: the input's met {mode.calls} nonlinearities, the reference's "
+            f"{len(mode.records)}. It needs a model that runs the same operations on every input "
+            "(no data-dependent control flow)"
         )
+    mode.records.clear()  # the backward pass needs none of them
+    if not context.fixed:
+        context.fix_targets(output)
+    with torch.enable_grad():
+        scores = context.target_scores(output, rows)
+        reference_scores = _reference_scores(context, output, reference_output, rows)
     pieces = [
         grads
         for _, _, grads in chunked_vjp(
@@ -235,8 +271,8 @@ def deeplift(
         max_pool: ``"rescale"`` (the pooled change handed to the maxima of both passes: the
             map sums to ``y(x) − y(x')``) or ``"gradient"`` (max-pooling's own gradient, what
             Captum 0.9's ``DeepLift`` computes in effect; its maps then miss that sum).
-        batch_size: samples per pass (each runs with its reference: twice the rows); default
-            fits a memory budget.
+        batch_size: samples per pass (each after its reference's pass); default fits a memory
+            budget.
 
     Extras:
         ``delta_gap`` ``(B, T)``: ``|Σ map − (y(x) − y(x'))|``, 0 up to rounding on ReLU networks
@@ -368,17 +404,6 @@ def _reference_scores(
     region = first.detach().max(dim=1).indices.unsqueeze(1) == picked
     logits = second.gather(1, picked.expand(-1, -1, *first.shape[2:]))
     return (logits * region).flatten(2).sum(-1)
-
-
-def _take(output: Any, index: torch.Tensor) -> Any:
-    """Rows ``index`` of a model output (a tensor, or a dict/tuple/list of them)."""
-    if isinstance(output, torch.Tensor):
-        return output[index]
-    if isinstance(output, dict):
-        return {key: _take(value, index) for key, value in output.items()}
-    if isinstance(output, tuple | list):
-        return type(output)(_take(value, index) for value in output)
-    return output
 
 
 def _independent() -> MethodError:

@@ -306,29 +306,46 @@ class _LrpMode(CallMode):
         def neg(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.clamp(max=0)
 
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        # The input of most layers is a ReLU's or a pooling's output: with no negative entry, the
+        # x⁻ products of the rules below are zero and are skipped (half the products, both ways).
+        signed = bool((x < 0).any()) if rule in ("zplus", "alpha_beta", "gamma") else True
+        xp, xn = (x.clamp(min=0), x.clamp(max=0)) if signed else (x, None)
+
+        def both(
+            x_pos: torch.Tensor,
+            x_neg: torch.Tensor | None,
+            w_pos: torch.Tensor,
+            w_neg: torch.Tensor,
+            bias: torch.Tensor | None,
+        ) -> torch.Tensor:
+            """``f(x⁺; w_pos, bias) + f(x⁻; w_neg)``, the second term only for a signed input."""
+            if x_neg is None:
+                return call(x_pos, w_pos, bias)
+            return call(x_pos, w_pos, bias) + call(x_neg, w_neg)
+
         if rule == "epsilon":
-            with torch.no_grad():
-                denominator = call(x, w, b)
-            part = call(x, w) * ratio(denominator, self.epsilon)
+            # ``value`` is the layer's own output (of the folded weights when a batch norm follows)
+            part = call(x, w) * ratio(value, self.epsilon)
         elif rule == "zplus":
-            z = _split_call(call, xp, xn, w, pos(b))
-            part = z * ratio(z)
+            if signed:
+                z = _split_call(call, xp, xn, w, pos(b))  # type: ignore[arg-type]
+            else:
+                z = call(x, w.clamp(min=0), pos(b))
+            # z⁺ ≥ 0 (x⁺w⁺, x⁻w⁻ and b⁺ are), so its stabiliser is the plain `+ stabilizer`
+            part = z * (value / (z.detach() + stab)).detach()
         elif rule == "alpha_beta":
             a, c = self.composite.alpha, self.composite.beta
-            zp = call(xp, pos(w), pos(b)) + call(xn, neg(w))  # type: ignore[arg-type]
-            zn = call(xp, neg(w), neg(b)) + call(xn, pos(w))  # type: ignore[arg-type]
+            zp = both(xp, xn, w.clamp(min=0), w.clamp(max=0), pos(b))
+            zn = both(xp, xn, w.clamp(max=0), w.clamp(min=0), neg(b))
             part = a * zp * ratio(zp) - c * zn * ratio(zn)
         elif rule == "gamma":
             g = self.gamma
             up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
             b_up = None if b is None else b + g * b.clamp(min=0)
             b_down = None if b is None else b + g * b.clamp(max=0)
-            zp = call(xp, up, b_up) + call(xn, down)
-            zn = call(xp, down, b_down) + call(xn, up)
-            with torch.no_grad():
-                plain = call(x, w, b)
-            part = zp * (ratio(zp) * (plain > 0)) + zn * (ratio(zn) * (plain < 0))
+            zp = both(xp, xn, up, down, b_up)
+            zn = both(xp, xn, down, up, b_down)
+            part = zp * (ratio(zp) * (value > 0)) + zn * (ratio(zn) * (value < 0))
         else:
             part = self._first_rule(rule, call, x, w, b, ratio)
         return value.detach() + (part - part.detach())

@@ -7,7 +7,8 @@
 * removal curves: :func:`pixel_flipping`, :func:`region_perturbation`, :func:`selectivity`,
   :func:`irof`
 * rankings against the model: :func:`faithfulness_estimate`, :func:`monotonicity`,
-  :func:`monotonicity_correlation`, :func:`sensitivity_n`, :func:`sufficiency`
+  :func:`monotonicity_correlation`, :func:`sensitivity_n`, :func:`sensitivity_n_by_step`,
+  :func:`sufficiency`
 * localisation: :func:`localization` (IoU, hit), :func:`pointing_game`
 * correlation: :func:`faithfulness_correlation`, :func:`infidelity`, :func:`occlusion_agreement`
 * ROAD: :func:`road` (MoRF/LeRF under :func:`noisy_linear_imputation`)
@@ -74,6 +75,7 @@ from camscope.metrics.monotonicity import (
     monotonicity,
     monotonicity_correlation,
     sensitivity_n,
+    sensitivity_n_by_step,
     sufficiency,
 )
 from camscope.metrics.randomization import (
@@ -168,6 +170,7 @@ __all__ = [
     "road",
     "selectivity",
     "sensitivity_n",
+    "sensitivity_n_by_step",
     "sparseness",
     "sufficiency",
     "sum_to_score",

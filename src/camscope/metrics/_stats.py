@@ -27,3 +27,17 @@ class PerSample:
             return {self.name: float("nan"), f"{self.name}_std": float("nan")}
         mean, std = mean_std(finite)
         return {self.name: mean, f"{self.name}_std": std}
+
+
+@dataclass(frozen=True)
+class PerStep:
+    """A batch metric's value per removal step ``(n,)``, computed across the samples of the batch
+    (so it depends on the batch, not on one sample), with the share of positions removed after
+    each step ``(n,)``; the summary is mean ± std over the steps."""
+
+    values: torch.Tensor
+    removed: torch.Tensor
+    name: str = "value"
+
+    def summary(self) -> dict[str, float]:
+        return PerSample(self.values, self.name).summary()

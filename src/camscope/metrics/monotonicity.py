@@ -9,6 +9,8 @@ and 3D.
   noise; the Spearman correlation between the groups' map totals and the score's variance.
 * :func:`sensitivity_n` (Ancona et al. 2018): random subsets of ``n`` positions removed; the
   Pearson correlation between the subsets' map totals and the score drops, for each ``n``.
+* :func:`sensitivity_n_by_step`: Quantus's ``SensitivityN``: positions removed cumulatively in
+  the map's order; per step, the correlation across the samples of the batch.
 * :func:`sufficiency` (Dasgupta et al. 2022): samples whose maps are close share their
   predicted class.
 
@@ -28,7 +30,7 @@ from torch import nn
 
 from camscope.engine import any_model
 from camscope.errors import InputError
-from camscope.metrics._stats import PerSample
+from camscope.metrics._stats import PerSample, PerStep
 from camscope.metrics.correlation import _pearson
 from camscope.metrics.faithfulness import _check, _input_maps, target_outputs
 from camscope.metrics.flipping import (
@@ -46,6 +48,7 @@ __all__ = [
     "monotonicity",
     "monotonicity_correlation",
     "sensitivity_n",
+    "sensitivity_n_by_step",
     "sufficiency",
 ]
 
@@ -265,7 +268,8 @@ def sensitivity_n(
     completely faithful to removal (as for a linear model's exact map).
 
     Quantus's ``SensitivityN`` differs: it removes positions cumulatively in the map's order and
-    correlates across the samples of a batch, so its value depends on the batch.
+    correlates across the samples of a batch, so its value depends on the batch; that form is
+    :func:`sensitivity_n_by_step`.
 
     Args:
         model: the classifier.
@@ -294,14 +298,9 @@ def sensitivity_n(
     generator = torch.Generator().manual_seed(seed)
     limit = torch.tensor(chosen).repeat_interleave(runs)  # (N·R,)
     # a random order of the positions per (size, run) of each sample: the first n are removed
-    removed = torch.stack(
-        [
-            torch.rand((len(limit), positions), generator=generator).argsort(-1).argsort(-1)
-            < limit[:, None]
-            for _ in range(batch)
-        ]
-    )  # (B, N·R, Z)
-    totals = torch.stack([(values[b] * removed[b]).sum(-1) for b in range(batch)])  # (B, N·R)
+    draws = torch.rand((batch, len(limit), positions), generator=generator)
+    removed = draws.argsort(-1).argsort(-1) < limit[:, None]  # (B, N·R, Z)
+    totals = (values[:, None, :] * removed).sum(-1)  # (B, N·R)
     fill = fill_values(inputs, baseline, seed=seed)
 
     def frames(sample: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -316,6 +315,82 @@ def sensitivity_n(
     shape = (batch * len(chosen), runs)
     correlation = _pearson(totals.reshape(shape), drops.reshape(shape)).view(batch, len(chosen))
     return PerSample(correlation, "sensitivity_n")
+
+
+@any_model
+def sensitivity_n_by_step(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Any,
+    targets: Any = None,
+    *,
+    features_in_step: int = 1,
+    n_max_percentage: float = 0.8,
+    totals: str = "step",
+    baseline: Baseline = "black",
+    absolute: bool = False,
+    softmax: bool = False,
+    batch_size: int = 64,
+) -> PerStep:
+    """Sensitivity-n as Quantus 0.6's ``SensitivityN`` computes it: positions removed
+    cumulatively, most relevant first, ``features_in_step`` at a time; after each step ``k``,
+    the Pearson correlation *across the samples of the batch* between the score drop
+    ``y(x) − y(x after k steps)`` and the map's total. ``values`` is ``(n,)``, one per step up to
+    ``n_max_percentage`` of the positions (Quantus's ``int(p·Z // features_in_step)`` steps); the
+    summary averages them, as Quantus's default aggregate does. A batch metric: a sample's
+    contribution depends on the other samples (use :func:`sensitivity_n` for a value per sample).
+
+    ``totals="step"`` (the default, Quantus's) takes the map's total over the positions removed
+    *at* step ``k`` alone, while the drop is that of all positions removed so far;
+    ``totals="removed"`` takes the total over all removed positions, the pairing Ancona et
+    al.'s definition makes (map total of a set against the drop of removing that set).
+
+    Args:
+        model: the classifier.
+        inputs: ``(B, C, *S)``, at least two samples.
+        saliency: ``(B, *s)`` maps or an Explanation.
+        targets: ``(B,)`` classes.
+        features_in_step: positions removed per step.
+        n_max_percentage: the share of the positions whose steps are correlated.
+        totals: ``"step"`` or ``"removed"`` (see above).
+        baseline: what removed positions become.
+        absolute: rank and sum ``|map|``.
+        softmax: score probabilities instead of logits.
+        batch_size: perturbed inputs per forward pass.
+    """
+    if totals not in ("step", "removed"):
+        raise InputError(f"totals must be 'step' or 'removed', not {totals!r}")
+    if not 0 < float(n_max_percentage) <= 1:
+        raise InputError(f"n_max_percentage must lie in (0, 1], got {n_max_percentage}")
+    _size, values, targets = prepared_maps(inputs, saliency, targets, absolute)
+    batch, positions = values.shape
+    if batch < 2:
+        raise InputError("sensitivity_n_by_step correlates across samples: give at least two")
+    counts = step_counts(positions, 1, features_in_step)
+    kept = int(float(n_max_percentage) * positions // int(features_in_step))
+    if kept < 1:
+        raise InputError(
+            f"n_max_percentage={n_max_percentage} of {positions} positions is less than one step "
+            f"of {features_in_step}: raise it or lower features_in_step"
+        )
+    counts = counts[: kept + 1]
+    place = ranked_positions(values, "morf")
+    curves = removal_curves(
+        model,
+        inputs,
+        targets,
+        place,
+        counts.expand(batch, -1),
+        fill_values(inputs, baseline),
+        softmax=softmax,
+        batch_size=batch_size,
+    )
+    drops = curves[:, :1] - curves[:, 1:]  # (B, n)
+    sums = _group_totals(values.double(), place, counts)  # (B, n): the map's total of each step
+    if totals == "removed":
+        sums = sums.cumsum(1)
+    removed = counts[1:].double() / positions
+    return PerStep(_pearson(drops.T, sums.T), removed, "sensitivity_n_by_step")
 
 
 @any_model
