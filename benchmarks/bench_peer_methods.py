@@ -13,6 +13,10 @@ Every contender runs in this one process on the same inputs, round-robin within 
   2), against Captum's ``FeatureAblation`` called once per sample and class (its default one row
   per pass, and 16 rows per pass), and against the floor: one forward pass of the 32 perturbed
   copies.
+* ``lime``: LIME (50 draws) over the same segments for all 10 classes, against Captum's ``Lime``
+  called once per sample and class (16 rows per pass, and its default of 1, which takes a minute
+  or more and is timed once), and against the floor: one forward pass of the 100 perturbed
+  copies.
 * ``propagation``: LRP (``epsilon_plus``) and DeepLIFT for all 23 classes of CNN-2 (batch 8,
   40³), against zennit's ``EpsilonPlus`` and Captum's ``DeepLift`` called once per class, and
   against the floor: one forward pass (DeepLIFT: after one forward pass of the references without
@@ -123,6 +127,60 @@ def segments_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
         "Captum FeatureAblation per class, 16 rows/pass": theirs(16),
     }
     return "Feature ablation, ResNet-18, 64², 16 segments, 10 classes", runners, {"repeats": 3}
+
+
+def lime_case(quick: bool) -> tuple[str, dict[str, Runner], dict[str, int]]:
+    import warnings
+
+    from captum.attr import Lime
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    labels = (torch.arange(64)[:, None] // 16) * 4 + torch.arange(64)[None] // 16  # 16 boxes
+    draws = 10 if quick else 50
+    peer = Lime(model)
+
+    def theirs(per_eval: int) -> Runner:
+        def run() -> object:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # scikit-learn's convergence notes
+                return [
+                    peer.attribute(
+                        x[b : b + 1],
+                        target=c,
+                        feature_mask=labels[None, None],
+                        n_samples=draws,
+                        perturbations_per_eval=per_eval,
+                    )
+                    for b in range(len(x))
+                    for c in range(10)
+                ]
+
+        return run
+
+    def floor() -> object:
+        keep = torch.rand(len(x), draws, 16, generator=torch.Generator().manual_seed(0)) < 0.5
+        masks = keep.gather(2, labels.flatten()[None, None].expand(len(x), draws, -1))
+        with torch.inference_mode():
+            return model((x[:, None] * masks.view(len(x), draws, 1, 64, 64)).flatten(0, 1))
+
+    runners = {
+        f"floor (one pass of the {len(x) * draws} perturbed copies)": floor,
+        "camscope lime, all classes": lambda: camscope.explain(
+            model,
+            x,
+            method="lime",
+            segments=labels,
+            n_samples=draws,
+            targets="all",
+            progress=False,
+        ),
+        "Captum Lime per class, 16 rows/pass": theirs(16),
+        "Captum Lime per class, 1 row/pass": theirs(1),  # a minute or more: timed once
+    }
+    title = f"LIME, ResNet-18, 64², 16 segments, {draws} draws, 10 classes"
+    return title, runners, {"repeats": 3, "once": 1}
 
 
 def _cnn2_floor(
@@ -267,7 +325,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument(
-        "--cases", nargs="+", default=["cnn2", "one_target", "propagation", "segments", "ablation"]
+        "--cases",
+        nargs="+",
+        default=["cnn2", "one_target", "propagation", "segments", "lime", "ablation"],
     )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -275,6 +335,7 @@ def main() -> None:
     builders = {
         "ablation": ablation_case,
         "segments": segments_case,
+        "lime": lime_case,
         "cnn2": cnn2_case,
         "one_target": one_target_case,
         "propagation": propagation_case,

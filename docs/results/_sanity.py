@@ -43,3 +43,32 @@ def sanity_markdown(name, *later):
             f"torch {measured['torch']}, camscope {measured['camscope']} "
             f"(`docs/results/{each}.json`).</small>"
         )
+
+
+def pass_table(columns):
+    """Which methods pass on every benchmark: ``columns`` is a list of (title, [results files]),
+    the later files of a column adding or replacing rows as in :func:`sanity_markdown`. A cell
+    gives the verdict and the mean Spearman ρ after the top layer → after every layer."""
+    cells, order, notes = {}, [], []
+    for index, (title, names) in enumerate(columns):
+        for name in names:
+            data = json.loads(Path(f"docs/results/{name}.json").read_text())
+            measured = data["settings"]["measured"]
+            notes.append(f"{title}: `docs/results/{name}.json`, {measured['date']}, {measured['cpu']}")
+            for row in data["rows"]:
+                method = row["method"]
+                if method not in order:
+                    order.append(method)
+                verdict = "passes" if row["passes"] else "**fails**"
+                values = f"{row['mprt_first']:.2f} → {row['mprt_last']:.2f}".replace("-", "−")
+                cells[method, index] = f"{verdict} ({values})"
+            for method in data.get("does_not_apply", {}):
+                if method not in order:
+                    order.append(method)
+                cells[method, index] = "does not apply (ReLU rule)"
+    print("| method | " + " | ".join(title for title, _ in columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for method in order:
+        row = [cells.get((method, index), "—") for index in range(len(columns))]
+        print(f"| {method} | " + " | ".join(row) + " |")
+    print(f"\n<small>Measured: {'; '.join(notes)}.</small>")

@@ -194,3 +194,13 @@ def test_compiled_model_state_dicts_load(tmp_path):
     )
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_python_dash_m_camscope_is_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "camscope", "methods"], capture_output=True, text=True, check=True
+    )
+    assert "grad-cam" in done.stdout and "deeplift" in done.stdout

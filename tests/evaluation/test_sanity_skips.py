@@ -48,3 +48,24 @@ def test_the_maps_figure_of_a_deep_network_shows_a_dozen_steps_and_the_last():
     same = Image.open(io.BytesIO(sanity_figures([narrow])[1][1])).size[0]
     assert MAP_COLUMNS == 12 and width == same  # 41 steps drawn in as many columns as 11
     assert sanity_figures([]) == []  # every method skipped: no figure, no error
+
+
+def test_the_curves_figure_of_thirty_methods_keeps_its_axes_and_a_legend_beside_them():
+    """A legend of 31 methods once squeezed the axes to nothing (a Matplotlib warning, an error
+    under this suite's settings); it now stands beside them in columns of 12."""
+    import io
+
+    from PIL import Image
+
+    from camscope.evaluation.sanity import SanityResult, sanity_figures
+
+    def result(name: str) -> SanityResult:
+        return SanityResult(
+            name, ["a", "b", "c"], torch.rand(2, 3), torch.rand(2), torch.rand(2), None,
+            torch.rand(2, 8, 8), torch.rand(3, 2, 8, 8),
+        )  # fmt: skip
+
+    (_, many), _ = sanity_figures([result(f"method{i}") for i in range(31)])
+    (_, one), _ = sanity_figures([result("saliency")])
+    wide, narrow = (Image.open(io.BytesIO(png)).size[0] for png in (many, one))
+    assert wide > narrow  # three legend columns beside the axes

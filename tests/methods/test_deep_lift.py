@@ -197,19 +197,58 @@ def test_a_model_that_runs_other_operations_on_the_reference_is_refused():
         def __init__(self) -> None:
             super().__init__()
             self.dense = nn.Linear(8, 2)
-            self.positive = True
+            self.mode = "extra"
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            h = torch.relu(x.flatten(1))
-            if bool((x.sum() > 0) == self.positive):  # data-dependent control flow
-                h = torch.sigmoid(h)
+            positive = bool(x.sum() > 0)  # data-dependent control flow: 0 for the reference
+            if self.mode == "swap":
+                h = torch.relu(x.flatten(1)) if positive else torch.sigmoid(x.flatten(1))
+            else:
+                h = torch.relu(x.flatten(1))
+                if positive == (self.mode == "extra"):
+                    h = torch.sigmoid(h)
             return self.dense(h)
 
     model = Branching().eval()
     x = torch.ones(1, 2, 2, 2)
-    model.positive = True  # the input's pass takes one more nonlinearity than the zero reference's
-    with pytest.raises(MethodError, match=r"nonlinearity 2 got shape \(1, 8\) where the reference"):
+    # the input's pass takes one more nonlinearity than the zero reference's
+    with pytest.raises(MethodError, match=r"nonlinearity 2 is sigmoid of shape \(1, 8\) where"):
         camscope.explain(model, x, method="deeplift")
-    model.positive = False  # the reference's pass takes one more
+    model.mode = "fewer"  # the reference's pass takes one more
     with pytest.raises(MethodError, match="the input's met 1 nonlinearities, the reference's 2"):
         camscope.explain(model, x, method="deeplift")
+    model.mode = "swap"  # as many calls, of the same shapes, of other functions
+    with pytest.raises(MethodError, match=r"is relu of shape \(1, 8\) where the reference's pass "
+                       r"had sigmoid of shape \(1, 8\)"):  # fmt: skip
+        camscope.explain(model, x, method="deeplift")
+
+
+def test_max_pooling_with_other_options_on_the_reference_is_refused():
+    class Pooling(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if bool(x.sum() > 0):
+                h = torch.nn.functional.max_pool2d(x, 2)
+            else:  # the same output shape from another window
+                h = torch.nn.functional.max_pool2d(x, 3, stride=2, padding=1)
+            return torch.relu(h).flatten(1).sum(1, keepdim=True)
+
+    refused = r"is max_pool2d\(.*kernel_size=2.* where .*kernel_size=3"
+    with pytest.raises(MethodError, match=refused):
+        camscope.explain(Pooling(), torch.rand(1, 1, 8, 8) + 0.1, method="deeplift")
+
+
+@pytest.mark.parametrize("activation", [nn.LeakyReLU(0.1, inplace=True), nn.ELU(inplace=True)])
+def test_in_place_activations_that_keep_their_input_keep_summation_to_delta(activation):
+    """Where input and reference agree (``|Δa| < eps``) such an activation keeps its own
+    derivative, whose backward pass needs its input: the write into it must not spoil that."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), activation, nn.Flatten(), nn.Linear(4 * 64, 3)
+    ).double().eval()  # fmt: skip
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    reference = x.clone()
+    reference[..., :4] = 0.0  # the right half unchanged
+    e = camscope.explain(model, x, method="deeplift", targets="all", baseline=reference)
+    with torch.no_grad():
+        expected = model(x) - model(reference)
+    torch.testing.assert_close(e.maps.flatten(2).sum(-1), expected)

@@ -64,3 +64,33 @@ def test_full_grad_in_3d_by_hand():
     gradient = torch.einsum("tcdhw,c->tdhw", w, a)
     expected = (x * gradient[None]).abs() + (w * b.view(1, 2, 1, 1, 1)).abs().sum(1)[None]
     torch.testing.assert_close(e.maps, expected)
+
+
+def test_an_in_place_relu_after_a_layer_does_not_change_the_map():
+    """torchvision's CNNs run ``ReLU(inplace=True)`` right after each batch norm: the gradient
+    read at the batch norm's output must be the one before the ReLU, as with ``inplace=False``
+    (pytorch-grad-cam reads it after the ReLU there)."""
+    x = torch.randn(2, 3, 16, 16)
+    maps = []
+    for inplace in (False, True):
+        model = _conv_bn_net(stride=2)
+        for index, module in enumerate(model):
+            if isinstance(module, nn.ReLU):
+                model[index] = nn.ReLU(inplace=inplace)
+        maps.append(camscope.explain(model, x, method="full_grad", targets="all").maps)
+    torch.testing.assert_close(maps[1], maps[0])
+
+
+def test_exported_and_torchscript_models_are_refused():
+    import warnings
+
+    from camscope.errors import MethodError
+
+    model = _conv_bn_net()
+    x = torch.randn(1, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        scripted = torch.jit.script(model)
+    for compiled in (scripted, torch.export.export(model, (x,)).module()):
+        with pytest.raises(MethodError, match="FullGrad reads the gradient at every convolution"):
+            camscope.explain(compiled, x, method="full_grad")

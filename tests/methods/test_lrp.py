@@ -200,6 +200,7 @@ def test_bad_options_are_refused():
         ({"rule": "w_square"}, "unknown LRP rule"),
         ({"rule": "alpha_beta", "alpha": 2, "beta": 2}, "alpha - beta = 1"),
         ({"epsilon": -1.0}, "epsilon must be"),
+        ({"composite": "epsilon_gamma_box", "rule": "gamma"}, "not both"),
         ({"composite": "epsilon_gamma_box", "low": torch.zeros(5)}, "do not broadcast"),
     ):
         with pytest.raises(MethodError, match=words):

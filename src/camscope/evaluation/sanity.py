@@ -312,10 +312,13 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
     from camscope.render.overlays import show_map
     from camscope.render.volumes import figure_png, subplots
 
-    figure, axis = subplots(figsize=(7.5, 3.8), constrained_layout=True)
-    for result in results:
+    # the legend beside the axes, 12 methods a column; past the 10 colours, other line styles
+    legend_columns = -(-len(results) // 12)
+    figure, axis = subplots(figsize=(6.0 + 1.6 * legend_columns, 3.8), constrained_layout=True)
+    for index, result in enumerate(results):
         curve = result.similarity.mean(0).numpy()
-        axis.plot(range(1, len(curve) + 1), curve, marker="o", label=result.method)
+        style = ("-", "--", ":", "-.")[index // 10 % 4]
+        axis.plot(range(1, len(curve) + 1), curve, marker="o", linestyle=style, label=result.method)
     axis.axhline(PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
     axis.axhline(-PASS_THRESHOLD, color="grey", linestyle="--", linewidth=0.8)
     names = results[0].layers
@@ -324,7 +327,7 @@ def sanity_figures(results: Sequence[SanityResult]) -> list[tuple[str, bytes]]:
     axis.set_xticks(ticks, [f"+{names[t - 1]}" for t in ticks], rotation=45, fontsize=7)
     axis.set_ylabel("Spearman ρ to the original maps")
     axis.set_xlabel("layers randomised, cumulatively from the top")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, ncols=legend_columns, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     curves = figure_png(figure)
     steps = max(len(r.layers) for r in results)
     # at most MAP_COLUMNS - 1 steps shown, evenly spaced, the last (fully random) one included

@@ -64,7 +64,7 @@ class _RescaleMode(CallMode):
         self.eps = eps
         self.pool_rule = max_pool
         self.recording = True
-        self.records: list[tuple[torch.Tensor, ...]] = []
+        self.records: list[tuple[str, tuple[torch.Tensor, ...]]] = []  # (the call, tensors)
         self.calls = 0  # nonlinearities met in the current pass
 
     def replay(self) -> None:
@@ -77,15 +77,18 @@ class _RescaleMode(CallMode):
         if (func in _ELEMENTWISE or func in _RELU_IN_PLACE) and _floating(args):
             a = args[0]
             if writes:
-                y = torch.relu(a) if relu else func(a, *args[1:], **{**kwargs, "inplace": False})
+                # out of place on a copy: the write into `a` below must not change what the
+                # function's backward pass keeps (leaky ReLU and ELU keep their input)
+                options = {**kwargs, "inplace": False}
+                y = torch.relu(a) if relu else func(a.clone(), *args[1:], **options)
             else:
                 y = func(*args, **kwargs)
+            call = _describe(func, args[1:], kwargs)
             if self.recording:
                 # copies: the model may later write into either tensor (e.g. `out += identity`)
-                self.records.append((a.detach().clone(), y.detach().clone()))
-                self.calls += 1
+                self._record(call, (a.detach().clone(), y.detach().clone()))
                 return a.copy_(y) if writes else y
-            a_ref, y_ref = self._recorded(a)[:2]
+            a_ref, y_ref = self._recorded(call, a)[:2]
             result = self._secant(a, y, a_ref, y_ref, relu)
             if writes and not (a.is_leaf and a.requires_grad):
                 return a.copy_(result)
@@ -95,20 +98,26 @@ class _RescaleMode(CallMode):
             return self._max_pool(func, args, kwargs)
         return func(*args, **kwargs)
 
-    def _recorded(self, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The reference pass's record of this call (the same place in the call order)."""
+    def _record(self, call: str, tensors: tuple[torch.Tensor, ...]) -> None:
+        self.records.append((call, tensors))
+        self.calls += 1
+
+    def _recorded(self, call: str, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The reference pass's record of this call (the same place in the call order); a call
+        of another function, other options or another shape there is refused."""
         index = self.calls
         self.calls += 1
+        here = f"{call} of shape {tuple(a.shape)}"
         record = self.records[index] if index < len(self.records) else None
-        if record is None or record[0].shape != a.shape:
-            seen = "nothing" if record is None else f"shape {tuple(record[0].shape)}"
+        there = "nothing" if record is None else f"{record[0]} of shape {tuple(record[1][0].shape)}"
+        if record is None or there != here:
             raise MethodError(
                 f"DeepLIFT runs the reference and then the input through the model, and their "
-                f"passes differ: nonlinearity {index + 1} got shape {tuple(a.shape)} where the "
-                f"reference's pass had {seen}. It needs a model that runs the same operations on "
-                "every input (no data-dependent control flow)"
+                f"passes differ: nonlinearity {index + 1} is {here} where the reference's pass "
+                f"had {there}. It needs a model that runs the same operations on every input "
+                "(no data-dependent control flow)"
             )
-        return record
+        return record[1]
 
     def _unchanged(self, delta: torch.Tensor) -> torch.Tensor:
         """Where ``|Δa| < eps`` (where ``Δa = 0`` when eps is 0): the derivative is kept."""
@@ -144,11 +153,11 @@ class _RescaleMode(CallMode):
         options["return_indices"] = True
         with torch.no_grad():
             y, indices = pool(a, **options)
+        call = _describe(pool, (), {k: v for k, v in options.items() if k != "return_indices"})
         if self.recording:
-            self.records.append((a.detach().clone(), y, indices))
-            self.calls += 1
+            self._record(call, (a.detach().clone(), y, indices))
             return y
-        a_ref, y_ref, indices_ref = self._recorded(a)
+        a_ref, y_ref, indices_ref = self._recorded(call, a)
         with torch.no_grad():
             delta = a - a_ref
             small = self._unchanged(delta)
@@ -170,6 +179,14 @@ class _RescaleMode(CallMode):
         part = first * moving.gather(2, indices.flatten(2)).view_as(first)
         part = part + second * moving.gather(2, indices_ref.flatten(2)).view_as(second)
         return y.detach() + part
+
+
+def _describe(func: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A call's function and options (not its tensors), to compare the two passes' calls."""
+    name = getattr(func, "__name__", str(func)).rstrip("_")
+    options = [repr(v) for v in rest if not isinstance(v, torch.Tensor)]
+    options += [f"{k}={v!r}" for k, v in sorted(kwargs.items()) if k != "inplace"]
+    return f"{name}({', '.join(options)})" if options else name
 
 
 def _floating(args: tuple[Any, ...]) -> bool:

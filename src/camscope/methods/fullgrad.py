@@ -17,6 +17,7 @@ from torch import nn
 
 from camscope.engine import call_model, chunked_vjp
 from camscope.engine.capture import attach_hook
+from camscope.engine.state import is_exported
 from camscope.engine.vjp import chunk_for_bytes
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
@@ -92,6 +93,14 @@ def full_grad(context: MethodContext, *, rescale: bool = True) -> MethodResult:
         Srinivas & Fleuret, "Full-Gradient Representation for Neural Network Visualization",
         NeurIPS 2019.
     """
+    if is_exported(context.model) or isinstance(context.model, torch.jit.ScriptModule):
+        kind = "TorchScript" if isinstance(context.model, torch.jit.ScriptModule) else "exported"
+        raise MethodError(
+            f"FullGrad reads the gradient at every convolution's and batch norm's output through "
+            f"module hooks, and this {kind} model has no such modules to hook (its map would "
+            "hold the input gradient alone): load the model as a module (its weights with "
+            "--architecture, or the nn.Module)"
+        )
     x = context.inputs
     size = tuple(x.shape[2:])
     layers = [
@@ -102,9 +111,13 @@ def full_grad(context: MethodContext, *, rescale: bool = True) -> MethodResult:
     outputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> Any:
-        def hook(module: nn.Module, args: object, output: Any) -> None:
+        def hook(module: nn.Module, args: object, output: Any) -> Any:
             if isinstance(output, torch.Tensor) and output.ndim == x.ndim:
                 outputs[name] = output
+                # the network goes on with a copy: an in-place ReLU after the layer (torchvision's
+                # CNNs) would otherwise overwrite the tensor whose gradient is read
+                return output.clone()
+            return None
 
         return hook
 

@@ -443,7 +443,8 @@ def lrp(
         context: what explain() hands every method: inputs, layer, targets.
         composite: one of :data:`COMPOSITES` (zennit's, snake case).
         rule: one rule for every convolution and dense layer instead of a composite:
-            ``"epsilon"``, ``"zplus"``, ``"alpha_beta"`` or ``"gamma"``.
+            ``"epsilon"``, ``"zplus"``, ``"alpha_beta"`` or ``"gamma"`` (with a composite other
+            than the default, refused).
         epsilon: ε of the ε rule (``0``: LRP-0).
         gamma: γ of the γ rule.
         alpha: α of ``rule="alpha_beta"`` (the composites use α = 2, β = 1).
@@ -551,6 +552,11 @@ def _may_have_batch_norms(model: torch.nn.Module) -> bool:
 
 
 def _composite(name: str, rule: str | None, alpha: float, beta: float) -> Composite:
+    if rule is not None and name != "epsilon_plus":
+        raise MethodError(
+            f"give composite={name!r} or rule={rule!r}, not both: a rule applies to every layer, "
+            "a composite chooses one per kind of layer"
+        )
     if rule is not None:
         if rule not in LRP_RULES:
             raise MethodError(f"unknown LRP rule {rule!r}; use one of {', '.join(LRP_RULES)}")
