@@ -59,5 +59,8 @@ def test_several_targets_per_sample_say_how_to_pick_one():
     with pytest.raises(InputError, match="reduce_channels"):
         metrics.deletion(model, x, saliency.maps, saliency.targets)
     metrics.deletion(model, x, saliency)  # the Explanation: reduced the method's own way
+    three = torch.rand(2, 3, 16, 16)  # e.g. maps[:, 0] of an input-space method on RGB inputs
+    with pytest.raises(InputError, match=r"if the axis is the input's channels .*\(\.sum\(1\)\)"):
+        metrics.deletion(model, x, three, torch.tensor([0, 1]))
     with pytest.raises(InputError, match="class of each sample"):
         metrics.contrastivity(every.maps, every.targets)

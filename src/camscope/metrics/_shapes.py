@@ -62,8 +62,10 @@ def one_map_per_sample(
     if several:
         if tensor.shape[1] != 1:
             raise InputError(
-                f"maps {tuple(tensor.shape)} hold {tensor.shape[1]} targets per sample; score "
-                "one target at a time, e.g. maps[:, t] with targets[:, t]"
+                f"maps {tuple(tensor.shape)} hold {tensor.shape[1]} maps per sample (read as "
+                "targets (B, T, *S)); score one target at a time, e.g. maps[:, t] with "
+                "targets[:, t]; if the axis is the input's channels (an input-space method's "
+                "maps[:, t]), sum it (.sum(1)) or pass the Explanation itself"
             )
         tensor = tensor[:, 0]
     if targets is not None and targets.ndim == 2:
