@@ -17,7 +17,8 @@ Cases (random weights, eval mode; the same inputs, maps and settings for both):
 * ``road``: ROAD with noisy linear imputation on the same network and batch, MoRF at 10
   percentages, Grad-CAM-like maps given: Quantus's ``ROAD`` against ``camscope.metrics.road``
   (which also computes LeRF unless told not to; here ``order="morf"`` for like with like).
-* ``mprt_3d`` / ``road_3d``: camscope alone on CNN-2 at 40³ (Quantus takes no volumes).
+* ``mprt_3d`` / ``road_3d``: camscope alone on CNN-2 at 40³ (Quantus takes no volumes);
+  ``road_3d`` also with Jacobi as every system's preconditioner (the multigrid's share).
 * ``pixel_flipping``, ``region_perturbation``, ``irof``, ``faithfulness_estimate``,
   ``avg_sensitivity``, ``local_lipschitz``: the same ResNet-18 at 64², a batch of 8, logits,
   random maps (saliency maps for the two robustness metrics, 20 perturbations each): Quantus's
@@ -189,16 +190,35 @@ def bench(quick: bool, cases: set[str], repeats: int = 1) -> dict[str, dict[str,
     v = torch.randn(8, 1, volume, volume, volume)
     target = torch.zeros(8, dtype=torch.long)
     cam = camscope.explain(net, v, method="respond_cam", targets=target).upsample().maps[:, 0]
+    road_module = sys.modules["camscope.metrics.road"]
+
+    def road_3d(multigrid_from: int):
+        def run():
+            saved, road_module.MULTIGRID_FROM = road_module.MULTIGRID_FROM, multigrid_from
+            try:
+                camscope.metrics.road(net, v, cam, target, percentages=percentages)
+            finally:
+                road_module.MULTIGRID_FROM = saved
+
+        return run
+
     runners3d = {
-        "mprt_3d": lambda: camscope.metrics.mprt(net, v, method="respond_cam", targets=target),
-        "road_3d": lambda: camscope.metrics.road(net, v, cam, target, percentages=percentages),
+        "mprt_3d": {
+            "camscope": lambda: camscope.metrics.mprt(net, v, method="respond_cam", targets=target)
+        },
+        # the multigrid's share: the same code with Jacobi as every system's preconditioner
+        "road_3d": {
+            "camscope": road_3d(road_module.MULTIGRID_FROM),
+            "jacobi": road_3d(sys.maxsize),
+        },
     }
-    for case, run in runners3d.items():
+    for case, runners in runners3d.items():
         if case not in cases:
             continue
-        seconds = statistics.median(time_round_robin({case: run}, 1, warmup=False)[case])
-        results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": {"camscope": seconds}}
-        print(f"{case}: camscope {seconds:.2f} s (Quantus: 2D only)", flush=True)
+        times = time_round_robin(runners, repeats, warmup=False)
+        seconds = {name: statistics.median(t) for name, t in times.items()}
+        results[case] = {"setting": f"CNN-2, {volume}³, batch 8", "seconds": seconds}
+        print(f"{case}: {seconds} (Quantus: 2D only)", flush=True)
     if cases & set(_METRIC_CASES):
         results.update(_metric_cases(quick, cases))
     return results

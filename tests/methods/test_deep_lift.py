@@ -252,3 +252,20 @@ def test_in_place_activations_that_keep_their_input_keep_summation_to_delta(acti
     with torch.no_grad():
         expected = model(x) - model(reference)
     torch.testing.assert_close(e.maps.flatten(2).sum(-1), expected)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_maps_that_miss_their_sum_are_said_to(dims):
+    """A layer norm has no rescale rule: the maps miss ``y(x) − y(x')``, and a warning says so
+    (with the rule's own networks, the tests above run under filterwarnings=error: silent)."""
+    torch.manual_seed(0)
+    conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    model = nn.Sequential(
+        conv(1, 4, 3), nn.Flatten(), nn.LayerNorm(4 * 2**dims), nn.ReLU(),
+        nn.Linear(4 * 2**dims, 3),
+    ).double().eval()  # fmt: skip
+    x = torch.randn(2, 1, *[4] * dims, dtype=torch.float64)
+    for name in ("deeplift", "deeplift_shap"):
+        with pytest.warns(RuntimeWarning, match=rf"{name}: \d of 6 maps .* miss their sum"):
+            e = camscope.explain(model, x, method=name, targets="all")
+        assert float(e.extras["delta_gap"].max()) > 1e-3

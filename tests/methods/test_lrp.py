@@ -226,3 +226,35 @@ def test_z_box_bounds_are_each_inputs_own_and_composites_take_kebab_case():
     torch.testing.assert_close(batch.maps[:1], alone.maps)
     with pytest.raises(MethodError, match="low must not exceed high"):
         camscope.explain(model, x, method="lrp", composite="epsilon_gamma_box", low=3.0, high=-3.0)
+
+
+class _Gated(nn.Module):
+    """A convolution whose output is gated by a squeeze-excitation product (two activations)."""
+
+    def __init__(self, dims: int, norm: bool) -> None:
+        super().__init__()
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        self.conv = conv(1, 4, 3)
+        self.act = nn.PReLU() if norm else nn.ReLU()
+        self.norm = nn.LayerNorm(4) if norm else nn.Identity()
+        self.gate = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv(x)).flatten(2).mean(-1)  # (B, 4)
+        h = self.norm(h)
+        return self.head(h * torch.sigmoid(self.gate(h)))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_calls_without_a_rule_are_named_in_a_warning(dims):
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, *[6] * dims)
+    named = r"no rule for prelu \(×1\), layer_norm \(×1\), product \(×1\) in"
+    with pytest.warns(RuntimeWarning, match=named):
+        camscope.explain(_Gated(dims, norm=True).eval(), x, method="lrp", targets="all")
+    with pytest.warns(RuntimeWarning, match=r"no rule for product \(×1\) in this model"):
+        camscope.explain(_Gated(dims, norm=False).eval(), x, method="lrp", targets="all")
+    with warnings.catch_warnings():  # a product with a constant, a residual sum: rules apply
+        warnings.simplefilter("error")
+        camscope.explain(_conv_bn_net(dims), torch.randn(2, 3, *[8] * dims), method="lrp")

@@ -166,3 +166,17 @@ def test_lime_of_an_additive_model_recovers_its_segment_effects():
     effects = model[1].weight[0] * x.flatten()
     expected = torch.stack([effects[labels.flatten() == i].sum() for i in range(4)])
     torch.testing.assert_close(e.extras["values"][0, :, 0], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_lime_counts_the_lasso_fits_that_did_not_converge_in_one_warning():
+    """scikit-learn warns once per unconverged fit (a flood over a batch); camscope says it once
+    per call, with the count, and ``max_iter`` reaches the Lasso."""
+    model, x = _setup(2)
+    labels = _quadrants(2)
+    options = {"segments": labels, "targets": [1, 3], "n_samples": 40, "alpha": 1e-4}
+    with pytest.warns(RuntimeWarning, match=r"stopped before converging for 2 of 2 samples \(1 it"):
+        rough = camscope.explain(model, x, method="lime", max_iter=1, **options)
+    fine = camscope.explain(model, x, method="lime", **options)  # filterwarnings=error: silent
+    assert not torch.allclose(rough.maps, fine.maps)
+    with pytest.raises(camscope.MethodError, match="max_iter must be at least 1"):
+        camscope.explain(model, x, method="lime", max_iter=0, **options)

@@ -27,6 +27,7 @@ model get their plain gradient here.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -314,6 +315,8 @@ def deeplift(
     maps = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     baseline_scores = torch.cat(references)
     gap = (maps.flatten(2).sum(-1) - (context.scores - baseline_scores)).abs()
+    if max_pool == "rescale":
+        _warn_if_unsummed(gap, context.scores, baseline_scores, "deeplift")
     return MethodResult(maps, {"delta_gap": gap, "baseline_scores": baseline_scores})
 
 
@@ -374,7 +377,32 @@ def deeplift_shap(
     maps = total / count
     expected = (expected / count).to(x.device)
     gap = (maps.flatten(2).sum(-1) - (context.scores - expected)).abs()
+    if max_pool == "rescale":
+        _warn_if_unsummed(gap, context.scores, expected, "deeplift_shap")
     return MethodResult(maps, {"delta_gap": gap})
+
+
+def _warn_if_unsummed(
+    gap: torch.Tensor, scores: torch.Tensor, reference: torch.Tensor, name: str
+) -> None:
+    """Say when maps miss their sum ``y(x) − y(x')`` by more than 1 % of it (beyond rounding):
+    the model has calls without a rescale rule (attention, layer norms, products of
+    activations), or its two passes differ (dropout in training mode)."""
+    scores, reference = scores.detach(), reference.detach().to(scores.device)
+    change = (scores - reference).abs()
+    rounding = 1e-4 * (scores.abs() + reference.abs()) + 1e-6
+    off = gap.detach() > 0.01 * change + rounding
+    if bool(off.any()):
+        worst = float((gap.detach()[off] / change[off].clamp_min(1e-12)).max())
+        warnings.warn(
+            f"camscope: {name}: {int(off.sum())} of {off.numel()} maps (sample × target) miss "
+            f"their sum y(x) − y(x') by more than 1 % (up to {min(worst, 1e4):.3g}× it): the "
+            "model has calls DeepLIFT has no rule for (attention, layer norms, products of "
+            "activations) or its passes differ (dropout in training mode: call model.eval()); "
+            "extras['delta_gap'] has each gap",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _references(

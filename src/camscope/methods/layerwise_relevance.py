@@ -45,6 +45,7 @@ convolution or dense layer the forward pass runs (zennit: the first in module or
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -56,8 +57,25 @@ from camscope.engine.state import is_exported
 from camscope.engine.vjp import chunk_for_bytes
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
+from camscope.methods.lrp_calls import (
+    ADD,
+    ADD_IN_PLACE,
+    ATEN_NORM,
+    AVERAGE,
+    CONV,
+    DENSE,
+    FUNCTIONAL_NORM,
+    NORM_TAIL,
+    PASS,
+    TRANSPOSED,
+    two_activations,
+    unruled,
+    warn_unruled,
+)
 from camscope.methods.registry import method
 from camscope.methods.rules import CallMode
+
+_aten = torch.ops.aten
 
 __all__ = ["COMPOSITES", "LRP_RULES", "lrp"]
 
@@ -89,38 +107,6 @@ COMPOSITES: dict[str, Composite] = {
     "epsilon_alpha2_beta1_flat": Composite("alpha_beta", "epsilon", "flat"),
     "excitation_backprop": Composite("zplus", "zplus"),
 }
-
-_aten = torch.ops.aten
-_DENSE = {F.linear, _aten.linear.default}
-_CONV = {F.conv1d, F.conv2d, F.conv3d, _aten.conv1d.default, _aten.conv2d.default,
-         _aten.conv3d.default, _aten.convolution.default}  # fmt: skip
-_TRANSPOSED = {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
-_AVERAGE = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d,
-            F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, _aten.avg_pool2d.default,
-            _aten.avg_pool3d.default, _aten.adaptive_avg_pool2d.default,
-            _aten.adaptive_avg_pool3d.default}  # fmt: skip
-_ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__, _aten.add.Tensor}
-_ADD_IN_PLACE = {torch.Tensor.add_, torch.Tensor.__iadd__, _aten.add_.Tensor}
-_PASS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh, torch.Tensor.tanh, F.tanh,
-         F.gelu, F.silu, F.elu, F.selu, F.celu, F.softplus, F.hardswish, F.mish, F.relu6,
-         F.hardtanh, F.hardsigmoid, _aten.gelu.default, _aten.silu.default,
-         _aten.sigmoid.default, _aten.tanh.default}  # fmt: skip
-
-
-_FUNCTIONAL_NORM = ("input", "running_mean", "running_var", "weight", "bias", "training")
-_ATEN_NORM = ("input", "weight", "bias", "running_mean", "running_var", "training")
-_NORM_TAIL = ("momentum", "eps")
-
-
-def _two_activations(a: Any, b: Any) -> bool:
-    """Whether an addition adds two tensors of one shape (a residual connection)."""
-    return (
-        isinstance(a, torch.Tensor)
-        and isinstance(b, torch.Tensor)
-        and a.shape == b.shape
-        and a.is_floating_point()
-        and (a.requires_grad or b.requires_grad)
-    )
 
 
 def _stabilise(values: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -187,15 +173,16 @@ class _LrpMode(CallMode):
         self.folded: set[int] = set() if folded is None else folded
         self.calls = 0
         self.aux: list[tuple[torch.Tensor, torch.Tensor]] = []  # (leaf, its value) of rules
+        self.unruled: Counter[str] = Counter()  # calls with no rule on activations, by name
         self._last: tuple[int, torch.Tensor, _Call, bool] | None = None
 
     def handle(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if func in _DENSE or func in _CONV or func in _TRANSPOSED:
+        if func in DENSE or func in CONV or func in TRANSPOSED:
             return self._linear(func, args, kwargs)
         if func is F.batch_norm or func is _aten.batch_norm.default:
             return self._batch_norm(func, args, kwargs)
-        in_place = func in _ADD_IN_PLACE
-        if (in_place or func in _ADD) and len(args) == 2 and not kwargs and _two_activations(*args):
+        in_place = func in ADD_IN_PLACE
+        if (in_place or func in ADD) and len(args) == 2 and not kwargs and two_activations(*args):
             a, b = args
             if self.probe:
                 return func(a, b)
@@ -205,19 +192,21 @@ class _LrpMode(CallMode):
             if in_place:  # e.g. a residual block's `out += identity`
                 return a.copy_(result)
             return result
-        if func in _AVERAGE and args and isinstance(args[0], torch.Tensor):
+        if func in AVERAGE and args and isinstance(args[0], torch.Tensor):
             y = func(*args, **kwargs)
             if self.probe or not args[0].requires_grad:
                 return y
             part = y * (y / _stabilise(y, self.stabilizer)).detach()  # zennit's Norm rule
             return y.detach() + (part - part.detach())
-        if func in _PASS and args and isinstance(args[0], torch.Tensor):
+        if func in PASS and args and isinstance(args[0], torch.Tensor):
             x = args[0]
             y = func(*args, **kwargs)
             if self.probe or not x.requires_grad:
                 return y
             part = x * (y / _stabilise(x, self.stabilizer)).detach()
             return y.detach() + (part - part.detach())
+        if not self.probe and (name := unruled(func, args)) is not None:
+            self.unruled[name] += 1
         return func(*args, **kwargs)
 
     # -- convolutions and dense layers -----------------------------------------------------------
@@ -227,17 +216,17 @@ class _LrpMode(CallMode):
         self.calls += 1
         call = _Call(func, args, kwargs)
         z = func(*args, **kwargs)
-        foldable = func not in _TRANSPOSED
+        foldable = func not in TRANSPOSED
         self._last = (index, z, call, foldable)
         if self.probe or index in self.folded:
             return z
-        return self._apply(call, index, func in _DENSE, z, call.weight, call.bias)
+        return self._apply(call, index, func in DENSE, z, call.weight, call.bias)
 
     def _batch_norm(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         y = func(*args, **kwargs)
         x = args[0]
-        names = _FUNCTIONAL_NORM if func is F.batch_norm else _ATEN_NORM
-        given = {**dict(zip(names + _NORM_TAIL, args, strict=False)), **kwargs}
+        names = FUNCTIONAL_NORM if func is F.batch_norm else ATEN_NORM
+        given = {**dict(zip(names + NORM_TAIL, args, strict=False)), **kwargs}
         defaults = {"weight": None, "bias": None, "training": False, "eps": 1e-5}
         given = {**defaults, **given}
         last = self._last
@@ -263,7 +252,7 @@ class _LrpMode(CallMode):
             bias = call.bias.detach() if call.bias is not None else torch.zeros_like(shift)
             weight = weight * scale.detach().view(-1, *[1] * (weight.ndim - 1))
             bias = bias * scale.detach() + shift.detach()
-            return self._apply(call, index, call.func in _DENSE, y, weight, bias)
+            return self._apply(call, index, call.func in DENSE, y, weight, bias)
         if self.probe or not x.requires_grad:
             return y
         part = x * (y / _stabilise(x, self.stabilizer)).detach()  # pass the relevance through
@@ -383,10 +372,10 @@ def _split_call(
     """``f(x⁺; w⁺, bias) + f(x⁻; w⁻)``, as one call over stacked input channels where the layer
     allows (a dense layer, or a convolution of one group): the same products, one operation."""
     groups = call.kwargs.get("groups", call.args[6] if len(call.args) > 6 else 1)
-    if call.func in _DENSE or (call.func in _CONV and call.func is not _aten.convolution.default
+    if call.func in DENSE or (call.func in CONV and call.func is not _aten.convolution.default
                                and groups == 1):  # fmt: skip
         stacked = torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1)
-        axis = -1 if call.func in _DENSE else 1  # features last; channels second
+        axis = -1 if call.func in DENSE else 1  # features last; channels second
         return call(torch.cat([xp, xn], dim=axis), stacked, bias)
     return call(xp, w.clamp(min=0), bias) + call(xn, w.clamp(max=0))
 
@@ -498,6 +487,7 @@ def lrp(
     with torch.enable_grad(), mode:
         output = call_model(context.model, inputs)
     _check_ran(mode, context)
+    warn_unruled(mode.unruled)
     if not context.fixed:  # the values are the model's own: this pass fixes the targets
         context.fix_targets(output)
     rows = torch.arange(context.batch_size, device=x.device)

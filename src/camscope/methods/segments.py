@@ -10,6 +10,8 @@ and each element of a segment gets its segment's value in every channel (Captum'
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from camscope.errors import MethodError
@@ -180,6 +182,7 @@ def lime(
     *,
     n_samples: int = 50,
     alpha: float = 0.01,
+    max_iter: int = 1000,
     kernel_width: float = 1.0,
     segments: torch.Tensor | None = None,
     n_segments: int = 50,
@@ -202,6 +205,8 @@ def lime(
         context: what explain() hands every method: inputs, layer, targets.
         n_samples: draws per sample.
         alpha: the Lasso's L1 weight (Captum: 0.01); 0: weighted least squares.
+        max_iter: the Lasso's iterations (scikit-learn's default); fits that stop before
+            converging are counted in one warning per call.
         kernel_width: of the exponential similarity kernel.
         segments: as for :func:`feature_ablation`.
         n_segments: as for :func:`feature_ablation`.
@@ -215,10 +220,13 @@ def lime(
         ``segments`` ``(B, *S)``; ``values`` ``(B, M, T)``; ``samples``: per sample the draws
         ``(n_samples, M_b)``.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso, LinearRegression
 
     if int(n_samples) < 2:
         raise MethodError(f"n_samples must be at least 2, got {n_samples}")
+    if int(max_iter) < 1:
+        raise MethodError(f"max_iter must be at least 1, got {max_iter}")
     if not alpha >= 0 or not kernel_width > 0:
         raise MethodError(
             f"alpha must be ≥ 0 and kernel_width > 0, got alpha={alpha!r}, "
@@ -235,6 +243,7 @@ def lime(
     )
     draws = []
     rows = batch_size or context.perturbation_rows()
+    unconverged = 0
     for b in range(context.batch_size):
         m = int(counts[b])
         generator = torch.Generator().manual_seed(int(seed))
@@ -253,10 +262,26 @@ def lime(
             )
             distance = (1 - cosine).double().cpu()
             similarity[part] = torch.exp(-(distance**2) / (2 * kernel_width**2))
-        model = Lasso(alpha=float(alpha)) if alpha > 0 else LinearRegression()
-        model.fit(z.double().numpy(), scores.numpy(), sample_weight=similarity.numpy())
+        model = (
+            Lasso(alpha=float(alpha), max_iter=int(max_iter)) if alpha > 0 else LinearRegression()
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(z.double().numpy(), scores.numpy(), sample_weight=similarity.numpy())
+        unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:  # anything else is the user's to see
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         coef = torch.as_tensor(model.coef_, dtype=x.dtype).reshape(context.num_targets, m)
         values[b, :m] = coef.T.to(x.device)
         draws.append(z)
+    if unconverged:
+        warnings.warn(
+            f"camscope: lime: scikit-learn's Lasso stopped before converging for {unconverged} "
+            f"of {context.batch_size} samples ({int(max_iter)} iterations), so their segment "
+            "values are approximate; raise max_iter, or fit by least squares with alpha=0",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     maps = _spread(values, labels, x.shape[1])
     return MethodResult(maps, {"segments": labels, "values": values, "samples": draws})
