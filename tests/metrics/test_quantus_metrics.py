@@ -475,3 +475,50 @@ def test_sensitivity_n_by_step_is_one_for_a_linear_models_exact_maps(spatial_dim
         metrics.sensitivity_n_by_step(model, x[:1], exact[:1], y[:1])
     with pytest.raises(InputError, match="less than one step"):
         metrics.sensitivity_n_by_step(model, x, exact, y, n_max_percentage=0.01)
+
+
+def _separated_groups(spatial_dims: int):
+    """A linear model whose 8 groups of 8 positions (ranked by the map, ascending) have weights
+    ``4^π(g)``: every group's expected noise variance is 16× the next one's, so any reasonable
+    number of draws ranks the groups as ``π`` does, and the monotonicity correlation is exactly
+    ``Spearman(g, π(g))``. Inputs are 0.5 except one 0 and one 1 (noise in [0, 1] for both
+    libraries), so the noise is unbiased."""
+    generator = torch.Generator().manual_seed(5)
+    size = (8, 8) if spatial_dims == 2 else (4, 4, 4)
+    a = torch.rand(3, *size, generator=generator) + 0.1
+    x = torch.full((3, 1, *size), 0.5)
+    x.view(3, -1)[:, 0], x.view(3, -1)[:, 1] = 0.0, 1.0
+    group = torch.empty(3, 64, dtype=torch.long)
+    group.scatter_(1, a.view(3, -1).argsort(1), (torch.arange(64) // 8).expand(3, 64).contiguous())
+    order = torch.stack([torch.randperm(8, generator=generator) for _ in range(3)])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(4.0 ** order.gather(1, group).float())
+    return model, x, torch.tensor([0, 1, 2]), a, order
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_monotonicity_correlation_equals_the_closed_form_and_quantus(spatial_dims):
+    import quantus
+    from scipy.stats import spearmanr
+
+    model, x, y, a, order = _separated_groups(spatial_dims)
+    expected = [spearmanr(np.arange(8), o.numpy())[0] for o in order]
+    for seed in (0, 1):
+        ours = metrics.monotonicity_correlation(
+            model, x, a, y, features_in_step=8, n_samples=50, seed=seed
+        )
+        np.testing.assert_allclose(ours.values.numpy(), expected, atol=1e-12)
+    if spatial_dims == 2:
+        np.random.seed(0)  # noqa: NPY002 (Quantus draws from NumPy's global generator)
+        theirs = _quantus(
+            quantus.MonotonicityCorrelation(
+                nr_samples=50, features_in_step=8, disable_warnings=True
+            ),
+            model,
+            x,
+            y,
+            a,
+            softmax=False,
+        )
+        np.testing.assert_allclose(theirs, expected, atol=1e-12)
