@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 
@@ -92,6 +93,36 @@ def test_compiled_model_is_explained_through_its_module(backend):
     e = camscope.explain(compiled, x, method="grad_cam", targets="all")
     torch.testing.assert_close(e.maps, expected.maps)
     assert e.layer == "conv2"
+
+
+@pytest.mark.parametrize("how", ["module.compile()", "a compiled submodule"])
+def test_models_compiled_in_place_run_eagerly_for_the_call_and_stay_compiled(how):
+    """``model.compile()`` (in place) and ``model.part = torch.compile(model.part)`` keep the
+    compiled graph where camscope needs Python: hooks, rules and per-target gradients (whose
+    retained graph a compiled backward refuses). Each call runs them eagerly and leaves them
+    compiled."""
+    model = _eager()
+    x = torch.randn(2, 1, 8, 8)
+    expected = {
+        method: camscope.explain(model, x, method=method, targets="all").maps
+        for method in ("grad_cam", "lrp", "deeplift")
+    }
+    compiled = copy.deepcopy(model)
+    if how == "module.compile()":
+        compiled.compile(backend="aot_eager")
+    else:
+        compiled.conv2 = torch.compile(compiled.conv2, backend="aot_eager")
+    with warnings.catch_warnings():  # dynamo's own warnings while it traces a submodule
+        warnings.simplefilter("ignore", UserWarning)
+        compiled(x)  # the usual warm-up call
+    for method, maps in expected.items():
+        e = camscope.explain(compiled, x, method=method, targets="all")
+        torch.testing.assert_close(e.maps, maps)
+    if how == "module.compile()":
+        assert compiled._compiled_call_impl is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.testing.assert_close(compiled(x), model(x))
 
 
 def test_scripted_model_layer_methods_say_why_and_input_methods_work():

@@ -266,6 +266,14 @@ def test_maps_that_miss_their_sum_are_said_to(dims):
     ).double().eval()  # fmt: skip
     x = torch.randn(2, 1, *[4] * dims, dtype=torch.float64)
     for name in ("deeplift", "deeplift_shap"):
-        with pytest.warns(RuntimeWarning, match=rf"{name}: \d of 6 maps .* miss their sum"):
-            e = camscope.explain(model, x, method=name, targets="all")
-        assert float(e.extras["delta_gap"].max()) > 1e-3
+        # max_pool="gradient" misses the sum by design, but this model has no max-pool
+        for options in ({}, {"max_pool": "gradient"}):
+            with pytest.warns(RuntimeWarning, match=rf"{name}: \d of 6 maps .* miss their sum"):
+                e = camscope.explain(model, x, method=name, targets="all", **options)
+            assert float(e.extras["delta_gap"].max()) > 1e-3
+    with pytest.warns(RuntimeWarning, match="miss their sum") as record:
+        camscope.explain(model, x, method="deeplift")
+    assert [w.filename for w in record] == [__file__]  # said at the caller's line
+    pooled = _net(dims)  # max-pools with their own gradient: silent (filterwarnings=error)
+    camscope.explain(pooled, torch.randn(2, 2, *[8] * dims).double(), method="deeplift",
+                     targets="all", max_pool="gradient")  # fmt: skip

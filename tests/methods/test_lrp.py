@@ -229,7 +229,8 @@ def test_z_box_bounds_are_each_inputs_own_and_composites_take_kebab_case():
 
 
 class _Gated(nn.Module):
-    """A convolution whose output is gated by a squeeze-excitation product (two activations)."""
+    """A convolution whose output is gated by a squeeze-excitation product (two activations),
+    scaled by a learned layer scale (a weight times an activation: linear, with a rule)."""
 
     def __init__(self, dims: int, norm: bool) -> None:
         super().__init__()
@@ -237,24 +238,45 @@ class _Gated(nn.Module):
         self.conv = conv(1, 4, 3)
         self.act = nn.PReLU() if norm else nn.ReLU()
         self.norm = nn.LayerNorm(4) if norm else nn.Identity()
+        self.scale = nn.Parameter(torch.full((4,), 0.5))
         self.gate = nn.Linear(4, 4)
         self.head = nn.Linear(4, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.conv(x)).flatten(2).mean(-1)  # (B, 4)
-        h = self.norm(h)
+        h = self.norm(h) * self.scale
         return self.head(h * torch.sigmoid(self.gate(h)))
+
+
+class _Normalised(nn.Module):
+    """A hand-written normalisation (a division by an activation) and a cosine head."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims](1, 4, 3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).flatten(2).mean(-1)
+        h = (h - h.mean(1, keepdim=True)) / (h.std(1, keepdim=True) + 1e-5)
+        return self.head(F.normalize(h, dim=1))
 
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_calls_without_a_rule_are_named_in_a_warning(dims):
     torch.manual_seed(0)
     x = torch.randn(2, 1, *[6] * dims)
-    named = r"no rule for prelu \(×1\), layer_norm \(×1\), product \(×1\) in"
-    with pytest.warns(RuntimeWarning, match=named):
+    named = (
+        r"no rule for prelu \(×1\), layer_norm \(×1\), product of two activations \(×1\) in .*"
+        r"chefer or attention_rollout"
+    )
+    with pytest.warns(RuntimeWarning, match=named) as record:
         camscope.explain(_Gated(dims, norm=True).eval(), x, method="lrp", targets="all")
-    with pytest.warns(RuntimeWarning, match=r"no rule for product \(×1\) in this model"):
+    assert [w.filename for w in record] == [__file__]  # said at the caller's line
+    with pytest.warns(RuntimeWarning, match=r"no rule for product of two activations \(×1\) in "):
         camscope.explain(_Gated(dims, norm=False).eval(), x, method="lrp", targets="all")
-    with warnings.catch_warnings():  # a product with a constant, a residual sum: rules apply
+    with pytest.warns(RuntimeWarning, match=r"division by an activation \(×1\), normalize \(×1\)"):
+        camscope.explain(_Normalised(dims).eval(), x, method="lrp", targets="all")
+    with warnings.catch_warnings():  # a residual sum, batch norms, pools: rules apply
         warnings.simplefilter("error")
         camscope.explain(_conv_bn_net(dims), torch.randn(2, 3, *[8] * dims), method="lrp")

@@ -174,8 +174,10 @@ def test_lime_counts_the_lasso_fits_that_did_not_converge_in_one_warning():
     model, x = _setup(2)
     labels = _quadrants(2)
     options = {"segments": labels, "targets": [1, 3], "n_samples": 40, "alpha": 1e-4}
-    with pytest.warns(RuntimeWarning, match=r"stopped before converging for 2 of 2 samples \(1 it"):
+    unconverged = r"stopped before converging for 2 of 2 samples \(max_iter=1\)"
+    with pytest.warns(RuntimeWarning, match=unconverged) as record:
         rough = camscope.explain(model, x, method="lime", max_iter=1, **options)
+    assert [w.filename for w in record] == [__file__]  # said once, at the caller's line
     fine = camscope.explain(model, x, method="lime", **options)  # filterwarnings=error: silent
     assert not torch.allclose(rough.maps, fine.maps)
     with pytest.raises(camscope.MethodError, match="max_iter must be at least 1"):

@@ -186,6 +186,7 @@ class ModelState:
         self._flags: list[tuple[nn.Module, bool]] = []
         self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._owner = False
+        self._eager: Any = None  # torch.compiler.set_stance("force_eager") while it runs
 
     def __enter__(self) -> ModelState:
         key = id(self.model)
@@ -202,6 +203,11 @@ class ModelState:
                 _ACTIVE[key] = thread
                 self._owner = True
         self._flags = [(module, module.training) for module in self.model.modules()]
+        if _has_compiled_parts(self.model):
+            # ``model.compile()`` in place, or a submodule replaced by ``torch.compile(...)``:
+            # run them eagerly for this call (hooks and batched gradients need the Python code).
+            self._eager = torch.compiler.set_stance("force_eager")
+            self._eager.__enter__()
         if not self.eval_mode:
             self._buffers = [
                 (buffer, buffer.detach().clone())
@@ -216,6 +222,9 @@ class ModelState:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._eager is not None:
+            self._eager.__exit__(None, None, None)
+            self._eager = None
         for module, training in self._flags:
             module.training = training
         with torch.no_grad():
@@ -226,6 +235,18 @@ class ModelState:
             with _ACTIVE_LOCK:
                 _ACTIVE.pop(id(self.model), None)
             self._owner = False
+
+
+def _has_compiled_parts(model: Any) -> bool:
+    """Whether any module of ``model`` was compiled in place (``module.compile()``) or is a
+    ``torch.compile`` wrapper set as a submodule."""
+    if not isinstance(model, nn.Module):
+        return False
+    return any(
+        getattr(module, "_compiled_call_impl", None) is not None
+        or isinstance(getattr(module, "_orig_mod", None), nn.Module)
+        for module in model.modules()
+    )
 
 
 def weights_digest(model: Any) -> str:

@@ -67,6 +67,7 @@ class _RescaleMode(CallMode):
         self.recording = True
         self.records: list[tuple[str, tuple[torch.Tensor, ...]]] = []  # (the call, tensors)
         self.calls = 0  # nonlinearities met in the current pass
+        self.plain_pools = 0  # max-pools given their own gradient (max_pool="gradient")
 
     def replay(self) -> None:
         self.recording = False
@@ -97,6 +98,7 @@ class _RescaleMode(CallMode):
         pooling = func in _MAX_POOL or func in _MAX_POOL_ATEN
         if pooling and self.pool_rule == "rescale" and _floating(args):
             return self._max_pool(func, args, kwargs)
+        self.plain_pools += pooling
         return func(*args, **kwargs)
 
     def _record(self, call: str, tensors: tuple[torch.Tensor, ...]) -> None:
@@ -203,10 +205,12 @@ def _multipliers(
     context: MethodContext, inputs: torch.Tensor, references: torch.Tensor, rows: torch.Tensor,
     eps: float,
     max_pool: str,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, bool]:  # fmt: skip
     """DeepLIFT maps ``(N, T, C, *S)`` of ``inputs`` against ``references`` (samples ``rows``),
-    and the references' target scores ``(N, T)``. When the targets are not fixed yet and these
-    are all the samples, the input pass fixes them (no separate forward pass)."""
+    the references' target scores ``(N, T)``, and whether a max-pool kept its own gradient
+    (``max_pool="gradient"``: the maps then need not sum to the change). When the targets are
+    not fixed yet and these are all the samples, the input pass fixes them (no separate forward
+    pass)."""
     mode = _RescaleMode(eps, max_pool)
     with torch.no_grad(), mode:
         reference_output = call_model(context.model, references.detach())
@@ -254,7 +258,8 @@ def _multipliers(
         )
     ]
     grads = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-    return (inputs - references).unsqueeze(1) * grads, reference_scores.detach()
+    maps = (inputs - references).unsqueeze(1) * grads
+    return maps, reference_scores.detach(), mode.plain_pools > 0
 
 
 def _check(eps: float, max_pool: str) -> float:
@@ -307,15 +312,17 @@ def deeplift(
     if rows_per_batch < context.batch_size:
         context._ensure_fixed()  # several passes: the targets of all samples first
     pieces, references = [], []
+    plain_pools = False
     for part in context.batches(context.batch_size, rows_per_batch, "deeplift"):
         rows = torch.arange(part.start, part.stop, device=x.device)
-        maps, scores = _multipliers(context, x[part], reference[part], rows, eps, max_pool)
+        maps, scores, plain = _multipliers(context, x[part], reference[part], rows, eps, max_pool)
+        plain_pools = plain_pools or plain
         pieces.append(maps)
         references.append(scores)
     maps = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
     baseline_scores = torch.cat(references)
     gap = (maps.flatten(2).sum(-1) - (context.scores - baseline_scores)).abs()
-    if max_pool == "rescale":
+    if not plain_pools:
         _warn_if_unsummed(gap, context.scores, baseline_scores, "deeplift")
     return MethodResult(maps, {"delta_gap": gap, "baseline_scores": baseline_scores})
 
@@ -366,18 +373,20 @@ def deeplift_shap(
         (context.batch_size, context.num_targets, *x.shape[1:]), dtype=x.dtype, device=x.device
     )
     expected = torch.zeros((context.batch_size, context.num_targets), dtype=x.dtype)
+    plain_pools = False
     rows_per_batch = batch_size or max(1, context.gradient_rows() // 2)
     for part in context.batches(context.batch_size * count, rows_per_batch, "deeplift shap"):
         index = torch.arange(part.start, part.stop, device=x.device)
         sample, which = index // count, index % count
         pairs = references[sample, which]
-        maps, scores = _multipliers(context, x[sample], pairs, sample, eps, max_pool)
+        maps, scores, plain = _multipliers(context, x[sample], pairs, sample, eps, max_pool)
+        plain_pools = plain_pools or plain
         total.index_add_(0, sample, maps)
         expected.index_add_(0, sample.cpu(), scores.cpu().to(x.dtype))
     maps = total / count
     expected = (expected / count).to(x.device)
     gap = (maps.flatten(2).sum(-1) - (context.scores - expected)).abs()
-    if max_pool == "rescale":
+    if not plain_pools:
         _warn_if_unsummed(gap, context.scores, expected, "deeplift_shap")
     return MethodResult(maps, {"delta_gap": gap})
 
@@ -387,7 +396,8 @@ def _warn_if_unsummed(
 ) -> None:
     """Say when maps miss their sum ``y(x) − y(x')`` by more than 1 % of it (beyond rounding):
     the model has calls without a rescale rule (attention, layer norms, products of
-    activations), or its two passes differ (dropout in training mode)."""
+    activations), or its two passes differ (dropout in training mode). Not said when a max-pool
+    kept its own gradient (``max_pool="gradient"``), which misses the sum by design."""
     scores, reference = scores.detach(), reference.detach().to(scores.device)
     change = (scores - reference).abs()
     rounding = 1e-4 * (scores.abs() + reference.abs()) + 1e-6
@@ -396,12 +406,12 @@ def _warn_if_unsummed(
         worst = float((gap.detach()[off] / change[off].clamp_min(1e-12)).max())
         warnings.warn(
             f"camscope: {name}: {int(off.sum())} of {off.numel()} maps (sample × target) miss "
-            f"their sum y(x) − y(x') by more than 1 % (up to {min(worst, 1e4):.3g}× it): the "
-            "model has calls DeepLIFT has no rule for (attention, layer norms, products of "
-            "activations) or its passes differ (dropout in training mode: call model.eval()); "
+            f"their sum y(x) − y(x') by more than 1 % of it (by up to {100 * min(worst, 1e4):.3g} "
+            "%): the model has calls DeepLIFT has no rule for (attention, layer norms, products "
+            "or quotients of activations), or its passes differ (dropout with eval_mode=False); "
             "extras['delta_gap'] has each gap",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of explain()
         )
 
 

@@ -48,19 +48,40 @@ NO_RULE = {
     _aten.matmul.default: "matmul", _aten.bmm.default: "matmul", torch.einsum: "matmul",
     torch.mul: "product", torch.Tensor.mul: "product", torch.Tensor.__mul__: "product",
     torch.Tensor.__rmul__: "product", _aten.mul.Tensor: "product",
+    torch.div: "quotient", torch.Tensor.div: "quotient", torch.Tensor.__truediv__: "quotient",
+    torch.Tensor.__rtruediv__: "quotient", _aten.div.Tensor: "quotient",
+    F.normalize: "normalize",
 }  # fmt: skip
+
+#: How the kinds of :data:`NO_RULE` read in the warning.
+_SAID = {"product": "product of two activations", "quotient": "division by an activation"}
+_TRANSFORMER = {"layer_norm", "softmax", "attention", "matmul"}
+
+
+def _activation(value: Any) -> bool:
+    """A tensor the forward pass computed from the input (not a weight such as a layer scale)."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.requires_grad
+        and not isinstance(value, torch.nn.Parameter)
+    )
 
 
 def unruled(func: Any, args: tuple[Any, ...]) -> str | None:
     """The name under which a call without a rule is reported, or None: a call of
-    :data:`NO_RULE` on an activation (a product only when both of its factors are)."""
+    :data:`NO_RULE` on an activation (a product only when both of its factors are, a division
+    when its divisor is; a weight times an activation is linear and has a rule)."""
     name = NO_RULE.get(func)
     if name is None:
         return None
-    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     if name in ("product", "matmul"):
-        return name if len(tensors) >= 2 else None
-    return name if tensors else None
+        return name if sum(_activation(a) for a in args[:2]) == 2 else None
+    if name == "quotient":
+        divisor = (
+            args[0] if func is torch.Tensor.__rtruediv__ else args[1] if len(args) > 1 else None
+        )
+        return name if _activation(divisor) else None
+    return name if any(_activation(a) for a in args[:1]) else None
 
 
 FUNCTIONAL_NORM = ("input", "running_mean", "running_var", "weight", "bias", "training")
@@ -84,11 +105,16 @@ def warn_unruled(unruled: Counter[str]) -> None:
     attention and layer norms, a PReLU, a gating product): the map is then not LRP's there."""
     if not unruled:
         return
-    calls = ", ".join(f"{name} (×{count})" for name, count in unruled.most_common())
+    calls = ", ".join(
+        f"{_SAID.get(name, name)} (×{count})" for name, count in unruled.most_common()
+    )
+    hint = (
+        "; for a transformer use chefer or attention_rollout" if _TRANSFORMER & set(unruled) else ""
+    )
     warnings.warn(
         f"camscope: lrp has no rule for {calls} in this model: relevance passes through them as "
         "a gradient would, so it is not conserved there (the conservation_gap extra shows by "
-        "how much; zennit does the same); for a transformer use chefer or attention_rollout",
+        f"how much; zennit does the same){hint}",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=5,  # the caller of explain()
     )

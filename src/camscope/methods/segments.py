@@ -278,10 +278,10 @@ def lime(
     if unconverged:
         warnings.warn(
             f"camscope: lime: scikit-learn's Lasso stopped before converging for {unconverged} "
-            f"of {context.batch_size} samples ({int(max_iter)} iterations), so their segment "
+            f"of {context.batch_size} samples (max_iter={int(max_iter)}), so their segment "
             "values are approximate; raise max_iter, or fit by least squares with alpha=0",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of explain()
         )
     maps = _spread(values, labels, x.shape[1])
     return MethodResult(maps, {"segments": labels, "values": values, "samples": draws})

@@ -309,8 +309,9 @@ def _impute(values: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 
 def _add_noise(imputed: torch.Tensor, mask: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
-    """``noise · N(0, 1)`` added in place to the imputed positions, seeded per sample (``seed +
-    b``) so that a sample's result does not depend on its batch."""
+    """``noise · N(0, 1)`` added in place to the imputed positions, seeded by each sample's
+    position in the batch (``seed + b``): sample ``b``'s noise does not depend on the other
+    samples, and the same call gives the same result."""
     if noise > 0:
         for b in range(len(imputed)):
             generator = torch.Generator().manual_seed(int(seed) + b)
@@ -326,8 +327,8 @@ def noisy_linear_imputation(
 
     Every removed position becomes the weighted mean of its in-frame neighbours (removed ones
     included, hence one sparse linear system per sample, solved for all channels at once); then
-    ``noise · N(0, 1)`` is added to the imputed values (seeded per sample, so a sample's result
-    does not depend on its batch).
+    ``noise · N(0, 1)`` is added to the imputed values (seeded by the sample's position in the
+    batch, ``seed + b``: not by the other samples).
 
     Args:
         x: ``(B, C, *S)`` inputs, 2D or 3D, floating point.
@@ -471,7 +472,7 @@ def road(
     morf_area = curves["morf"][1].mean(dim=1)
     lerf_area = curves["lerf"][1].mean(dim=1)
     return RoadResult(
-        percentages=torch.tensor([float(p) for p in percentages]),
+        percentages=torch.tensor([float(p) for p in percentages], dtype=torch.float64),
         morf_accuracy=curves["morf"][0],
         lerf_accuracy=curves["lerf"][0],
         morf_probability=curves["morf"][1],
