@@ -204,3 +204,24 @@ def test_python_dash_m_camscope_is_the_command_line():
         [sys.executable, "-m", "camscope", "methods"], capture_output=True, text=True, check=True
     )
     assert "grad-cam" in done.stdout and "deeplift" in done.stdout
+
+
+def test_warnings_are_one_line_on_stderr(tmp_path, capsys):
+    """A warning from the library reads as one line (Python's format adds the source line that
+    raised it); camscope's own keep their text, others say their category."""
+    import warnings
+
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).random((16, 16), dtype=np.float32))
+    args = ["explain", "tiny2d", str(tmp_path / "a.npy"), "--out", str(tmp_path / "out")]
+    args += ["--quiet", "--method", "lime", "--option", "max_iter=1", "--option", "alpha=1e-6"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "stopped before converging" in line]
+    assert len(said) == 1 and said[0].startswith("camscope: lime: scikit-learn's Lasso")
+    assert "RuntimeWarning" not in result.output and "warnings.warn" not in result.output
+    from camscope.cli.main import _one_line
+
+    _one_line(UserWarning("not ours"), UserWarning, "file.py", 3)
+    assert capsys.readouterr().err == "warning (UserWarning): not ours\n"

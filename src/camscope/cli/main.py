@@ -5,7 +5,12 @@ Errors a user can cause become one line on stderr and exit code 2 (:func:`common
 
 from __future__ import annotations
 
+import sys
+import warnings
+from typing import Any
+
 import click
+from tqdm import tqdm
 
 import camscope
 from camscope.cli.evaluate import evaluate
@@ -24,6 +29,16 @@ __all__ = ["cli", "main"]
 @click.version_option(camscope.__version__, prog_name="camscope")
 def cli() -> None:
     """Explain what vision networks (CNNs and transformers) look at, in 2D images and 3D volumes."""
+    warnings.showwarning = _one_line
+
+
+def _one_line(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line on stderr, above any progress bar (not Python's two lines with the
+    source line that raised it)."""
+    text = str(message)
+    if not text.startswith("camscope:"):
+        text = f"warning ({category.__name__}): {text}"
+    tqdm.write(text, file=sys.stderr)
 
 
 evaluate.add_command(sanity)
