@@ -719,3 +719,47 @@ def test_evaluate_and_mprt_take_a_layout_for_a_model_that_states_none():
     assert layout.text == "tokens:4x4:1"
     test = camscope.metrics.mprt(model, x, method="grad_cam", layer="block", layout=layout)
     assert len(test.layers) >= 2
+
+
+def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked(
+    tmp_path, monkeypatch
+):
+    import importlib
+
+    sanity_module = importlib.import_module("camscope.evaluation.sanity")
+    data = tmp_path / "d"
+    data.mkdir()
+    for index in range(2):
+        np.save(data / f"x{index}.npy", np.random.default_rng(index).random((16, 16)))
+    out = tmp_path / "o"
+    args = ["evaluate", "sanity", str(data), "--model", "tiny2d", "--out", str(out)]
+    args += ["--methods", "saliency,grad-cam"]
+    real = sanity_module.mprt
+
+    def stopping(model, inputs, method, **options):
+        if method == "grad_cam":
+            raise KeyboardInterrupt  # the user stops the run during the second method
+        return real(model, inputs, method=method, **options)
+
+    monkeypatch.setattr(sanity_module, "mprt", stopping)
+    stopped = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert stopped.exit_code == 130 and "interrupted" in stopped.output
+    assert (out / "checked" / "saliency.safetensors").exists()
+    assert not (out / "results.json").exists()
+    monkeypatch.setattr(sanity_module, "mprt", real)
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "resuming: 1 of 2 methods were checked by an interrupted run" in again.output
+    rows = {row["method"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
+    whole = ["evaluate", "sanity", str(data), "--model", "tiny2d", "--out", str(tmp_path / "f")]
+    fresh = CliRunner().invoke(cli, [*whole, "--methods", "saliency,grad-cam"])
+    assert fresh.exit_code == 0 and "resuming" not in fresh.output
+    expected = json.loads((tmp_path / "f" / "results.json").read_text())["rows"]
+    assert [rows[row["method"]] for row in expected] == expected  # the same as one whole run
+    other = CliRunner().invoke(cli, [*args, "--seed", "1", "--force"])  # another job
+    assert other.exit_code == 0 and "resuming" not in other.output
+    (out / "results.json").unlink()  # as if the run had stopped after its checks
+    (out / "report.html").unlink()
+    (out / "checked" / "grad_cam.safetensors").write_bytes(b"torn")  # unreadable: checked again
+    torn = CliRunner().invoke(cli, [*args, "--seed", "1"])
+    assert torn.exit_code == 0 and "resuming: 1 of 2 methods" in torn.output

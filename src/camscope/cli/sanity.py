@@ -3,6 +3,7 @@ randomisation, ROAD), on a built-in benchmark or your own model and data."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +89,14 @@ def sanity(
     ROAD; a table, results.json and report.html, and one line
     saying which methods pass on this model."""
     import camscope
+    from camscope.engine.state import weights_digest
     from camscope.evaluation.own_data import read_own_data
     from camscope.evaluation.sanity import (
         sanity_check,
         sanity_notes,
         sanity_table,
     )
+    from camscope.evaluation.sanity_store import job_key, load_checked, save_checked
     from camscope.evaluation.testbeds import build_for_sanity
     from camscope.io import prepare_output_dir
     from camscope.runs.identity import machine
@@ -138,16 +141,31 @@ def sanity(
         raise CamscopeError("give --benchmark NAME, or DATA with --model MODEL")
     if given_layer is not None:  # a wrong or unused --layer: one error now, not a silent default
         _check_layer(model, given_layer, methods)
+    names = [m.replace("-", "_") for m in methods]
+    checked = folder / "checked"  # each method's results as soon as they are done
+    if force:
+        shutil.rmtree(checked, ignore_errors=True)
+    job = {"seed": seed, "randomize": randomize, "layer": layer, "camscope": camscope.__version__}
+    job["control"] = None if control is None else weights_digest(control)
+    key = job_key(model, inputs, labels, job)
+    done = load_checked(checked, names, key)
+    if done and not quiet:
+        click.echo(
+            f"resuming: {len(done)} of {len(names)} methods were checked by an interrupted run "
+            f"of this job ({', '.join(done)}; saved in {checked}); checking the rest"
+        )
     results = sanity_check(
         model,
         inputs,
         labels,
-        [m.replace("-", "_") for m in methods],
+        names,
         layer=layer,
         control=None if control is None else control.eval(),
         seed=seed,
         randomize="blocks" if randomize == "blocks" else "layers",
         progress=not quiet,
+        done=done,
+        on_result=lambda result: save_checked(checked, result, key),
     )
     table = sanity_table(results)
     click.echo(table)

@@ -121,6 +121,8 @@ def sanity_check(
     randomize: Literal["layers", "blocks"] = "layers",
     sensitivity_samples: int = 5,
     progress: bool = True,
+    done: dict[str, SanityResult] | None = None,
+    on_result: Callable[[SanityResult], None] | None = None,
 ) -> SanityResults:
     """Run every sanity check for every method (see the module docstring). A method that does
     not apply to the model (a ReLU rule on a network without ReLU) is skipped and named in the
@@ -142,6 +144,8 @@ def sanity_check(
             of the inputs' standard deviation); 0 leaves it out. The complexity column is the
             sparseness (Gini) of the maps the ROAD gap ranks.
         progress: a bar over the methods (each takes one MPRT, one ROAD and a few explanations).
+        done: results already computed (an interrupted run's), by method: not computed again.
+        on_result: called with each method's result as soon as it is done (to save it).
     """
     from tqdm.auto import tqdm
 
@@ -153,6 +157,9 @@ def sanity_check(
     for method in bar:
         info = get_method(method)
         bar.set_postfix_str(info.name)
+        if done and info.name in done:
+            results.append(done[info.name])
+            continue
         ruled = info.gradient_rule not in (None, "gradient")
         if (info.needs_layer or ruled) and isinstance(model, torch.jit.ScriptModule):
             results.skipped[info.name] = (
@@ -202,21 +209,22 @@ def sanity_check(
             ).reduce_channels()
             data = map_similarity(test.original, other.maps[:, 0], "spearman")
         assert test.maps is not None
-        results.append(
-            SanityResult(
-                info.name,
-                test.layers,
-                test.similarity,
-                logit,
-                gap,
-                data,
-                test.original,
-                test.maps,
-                shown.layer if info.needs_layer else None,
-                spread,
-                sensitivity,
-            )
+        result = SanityResult(
+            info.name,
+            test.layers,
+            test.similarity,
+            logit,
+            gap,
+            data,
+            test.original,
+            test.maps,
+            shown.layer if info.needs_layer else None,
+            spread,
+            sensitivity,
         )
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
     return results
 
 
