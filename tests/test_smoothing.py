@@ -105,3 +105,11 @@ def test_smooth_of_gradients_refuses_other_methods():
     model = create_model("tiny2d", num_classes=3, input_size=16).eval()
     with pytest.raises(InputError, match="Grad-CAM"):
         camscope.smooth(model, torch.randn(1, 1, 16, 16), method="grad_cam", target="gradients")
+
+
+def test_smooth_takes_progress_as_explain_does():
+    model = create_model("tiny2d", num_classes=3).eval()
+    x = torch.randn(2, 1, 16, 16)
+    quiet = camscope.smooth(model, x, method="saliency", noise_samples=3, progress=False)
+    loud = camscope.smooth(model, x, method="saliency", noise_samples=3)
+    torch.testing.assert_close(quiet.maps, loud.maps)

@@ -68,6 +68,7 @@ def smooth(
     Raises:
         InputError: bad counts or kind; and whatever :func:`explain` raises.
     """
+    explain_options.pop("progress", None)  # taken as explain() takes it; the inner calls are quiet
     if int(noise_samples) < 1:
         raise InputError(f"noise_samples must be at least 1, got {noise_samples}")
     if kind not in ("smoothgrad", "vargrad"):

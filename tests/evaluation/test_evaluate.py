@@ -763,3 +763,17 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     (out / "checked" / "grad_cam.safetensors").write_bytes(b"torn")  # unreadable: checked again
     torn = CliRunner().invoke(cli, [*args, "--seed", "1"])
     assert torn.exit_code == 0 and "resuming: 1 of 2 methods" in torn.output
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    saved = out / "checked" / "saliency.safetensors"
+    with safe_open(str(saved), framework="pt") as stored:
+        metadata = stored.metadata()
+    tensors = load_file(str(saved))
+    del tensors["steps"]  # the right job, but incomplete: checked again, no traceback
+    save_file(tensors, str(saved), metadata=metadata)
+    for name in ("results.json", "report.html"):
+        (out / name).unlink()
+    incomplete = CliRunner().invoke(cli, [*args, "--seed", "1", "--quiet"])
+    assert incomplete.exit_code == 0, incomplete.output
+    assert "resuming: 1 of 2" in incomplete.output and "(grad_cam;" in incomplete.output

@@ -266,12 +266,10 @@ class _Normalised(nn.Module):
 def test_calls_without_a_rule_are_named_in_a_warning(dims):
     torch.manual_seed(0)
     x = torch.randn(2, 1, *[6] * dims)
-    named = (
-        r"no rule for prelu \(×1\), layer_norm \(×1\), product of two activations \(×1\) in .*"
-        r"chefer or attention_rollout"
-    )
+    named = r"no rule for prelu \(×1\), layer_norm \(×1\), product of two activations \(×1\) in "
     with pytest.warns(RuntimeWarning, match=named) as record:
         camscope.explain(_Gated(dims, norm=True).eval(), x, method="lrp", targets="all")
+    assert "chefer" not in str(record[0].message)  # a layer norm alone is no transformer
     assert [w.filename for w in record] == [__file__]  # said at the caller's line
     with pytest.warns(RuntimeWarning, match=r"no rule for product of two activations \(×1\) in "):
         camscope.explain(_Gated(dims, norm=False).eval(), x, method="lrp", targets="all")

@@ -149,7 +149,7 @@ def sanity(
     job["control"] = None if control is None else weights_digest(control)
     key = job_key(model, inputs, labels, job)
     done = load_checked(checked, names, key)
-    if done and not quiet:
+    if done:  # said even with --quiet: the only sign that saved checks were taken over
         click.echo(
             f"resuming: {len(done)} of {len(names)} methods were checked by an interrupted run "
             f"of this job ({', '.join(done)}; saved in {checked}); checking the rest"

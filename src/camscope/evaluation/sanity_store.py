@@ -58,8 +58,8 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
 
 
 def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, SanityResult]:
-    """The results of ``methods`` saved by the same job (other or unreadable files: ignored,
-    their methods are checked again)."""
+    """The results of ``methods`` saved by the same job (other, unreadable or incomplete files:
+    ignored, their methods are checked again)."""
     done: dict[str, SanityResult] = {}
     for method in methods:
         path = folder / f"{method}.safetensors"
@@ -71,19 +71,19 @@ def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, Sanity
                 if metadata.get("job") != key or metadata.get("method") != method:
                     continue
                 tensors = {name: stored.get_tensor(name) for name in stored.keys()}
-        except (OSError, ValueError, SafetensorError):
+            done[method] = SanityResult(
+                method=method,
+                layers=json.loads(metadata["layers"]),
+                similarity=tensors["similarity"],
+                random_logit=tensors["random_logit"],
+                road_gap=tensors["road_gap"],
+                data_randomization=tensors.get("data_randomization"),
+                original=tensors["original"],
+                steps=tensors["steps"],
+                layer=json.loads(metadata["layer"]),
+                sparseness=tensors.get("sparseness"),
+                sensitivity=tensors.get("sensitivity"),
+            )
+        except (OSError, ValueError, KeyError, SafetensorError):  # torn or incomplete
             continue
-        done[method] = SanityResult(
-            method=method,
-            layers=json.loads(metadata["layers"]),
-            similarity=tensors["similarity"],
-            random_logit=tensors["random_logit"],
-            road_gap=tensors["road_gap"],
-            data_randomization=tensors.get("data_randomization"),
-            original=tensors["original"],
-            steps=tensors["steps"],
-            layer=json.loads(metadata["layer"]),
-            sparseness=tensors.get("sparseness"),
-            sensitivity=tensors.get("sensitivity"),
-        )
     return done

@@ -55,7 +55,7 @@ NO_RULE = {
 
 #: How the kinds of :data:`NO_RULE` read in the warning.
 _SAID = {"product": "product of two activations", "quotient": "division by an activation"}
-_TRANSFORMER = {"layer_norm", "softmax", "attention", "matmul"}
+_TRANSFORMER = {"softmax", "attention", "matmul"}  # self-attention (not ConvNeXt's layer norms)
 
 
 def _activation(value: Any) -> bool:
