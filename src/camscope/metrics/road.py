@@ -176,20 +176,19 @@ def _solve(
         solution = np.empty_like(rhs)
         solution[order] = factors.solve(np.ascontiguousarray(rhs[order]))
         return solution
-    matrix = system.tocsr()
-    if matrix.shape[0] < MULTIGRID_FROM:
-        inverse = 1.0 / matrix.diagonal()
+    if system.shape[0] < MULTIGRID_FROM:
+        inverse = 1.0 / system.diagonal()
         precondition = inverse.__mul__
         maxiter = 20_000
     else:
         levels, coarsest = _aggregation_hierarchy(
-            matrix, np.stack(np.unravel_index(unknown, shape))
+            system, np.stack(np.unravel_index(unknown, shape))
         )
         precondition = functools.partial(_v_cycle, levels, coarsest)
         maxiter = 500
     solution = np.empty_like(rhs)
     for c, column in enumerate(rhs.T):
-        answer = _pcg(matrix, np.ascontiguousarray(column), precondition, maxiter=maxiter)
+        answer = _pcg(system, np.ascontiguousarray(column), precondition, maxiter=maxiter)
         solution[:, c] = spsolve(system, column) if answer is None else answer
     return solution
 
