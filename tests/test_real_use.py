@@ -74,6 +74,20 @@ def test_input_space_maps_that_are_zero_everywhere_are_said(method):
         camscope.explain(_DeadHead().eval(), torch.randn(2, 1, 12, 12), method=method, targets=0)
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("method", ["deeplift", "integrated_gradients"])
+def test_maps_that_are_zero_because_the_baseline_is_the_input_say_so(method, dims):
+    conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    model = nn.Sequential(conv(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)).eval()
+    x = torch.randn(2, 1, *[6] * dims)
+    model(x)
+    with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
+        camscope.explain(model, x, method=method, targets="all", baseline=x)
+    with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
+        camscope.explain(model, x, method=method, targets=0, baseline=x[1])  # one for all
+    assert camscope.explain(model, x, method=method, targets=0, baseline=x.flip(0)).maps.any()
+
+
 def test_a_callable_target_is_named_in_the_result():
     model = _DeadHead().eval()
     nn.init.normal_(model.head.weight)

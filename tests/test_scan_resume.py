@@ -108,7 +108,7 @@ def test_an_interrupted_scan_resumes_to_the_same_bytes(
         torch.testing.assert_close(resumed.scores, whole.scores, rtol=0, atol=0)
 
 
-def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch, capsys):
+def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     monkeypatch.setattr("camscope.wholescan.explain.explain", _Interrupt(after=3))
     with pytest.raises(KeyboardInterrupt):
@@ -117,18 +117,17 @@ def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch, capsys):
         )
     monkeypatch.undo()
     other = _scan() + 1  # the same shape, different values: a different scan
-    done = camscope.explain_scan(
-        _classifier(), other, out=tmp_path / "maps.npy", progress=True, **settings
-    )
-    said = capsys.readouterr().err
-    assert "not resuming" in said and "different scan" in said, said
+    with pytest.warns(RuntimeWarning, match=r"not resuming .*different scan.*starting over"):
+        done = camscope.explain_scan(  # said without progress bars too
+            _classifier(), other, out=tmp_path / "maps.npy", progress=False, **settings
+        )
     fresh = camscope.explain_scan(_classifier(), other, progress=False, **settings)
     np.testing.assert_array_equal(np.load(done.files[0]), fresh.maps.numpy())
     assert not (tmp_path / ".maps.npy.partial").exists()
 
 
 @pytest.mark.slow
-def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatch, capsys):
+def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatch):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     for change, expected in (
         ({"model": lambda: create_model("tiny3d", num_classes=3, input_size=16)}, "model"),
@@ -142,13 +141,11 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
                 _classifier(), _scan(), out=tmp_path / "maps.npy", progress=False, **settings
             )
         monkeypatch.undo()
-        capsys.readouterr()
         factory = change.pop("model", _classifier)
-        camscope.explain_scan(
-            factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **{**settings, **change}
-        )
-        said = capsys.readouterr().err
-        assert "not resuming" in said and f"different {expected}" in said, said
+        with pytest.warns(RuntimeWarning, match=f"not resuming .*different {expected}"):
+            camscope.explain_scan(
+                factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **settings | change
+            )
 
 
 def test_resume_false_starts_over_and_an_early_failure_leaves_nothing(tmp_path, monkeypatch):
@@ -334,7 +331,7 @@ def test_the_scan_command_resumes_an_interrupted_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
+def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch):
     settings = dict(method="grad_cam", roi_size=16, batch_size=2)
     whole = camscope.explain_scan(_classifier(), _scan(), progress=False, **settings)
     for damage, said in (
@@ -348,11 +345,10 @@ def test_damaged_work_files_are_never_resumed(tmp_path, monkeypatch, capsys):
             )
         monkeypatch.undo()
         damage(tmp_path / ".maps.mrc.partial")
-        capsys.readouterr()
-        done = camscope.explain_scan(
-            _classifier(), _scan(), out=tmp_path / "maps.mrc", progress=True, **settings
-        )
-        assert said in capsys.readouterr().err
+        with pytest.warns(RuntimeWarning, match=f"not resuming .*{said}"):
+            done = camscope.explain_scan(
+                _classifier(), _scan(), out=tmp_path / "maps.mrc", progress=True, **settings
+            )
         import mrcfile
 
         with mrcfile.open(done.files[1]) as mrc:

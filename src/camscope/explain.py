@@ -15,6 +15,7 @@ from camscope import postprocess
 from camscope.checks import check_inputs
 from camscope.engine import ModelState, detached, eager_model, is_exported, is_exported_graph
 from camscope.engine.capture import torchscript_error
+from camscope.engine.relay import said_once
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, pointwise_tail, resolve_layer, trace_layers
@@ -37,6 +38,7 @@ def _check_options(info: MethodInfo, options: dict[str, Any]) -> None:
         check_option(info, name, value)
 
 
+@said_once
 def explain(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -160,7 +162,9 @@ def explain(
     # layer methods say so per layer, at the gradient (engine); input-space methods here
     zero_output = not info.target_blind and _warn_if_output_is_zero(context.output)
     if not zero_output and info.kind == "input":
-        _warn_if_maps_are_zero(result.maps, context.scores, info)
+        _warn_if_maps_are_zero(
+            result.maps, context.scores, info, _is_the_input(options.get("baseline"), x)
+        )
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:
         tail = _restating_tail(model, x, layer_name, context.output)
@@ -209,7 +213,22 @@ def _warn_if_output_is_zero(output: Any) -> bool:
     return False
 
 
-def _warn_if_maps_are_zero(maps: torch.Tensor, scores: torch.Tensor, info: MethodInfo) -> None:
+def _is_the_input(baseline: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """Which samples a ``baseline`` option (one input's worth or a batch) equals, ``(B,)``."""
+    if not isinstance(baseline, torch.Tensor):
+        return None
+    if tuple(baseline.shape) not in (tuple(x.shape), tuple(x.shape[1:]), (1, *x.shape[1:])):
+        return None
+    same = baseline.detach().to(x.device, x.dtype) == x.detach()
+    return same.flatten(1).all(1)
+
+
+def _warn_if_maps_are_zero(
+    maps: torch.Tensor,
+    scores: torch.Tensor,
+    info: MethodInfo,
+    baseline_is_input: torch.Tensor | None = None,
+) -> None:
     """An input-space map exactly 0 everywhere for a target that scores something: the score
     does not change with the input (a zero head, dead ReLUs, a saturated output): said, not shown
     in silence. A target that scores exactly 0 (a class absent from a dense output, a region
@@ -221,6 +240,20 @@ def _warn_if_maps_are_zero(maps: torch.Tensor, scores: torch.Tensor, info: Metho
     if maps.numel() == 0 or tuple(scores.shape) != tuple(maps.shape[:2]):
         return
     silent = ~maps.detach().flatten(2).any(-1) & (scores.detach() != 0)  # (B, T)
+    if baseline_is_input is not None and bool(baseline_is_input.any()):
+        same = silent & baseline_is_input.to(silent.device)[:, None]
+        silent = silent & ~same
+    else:
+        same = torch.zeros_like(silent)
+    if bool(same.any()):
+        warnings.warn(
+            f"camscope: {info.name}: {int(same.sum())} of {same.numel()} maps (sample × "
+            "target) are exactly 0 because the baseline is the input itself: the score does not "
+            "change between the two, so there is nothing to attribute; give a reference that "
+            "lacks what the maps should show (0, a blurred or mean input)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if bool(silent.any()):
         warnings.warn(
             f"camscope: {info.name}: {int(silent.sum())} of {silent.numel()} maps (sample × "

@@ -140,6 +140,11 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     modules = dict(model.named_modules())
     if layer and layer in modules:
         return layer, modules[layer]
+    # a submodule compiled in place (model.part = torch.compile(model.part)) holds its layers
+    # under "_orig_mod": "part.1.conv" names "part._orig_mod.1.conv"
+    compiled = {name.replace("._orig_mod", ""): name for name in modules if "._orig_mod" in name}
+    if layer in compiled:
+        return compiled[layer], modules[compiled[layer]]
     raise LayerError(unknown_name("layer", layer, _available_names(model), cutoff=0.6))
 
 

@@ -221,6 +221,11 @@ def test_warnings_are_one_line_on_stderr(tmp_path, capsys):
     said = [line for line in result.output.splitlines() if "stopped before converging" in line]
     assert len(said) == 1 and said[0].startswith("camscope: lime: scikit-learn's Lasso")
     assert "RuntimeWarning" not in result.output and "warnings.warn" not in result.output
+    import json
+
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [w[: len("camscope: lime: ")] for w in manifest["warnings"]] == ["camscope: lime: "]
+    assert 'id="warnings"' in (tmp_path / "out" / "report.html").read_text()
     from camscope.cli.main import _one_line
 
     _one_line(UserWarning("not ours"), UserWarning, "file.py", 3)

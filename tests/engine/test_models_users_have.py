@@ -125,6 +125,27 @@ def test_models_compiled_in_place_run_eagerly_for_the_call_and_stay_compiled(how
         torch.testing.assert_close(compiled(x), model(x))
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_layers_of_a_compiled_submodule_keep_their_names(dims):
+    conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    torch.manual_seed(0)
+    block = nn.Sequential(conv(4, 6, 3, padding=1), nn.ReLU())
+    model = nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), block, nn.Flatten(2))
+    model.append(nn.Linear(6**dims, 1)).append(nn.Flatten()).eval()
+    x = torch.randn(2, 1, *[6] * dims)
+    expected = camscope.explain(model, x, method="grad_cam", layer="2.0", targets="all")
+    compiled = copy.deepcopy(model)
+    compiled[2] = torch.compile(compiled[2], backend="eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        compiled(x)
+    e = camscope.explain(compiled, x, method="grad_cam", layer="2.0", targets="all")
+    assert e.layer == "2._orig_mod.0"  # the module's own name
+    torch.testing.assert_close(e.maps, expected.maps)
+    with pytest.raises(LayerError, match=r"unknown layer '2\.7'"):
+        camscope.explain(compiled, x, method="grad_cam", layer="2.7")
+
+
 def test_scripted_model_layer_methods_say_why_and_input_methods_work():
     model = _eager()
     x = torch.randn(2, 1, 8, 8)

@@ -744,6 +744,8 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     monkeypatch.setattr(sanity_module, "mprt", stopping)
     stopped = CliRunner().invoke(cli, [*args, "--quiet"])
     assert stopped.exit_code == 130 and "interrupted" in stopped.output
+    assert "the checks of 1 of 2 methods are saved in" in stopped.output
+    assert "(saliency); the same command goes on from there" in stopped.output
     assert (out / "checked" / "saliency.safetensors").exists()
     assert not (out / "results.json").exists()
     monkeypatch.setattr(sanity_module, "mprt", real)
@@ -756,13 +758,24 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     assert fresh.exit_code == 0 and "resuming" not in fresh.output
     expected = json.loads((tmp_path / "f" / "results.json").read_text())["rows"]
     assert [rows[row["method"]] for row in expected] == expected  # the same as one whole run
+    assert not (out / "checked").exists()  # a finished run keeps its results, not its checks
+    cli_sanity = importlib.import_module("camscope.cli.sanity")
+
+    def stopped_writing(*_, **__):
+        raise KeyboardInterrupt  # the run stops after its checks
+
+    monkeypatch.setattr(cli_sanity, "_write_outputs", stopped_writing)
     other = CliRunner().invoke(cli, [*args, "--seed", "1", "--force"])  # another job
-    assert other.exit_code == 0 and "resuming" not in other.output
-    (out / "results.json").unlink()  # as if the run had stopped after its checks
-    (out / "report.html").unlink()
+    assert other.exit_code == 130 and "resuming" not in other.output
+    monkeypatch.undo()
+    for name in ("results.json", "report.html"):  # the first job's
+        (out / name).unlink()
     (out / "checked" / "grad_cam.safetensors").write_bytes(b"torn")  # unreadable: checked again
     torn = CliRunner().invoke(cli, [*args, "--seed", "1"])
     assert torn.exit_code == 0 and "resuming: 1 of 2 methods" in torn.output
+    monkeypatch.setattr(cli_sanity, "_write_outputs", stopped_writing)
+    CliRunner().invoke(cli, [*args, "--seed", "1", "--force"])  # both checks saved again
+    monkeypatch.undo()
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -773,7 +786,7 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     del tensors["steps"]  # the right job, but incomplete: checked again, no traceback
     save_file(tensors, str(saved), metadata=metadata)
     for name in ("results.json", "report.html"):
-        (out / name).unlink()
+        (out / name).unlink(missing_ok=True)
     incomplete = CliRunner().invoke(cli, [*args, "--seed", "1", "--quiet"])
     assert incomplete.exit_code == 0, incomplete.output
     assert "resuming: 1 of 2" in incomplete.output and "(grad_cam;" in incomplete.output

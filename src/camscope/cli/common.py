@@ -12,6 +12,7 @@ import click
 from torch import nn
 
 from camscope.cli.params import KEY_VALUE
+from camscope.engine.relay import said_once
 from camscope.errors import CamscopeError
 
 __all__ = [
@@ -31,8 +32,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(function: F) -> F:
-    """Turn CamscopeError into ``camscope: error: ...`` and exit code 2, never a traceback."""
+    """Turn CamscopeError into ``camscope: error: ...`` and exit code 2, never a traceback; each
+    warning said once per command (:func:`~camscope.engine.relay.said_once`)."""
 
+    @said_once
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:

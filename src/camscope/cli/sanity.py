@@ -154,19 +154,33 @@ def sanity(
             f"resuming: {len(done)} of {len(names)} methods were checked by an interrupted run "
             f"of this job ({', '.join(done)}; saved in {checked}); checking the rest"
         )
-    results = sanity_check(
-        model,
-        inputs,
-        labels,
-        names,
-        layer=layer,
-        control=None if control is None else control.eval(),
-        seed=seed,
-        randomize="blocks" if randomize == "blocks" else "layers",
-        progress=not quiet,
-        done=done,
-        on_result=lambda result: save_checked(checked, result, key),
-    )
+    saved = list(done)
+
+    def save(result: Any) -> None:
+        save_checked(checked, result, key)
+        saved.append(result.method)
+
+    try:
+        results = sanity_check(
+            model,
+            inputs,
+            labels,
+            names,
+            layer=layer,
+            control=None if control is None else control.eval(),
+            seed=seed,
+            randomize="blocks" if randomize == "blocks" else "layers",
+            progress=not quiet,
+            done=done,
+            on_result=save,
+        )
+    except KeyboardInterrupt as interrupt:
+        if saved:
+            interrupt.add_note(
+                f"camscope: the checks of {len(saved)} of {len(names)} methods are saved in "
+                f"{checked} ({', '.join(saved)}); the same command goes on from there"
+            )
+        raise
     table = sanity_table(results)
     click.echo(table)
     notes += sanity_notes(results, inputs=len(inputs), accuracy=accuracy, fit=fit)
@@ -185,6 +199,7 @@ def sanity(
         measured=machine(),
     )
     _write_outputs(folder, title, table, notes, rows, results, record, fit)
+    shutil.rmtree(checked, ignore_errors=True)  # in results.json now; a rerun needs --force
     click.echo(f"wrote {folder}/results.json and report.html")
 
 
@@ -200,6 +215,7 @@ def _write_outputs(
 ) -> None:
     """results.json (every row, the settings and when and where they were measured) and
     report.html (the table, the settings worth reading and the figures)."""
+    from camscope.engine.relay import said_so_far
     from camscope.evaluation.sanity import report_rows, sanity_figures
     from camscope.io import write_json
     from camscope.render.report import write_report
@@ -215,6 +231,7 @@ def _write_outputs(
             "does_not_apply": results.skipped,
             "settings": record,
             **({} if fit is None else {"control": fit}),
+            "warnings": said_so_far(),  # said while checking, each once
         },
     )
     hidden = ("inputs", "targets", "methods", "measured")

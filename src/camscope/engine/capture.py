@@ -314,8 +314,10 @@ class Capture:
         from a dense output, a region outside a scan window) has an empty map by right."""
         warnings.warn(
             f"camscope: {silent} of {total} targets score but have zero gradient at every "
-            f"position of layer {self.name!r}, so their maps are empty (e.g. a layer after a "
-            "class-token readout); choose an earlier layer",
+            f"position of layer {self.name!r}, so their maps are empty: its output does not "
+            "reach these scores (a layer after a class-token readout: choose an earlier layer; a "
+            "residual branch scaled by zero, as in an untrained network whose last norms start "
+            "at zero, e.g. timm's zero_init_last: load trained weights)",
             RuntimeWarning,
             stacklevel=5,
         )

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from camscope.engine.relay import said_once
 from camscope.errors import CamscopeError, ModelError
 
 __all__ = [
@@ -146,8 +147,10 @@ def any_model(function: Function) -> Function:
     """Decorator for public functions whose first argument is ``model``: a compiled
     (``torch.compile``) or exported (``torch.export``) model is converted once by
     :func:`eager_model` before the function sees it, so every metric takes what ``explain()``
-    takes."""
+    takes; the warnings raised inside are said once, at the caller's line
+    (:func:`~camscope.engine.relay.said_once`)."""
 
+    @said_once
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if args:

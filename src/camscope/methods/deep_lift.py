@@ -409,7 +409,7 @@ def _warn_if_unsummed(
             f"their sum y(x) − y(x') by more than 1 % of it (by up to {100 * min(worst, 1e4):.3g} "
             "%): the model has calls DeepLIFT has no rule for (attention, layer norms, products "
             "or quotients of activations), or its passes differ (dropout with eval_mode=False); "
-            "extras['delta_gap'] has each gap",
+            "extras['delta_gap'] (the CLI's extra_delta_gap) has each gap",
             RuntimeWarning,
             stacklevel=5,  # the caller of explain()
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from camscope.engine.relay import said_so_far
 from camscope.io.atomic import atomic_write
 from camscope.render.html import data_uri, metrics_table, render_page
 from camscope.render.overlays import (
@@ -176,6 +177,7 @@ def write_report(
     figures: Sequence[tuple[str, bytes]] = (),
     failures: Sequence[dict[str, str]] = (),
     sections: Sequence[tuple[str, str, Sequence[dict[str, Any]]]] = (),
+    warned: Sequence[str] | None = None,
 ) -> Path:
     """Write the report atomically and return its path.
 
@@ -188,6 +190,8 @@ def write_report(
         figures: ``(title, PNG bytes)`` pictures shown after the table (plots).
         failures: inputs that failed, ``{path, error}``, listed after the settings.
         sections: more tables after the metrics, ``(title, note, rows)`` (e.g. sanity checks).
+        warned: warnings to list after the failures; default: those said so far in the running
+            camscope call (:func:`~camscope.engine.relay.said_so_far`).
     """
     slices: dict[str, Any] = {}
     shown = []
@@ -218,6 +222,7 @@ def write_report(
         figures=[{"title": name, "src": data_uri(png)} for name, png in figures],
         entries=shown,
         failures=list(failures),
+        warned=said_so_far() if warned is None else list(warned),
         sections=[
             {"title": heading, "note": note, "table": metrics_table(rows)}
             for heading, note, rows in sections

@@ -28,6 +28,7 @@ from torch import nn
 
 import camscope
 from camscope.engine import weights_digest
+from camscope.engine.relay import said_so_far
 from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json
 from camscope.runs.backends import BACKENDS, run_local, run_ray
@@ -211,6 +212,7 @@ def run_job(
         "failed": failed,
     }
     manifest.update(job.finish(Finished(folder, ordered, failed)))
+    manifest["warnings"] = said_so_far()  # said in this process, each once
     if folder is not None:
         write_json(folder / MANIFEST, manifest)
     resumed = [

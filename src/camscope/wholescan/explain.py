@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camscope.engine import eager_model
+from camscope.engine.relay import said_once
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
 from camscope.explanation import Explanation
@@ -77,6 +79,7 @@ class ScanExplanation:
     labels: list[str] = field(default_factory=list)
 
 
+@said_once
 def explain_scan(
     model: nn.Module,
     scan: Any,
@@ -289,10 +292,11 @@ class _Run:
         assert self.files is not None
         record, why_not = self.files.previous() if resume else (None, None)
         if record is None:
-            if why_not is not None and say:
-                tqdm.write(
+            if why_not is not None:  # work thrown away: said with or without progress
+                warnings.warn(
                     f"camscope: not resuming from {self.files.work}: {why_not}; starting over",
-                    file=sys.stderr,
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
             return 0
         self.record = record

@@ -25,6 +25,7 @@ class ScanOutputs:
 
     def write_manifest(self, record: dict[str, Any], fingerprint: str) -> None:
         """Write ``manifest.json``, the mark that the scan's outputs are complete."""
+        from camscope.engine.relay import said_so_far
         from camscope.io import write_json
         from camscope.io.heatmaps import nifti_units_note
 
@@ -48,6 +49,7 @@ class ScanOutputs:
                 "windows": self.windows.tolist(),
                 "outputs": self.files,
                 **self.extra,
+                "warnings": said_so_far(),
             },
         )
         click.echo(
