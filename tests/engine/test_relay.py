@@ -58,10 +58,12 @@ def _recorded(texts):
 
 
 def test_what_was_said_is_kept_for_the_calls_records(ours):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
         assert _recorded(["1 of 2", "2 of 2", "other"]) == ["1 of 2", "other"]
         assert _recorded(["new"]) == ["new"]  # each call its own
+        warnings.filterwarnings("ignore", message="hidden")
+        assert _recorded(["hidden", "shown"]) == ["shown"]  # what the filters hide is not kept
     assert said_so_far() == []  # outside a call
 
 

@@ -72,11 +72,15 @@ class _Relay:
         if key in self.seen:
             return
         self.seen.add(key)
-        _SAID.append(str(message))
+
+        def shown(*args: Any, **kwargs: Any) -> None:  # kept only if the filters show it
+            _SAID.append(str(message))
+            self.show(*args, **kwargs)
+
         with warnings.catch_warnings():  # the caller's filters and display, for this one
             warnings.resetwarnings()
             cast(list[Any], warnings.filters).extend(self.filters)
-            warnings.showwarning = self.show
+            warnings.showwarning = shown
             if str(Path(filename).resolve()).startswith(PACKAGE + os.sep):
                 registry = self.module_globals.setdefault("__warningregistry__", {})
                 warnings.warn_explicit(
