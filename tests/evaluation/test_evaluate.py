@@ -773,20 +773,30 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     (out / "checked" / "grad_cam.safetensors").write_bytes(b"torn")  # unreadable: checked again
     torn = CliRunner().invoke(cli, [*args, "--seed", "1"])
     assert torn.exit_code == 0 and "resuming: 1 of 2 methods" in torn.output
-    monkeypatch.setattr(cli_sanity, "_write_outputs", stopped_writing)
-    CliRunner().invoke(cli, [*args, "--seed", "1", "--force"])  # both checks saved again
-    monkeypatch.undo()
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    saved = out / "checked" / "saliency.safetensors"
-    with safe_open(str(saved), framework="pt") as stored:
-        metadata = stored.metadata()
-    tensors = load_file(str(saved))
-    del tensors["steps"]  # the right job, but incomplete: checked again, no traceback
-    save_file(tensors, str(saved), metadata=metadata)
-    for name in ("results.json", "report.html"):
-        (out / name).unlink(missing_ok=True)
-    incomplete = CliRunner().invoke(cli, [*args, "--seed", "1", "--quiet"])
-    assert incomplete.exit_code == 0, incomplete.output
-    assert "resuming: 1 of 2" in incomplete.output and "(grad_cam;" in incomplete.output
+    from camscope.evaluation.sanity_store import _digest
+
+    def altered(tensors, metadata):
+        tensors["road_gap"] += 1  # changed by hand after it was saved: checked again
+
+    def incomplete(tensors, metadata):
+        del tensors["steps"]  # the right job and digest, but incomplete: checked again
+        metadata["sha256"] = _digest(tensors)
+
+    for damage in (altered, incomplete):
+        monkeypatch.setattr(cli_sanity, "_write_outputs", stopped_writing)
+        CliRunner().invoke(cli, [*args, "--seed", "1", "--force"])  # both checks saved again
+        monkeypatch.undo()
+        saved = out / "checked" / "saliency.safetensors"
+        with safe_open(str(saved), framework="pt") as stored:
+            metadata = stored.metadata()
+        tensors = load_file(str(saved))
+        damage(tensors, metadata)
+        save_file(tensors, str(saved), metadata=metadata)
+        for name in ("results.json", "report.html"):
+            (out / name).unlink(missing_ok=True)
+        rerun = CliRunner().invoke(cli, [*args, "--seed", "1", "--quiet"])
+        assert rerun.exit_code == 0, rerun.output
+        assert "resuming: 1 of 2" in rerun.output and "(grad_cam;" in rerun.output

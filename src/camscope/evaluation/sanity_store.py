@@ -2,8 +2,8 @@
 ``camscope evaluate sanity`` started again continues with the methods it had not checked.
 
 One file per method, ``<out>/checked/<method>.safetensors``: the result's tensors, and in the
-metadata its names and the key of the job (model, inputs and settings). A file of another job is
-not used.
+metadata its names, the key of the job (model, inputs and settings) and the SHA-256 of its
+tensors. A file of another job, or whose tensors no longer match their digest, is not used.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def job_key(model: Any, inputs: torch.Tensor, targets: torch.Tensor, settings: d
     return digest.hexdigest()[:16]
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors (names, dtypes, shapes and values, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checked(folder: Path, result: SanityResult, key: str) -> None:
     """Write one method's result (atomically: a killed run leaves no torn file)."""
     tensors = {name: getattr(result, name).contiguous() for name in _TENSORS}
@@ -51,6 +61,7 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
         "method": result.method,
         "layers": json.dumps(result.layers),
         "layer": json.dumps(result.layer),
+        "sha256": _digest(tensors),
     }
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{result.method}.safetensors") as path:
@@ -58,8 +69,8 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
 
 
 def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, SanityResult]:
-    """The results of ``methods`` saved by the same job (other, unreadable or incomplete files:
-    ignored, their methods are checked again)."""
+    """The results of ``methods`` saved by the same job (other, unreadable, incomplete or
+    altered files: ignored, their methods are checked again)."""
     done: dict[str, SanityResult] = {}
     for method in methods:
         path = folder / f"{method}.safetensors"
@@ -71,6 +82,8 @@ def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, Sanity
                 if metadata.get("job") != key or metadata.get("method") != method:
                     continue
                 tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+            if metadata.get("sha256") != _digest(tensors):  # changed since it was saved
+                continue
             done[method] = SanityResult(
                 method=method,
                 layers=json.loads(metadata["layers"]),
