@@ -86,6 +86,11 @@ def test_maps_that_are_zero_because_the_baseline_is_the_input_say_so(method, dim
     with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
         camscope.explain(model, x, method=method, targets=0, baseline=x[1])  # one for all
     assert camscope.explain(model, x, method=method, targets=0, baseline=x.flip(0)).maps.any()
+    ones = torch.ones_like(x)
+    with pytest.warns(RuntimeWarning, match="2 of 2 maps .* because the baseline is the input"):
+        camscope.explain(model, ones, method=method, targets=0, baseline=1.0)  # a number
+    with pytest.warns(RuntimeWarning, match="1 of 2 maps .* because the baseline is the input"):
+        camscope.explain(model, torch.stack([x[0], 0 * x[1]]), method=method, targets=0)
 
 
 def test_a_callable_target_is_named_in_the_result():

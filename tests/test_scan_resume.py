@@ -117,7 +117,7 @@ def test_another_jobs_work_is_not_resumed(tmp_path, monkeypatch):
         )
     monkeypatch.undo()
     other = _scan() + 1  # the same shape, different values: a different scan
-    with pytest.warns(RuntimeWarning, match=r"not resuming .*different scan.*starting over"):
+    with pytest.warns(RuntimeWarning, match=r"not resuming .*differs in .*scan.*starting over"):
         done = camscope.explain_scan(  # said without progress bars too
             _classifier(), other, out=tmp_path / "maps.npy", progress=False, **settings
         )
@@ -142,7 +142,7 @@ def test_a_model_or_setting_change_starts_over_and_says_why(tmp_path, monkeypatc
             )
         monkeypatch.undo()
         factory = change.pop("model", _classifier)
-        with pytest.warns(RuntimeWarning, match=f"not resuming .*different {expected}"):
+        with pytest.warns(RuntimeWarning, match=f"not resuming .*differs in .*{expected}"):
             camscope.explain_scan(
                 factory(), _scan(), out=tmp_path / "maps.npy", progress=True, **settings | change
             )

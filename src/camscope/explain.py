@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, cast
@@ -15,7 +14,7 @@ from camscope import postprocess
 from camscope.checks import check_inputs
 from camscope.engine import ModelState, detached, eager_model, is_exported, is_exported_graph
 from camscope.engine.capture import torchscript_error
-from camscope.engine.relay import said_once
+from camscope.engine.relay import said_once, warn
 from camscope.errors import LayerError, MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, pointwise_tail, resolve_layer, trace_layers
@@ -162,9 +161,8 @@ def explain(
     # layer methods say so per layer, at the gradient (engine); input-space methods here
     zero_output = not info.target_blind and _warn_if_output_is_zero(context.output)
     if not zero_output and info.kind == "input":
-        _warn_if_maps_are_zero(
-            result.maps, context.scores, info, _is_the_input(options.get("baseline"), x)
-        )
+        baseline = options.get("baseline", info.options.get("baseline"))
+        _warn_if_maps_are_zero(result.maps, context.scores, info, baseline, x)
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:
         tail = _restating_tail(model, x, layer_name, context.output)
@@ -203,23 +201,24 @@ def _warn_if_output_is_zero(output: Any) -> bool:
     """A classifier whose logits are all exactly zero (torchvision's ViT initialises its head to
     zero) gives maps of zeros for every target: say so instead of showing them in silence."""
     if isinstance(output, torch.Tensor) and output.ndim == 2 and not bool(output.detach().any()):
-        warnings.warn(
+        warn(
             "camscope: every output of the model is exactly 0 (an untrained head initialised to "
-            "zero, as torchvision's ViT does?), so every map is empty; train or load the head",
-            RuntimeWarning,
-            stacklevel=3,
+            "zero, as torchvision's ViT does?), so every map is empty; train or load the head"
         )
         return True
     return False
 
 
 def _is_the_input(baseline: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """Which samples a ``baseline`` option (one input's worth or a batch) equals, ``(B,)``."""
-    if not isinstance(baseline, torch.Tensor):
+    """Which samples a ``baseline`` option (a number, one input, a batch, anything that
+    broadcasts to the inputs) equals, ``(B,)``; ``None`` when there is none."""
+    if baseline is None or isinstance(baseline, str):
         return None
-    if tuple(baseline.shape) not in (tuple(x.shape), tuple(x.shape[1:]), (1, *x.shape[1:])):
+    try:
+        reference = torch.as_tensor(baseline).detach().to(x.device, x.dtype)
+        same = torch.broadcast_to(reference, x.shape) == x.detach()
+    except (RuntimeError, TypeError, ValueError):
         return None
-    same = baseline.detach().to(x.device, x.dtype) == x.detach()
     return same.flatten(1).all(1)
 
 
@@ -227,7 +226,8 @@ def _warn_if_maps_are_zero(
     maps: torch.Tensor,
     scores: torch.Tensor,
     info: MethodInfo,
-    baseline_is_input: torch.Tensor | None = None,
+    baseline: Any = None,
+    x: torch.Tensor | None = None,
 ) -> None:
     """An input-space map exactly 0 everywhere for a target that scores something: the score
     does not change with the input (a zero head, dead ReLUs, a saturated output): said, not shown
@@ -240,28 +240,27 @@ def _warn_if_maps_are_zero(
     if maps.numel() == 0 or tuple(scores.shape) != tuple(maps.shape[:2]):
         return
     silent = ~maps.detach().flatten(2).any(-1) & (scores.detach() != 0)  # (B, T)
-    if baseline_is_input is not None and bool(baseline_is_input.any()):
-        same = silent & baseline_is_input.to(silent.device)[:, None]
-        silent = silent & ~same
-    else:
-        same = torch.zeros_like(silent)
+    same = torch.zeros_like(silent)
+    if bool(silent.any()) and x is not None:
+        equal = _is_the_input(baseline, x)  # an empty map by right: nothing to attribute
+        if equal is not None:
+            same = silent & equal.to(silent.device)[:, None]
+            silent = silent & ~same
     if bool(same.any()):
-        warnings.warn(
+        warn(
             f"camscope: {info.name}: {int(same.sum())} of {same.numel()} maps (sample × "
             "target) are exactly 0 because the baseline is the input itself: the score does not "
             "change between the two, so there is nothing to attribute; give a reference that "
             "lacks what the maps should show (0, a blurred or mean input)",
-            RuntimeWarning,
-            stacklevel=3,
+            key=(info.name, "maps are 0: the baseline is the input"),
         )
     if bool(silent.any()):
-        warnings.warn(
+        warn(
             f"camscope: {info.name}: {int(silent.sum())} of {silent.numel()} maps (sample × "
             "target) are exactly 0 everywhere though their target scores: the score does not "
             "change with the input (a zero head, dead ReLUs, a saturated output?); check the "
             "model and the targets",
-            RuntimeWarning,
-            stacklevel=3,
+            key=(info.name, "maps are 0 though their targets score"),
         )
 
 

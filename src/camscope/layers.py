@@ -106,6 +106,17 @@ def _available_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def module_name(modules: dict[str, nn.Module], name: str) -> str | None:
+    """The name in ``modules`` (a model's ``named_modules()``) that ``name`` stands for: itself,
+    or, in a submodule compiled in place (``model.part = torch.compile(model.part)``), whose
+    layers sit under ``_orig_mod``, the layer it named before (``part.1.conv`` is
+    ``part._orig_mod.1.conv``); ``None`` for no layer."""
+    if name in modules:
+        return name
+    compiled = {key.replace("._orig_mod", ""): key for key in modules if "._orig_mod" in key}
+    return compiled.get(name)
+
+
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """Turn a layer name or a module into ``(name, module)``.
 
@@ -140,11 +151,9 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     modules = dict(model.named_modules())
     if layer and layer in modules:
         return layer, modules[layer]
-    # a submodule compiled in place (model.part = torch.compile(model.part)) holds its layers
-    # under "_orig_mod": "part.1.conv" names "part._orig_mod.1.conv"
-    compiled = {name.replace("._orig_mod", ""): name for name in modules if "._orig_mod" in name}
-    if layer in compiled:
-        return compiled[layer], modules[compiled[layer]]
+    name = module_name(modules, layer) if layer else None
+    if name is not None:
+        return name, modules[name]
     raise LayerError(unknown_name("layer", layer, _available_names(model), cutoff=0.6))
 
 

@@ -144,6 +144,26 @@ def test_the_layers_of_a_compiled_submodule_keep_their_names(dims):
     torch.testing.assert_close(e.maps, expected.maps)
     with pytest.raises(LayerError, match=r"unknown layer '2\.7'"):
         camscope.explain(compiled, x, method="grad_cam", layer="2.7")
+    test = camscope.metrics.mprt(compiled, x, method="saliency", targets=0, layers=["4", "2.0"])
+    assert test.layers == ["4", "2._orig_mod.0"]
+
+
+def test_weights_of_a_model_with_a_compiled_submodule_load_into_the_plain_one(tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=3).eval()
+    model.layer4 = torch.compile(model.layer4, backend="eager")
+    assert "layer4._orig_mod.0.conv1.weight" in model.state_dict()
+    save_file(model.state_dict(), tmp_path / "weights.safetensors")
+    loaded, _ = load_model_spec(
+        tmp_path / "weights.safetensors",
+        architecture="torchvision:resnet18",
+        options={"num_classes": 3},
+    )
+    torch.testing.assert_close(
+        loaded.layer4[0].conv1.weight, model.layer4._orig_mod[0].conv1.weight
+    )
 
 
 def test_scripted_model_layer_methods_say_why_and_input_methods_work():

@@ -1,6 +1,8 @@
-"""Warnings are said once per public call, at the caller's line (camscope.engine.relay)."""
+"""camscope's warnings are said once per public call, at the caller's line, and nothing global
+changes (camscope.engine.relay)."""
 
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -10,89 +12,80 @@ from torch import nn
 
 import camscope
 from camscope.engine import relay
-from camscope.engine.relay import said_once, said_so_far
+from camscope.engine.relay import said_so_far
+from tests.engine.relayed import steps as relayed
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def ours(monkeypatch):
-    """Warnings raised from this folder count as camscope's own."""
-    monkeypatch.setattr(relay, "PACKAGE", str(Path(__file__).resolve().parent))
-
-
-@said_once
-def _steps(texts):
-    for text in texts:
-        warnings.warn(text, RuntimeWarning, stacklevel=1)
-    return len(texts)
-
-
-@said_once
-def _outer(texts):
-    return _steps(texts) + _steps(texts)
+    """The functions of tests/engine/relayed stand for camscope's own code."""
+    monkeypatch.setattr(relay, "PACKAGE", str(Path(relayed.__file__).parent))
 
 
 def _line() -> int:
     return sys._getframe(1).f_lineno
 
 
-def test_repeats_that_differ_in_numbers_are_said_once_at_the_callers_line(ours):
-    texts = [f"{k} of 64 maps are 0 at layer4.1.conv{k % 2 + 1}" for k in range(6)]
+def test_a_warning_is_said_once_per_call_by_its_key_at_the_callers_line():
+    texts = [f"{k} of 64 maps are 0 at layer {k % 2}" for k in range(6)]
+    keys = [("maps are 0", k % 2) for k in range(6)]  # the counts left out, the layer kept
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         line = _line() + 1
-        assert _outer(texts) == 12
-    # conv1 and conv2 are names, not counts: two warnings; the counts 0..5 and the nested
-    # call's repeats are dropped
-    assert [str(w.message) for w in record] == [texts[0], texts[1]]
+        assert relayed.outer(texts, keys) == 12
+    assert [str(w.message) for w in record] == texts[:2]  # one per layer, nested calls too
     assert {(w.filename, w.lineno) for w in record} == {(__file__, line)}
-    with warnings.catch_warnings(record=True) as again:  # a new call says them again
+    with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        _steps(texts[:1])
-    assert len(again) == 1
+        relayed.steps(["a", "a", "b", "a"])  # by default the key is the text
+        relayed.steps(["a"])  # a new call says it again
+    assert [str(w.message) for w in record] == ["a", "b", "a"]
 
 
-@said_once
-def _recorded(texts):
-    _outer(texts)
-    return said_so_far()
-
-
-def test_what_was_said_is_kept_for_the_calls_records(ours):
+def test_what_was_said_is_kept_for_the_calls_records():
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        assert _recorded(["1 of 2", "2 of 2", "other"]) == ["1 of 2", "other"]
-        assert _recorded(["new"]) == ["new"]  # each call its own
+        assert relayed.recorded(["one", "one", "other"]) == ["one", "other"]
+        assert relayed.recorded(["new"]) == ["new"]  # each call its own
         warnings.filterwarnings("ignore", message="hidden")
-        assert _recorded(["hidden", "shown"]) == ["shown"]  # what the filters hide is not kept
+        assert relayed.recorded(["hidden", "shown"]) == ["shown"]  # what filters hide: not kept
     assert said_so_far() == []  # outside a call
 
 
-def test_filters_of_the_caller_apply(ours):
+def test_the_callers_filters_and_pythons_display_hold():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(RuntimeWarning, match="0 of 64"):
-            _steps(["0 of 64", "never reached"])
+        with pytest.raises(RuntimeWarning, match="first"):
+            relayed.steps(["first", "never reached"])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("default")  # Python's own: once per line of code
+        for _ in range(3):
+            relayed.steps(["same each time"])
+            warnings.warn("the user's own", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in record] == ["same each time", "the user's own"]
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        warnings.filterwarnings("ignore", message="quiet")
-        _steps(["quiet 1", "loud"])
-    assert [str(w.message) for w in record] == ["loud"]
-    # the filters are as they were after the call
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        warnings.warn("after", UserWarning, stacklevel=1)
-        warnings.warn("after", UserWarning, stacklevel=1)
-    assert len(record) == 2
+        warnings.filterwarnings("ignore", module=__name__)  # by the module the warning is at
+        relayed.steps(["hidden by module"])
+    assert record == []
 
 
-def test_other_code_keeps_its_place(monkeypatch):
-    monkeypatch.setattr(relay, "PACKAGE", str(Path(torch.__file__).parent))  # not this file
+def test_calls_in_threads_keep_their_own_records():
+    said = {}
+
+    def run(name):
+        said[name] = relayed.recorded([f"from {name}", "shared"])
+
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        _steps(["from the model", "from the model"])
-    assert len(record) == 1
-    assert record[0].filename == __file__
-    assert record[0].lineno == _steps.__wrapped__.__code__.co_firstlineno + 3  # warnings.warn
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert said == {"a": ["from a", "shared"], "b": ["from b", "shared"]}
+    assert len(record) == 4
+    assert warnings.showwarning is warnings._showwarning_orig  # nothing global left changed
 
 
 class _LayerNormNet(nn.Module):
@@ -109,11 +102,14 @@ class _LayerNormNet(nn.Module):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-def test_a_warning_at_every_step_of_a_metric_is_said_once(dims):
+def test_a_warning_at_every_step_of_a_metric_is_said_once(dims, monkeypatch):
+    monkeypatch.undo()  # camscope's own code, this time
     torch.manual_seed(0)
     model, x = _LayerNormNet(dims).eval(), torch.randn(2, 1, *[6] * dims)
-    with pytest.warns(RuntimeWarning, match=r"no rule for layer_norm \(×1\)") as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         line = _line() + 1
         test = camscope.metrics.mprt(model, x, method="lrp", targets=0)
     assert len(test.layers) == 3  # so four explanations, each of which warns
+    assert [str(w.message)[:42] for w in record] == ["camscope: lrp has no rule for layer_norm ("]
     assert [(w.filename, w.lineno) for w in record] == [(__file__, line)]

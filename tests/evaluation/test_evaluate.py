@@ -725,6 +725,9 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     tmp_path, monkeypatch
 ):
     import importlib
+    import warnings
+
+    from camscope.engine.relay import warn
 
     sanity_module = importlib.import_module("camscope.evaluation.sanity")
     data = tmp_path / "d"
@@ -739,10 +742,13 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     def stopping(model, inputs, method, **options):
         if method == "grad_cam":
             raise KeyboardInterrupt  # the user stops the run during the second method
+        warn("camscope: said while checking saliency")
         return real(model, inputs, method=method, **options)
 
     monkeypatch.setattr(sanity_module, "mprt", stopping)
-    stopped = CliRunner().invoke(cli, [*args, "--quiet"])
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        stopped = CliRunner().invoke(cli, [*args, "--quiet"])
     assert stopped.exit_code == 130 and "interrupted" in stopped.output
     assert "the checks of 1 of 2 methods are saved in" in stopped.output
     assert "(saliency); the same command goes on from there" in stopped.output
@@ -752,6 +758,8 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert "resuming: 1 of 2 methods were checked by an interrupted run" in again.output
+    said = json.loads((out / "results.json").read_text())["warnings"]
+    assert said == ["camscope: said while checking saliency"]  # the first run's, kept
     rows = {row["method"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
     whole = ["evaluate", "sanity", str(data), "--model", "tiny2d", "--out", str(tmp_path / "f")]
     fresh = CliRunner().invoke(cli, [*whole, "--methods", "saliency,grad-cam"])

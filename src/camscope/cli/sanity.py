@@ -3,6 +3,7 @@ randomisation, ROAD), on a built-in benchmark or your own model and data."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -174,9 +175,9 @@ def sanity(
             done=done,
             on_result=save,
         )
-    except KeyboardInterrupt as interrupt:
+    except BaseException as stopped:  # Ctrl-C, or an error of the model (out of memory, ...)
         if saved:
-            interrupt.add_note(
+            stopped.add_note(
                 f"camscope: the checks of {len(saved)} of {len(names)} methods are saved in "
                 f"{checked} ({', '.join(saved)}); the same command goes on from there"
             )
@@ -199,7 +200,10 @@ def sanity(
         measured=machine(),
     )
     _write_outputs(folder, title, table, notes, rows, results, record, fit)
-    shutil.rmtree(checked, ignore_errors=True)  # in results.json now; a rerun needs --force
+    for name in names:  # in results.json now (a rerun needs --force); other jobs' files stay
+        (checked / f"{name}.safetensors").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        checked.rmdir()  # when empty
     click.echo(f"wrote {folder}/results.json and report.html")
 
 

@@ -17,7 +17,6 @@ copy, never the recorded activations. Parameters' ``.grad`` are never written
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camscope.engine.relay import warn
 from camscope.engine.state import ModelState, call_model
 from camscope.engine.vjp import auto_chunk_size, chunked_vjp
 from camscope.errors import LayerError
@@ -312,14 +312,13 @@ class Capture:
         layer (e.g. a layer after a ViT's class-token readout: only the class token carries
         gradient) gets an empty map: say so. A target that scores exactly 0 (a class absent
         from a dense output, a region outside a scan window) has an empty map by right."""
-        warnings.warn(
+        warn(
             f"camscope: {silent} of {total} targets score but have zero gradient at every "
             f"position of layer {self.name!r}, so their maps are empty: its output does not "
             "reach these scores (a layer after a class-token readout: choose an earlier layer; a "
             "residual branch scaled by zero, as in an untrained network whose last norms start "
             "at zero, e.g. timm's zero_init_last: load trained weights)",
-            RuntimeWarning,
-            stacklevel=5,
+            key=("zero gradient at the layer", self.name),
         )
 
     def _independent(self) -> LayerError:

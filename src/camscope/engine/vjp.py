@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from camscope.engine.relay import warn
+
 __all__ = [
     "DEFAULT_GRADIENT_BUDGET",
     "auto_chunk_size",
@@ -96,12 +98,11 @@ def batched_vjp(
                 allow_unused=True,
             )
     except (RuntimeError, UserWarning) as error:
-        warnings.warn(
+        warn(
             f"camscope: batched gradients are not supported by an op of this model "
             f"({str(error).splitlines()[0][:160]}); falling back to one backward pass per "
             "target, which is slower",
-            RuntimeWarning,
-            stacklevel=4,
+            key="batched gradients are not supported",
         )
         columns = []
         for index in range(count):

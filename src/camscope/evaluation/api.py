@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camscope.engine.relay import said_once
 from camscope.evaluation.job import EvaluateJob
 from camscope.evaluation.scoring import EvaluationRow
 from camscope.layouts import LayoutSpec, layout_text
@@ -42,6 +43,7 @@ def _job(
     )
 
 
+@said_once
 def evaluate(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -100,6 +102,7 @@ def evaluate(
     return rows
 
 
+@said_once
 def evaluate_files(
     model: nn.Module | None,
     paths: Sequence[str | os.PathLike[str]],

@@ -3,7 +3,8 @@
 
 One file per method, ``<out>/checked/<method>.safetensors``: the result's tensors, and in the
 metadata its names, the key of the job (model, inputs and settings) and the SHA-256 of its
-tensors. A file of another job, or whose tensors no longer match their digest, is not used.
+tensors, and the warnings said so far. A file of another job, or whose tensors no longer match
+their digest, is not used.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from camscope.engine.relay import add_said, said_so_far
 from camscope.engine.state import weights_digest
 from camscope.evaluation.sanity import SanityResult
 from camscope.io.atomic import atomic_path
@@ -62,6 +64,7 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
         "layers": json.dumps(result.layers),
         "layer": json.dumps(result.layer),
         "sha256": _digest(tensors),
+        "warnings": json.dumps(said_so_far()),  # a resumed run's records keep them
     }
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{result.method}.safetensors") as path:
@@ -70,7 +73,8 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
 
 def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, SanityResult]:
     """The results of ``methods`` saved by the same job (other, unreadable, incomplete or
-    altered files: ignored, their methods are checked again)."""
+    altered files: ignored, their methods are checked again). The warnings said by the run that
+    saved them count as said in the running call (:func:`~camscope.engine.relay.add_said`)."""
     done: dict[str, SanityResult] = {}
     for method in methods:
         path = folder / f"{method}.safetensors"
@@ -97,6 +101,7 @@ def load_checked(folder: Path, methods: list[str], key: str) -> dict[str, Sanity
                 sparseness=tensors.get("sparseness"),
                 sensitivity=tensors.get("sensitivity"),
             )
+            add_said(json.loads(metadata.get("warnings", "[]")))
         except (OSError, ValueError, KeyError, SafetensorError):  # torn or incomplete
             continue
     return done

@@ -88,6 +88,10 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str)
     for prefix in ("_orig_mod.", "module."):  # torch.compile's and DataParallel's wrappers
         if state and all(name.startswith(prefix) for name in state):
             state = {name[len(prefix) :]: value for name, value in state.items()}
+    if any("._orig_mod." in name for name in state) and not any(
+        "._orig_mod." in name for name in model.state_dict()
+    ):  # saved from a model with a submodule compiled in place (model.part = torch.compile(...))
+        state = {name.replace("._orig_mod.", "."): value for name, value in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -27,13 +27,13 @@ model get their plain gradient here.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from camscope.engine import call_model, chunked_vjp
+from camscope.engine.relay import warn
 from camscope.errors import InputError, MethodError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
@@ -404,14 +404,13 @@ def _warn_if_unsummed(
     off = gap.detach() > 0.01 * change + rounding
     if bool(off.any()):
         worst = float((gap.detach()[off] / change[off].clamp_min(1e-12)).max())
-        warnings.warn(
+        warn(
             f"camscope: {name}: {int(off.sum())} of {off.numel()} maps (sample × target) miss "
             f"their sum y(x) − y(x') by more than 1 % of it (by up to {100 * min(worst, 1e4):.3g} "
             "%): the model has calls DeepLIFT has no rule for (attention, layer norms, products "
             "or quotients of activations), or its passes differ (dropout with eval_mode=False); "
             "extras['delta_gap'] (the CLI's extra_delta_gap) has each gap",
-            RuntimeWarning,
-            stacklevel=5,  # the caller of explain()
+            key=(name, "maps miss their sum"),
         )
 
 

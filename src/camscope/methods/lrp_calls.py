@@ -4,12 +4,13 @@ for every call of the forward pass, functional and ``torch.export`` (aten) forms
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from camscope.engine.relay import warn
 
 __all__ = [
     "ADD", "ADD_IN_PLACE", "ATEN_NORM", "AVERAGE", "CONV", "DENSE", "FUNCTIONAL_NORM",
@@ -111,10 +112,9 @@ def warn_unruled(unruled: Counter[str]) -> None:
     hint = (
         "; for a transformer use chefer or attention_rollout" if _TRANSFORMER & set(unruled) else ""
     )
-    warnings.warn(
+    warn(
         f"camscope: lrp has no rule for {calls} in this model: relevance passes through them as "
         "a gradient would, so it is not conserved there (the conservation_gap extra shows by "
         f"how much; zennit does the same){hint}",
-        RuntimeWarning,
-        stacklevel=5,  # the caller of explain()
+        key=("lrp has no rule for", *sorted(unruled)),
     )

@@ -14,6 +14,7 @@ import warnings
 
 import torch
 
+from camscope.engine.relay import warn
 from camscope.errors import MethodError
 from camscope.methods.context import MethodContext, MethodResult
 from camscope.methods.gradients import resolve_baseline
@@ -276,12 +277,11 @@ def lime(
         values[b, :m] = coef.T.to(x.device)
         draws.append(z)
     if unconverged:
-        warnings.warn(
+        warn(
             f"camscope: lime: scikit-learn's Lasso stopped before converging for {unconverged} "
             f"of {context.batch_size} samples (max_iter={int(max_iter)}), so their segment "
             "values are approximate; raise max_iter, or fit by least squares with alpha=0",
-            RuntimeWarning,
-            stacklevel=4,  # the caller of explain()
+            key="lime: Lasso stopped before converging",
         )
     maps = _spread(values, labels, x.shape[1])
     return MethodResult(maps, {"segments": labels, "values": values, "samples": draws})

@@ -41,6 +41,7 @@ from camscope.engine import ModelState, any_model, call_model, is_exported_graph
 from camscope.engine.replay import PrefixReplay
 from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
+from camscope.layers import module_name
 from camscope.methods import get_method
 from camscope.metrics._shapes import class_indices
 from camscope.metrics._stats import PerSample, mean_std
@@ -373,9 +374,10 @@ def mprt(
     if not names:
         raise InputError("the model has no layer with parameters to randomise")
     modules = dict(model.named_modules())
-    for name in names:  # all checked before the first (slow) step
+    given, names = names, [module_name(modules, name) or name for name in names]
+    for name, asked in zip(names, given, strict=True):  # all checked before the first step
         if name not in modules:
-            raise InputError(f"no layer named {name!r} in the model")
+            raise InputError(f"no layer named {asked!r} in the model")
         if not any(True for _ in modules[name].parameters()):
             raise InputError(f"layer {name!r} has no parameters to randomise")
     columns, kept = [], []

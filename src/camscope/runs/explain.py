@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import camscope
+from camscope.engine.relay import said_once
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_npz
 from camscope.io.heatmaps import heatmap_suffix, nifti_units_note, write_heatmap
@@ -333,6 +334,7 @@ class ExplainJob:
         return {"report": "report.html"}
 
 
+@said_once
 def explain_files(
     model: nn.Module | None,
     paths: Sequence[str | os.PathLike[str]],

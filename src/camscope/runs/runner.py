@@ -28,7 +28,7 @@ from torch import nn
 
 import camscope
 from camscope.engine import weights_digest
-from camscope.engine.relay import said_so_far
+from camscope.engine.relay import said_once, said_so_far
 from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json
 from camscope.runs.backends import BACKENDS, run_local, run_ray
@@ -97,6 +97,7 @@ def _reusable(
     return done
 
 
+@said_once
 def run_job(
     job: Job,
     source: Source,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camscope.engine import eager_model
-from camscope.engine.relay import said_once
+from camscope.engine.relay import said_once, warn
 from camscope.errors import InputError, ModelError
 from camscope.explain import explain
 from camscope.explanation import Explanation
@@ -293,11 +292,7 @@ class _Run:
         record, why_not = self.files.previous() if resume else (None, None)
         if record is None:
             if why_not is not None:  # work thrown away: said with or without progress
-                warnings.warn(
-                    f"camscope: not resuming from {self.files.work}: {why_not}; starting over",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                warn(f"camscope: not resuming from {self.files.work}: {why_not}; starting over")
             return 0
         self.record = record
         first = int(record["windows_done"])

@@ -228,7 +228,7 @@ class ScanFiles:
             key for key in {*theirs, *self.identity} if theirs.get(key) != self.identity.get(key)
         )
         if differ:
-            return None, f"it was made with a different {', '.join(differ)}"
+            return None, f"that job differs in {', '.join(differ)}"
         if "band_slot" not in record:
             return None, "its record keeps no band of blended windows (an older camscope's)"
         missing = self._damaged(record.get("layout", {}))
