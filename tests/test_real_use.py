@@ -75,20 +75,22 @@ def test_input_space_maps_that_are_zero_everywhere_are_said(method):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("method", ["deeplift", "integrated_gradients"])
+@pytest.mark.parametrize("method", ["deeplift", "integrated_gradients", "gradient_shap"])
 def test_maps_that_are_zero_because_the_baseline_is_the_input_say_so(method, dims):
     conv = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
     model = nn.Sequential(conv(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)).eval()
     x = torch.randn(2, 1, *[6] * dims)
     model(x)
-    with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
-        camscope.explain(model, x, method=method, targets="all", baseline=x)
-    with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
-        camscope.explain(model, x, method=method, targets=0, baseline=x[1])  # one for all
-    assert camscope.explain(model, x, method=method, targets=0, baseline=x.flip(0)).maps.any()
+    name = "baselines" if method == "gradient_shap" else "baseline"  # a distribution there
+    if method != "gradient_shap":
+        with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
+            camscope.explain(model, x, method=method, targets="all", baseline=x)
+        with pytest.warns(RuntimeWarning, match="because the baseline is the input itself"):
+            camscope.explain(model, x, method=method, targets=0, baseline=x[1])  # one for all
+        assert camscope.explain(model, x, method=method, targets=0, baseline=x.flip(0)).maps.any()
     ones = torch.ones_like(x)
     with pytest.warns(RuntimeWarning, match="2 of 2 maps .* because the baseline is the input"):
-        camscope.explain(model, ones, method=method, targets=0, baseline=1.0)  # a number
+        camscope.explain(model, ones, method=method, targets=0, **{name: 1.0})  # a number
     with pytest.warns(RuntimeWarning, match="1 of 2 maps .* because the baseline is the input"):
         camscope.explain(model, torch.stack([x[0], 0 * x[1]]), method=method, targets=0)
 

@@ -161,7 +161,8 @@ def explain(
     # layer methods say so per layer, at the gradient (engine); input-space methods here
     zero_output = not info.target_blind and _warn_if_output_is_zero(context.output)
     if not zero_output and info.kind == "input":
-        baseline = options.get("baseline", info.options.get("baseline"))
+        name = "baseline" if "baseline" in info.options else "baselines"  # GradientSHAP's
+        baseline = options.get(name, info.options.get(name))
         _warn_if_maps_are_zero(result.maps, context.scores, info, baseline, x)
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from camscope.checks import check_inputs
 from camscope.engine import ModelState, record_layer, run_to_layer
+from camscope.engine.relay import said_once
 from camscope.errors import CamscopeError, InputError, LayerError
 from camscope.layers import resolve_layer
 from camscope.layouts import LayoutResolver
@@ -178,6 +179,7 @@ def fit_gaussian(
     return sigma, center, float(parameters[0]), float(parameters[1]), 1.0 - residual / spread
 
 
+@said_once
 def effective_receptive_field(
     model: nn.Module,
     layer: str | nn.Module,

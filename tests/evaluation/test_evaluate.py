@@ -808,3 +808,34 @@ def test_an_interrupted_sanity_run_continues_with_the_methods_it_had_not_checked
         rerun = CliRunner().invoke(cli, [*args, "--seed", "1", "--quiet"])
         assert rerun.exit_code == 0, rerun.output
         assert "resuming: 1 of 2" in rerun.output and "(grad_cam;" in rerun.output
+
+
+def test_a_saved_check_brings_back_the_warnings_said_while_it_ran(tmp_path):
+    from camscope.engine.relay import said_once, said_so_far
+    from camscope.evaluation.sanity import SanityResult
+    from camscope.evaluation.sanity_store import load_checked, save_checked
+
+    def result(method):
+        return SanityResult(
+            method,
+            ["fc"],
+            torch.zeros(2, 1),
+            torch.zeros(2),
+            torch.zeros(2),
+            None,
+            torch.zeros(2, 4),
+            torch.zeros(1, 2, 4),
+        )
+
+    save_checked(tmp_path, result("lrp"), "job", ["camscope: lrp has no rule for layer_norm"])
+    save_checked(tmp_path, result("saliency"), "job", [])
+
+    @said_once
+    def resume(methods):
+        return list(load_checked(tmp_path, methods, "job")), said_so_far()
+
+    assert resume(["saliency"]) == (["saliency"], [])  # only the warnings of what it takes over
+    assert resume(["lrp", "saliency"]) == (
+        ["lrp", "saliency"],
+        ["camscope: lrp has no rule for layer_norm"],
+    )

@@ -90,6 +90,7 @@ def sanity(
     ROAD; a table, results.json and report.html, and one line
     saying which methods pass on this model."""
     import camscope
+    from camscope.engine.relay import said_so_far
     from camscope.engine.state import weights_digest
     from camscope.evaluation.own_data import read_own_data
     from camscope.evaluation.sanity import (
@@ -155,11 +156,13 @@ def sanity(
             f"resuming: {len(done)} of {len(names)} methods were checked by an interrupted run "
             f"of this job ({', '.join(done)}; saved in {checked}); checking the rest"
         )
-    saved = list(done)
+    saved, said = list(done), [len(said_so_far())]
 
     def save(result: Any) -> None:
-        save_checked(checked, result, key)
+        warned = said_so_far()
+        save_checked(checked, result, key, warned[said[0] :])  # said while checking it
         saved.append(result.method)
+        said[0] = len(warned)
 
     try:
         results = sanity_check(

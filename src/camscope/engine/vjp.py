@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -85,19 +84,16 @@ def batched_vjp(
         return result if several else result[0]
     eye = torch.eye(count, dtype=scores.dtype, device=scores.device)
     grad_outputs = eye[:, None, :].expand(count, scores.shape[0], count)
-    try:
-        with warnings.catch_warnings():
-            # vmap falls back to a slow per-target loop with this warning; do it visibly.
-            warnings.filterwarnings("error", message=".*performance drop.*")
-            batched = torch.autograd.grad(
-                scores,
-                tensors,
-                grad_outputs=grad_outputs,
-                is_grads_batched=True,
-                retain_graph=True,  # kept for the per-target fallback if this one fails
-                allow_unused=True,
-            )
-    except (RuntimeError, UserWarning) as error:
+    try:  # an op without a batching rule: vmap loops over the targets itself, with its warning
+        batched = torch.autograd.grad(
+            scores,
+            tensors,
+            grad_outputs=grad_outputs,
+            is_grads_batched=True,
+            retain_graph=True,  # kept for the per-target fallback if this one fails
+            allow_unused=True,
+        )
+    except RuntimeError as error:
         warn(
             f"camscope: batched gradients are not supported by an op of this model "
             f"({str(error).splitlines()[0][:160]}); falling back to one backward pass per "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from camscope.engine.relay import add_said, said_so_far
+from camscope.engine.relay import add_said
 from camscope.engine.state import weights_digest
 from camscope.evaluation.sanity import SanityResult
 from camscope.io.atomic import atomic_path
@@ -50,8 +51,9 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def save_checked(folder: Path, result: SanityResult, key: str) -> None:
-    """Write one method's result (atomically: a killed run leaves no torn file)."""
+def save_checked(folder: Path, result: SanityResult, key: str, warned: Sequence[str] = ()) -> None:
+    """Write one method's result (atomically: a killed run leaves no torn file), with the
+    warnings said while checking it."""
     tensors = {name: getattr(result, name).contiguous() for name in _TENSORS}
     tensors |= {
         name: value.contiguous()
@@ -64,7 +66,7 @@ def save_checked(folder: Path, result: SanityResult, key: str) -> None:
         "layers": json.dumps(result.layers),
         "layer": json.dumps(result.layer),
         "sha256": _digest(tensors),
-        "warnings": json.dumps(said_so_far()),  # a resumed run's records keep them
+        "warnings": json.dumps(list(warned)),  # a resumed run's records keep them
     }
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{result.method}.safetensors") as path:

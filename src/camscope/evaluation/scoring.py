@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import camscope
+from camscope.engine.relay import said_once
 from camscope.layouts import LayoutSpec
 from camscope.metrics import (
     auc,
@@ -116,6 +117,7 @@ def summarise(
     return rows
 
 
+@said_once
 def score_batch(
     model: nn.Module,
     x: torch.Tensor,

@@ -14,7 +14,6 @@ it (a per-target loop if an op of the model has no batching rule for the second 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -100,23 +99,21 @@ def _gradient_and_hessian_product(
     count = scores.shape[1]
     eye = torch.eye(count, dtype=scores.dtype, device=scores.device)
     fixed = leaf.detach()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", message=".*performance drop.*")
-            (gradients,) = torch.autograd.grad(
-                scores,
-                leaf,
-                grad_outputs=eye[:, None, :].expand(count, scores.shape[0], count),
-                is_grads_batched=True,
-                create_graph=True,
-            )  # (T, N, C, *s)
-            along = (gradients * fixed).flatten(1).sum(1)  # (T,)
-            products = None
-            if along.requires_grad:  # otherwise the head is piecewise linear: H = 0
-                products = torch.autograd.grad(
-                    along, leaf, grad_outputs=eye, is_grads_batched=True, allow_unused=True
-                )[0]
-    except (RuntimeError, UserWarning):
+    try:  # an op without a batching rule: vmap loops over the targets itself, with its warning
+        (gradients,) = torch.autograd.grad(
+            scores,
+            leaf,
+            grad_outputs=eye[:, None, :].expand(count, scores.shape[0], count),
+            is_grads_batched=True,
+            create_graph=True,
+        )  # (T, N, C, *s)
+        along = (gradients * fixed).flatten(1).sum(1)  # (T,)
+        products = None
+        if along.requires_grad:  # otherwise the head is piecewise linear: H = 0
+            products = torch.autograd.grad(
+                along, leaf, grad_outputs=eye, is_grads_batched=True, allow_unused=True
+            )[0]
+    except RuntimeError:
         columns, hvps = [], []
         for t in range(count):
             (g,) = torch.autograd.grad(scores[:, t].sum(), leaf, create_graph=True)

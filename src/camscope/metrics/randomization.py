@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,7 +36,14 @@ from scipy import stats
 from torch import nn
 
 from camscope.checks import check_inputs
-from camscope.engine import ModelState, any_model, call_model, is_exported_graph, trace_modules
+from camscope.engine import (
+    ModelState,
+    any_model,
+    call_model,
+    is_exported,
+    is_exported_graph,
+    trace_modules,
+)
 from camscope.engine.replay import PrefixReplay
 from camscope.errors import InputError, LayerError, MethodError
 from camscope.explain import explain
@@ -113,12 +119,12 @@ def _working_copy(model: nn.Module) -> Iterator[nn.Module]:
     """A copy of ``model`` to randomise. A model that cannot be deep-copied (a ``torch.export``
     program's module: its graph holds fake tensors) is randomised in place instead, and every
     parameter and buffer is put back afterwards, on an error or Ctrl-C too."""
-    try:
-        with warnings.catch_warnings():  # an exported module's fake tensors warn, then fail
-            warnings.simplefilter("ignore")
+    duplicate = None
+    if not is_exported(model):  # an exported module's fake tensors warn, then fail to copy
+        try:
             duplicate = copy.deepcopy(model)
-    except RuntimeError:
-        duplicate = None
+        except RuntimeError:
+            pass
     if duplicate is not None:
         yield duplicate
         return

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from camscope.engine.relay import said_once
 from camscope.errors import InputError
 from camscope.metrics._shapes import explanation_maps
 from camscope.metrics._stats import mean_std
@@ -90,6 +91,7 @@ class SensitivityResult:
 Explainer = Callable[[torch.Tensor], torch.Tensor]
 
 
+@said_once
 def max_sensitivity(
     explainer: Explainer,
     inputs: torch.Tensor,
@@ -129,6 +131,7 @@ def max_sensitivity(
     return SensitivityResult(values=worst, radius=radius)
 
 
+@said_once
 def one_pixel_sensitivity(
     explainer: Explainer, inputs: torch.Tensor, *, delta: float = 1.0
 ) -> SensitivityResult:
