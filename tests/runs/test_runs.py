@@ -418,3 +418,24 @@ def test_tensor_sources_run_in_the_job_s_batches_and_a_bare_tensor_is_refused(tm
     assert batches and set(batches) == {1}  # the job's batch size, not the runner's default
     assert summary.manifest["batch_size"] == 1
     assert repr(summary) == f"RunSummary(folder={summary.folder!r}, done=4, resumed=0, failed=0)"
+
+
+def test_a_resumed_run_lists_the_warnings_its_first_part_said(data):
+    import warnings
+
+    model, _ = load_model(data / "net")
+    paths = [data / "data" / "s1" / f"v{index}.npy" for index in range(3)]
+    np.save(paths[0], np.zeros((16, 16, 16), dtype=np.float32))  # the baseline itself
+    settings = ExplainSettings(
+        methods=["integrated_gradients"], formats=[], report=False, batch_size=1
+    )
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        first = explain_files(model, paths, data / "w", settings, progress=False)
+    said = first.manifest["warnings"]
+    assert len(said) == 1 and "because the baseline is the input itself" in said[0]
+    for name in ("v1", "v2"):  # as if the run had been killed after the first input
+        (data / "w" / "records" / f"{name}.json").unlink()
+    (data / "w" / "manifest.json").unlink()
+    again = explain_files(model, paths, data / "w", settings, progress=False)
+    assert again.resumed == ["v0"] and again.manifest["warnings"] == said

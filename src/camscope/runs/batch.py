@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from camscope.engine.relay import said_so_far
 from camscope.errors import CamscopeError
 from camscope.io.atomic import write_json
 from camscope.io.inputs import LoadedImage
@@ -46,6 +47,7 @@ def process_batch(
     while pending:
         group = pending.pop(0)
         indices = [i for i, _ in group]
+        mark = len(said_so_far())
         try:
             results = job.run(model, _batch(source, group, folder))
         except CamscopeError as error:
@@ -55,8 +57,11 @@ def process_batch(
             shape = tuple(group[0][1].data.shape)
             failed.append({"index": indices[0], "error": f"(shape {shape}) {error}"})
             continue
+        warned = said_so_far()[mark:]  # kept in the records: a resumed run's manifest lists them
         for index, result in zip(indices, results, strict=True):
-            records.append(_write(source, index, folder, fingerprint, result))
+            records.append(
+                _write(source, index, folder, fingerprint, result | {"warnings": warned})
+            )
     for failure in failed:
         _write(source, failure["index"], folder, fingerprint, {"failed": failure["error"]})
     return records, failed

@@ -28,7 +28,7 @@ from torch import nn
 
 import camscope
 from camscope.engine import weights_digest
-from camscope.engine.relay import said_once, said_so_far
+from camscope.engine.relay import add_said, said_once, said_so_far
 from camscope.errors import CamscopeError, InputError
 from camscope.io.atomic import OutputError, write_json
 from camscope.runs.backends import BACKENDS, run_local, run_ray
@@ -153,6 +153,8 @@ def run_job(
     if folder is not None:
         done = _reusable(job, source, folder, fingerprint, force, list(made or []))
         prepare_records(folder)
+        for item in done.values():  # what the interrupted run said, for this run's manifest
+            add_said(item.get("warnings", []))
     names = source.names
     todo = fixed_batches(len(source), int(batch_size), lambda i: names[i] in done)
     finished: list[str] = []
