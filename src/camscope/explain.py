@@ -15,11 +15,12 @@ from camscope.checks import check_inputs
 from camscope.engine import ModelState, detached, eager_model, is_exported, is_exported_graph
 from camscope.engine.capture import torchscript_error
 from camscope.engine.relay import said_once, warn
-from camscope.errors import LayerError, MethodError
+from camscope.errors import InputError, LayerError, MethodError
 from camscope.explanation import Explanation
 from camscope.layers import choose_layer, pointwise_tail, resolve_layer, trace_layers
 from camscope.layouts import LayoutResolver, LayoutSpec
 from camscope.methods import MethodContext, MethodInfo, get_method
+from camscope.methods.gradients import resolve_baseline
 from camscope.methods.registry import check_option
 from camscope.targets import TargetSpec, check_targets
 
@@ -163,7 +164,7 @@ def explain(
     if not zero_output and info.kind == "input":
         name = "baseline" if "baseline" in info.options else "baselines"  # GradientSHAP's
         baseline = options.get(name, info.options.get(name))
-        _warn_if_maps_are_zero(result.maps, context.scores, info, baseline, x)
+        _warn_if_maps_are_zero(result.maps, context.scores, info, context, baseline)
     extras = dict(result.extras)
     if info.needs_layer and single_layer is not None and layer_name is not None:
         tail = _restating_tail(model, x, layer_name, context.output)
@@ -210,25 +211,24 @@ def _warn_if_output_is_zero(output: Any) -> bool:
     return False
 
 
-def _is_the_input(baseline: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """Which samples a ``baseline`` option (a number, one input, a batch, anything that
-    broadcasts to the inputs) equals, ``(B,)``; ``None`` when there is none."""
-    if baseline is None or isinstance(baseline, str):
+def _is_the_input(context: MethodContext, baseline: Any) -> torch.Tensor | None:
+    """Which samples a ``baseline`` option equals, ``(B,)``; ``None`` when there is none (or it
+    is a set of references rather than one baseline)."""
+    if baseline is None:
         return None
     try:
-        reference = torch.as_tensor(baseline).detach().to(x.device, x.dtype)
-        same = torch.broadcast_to(reference, x.shape) == x.detach()
-    except (RuntimeError, TypeError, ValueError):
+        reference = resolve_baseline(context, baseline)
+    except InputError:
         return None
-    return same.flatten(1).all(1)
+    return (reference == context.inputs.detach()).flatten(1).all(1)
 
 
 def _warn_if_maps_are_zero(
     maps: torch.Tensor,
     scores: torch.Tensor,
     info: MethodInfo,
+    context: MethodContext | None = None,
     baseline: Any = None,
-    x: torch.Tensor | None = None,
 ) -> None:
     """An input-space map exactly 0 everywhere for a target that scores something: the score
     does not change with the input (a zero head, dead ReLUs, a saturated output): said, not shown
@@ -242,8 +242,8 @@ def _warn_if_maps_are_zero(
         return
     silent = ~maps.detach().flatten(2).any(-1) & (scores.detach() != 0)  # (B, T)
     same = torch.zeros_like(silent)
-    if bool(silent.any()) and x is not None:
-        equal = _is_the_input(baseline, x)  # an empty map by right: nothing to attribute
+    if bool(silent.any()) and context is not None:
+        equal = _is_the_input(context, baseline)  # an empty map by right: nothing to attribute
         if equal is not None:
             same = silent & equal.to(silent.device)[:, None]
             silent = silent & ~same

@@ -156,13 +156,14 @@ def sanity(
             f"resuming: {len(done)} of {len(names)} methods were checked by an interrupted run "
             f"of this job ({', '.join(done)}; saved in {checked}); checking the rest"
         )
-    saved, said = list(done), [len(said_so_far())]
+    saved, mark = list(done), len(said_so_far())
 
     def save(result: Any) -> None:
+        nonlocal mark
         warned = said_so_far()
-        save_checked(checked, result, key, warned[said[0] :])  # said while checking it
+        save_checked(checked, result, key, warned[mark:])  # said while checking it
         saved.append(result.method)
-        said[0] = len(warned)
+        mark = len(warned)
 
     try:
         results = sanity_check(

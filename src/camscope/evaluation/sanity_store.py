@@ -2,9 +2,9 @@
 ``camscope evaluate sanity`` started again continues with the methods it had not checked.
 
 One file per method, ``<out>/checked/<method>.safetensors``: the result's tensors, and in the
-metadata its names, the key of the job (model, inputs and settings) and the SHA-256 of its
-tensors, and the warnings said so far. A file of another job, or whose tensors no longer match
-their digest, is not used.
+metadata its names, the key of the job (model, inputs and settings), the SHA-256 of its tensors
+and the warnings said while it was checked. A file of another job, or whose tensors no longer
+match their digest, is not used.
 """
 
 from __future__ import annotations
